@@ -1,0 +1,320 @@
+//! Test images, built at test time from Debian's busybox-static into OCI image layouts.
+//!
+//! Each image is a real OCI image layout (oci-layout, index.json, blobs/sha256/...) with
+//! gzip layers and a config whose Cmd runs the fixture's behaviour. Builds are
+//! deterministic (fixed mtimes), so the same fixture always has the same digests.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// Where Debian's busybox-static installs the binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The fixture images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Image {
+    /// Plain busybox; Cmd `sh`.
+    Busybox,
+    /// `busybox httpd` serving /www (index.html says "berth-fixture") on `port`.
+    Httpd { port: u16 },
+    /// Sleeps `after_ms` milliseconds, then exits with `code`.
+    Exit { code: u8, after_ms: u64 },
+    /// Ignores SIGTERM and sleeps forever; only SIGKILL stops it.
+    IgnoreSigterm,
+    /// Writes `per_sec` numbered lines a second to stdout and to stderr.
+    Chatty { per_sec: u32 },
+    /// Three layers: busybox; files under /data and /opq; then a whiteout of /data/gone,
+    /// a changed /data/keep, and /opq made opaque with only /opq/new in it.
+    MultiLayer,
+}
+
+impl Image {
+    /// The repository name used for this fixture in layouts and registries.
+    pub fn name(&self) -> String {
+        match self {
+            Image::Busybox => "busybox".into(),
+            Image::Httpd { port } => format!("httpd-{port}"),
+            Image::Exit { code, after_ms } => format!("exit-{code}-after-{after_ms}ms"),
+            Image::IgnoreSigterm => "ignore-sigterm".into(),
+            Image::Chatty { per_sec } => format!("chatty-{per_sec}"),
+            Image::MultiLayer => "multilayer".into(),
+        }
+    }
+
+    fn cmd(&self) -> Vec<String> {
+        let sh = |s: String| vec!["/bin/sh".to_string(), "-c".to_string(), s];
+        match self {
+            Image::Busybox | Image::MultiLayer => vec!["/bin/sh".into()],
+            Image::Httpd { port } => ["/bin/httpd", "-f", "-p", &port.to_string(), "-h", "/www"]
+                .map(String::from)
+                .to_vec(),
+            Image::Exit { code, after_ms } => {
+                sh(format!("usleep {}; exit {code}", after_ms * 1000))
+            }
+            Image::IgnoreSigterm => sh("trap '' TERM; while true; do sleep 1; done".into()),
+            Image::Chatty { per_sec } => sh(format!(
+                "i=0; while true; do i=$((i+1)); echo \"out $i\"; echo \"err $i\" >&2; usleep {}; done",
+                1_000_000 / per_sec.max(&1)
+            )),
+        }
+    }
+
+    fn layers(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut base = Layer::default();
+        base.busybox()?;
+        let mut layers = vec![base];
+        match self {
+            Image::Httpd { .. } => {
+                let mut l = Layer::default();
+                l.dir("www", 0o755);
+                l.file("www/index.html", b"berth-fixture\n", 0o644);
+                layers.push(l);
+            }
+            Image::MultiLayer => {
+                let mut two = Layer::default();
+                two.dir("data", 0o755);
+                two.file("data/keep", b"v1\n", 0o644);
+                two.file("data/gone", b"removed by a whiteout\n", 0o644);
+                two.dir("data/dir", 0o755);
+                two.file("data/dir/a", b"a\n", 0o644);
+                two.dir("opq", 0o755);
+                two.file("opq/old", b"hidden by the opaque dir\n", 0o644);
+                two.dir("opq/sub", 0o755);
+                two.file("opq/sub/old2", b"hidden too\n", 0o644);
+                let mut three = Layer::default();
+                three.dir("data", 0o755);
+                three.file("data/.wh.gone", b"", 0o644);
+                three.file("data/keep", b"v2\n", 0o644);
+                three.dir("opq", 0o755);
+                three.file("opq/.wh..wh..opq", b"", 0o644);
+                three.file("opq/new", b"new\n", 0o644);
+                layers.extend([two, three]);
+            }
+            _ => {}
+        }
+        layers.into_iter().map(Layer::finish).collect()
+    }
+}
+
+/// An OCI image layout on disk holding one tagged image.
+#[derive(Debug, Clone)]
+pub struct OciLayout {
+    pub dir: PathBuf,
+    pub tag: String,
+    /// `sha256:<hex>` of the image manifest.
+    pub manifest_digest: String,
+    /// `sha256:<hex>` of the image config (the image ID).
+    pub config_digest: String,
+    /// The uncompressed digests of the layers, in order.
+    pub diff_ids: Vec<String>,
+}
+
+impl OciLayout {
+    /// `oci:<dir>:<tag>`, the reference skopeo and umoci take.
+    pub fn oci_ref(&self) -> String {
+        format!("oci:{}:{}", self.dir.display(), self.tag)
+    }
+}
+
+/// Builds `image` as an OCI image layout in `dir` (created), tagged `latest`.
+pub fn build(image: &Image, dir: &Path) -> anyhow::Result<OciLayout> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).with_context(|| format!("mkdir {}", blobs.display()))?;
+    let write_blob = |bytes: &[u8]| -> anyhow::Result<(String, usize)> {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes)?;
+        Ok((format!("sha256:{hex}"), bytes.len()))
+    };
+
+    let mut layer_descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for tar in image.layers()? {
+        diff_ids.push(format!("sha256:{}", sha256_hex(&tar)));
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar)?;
+        let (digest, size) = write_blob(&gz.finish()?)?;
+        layer_descs.push(json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest,
+            "size": size,
+        }));
+    }
+    let config = json!({
+        "created": "2026-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": image.cmd(),
+            "WorkingDir": "/",
+            "Labels": { "org.berth.fixture": image.name() },
+        },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        "history": diff_ids.iter().map(|_| json!({"created_by": "berth test fixture"})).collect::<Vec<_>>(),
+    });
+    let (config_digest, config_size) = write_blob(&serde_json::to_vec(&config)?)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": layer_descs,
+    });
+    let (manifest_digest, manifest_size) = write_blob(&serde_json::to_vec(&manifest)?)?;
+    let tag = "latest".to_string();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "platform": { "architecture": "amd64", "os": "linux" },
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok(OciLayout {
+        dir: dir.to_path_buf(),
+        tag,
+        manifest_digest,
+        config_digest,
+        diff_ids,
+    })
+}
+
+/// Writes a plain rootfs of busybox (as the base layer holds it) into `dir`: for tests
+/// that need a bundle's rootfs without an image store.
+pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
+    let mut layer = Layer::default();
+    layer.busybox()?;
+    let tar = layer.finish()?;
+    std::fs::create_dir_all(dir)?;
+    tar::Archive::new(tar.as_slice())
+        .unpack(dir)
+        .with_context(|| format!("unpack busybox into {}", dir.display()))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An uncompressed layer tar under construction.
+#[derive(Default)]
+struct Layer {
+    builder: Option<tar::Builder<Vec<u8>>>,
+}
+
+impl Layer {
+    fn tar(&mut self) -> &mut tar::Builder<Vec<u8>> {
+        self.builder
+            .get_or_insert_with(|| tar::Builder::new(Vec::new()))
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_767_225_600); // 2026-01-01: fixed, so digests are stable
+        h
+    }
+
+    fn dir(&mut self, path: &str, mode: u32) {
+        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
+        self.tar()
+            .append_data(&mut h, path, std::io::empty())
+            .expect("append to a Vec");
+    }
+
+    fn file(&mut self, path: &str, data: &[u8], mode: u32) {
+        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.tar()
+            .append_data(&mut h, path, data)
+            .expect("append to a Vec");
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) {
+        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        self.tar()
+            .append_link(&mut h, path, target)
+            .expect("append to a Vec");
+    }
+
+    /// The busybox userland: /bin/busybox, an applet link for each applet in /bin, and
+    /// the directories and files a container expects.
+    fn busybox(&mut self) -> anyhow::Result<()> {
+        let bin = std::fs::read(BUSYBOX).with_context(|| {
+            format!("read {BUSYBOX} (install busybox-static: scripts/setup.sh)")
+        })?;
+        for (d, mode) in [
+            ("bin", 0o755),
+            ("dev", 0o755),
+            ("etc", 0o755),
+            ("proc", 0o555),
+            ("root", 0o700),
+            ("sys", 0o555),
+            ("tmp", 0o1777),
+            ("var", 0o755),
+        ] {
+            self.dir(d, mode);
+        }
+        self.file("bin/busybox", &bin, 0o755);
+        let out = std::process::Command::new(BUSYBOX).arg("--list").output()?;
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                self.symlink(&format!("bin/{applet}"), "busybox");
+            }
+        }
+        self.file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            0o644,
+        );
+        self.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<Vec<u8>> {
+        match self.builder {
+            Some(b) => b.into_inner().context("finish layer tar"),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct() {
+        let imgs = [
+            Image::Busybox,
+            Image::Httpd { port: 80 },
+            Image::Exit {
+                code: 3,
+                after_ms: 10,
+            },
+            Image::IgnoreSigterm,
+            Image::Chatty { per_sec: 10 },
+            Image::MultiLayer,
+        ];
+        let names: std::collections::BTreeSet<_> = imgs.iter().map(Image::name).collect();
+        assert_eq!(names.len(), imgs.len());
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what berth's build and tests need on a fresh Debian machine: the Debian
+# packages of the real peers the tests start (../shared/TESTING.md) and the toolchain
+# components. Idempotent; silent when everything is already present.
+set -euo pipefail
+
+packages=(
+  # build
+  pkg-config libseccomp-dev protobuf-compiler
+  # the userland of the test images
+  busybox-static
+  # registry fixture: the reference OCI distribution server, a pusher, htpasswd, a test CA
+  docker-registry skopeo umoci apache2-utils openssl
+  # the peers berth is compared with
+  containerd runc crun containernetworking-plugins
+  # inspection of what berth programmed
+  nftables iproute2 conntrack util-linux procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  # Packages such as containerd and docker-registry ship services; never start them on
+  # the machine that builds and tests berth.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0
+  [ -e "$policy" ] && had_policy=1
+  if [ $had_policy -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ $had_policy -eq 1 ] || rm -f "$policy"
+  # Debian's docker-registry and containerd come with services; make sure none was left
+  # running by the install.
+  pkill -x registry 2>/dev/null || true
+fi
+
+# Toolchain components: rustfmt and clippy for the lint gate, nextest for the suite.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+      echo "setup: adding rustup component $c"
+      rustup component add "$c" >/dev/null
+    fi
+  done
+fi
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install --locked cargo-nextest >/dev/null
+fi

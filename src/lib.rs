@@ -1,0 +1,6 @@
+//! berth: one daemon that makes a Linux machine a Kubernetes worker node.
+//!
+//! The library holds every subsystem (see docs/ARCHITECTURE.md); `main.rs` only wires the
+//! parts together with their real kernel seams and runs them.
+
+pub mod version;

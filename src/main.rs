@@ -1,0 +1,49 @@
+//! The berth command line: builds the parts with their real kernel seams and runs them.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// berth turns a Linux machine into a Kubernetes worker node.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `berth=debug`.
+    #[arg(long, global = true, env = "BERTH_LOG", default_value = "info")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print berth's version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Version => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", berth::version::Info::current())?;
+        }
+    }
+    Ok(())
+}
