@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
+    /// Run OCI containers with runc's command line.
+    Oci(Box<berth::oci::cli::OciArgs>),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Oci(args) => std::process::exit(berth::oci::cli::main(*args)),
         Command::Version => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", berth::version::Info::current())?;

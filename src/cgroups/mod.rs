@@ -1,0 +1,299 @@
+//! Cgroups for containers: v1, hybrid and v2 behind one interface.
+//!
+//! The layout of the host (which hierarchy holds which controller, where the unified tree
+//! is) is read from mountinfo into a [`Layout`], whose mount points are plain paths: a
+//! test points them at a temp dir. What a spec asks for is planned as data
+//! ([`plan::plan`]: a list of file writes, with a clear error for a controller the host
+//! lacks) and only then written ([`Cgroup::apply`]). This module owns the container's own
+//! cgroup directories; it never writes to a parent it did not create.
+
+mod layout;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use layout::{Hierarchy, Layout};
+pub use plan::{FileWrite, plan};
+
+/// What went wrong with a container's cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup {path}: {op}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{field}: this host has no {controller} controller (cgroup {version})")]
+    MissingController {
+        field: String,
+        controller: String,
+        version: &'static str,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("cgroup path {0}: must not contain '..'")]
+    BadPath(PathBuf),
+    #[error("cgroup {path}: processes {pids:?} still running")]
+    Busy { path: PathBuf, pids: Vec<i32> },
+}
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> CgroupError {
+    let path = path.to_path_buf();
+    move |source| CgroupError::Io { path, op, source }
+}
+
+/// One container's cgroup: its directory in every hierarchy it uses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cgroup {
+    /// Key: a v1 controller name (`memory`, `cpu`, `name=systemd`, ...) or `unified` for
+    /// the cgroup2 tree. Value: the directory.
+    pub dirs: BTreeMap<String, PathBuf>,
+    /// true when the unified tree is the only hierarchy (pure v2 host).
+    pub v2_only: bool,
+}
+
+impl Cgroup {
+    /// The directories of the cgroup at `path` (the spec's `cgroupsPath`, relative to each
+    /// hierarchy's root) in `layout`. Nothing is created.
+    pub fn at(layout: &Layout, path: &Path) -> Result<Self> {
+        let rel: PathBuf = path
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::RootDir))
+            .collect();
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || rel.as_os_str().is_empty()
+        {
+            return Err(CgroupError::BadPath(path.to_path_buf()));
+        }
+        let mut dirs = BTreeMap::new();
+        for h in &layout.hierarchies {
+            let dir = h.mount.join(&rel);
+            if h.v2 {
+                dirs.insert("unified".to_string(), dir);
+            } else {
+                for c in &h.controllers {
+                    dirs.insert(c.clone(), dir.clone());
+                }
+            }
+        }
+        Ok(Self {
+            dirs,
+            v2_only: layout.is_v2_only(),
+        })
+    }
+
+    /// Each distinct directory once (co-mounted controllers share one).
+    pub fn unique_dirs(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = self.dirs.values().map(PathBuf::as_path).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Creates every directory (idempotent). A new v1 cpuset is given its parent's cpus
+    /// and mems, without which it takes no task.
+    pub fn create(&self) -> Result<()> {
+        for dir in self.unique_dirs() {
+            std::fs::create_dir_all(dir).map_err(io(dir, "mkdir"))?;
+        }
+        if let Some(dir) = self.dirs.get("cpuset") {
+            init_cpuset(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the planned files.
+    pub fn apply(&self, writes: &[FileWrite]) -> Result<()> {
+        for w in writes {
+            let Some(dir) = self.dirs.get(&w.controller) else {
+                return Err(CgroupError::MissingController {
+                    field: w.field.clone(),
+                    controller: w.controller.clone(),
+                    version: if self.v2_only { "v2" } else { "v1" },
+                });
+            };
+            let p = dir.join(&w.file);
+            std::fs::write(&p, &w.value).map_err(|e| CgroupError::Invalid {
+                field: w.field.clone(),
+                reason: format!("write {:?} to {}: {e}", w.value, p.display()),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the cgroup in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for dir in self.unique_dirs() {
+            let p = dir.join("cgroup.procs");
+            std::fs::write(&p, pid.to_string()).map_err(io(&p, "add process"))?;
+        }
+        Ok(())
+    }
+
+    /// The pids in the cgroup (read from the first hierarchy that has it).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let dir = self
+            .dirs
+            .get("pids")
+            .or_else(|| self.dirs.get("memory"))
+            .or_else(|| self.dirs.get("unified"))
+            .or_else(|| self.dirs.values().next());
+        let Some(dir) = dir else { return Ok(vec![]) };
+        read_pids(dir)
+    }
+
+    /// Freezes (`true`) or thaws the cgroup and waits until the kernel says it is done.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        if let Some(dir) = self.dirs.get("freezer") {
+            let p = dir.join("freezer.state");
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            for _ in 0..1000 {
+                std::fs::write(&p, want).map_err(io(&p, "freeze"))?;
+                let now = std::fs::read_to_string(&p).map_err(io(&p, "read"))?;
+                if now.trim() == want {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            return Err(CgroupError::Invalid {
+                field: "freezer.state".into(),
+                reason: format!("{} did not reach {want}", p.display()),
+            });
+        }
+        if let Some(dir) = self.dirs.get("unified") {
+            let p = dir.join("cgroup.freeze");
+            if p.exists() {
+                std::fs::write(&p, if frozen { "1" } else { "0" }).map_err(io(&p, "freeze"))?;
+                let events = dir.join("cgroup.events");
+                let want = if frozen { "frozen 1" } else { "frozen 0" };
+                for _ in 0..1000 {
+                    let ev = std::fs::read_to_string(&events).map_err(io(&events, "read"))?;
+                    if ev.lines().any(|l| l == want) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        Err(CgroupError::MissingController {
+            field: "pause".into(),
+            controller: "freezer".into(),
+            version: if self.v2_only { "v2" } else { "v1" },
+        })
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> bool {
+        if let Some(dir) = self.dirs.get("freezer") {
+            return std::fs::read_to_string(dir.join("freezer.state"))
+                .is_ok_and(|s| s.trim() == "FROZEN");
+        }
+        if let Some(dir) = self.dirs.get("unified") {
+            return std::fs::read_to_string(dir.join("cgroup.freeze"))
+                .is_ok_and(|s| s.trim() == "1");
+        }
+        false
+    }
+
+    /// Removes the directories, deepest hierarchy entries only (what [`create`] made).
+    /// Processes still inside are an error unless `kill` is set, which SIGKILLs them first.
+    pub fn remove(&self, kill: bool) -> Result<()> {
+        let mut first_err = None;
+        for dir in self.unique_dirs() {
+            if let Err(e) = remove_dir(dir, kill) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+fn read_pids(dir: &Path) -> Result<Vec<i32>> {
+    let p = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(io(&p, "read")(e)),
+    }
+}
+
+fn remove_dir(dir: &Path, kill: bool) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    // Sub-cgroups a container made for itself go first.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dir(&e.path(), kill)?;
+            }
+        }
+    }
+    let mut last = None;
+    for i in 0..500 {
+        let pids = read_pids(dir)?;
+        if !pids.is_empty() {
+            if !kill && i > 100 {
+                return Err(CgroupError::Busy {
+                    path: dir.to_path_buf(),
+                    pids,
+                });
+            }
+            if kill {
+                let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+                let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+                for pid in pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(io(dir, "rmdir")(
+        last.unwrap_or_else(|| std::io::Error::other("busy")),
+    ))
+}
+
+/// A new v1 cpuset inherits nothing; copy the nearest non-empty ancestor's cpus and mems
+/// into every empty level from there down.
+fn init_cpuset(dir: &Path) -> Result<()> {
+    let mut chain = vec![dir.to_path_buf()];
+    let mut cur = dir.parent();
+    while let Some(p) = cur {
+        if !p.join("cpuset.cpus").exists() {
+            break;
+        }
+        chain.push(p.to_path_buf());
+        cur = p.parent();
+    }
+    chain.reverse();
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mut inherited = String::new();
+        for d in &chain {
+            let p = d.join(f);
+            let v = std::fs::read_to_string(&p).map_err(io(&p, "read"))?;
+            if v.trim().is_empty() {
+                std::fs::write(&p, inherited.trim()).map_err(io(&p, "write"))?;
+            } else {
+                inherited = v;
+            }
+        }
+    }
+    Ok(())
+}

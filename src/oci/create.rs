@@ -1,0 +1,354 @@
+//! Creating a container (and exec's new process): validate, plan, cgroup, fork, and
+//! drive the child through the namespace protocol of [`super::init`].
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use super::error::{OciError, Result};
+use super::init::{ChildFds, intermediate};
+use super::plan::{self, Plan, PlanOptions};
+use super::state::{Root, State, Status, now_rfc3339, proc_stat, write_atomic};
+use crate::cgroups::{Cgroup, Layout};
+use crate::sys::clone::{channel, fork, recv_msg, send_msg};
+
+/// A runtime instance: where state lives and which cgroup layout the host has.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: Root,
+    pub layout: Layout,
+}
+
+/// How to create one container.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The bundle dir (holds config.json unless `spec` is given, and a relative rootfs).
+    pub bundle: PathBuf,
+    /// The spec, when the caller has it in memory (no config.json is read).
+    pub spec: Option<Spec>,
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    pub plan: PlanOptions,
+}
+
+/// Kills and removes what a failed create made.
+struct Cleanup<'a> {
+    dir: PathBuf,
+    cgroup: Option<Cgroup>,
+    pids: Vec<i32>,
+    armed: bool,
+    _rt: &'a Runtime,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        for pid in &self.pids {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid), None);
+        }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.remove(true)
+        {
+            tracing::warn!(error = %e, "cleanup of a failed create: cgroup");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(error = %e, dir = %self.dir.display(), "cleanup of a failed create");
+        }
+    }
+}
+
+impl Runtime {
+    /// A runtime keeping state under `root`, on the host's cgroup layout.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: Root::new(root),
+            layout: Layout::detect(),
+        }
+    }
+
+    /// Creates container `id`: its namespaces, root filesystem and process, stopped just
+    /// before exec until [`Runtime::start`].
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<State> {
+        Root::check_id(id)?;
+        self.root.ensure()?;
+        let dir = self.root.dir(id);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(OciError::Exists { id: id.into() });
+            }
+            Err(source) => {
+                return Err(OciError::Io {
+                    id: id.into(),
+                    op: "create state dir",
+                    path: dir,
+                    source,
+                });
+            }
+        }
+        let mut cleanup = Cleanup {
+            dir: dir.clone(),
+            cgroup: None,
+            pids: vec![],
+            armed: true,
+            _rt: self,
+        };
+        let st = self.create_inner(id, opts, &dir, &mut cleanup)?;
+        cleanup.armed = false;
+        Ok(st)
+    }
+
+    fn create_inner(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        dir: &Path,
+        cleanup: &mut Cleanup<'_>,
+    ) -> Result<State> {
+        let bundle = opts.bundle.canonicalize().map_err(|source| OciError::Io {
+            id: id.into(),
+            op: "open bundle",
+            path: opts.bundle.clone(),
+            source,
+        })?;
+        let spec = match &opts.spec {
+            Some(s) => s.clone(),
+            None => super::spec::load(id, &bundle)?,
+        };
+        let linux = spec.linux().clone().unwrap_or_default();
+        let cg_path = linux
+            .cgroups_path()
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/berth/{id}")));
+        let cgroup = Cgroup::at(&self.layout, &cg_path)
+            .map_err(|e| OciError::spec(id, "linux.cgroupsPath", e.to_string()))?;
+        let writes = match linux.resources() {
+            Some(r) => {
+                crate::cgroups::plan(&self.layout, r).map_err(|source| OciError::Cgroup {
+                    id: id.into(),
+                    source,
+                })?
+            }
+            None => vec![],
+        };
+        let mut plan = plan::build(id, &spec, &bundle, Some(&cgroup), &opts.plan)?;
+        if !plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNS)
+            && !plan
+                .join
+                .iter()
+                .any(|(f, _)| *f == nix::sched::CloneFlags::CLONE_NEWNS)
+        {
+            return Err(OciError::spec(
+                id,
+                "linux.namespaces",
+                "a mount namespace is required",
+            ));
+        }
+        let spec_json = serde_json::to_vec(&spec)
+            .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?;
+        write_atomic(dir, "config.json", &spec_json).map_err(|source| OciError::Io {
+            id: id.into(),
+            op: "write",
+            path: dir.join("config.json"),
+            source,
+        })?;
+        let mut st = State {
+            oci_version: spec.version().clone(),
+            id: id.into(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.clone(),
+            rootfs: plan.rootfs.clone(),
+            annotations: spec
+                .annotations()
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            created: now_rfc3339(),
+            cgroup: Some(cgroup.clone()),
+            owner: String::new(),
+            deleting: false,
+        };
+        // Recorded before the cgroup exists: a crash from here on leaves a state that
+        // `delete --force` cleans.
+        self.root.save(&st)?;
+        cleanup.cgroup = Some(cgroup.clone());
+        let cgerr = |source| OciError::Cgroup {
+            id: id.into(),
+            source,
+        };
+        cgroup.create().map_err(cgerr)?;
+        cgroup.apply(&writes).map_err(cgerr)?;
+
+        let fifo_path = dir.join("exec.fifo");
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
+            |source| OciError::Sys {
+                id: id.into(),
+                op: format!("mkfifo {}", fifo_path.display()),
+                source,
+            },
+        )?;
+        let uid = plan::host_id(linux.uid_mappings().as_ref(), plan.process.uid);
+        let gid = plan::host_id(linux.gid_mappings().as_ref(), plan.process.gid);
+        nix::unistd::chown(&fifo_path, Some(uid.into()), Some(gid.into())).map_err(|source| {
+            OciError::Sys {
+                id: id.into(),
+                op: "chown exec.fifo".into(),
+                source,
+            }
+        })?;
+        let fifo = open_path(&fifo_path).map_err(|source| OciError::Io {
+            id: id.into(),
+            op: "open",
+            path: fifo_path.clone(),
+            source,
+        })?;
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let mut create_runtime = hooks.prestart().clone().unwrap_or_default();
+        create_runtime.extend(hooks.create_runtime().clone().unwrap_or_default());
+        let pid = spawn(
+            id,
+            &mut plan,
+            &cgroup,
+            Some(fifo.as_raw_fd()),
+            &mut cleanup.pids,
+            |pid| {
+                st.pid = pid;
+                super::hooks::run(
+                    id,
+                    "createRuntime",
+                    &create_runtime,
+                    &st.hook_json(Status::Creating),
+                )
+            },
+            !create_runtime.is_empty(),
+        )?;
+        drop(fifo);
+        st.pid = pid;
+        st.pid_start = proc_stat(pid).map(|s| s.1).unwrap_or(0);
+        st.status = Status::Created;
+        self.root.save(&st)?;
+        if let Some(pf) = &opts.pid_file {
+            write_pid_file(id, pf, pid)?;
+        }
+        tracing::debug!(container = id, pid, "created");
+        Ok(st)
+    }
+}
+
+/// Writes a pid file atomically.
+pub fn write_pid_file(id: &str, pf: &Path, pid: i32) -> Result<()> {
+    let dir = pf
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = pf.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
+    write_atomic(dir, name, pid.to_string().as_bytes()).map_err(|source| OciError::Io {
+        id: id.into(),
+        op: "write pid file",
+        path: pf.to_path_buf(),
+        source,
+    })?;
+    // write_atomic makes it 0600; a pid file is for everyone to read.
+    let _ = std::fs::set_permissions(pf, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    Ok(())
+}
+
+fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(p)?;
+    Ok(f.into())
+}
+
+/// Forks the intermediate, puts it in `cgroup`, answers its requests and returns the
+/// pid of the process it made (a child of the caller). `pids` collects every process to
+/// kill if this fails.
+pub(crate) fn spawn(
+    id: &str,
+    plan: &mut Plan,
+    cgroup: &Cgroup,
+    fifo: Option<i32>,
+    pids: &mut Vec<i32>,
+    mut on_hooks: impl FnMut(i32) -> Result<()>,
+    hooks: bool,
+) -> Result<i32> {
+    let sys = |op: &str| {
+        let op = op.to_string();
+        let id = id.to_string();
+        move |source| OciError::Sys { id, op, source }
+    };
+    let (parent_end, child_end) = channel().map_err(sys("socketpair"))?;
+    let fds = ChildFds {
+        sock: child_end.as_raw_fd(),
+        fifo,
+        hooks,
+    };
+    let s1 = fork().map_err(sys("fork"))?;
+    if s1 == 0 {
+        drop(parent_end);
+        intermediate(plan, fds);
+    }
+    drop(child_end);
+    pids.push(s1);
+    let sock = parent_end.as_raw_fd();
+    let init_err = |message: String| OciError::Init {
+        id: id.into(),
+        message,
+    };
+    cgroup.add(s1).map_err(|source| OciError::Cgroup {
+        id: id.into(),
+        source,
+    })?;
+    send_msg(sock, b"G").map_err(sys("signal the intermediate"))?;
+    let mut init = 0;
+    loop {
+        let msg = recv_msg(sock).map_err(sys("read from the container's init"))?;
+        match msg.first() {
+            Some(b'U') => {
+                let write = |file: &str, text: &str| {
+                    let p = format!("/proc/{s1}/{file}");
+                    std::fs::write(&p, text).map_err(|e| {
+                        OciError::spec(id, "linux.uidMappings", format!("write {p}: {e}"))
+                    })
+                };
+                if let Some(m) = &plan.uid_map {
+                    write("uid_map", m)?;
+                }
+                if let Some(m) = &plan.gid_map {
+                    write("gid_map", m)?;
+                }
+                send_msg(sock, b"M").map_err(sys("signal the intermediate"))?;
+            }
+            Some(b'P') => {
+                init = String::from_utf8_lossy(&msg[1..])
+                    .parse()
+                    .map_err(|_| init_err("bad pid message".into()))?;
+                pids.push(init);
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s1), None);
+                pids.retain(|p| *p != s1);
+            }
+            Some(b'H') => {
+                on_hooks(init)?;
+                send_msg(sock, b"K").map_err(sys("signal the init"))?;
+            }
+            Some(b'R') => return Ok(init),
+            Some(b'E') => return Err(init_err(String::from_utf8_lossy(&msg[1..]).into_owned())),
+            _ => {
+                return Err(init_err(
+                    "the container's init exited before it was ready".into(),
+                ));
+            }
+        }
+    }
+}

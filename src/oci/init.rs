@@ -1,0 +1,252 @@
+//! The child side of container creation: the intermediate process that enters the
+//! namespaces, and the container's init that builds the root and becomes the process.
+//!
+//! Messages to the runtime (one per SOCK_SEQPACKET send):
+//! `U` user namespace made, map it; `P<pid>` the init's pid; `H` run createRuntime
+//! hooks now; `R` ready (created); `E<text>` failed. From the runtime: `G` go (the
+//! intermediate is in the cgroup), `M` mapped, `K` hooks done.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, unshare};
+
+use super::plan::{Plan, ProcessPlan};
+use super::rootfs;
+use crate::sys::clone::{clone_parent, exit_now, join_ns, recv_msg, send_msg};
+
+/// What the child needs besides the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct ChildFds {
+    pub sock: RawFd,
+    /// O_PATH fd of exec.fifo (create), or None (exec: run at once).
+    pub fifo: Option<RawFd>,
+    /// Stop for createRuntime hooks.
+    pub hooks: bool,
+}
+
+fn fail(sock: RawFd, msg: &str) -> ! {
+    let _ = send_msg(sock, format!("E{msg}").as_bytes());
+    exit_now(1)
+}
+
+fn expect(sock: RawFd, want: u8) -> Result<(), String> {
+    match recv_msg(sock) {
+        Ok(m) if m.first() == Some(&want) => Ok(()),
+        Ok(m) => Err(format!(
+            "runtime sent {:?}, expected {:?}",
+            String::from_utf8_lossy(&m),
+            want as char
+        )),
+        Err(e) => Err(format!("wait for runtime: {e}")),
+    }
+}
+
+/// The intermediate process (just forked from the runtime). Never returns.
+pub fn intermediate(plan: &Plan, fds: ChildFds) -> ! {
+    match intermediate_inner(plan, fds) {
+        Ok(()) => exit_now(0),
+        Err(m) => fail(fds.sock, &m),
+    }
+}
+
+fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
+    expect(fds.sock, b'G')?;
+    let mut in_userns = false;
+    for (flag, path) in &plan.join {
+        join_ns(path, *flag).map_err(|e| {
+            format!(
+                "join {} namespace {}: {e}",
+                super::plan::ns_proc_name(*flag),
+                path.display()
+            )
+        })?;
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            in_userns = true;
+        }
+    }
+    if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
+        send_msg(fds.sock, b"U").map_err(|e| e.to_string())?;
+        expect(fds.sock, b'M')?;
+        in_userns = true;
+    }
+    if in_userns {
+        // Become the namespace's root, so that what follows is done with its caps.
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
+    }
+    let rest = plan.new & !CloneFlags::CLONE_NEWUSER;
+    if !rest.is_empty() {
+        unshare(rest).map_err(|e| format!("unshare namespaces {rest:?}: {e}"))?;
+    }
+    if let Some(off) = &plan.time_offsets {
+        std::fs::write("/proc/self/timens_offsets", off)
+            .map_err(|e| format!("linux.timeOffsets: {e}"))?;
+    }
+    let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
+    if pid == 0 {
+        init(plan, fds, in_userns);
+    }
+    send_msg(fds.sock, format!("P{pid}").as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The container's init. Never returns: it execs the process or exits.
+fn init(plan: &Plan, fds: ChildFds, in_userns: bool) -> ! {
+    let exe = match init_inner(plan, fds, in_userns) {
+        Ok(exe) => exe,
+        Err(m) => fail(fds.sock, &m),
+    };
+    let _ = send_msg(fds.sock, b"R");
+    // From here on the runtime no longer listens: failures go to stderr.
+    if let Some(fifo) = fds.fifo
+        && let Err(e) = wait_start(fifo)
+    {
+        eprintln!("berth init: wait for start: {e}");
+        exit_now(1);
+    }
+    let p = &plan.process;
+    if p.no_new_privs {
+        if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+            eprintln!("berth init: no_new_privs: {e}");
+            exit_now(1);
+        }
+        if let Some(sc) = &p.seccomp
+            && let Err(e) = sc.load()
+        {
+            eprintln!("berth init: load seccomp filter: {e}");
+            exit_now(1);
+        }
+    }
+    let err = nix::unistd::execve(&exe, &p.args, &p.env).unwrap_err();
+    eprintln!("berth init: exec {}: {err}", exe.to_string_lossy());
+    exit_now(127)
+}
+
+/// Opens exec.fifo for writing: blocks until `start` opens it for reading.
+fn wait_start(fifo: RawFd) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fifo}"))?;
+    f.write_all(b"0")
+}
+
+fn init_inner(plan: &Plan, fds: ChildFds, in_userns: bool) -> Result<CString, String> {
+    let p = &plan.process;
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("process.oomScoreAdj {adj}: {e}"))?;
+    }
+    if plan.setup_rootfs {
+        if fds.hooks {
+            send_msg(fds.sock, b"H").map_err(|e| e.to_string())?;
+            expect(fds.sock, b'K')?;
+        }
+        rootfs::prepare(plan, in_userns)?;
+        rootfs::enter(plan)?;
+        if let Some(h) = &plan.hostname {
+            nix::unistd::sethostname(h).map_err(|e| format!("hostname {h}: {e}"))?;
+        }
+        if let Some(d) = &plan.domainname {
+            std::fs::write("/proc/sys/kernel/domainname", d)
+                .map_err(|e| format!("domainname {d}: {e}"))?;
+        }
+        rootfs::finish(plan)?;
+    }
+    // runc creates a missing cwd, as root, before switching user.
+    if !p.cwd.exists() {
+        let _ = std::fs::create_dir_all(&p.cwd);
+    }
+    setup_process(p, in_userns)
+}
+
+/// Limits, user, capabilities, umask, cwd; returns the program to exec.
+pub fn setup_process(p: &ProcessPlan, in_userns: bool) -> Result<CString, String> {
+    for (t, soft, hard) in &p.rlimits {
+        super::plan::set_rlimit(*t, *soft, *hard)
+            .map_err(|e| format!("process.rlimits {t:?} {soft}/{hard}: {e}"))?;
+    }
+    if !p.no_new_privs {
+        // Without no_new_privs a filter can only be loaded while CAP_SYS_ADMIN is held.
+        if let Some(sc) = &p.seccomp {
+            sc.load().map_err(|e| format!("linux.seccomp: load: {e}"))?;
+        }
+    }
+    if let Some([bounding, ..]) = &p.caps {
+        for c in caps::all() {
+            if !bounding.contains(&c) {
+                match caps::drop(None, caps::CapSet::Bounding, c) {
+                    Ok(()) => {}
+                    // a capability the kernel does not have
+                    Err(_) if !caps::runtime::thread_all_supported().contains(&c) => {}
+                    Err(e) => return Err(format!("process.capabilities.bounding: drop {c}: {e}")),
+                }
+            }
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
+    let setgroups_allowed = !in_userns
+        || std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "allow");
+    if setgroups_allowed {
+        let gids: Vec<nix::unistd::Gid> = p.groups.iter().map(|g| (*g).into()).collect();
+        nix::unistd::setgroups(&gids).map_err(|e| format!("process.user.additionalGids: {e}"))?;
+    } else if !p.groups.is_empty() {
+        return Err(
+            "process.user.additionalGids: setgroups is denied in this user namespace".into(),
+        );
+    }
+    nix::unistd::setresgid(p.gid.into(), p.gid.into(), p.gid.into())
+        .map_err(|e| format!("process.user.gid {}: {e}", p.gid))?;
+    nix::unistd::setresuid(p.uid.into(), p.uid.into(), p.uid.into())
+        .map_err(|e| format!("process.user.uid {}: {e}", p.uid))?;
+    if let Some([_, eff, perm, inh, amb]) = &p.caps {
+        let set = |which, s: &caps::CapsHashSet, field: &str| {
+            caps::set(None, which, s).map_err(|e| format!("process.capabilities.{field}: {e}"))
+        };
+        // Inheritable while CAP_SETPCAP is still effective, then effective, then
+        // permitted: each capset must keep effective within permitted.
+        set(caps::CapSet::Inheritable, inh, "inheritable")?;
+        set(caps::CapSet::Effective, eff, "effective")?;
+        set(caps::CapSet::Permitted, perm, "permitted")?;
+        caps::clear(None, caps::CapSet::Ambient).map_err(|e| format!("ambient: {e}"))?;
+        // The kernel raises an ambient capability only when it is both permitted and
+        // inheritable; runc skips the others, and so does berth.
+        for c in amb.iter().filter(|c| perm.contains(c) && inh.contains(c)) {
+            caps::raise(None, caps::CapSet::Ambient, *c)
+                .map_err(|e| format!("process.capabilities.ambient {c}: {e}"))?;
+        }
+    }
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
+    if let Some(m) = p.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
+    }
+    nix::unistd::chdir(&p.cwd).map_err(|e| format!("process.cwd {}: {e}", p.cwd.display()))?;
+    find_program(p)
+}
+
+fn find_program(p: &ProcessPlan) -> Result<CString, String> {
+    let arg0 = p.args[0].to_string_lossy().into_owned();
+    let candidates: Vec<PathBuf> = if arg0.contains('/') {
+        vec![PathBuf::from(&arg0)]
+    } else {
+        p.path_env
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(&arg0))
+            .collect()
+    };
+    for c in candidates {
+        if nix::unistd::access(&c, nix::unistd::AccessFlags::X_OK).is_ok() && c.is_file() {
+            return CString::new(c.as_os_str().as_encoded_bytes())
+                .map_err(|_| "process.args[0]: NUL byte".into());
+        }
+    }
+    Err(format!(
+        "process.args[0]: {arg0:?}: executable file not found in the container (PATH={})",
+        p.path_env
+    ))
+}

@@ -1,0 +1,440 @@
+//! The container's root filesystem, built by its init in its own mount namespace:
+//! the spec's mounts, /dev, pivot_root, masked and read-only paths.
+//!
+//! Runs in the child only; errors are strings naming the spec field, sent to the parent.
+
+use std::os::unix::fs::{DirBuilderExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use super::plan::{MountPlan, Plan};
+
+/// `dest` (absolute, as the container sees it) as a host path under `root`, following
+/// symlinks as the container would. A relative symlink that climbs above the rootfs is
+/// refused: that is a spec (or image) trying to mount onto the host.
+pub fn resolve_in_root(root: &Path, dest: &Path) -> Result<PathBuf, String> {
+    let mut todo: Vec<PathBuf> = dest
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut cur: Vec<PathBuf> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c.as_os_str() == ".." {
+            if cur.pop().is_none() {
+                return Err(format!("{} climbs above the rootfs", dest.display()));
+            }
+            continue;
+        }
+        let host = root.join(cur.iter().collect::<PathBuf>()).join(&c);
+        match std::fs::symlink_metadata(&host) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(format!("{}: too many symlinks", dest.display()));
+                }
+                let target = std::fs::read_link(&host).map_err(|e| e.to_string())?;
+                if target.is_absolute() {
+                    cur.clear();
+                } else {
+                    // a relative link must stay inside the rootfs
+                    let mut depth = cur.len() as i64;
+                    for comp in target.components() {
+                        match comp {
+                            Component::ParentDir => depth -= 1,
+                            Component::Normal(_) => depth += 1,
+                            _ => {}
+                        }
+                        if depth < 0 {
+                            return Err(format!(
+                                "{} goes through symlink {} -> {}, which escapes the rootfs",
+                                dest.display(),
+                                host.display(),
+                                target.display()
+                            ));
+                        }
+                    }
+                }
+                for comp in target.components().rev() {
+                    match comp {
+                        Component::Normal(n) => todo.push(PathBuf::from(n)),
+                        Component::ParentDir => todo.push(PathBuf::from("..")),
+                        _ => {}
+                    }
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    Ok(root.join(cur.iter().collect::<PathBuf>()))
+}
+
+fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
+    move |err| format!("{what}: {err}")
+}
+
+fn mkdir_p(p: &Path) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
+        .map_err(e(format!("mkdir {}", p.display())))
+}
+
+/// Creates the mount point for `m` and mounts it.
+fn do_mount(plan: &Plan, m: &MountPlan) -> Result<(), String> {
+    let field = format!("mounts[{}] ({})", m.index, m.destination.display());
+    let target = resolve_in_root(&plan.rootfs, &m.destination).map_err(e(&field))?;
+    if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        return mount_cgroup(plan, m, &target, &field);
+    }
+    if m.bind {
+        let src = m.source.as_deref().unwrap_or(Path::new(""));
+        if src.is_dir() {
+            mkdir_p(&target)?;
+        } else {
+            if let Some(parent) = target.parent() {
+                mkdir_p(parent)?;
+            }
+            if !target.exists() {
+                std::fs::File::create(&target).map_err(e(format!("{field}: create")))?;
+            }
+        }
+        let rec = m.flags & MsFlags::MS_REC;
+        mount(
+            Some(src),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | rec,
+            None::<&str>,
+        )
+        .map_err(e(format!("{field}: bind {}", src.display())))?;
+        // A bind ignores its other flags: they need a remount.
+        let extra = m.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            remount(&target, extra).map_err(e(format!("{field}: remount")))?;
+        }
+    } else {
+        mkdir_p(&target)?;
+        let data = if m.data.is_empty() {
+            None
+        } else {
+            Some(m.data.as_str())
+        };
+        let src = m
+            .source
+            .as_deref()
+            .unwrap_or(Path::new(&m.fstype))
+            .to_path_buf();
+        let res = mount(Some(&src), &target, Some(m.fstype.as_str()), m.flags, data);
+        match res {
+            // sysfs in a container that joined a netns it does not own (or a userns) is
+            // refused; bind the host's instead, as runc does.
+            Err(nix::errno::Errno::EPERM) if m.fstype == "sysfs" => {
+                mount(
+                    Some("/sys"),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(e(format!("{field}: bind /sys")))?;
+                remount(&target, m.flags | MsFlags::MS_RDONLY)
+                    .map_err(e(format!("{field}: remount")))?;
+            }
+            Err(nix::errno::Errno::EPERM) if m.fstype == "mqueue" => {
+                mount(
+                    Some("/dev/mqueue"),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(e(format!("{field}: bind /dev/mqueue")))?;
+            }
+            r => r.map_err(e(format!("{field}: mount {}", m.fstype)))?,
+        }
+    }
+    for p in &m.propagation {
+        mount(None::<&str>, &target, None::<&str>, *p, None::<&str>)
+            .map_err(e(format!("{field}: propagation")))?;
+    }
+    Ok(())
+}
+
+/// The cgroup hierarchies, as the container's own subtrees: a tmpfs holding one bind per
+/// hierarchy (v1), or one bind of the container's unified dir (v2).
+fn mount_cgroup(plan: &Plan, m: &MountPlan, target: &Path, field: &str) -> Result<(), String> {
+    let ro = m.flags & MsFlags::MS_RDONLY;
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mkdir_p(target)?;
+    let v1 = plan.cgroup_binds.iter().any(|(_, d)| d != &m.destination);
+    if v1 {
+        mount(Some("tmpfs"), target, Some("tmpfs"), base, Some("mode=755"))
+            .map_err(e(format!("{field}: tmpfs")))?;
+    }
+    for (src, dest) in &plan.cgroup_binds {
+        let t = resolve_in_root(&plan.rootfs, dest).map_err(e(field))?;
+        mkdir_p(&t)?;
+        mount(
+            Some(src),
+            &t,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(e(format!("{field}: bind {}", src.display())))?;
+        remount(&t, base | ro).map_err(e(format!("{field}: remount")))?;
+    }
+    if v1 && !ro.is_empty() {
+        remount(target, base | ro).map_err(e(format!("{field}: remount")))?;
+    }
+    Ok(())
+}
+
+/// Remounts a bind mount with `flags`, keeping the lock flags the kernel will not let an
+/// unprivileged mount namespace clear.
+pub fn remount(target: &Path, flags: MsFlags) -> nix::Result<()> {
+    let locked = nix::sys::statvfs::statvfs(target)
+        .map(|s| {
+            use nix::sys::statvfs::FsFlags as F;
+            let f = s.flags();
+            let mut m = MsFlags::empty();
+            for (a, b) in [
+                (F::ST_NOSUID, MsFlags::MS_NOSUID),
+                (F::ST_NODEV, MsFlags::MS_NODEV),
+                (F::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (F::ST_NOATIME, MsFlags::MS_NOATIME),
+                (F::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (F::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if f.contains(a) {
+                    m |= b;
+                }
+            }
+            m
+        })
+        .unwrap_or(MsFlags::empty());
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked,
+        None::<&str>,
+    )
+}
+
+/// Builds the root: propagation, the rootfs bind, the mounts, /dev.
+pub fn prepare(plan: &Plan, in_userns: bool) -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        plan.rootfs_propagation,
+        None::<&str>,
+    )
+    .map_err(e("make / private to the container (rootfsPropagation)"))?;
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(e(format!("bind rootfs {}", plan.rootfs.display())))?;
+    for m in &plan.mounts {
+        do_mount(plan, m)?;
+    }
+    make_dev(plan, in_userns)
+}
+
+fn make_dev(plan: &Plan, in_userns: bool) -> Result<(), String> {
+    let dev = plan.rootfs.join("dev");
+    mkdir_p(&dev)?;
+    for d in &plan.devices {
+        let target = resolve_in_root(&plan.rootfs, &d.path).map_err(e("linux.devices"))?;
+        if let Some(p) = target.parent() {
+            mkdir_p(p)?;
+        }
+        if std::fs::symlink_metadata(&target).is_ok() {
+            let _ = std::fs::remove_file(&target);
+        }
+        let made = if in_userns {
+            Err(nix::errno::Errno::EPERM)
+        } else {
+            mknod(
+                &target,
+                SFlag::from_bits_truncate(d.kind),
+                Mode::from_bits_truncate(d.mode & 0o7777),
+                makedev(d.major, d.minor),
+            )
+        };
+        match made {
+            Ok(()) => {
+                nix::unistd::chown(
+                    &target,
+                    Some(nix::unistd::Uid::from_raw(d.uid)),
+                    Some(nix::unistd::Gid::from_raw(d.gid)),
+                )
+                .map_err(e(format!("chown {}", target.display())))?;
+                // mknod applies the umask; the spec's mode is exact.
+                std::fs::set_permissions(
+                    &target,
+                    std::os::unix::fs::PermissionsExt::from_mode(d.mode & 0o7777),
+                )
+                .map_err(e(format!("chmod {}", target.display())))?;
+            }
+            Err(nix::errno::Errno::EPERM) => {
+                // In a user namespace mknod is refused: bind the host's node instead.
+                std::fs::File::create(&target)
+                    .map_err(e(format!("create {}", target.display())))?;
+                mount(
+                    Some(&d.path),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(e(format!("bind {}", d.path.display())))?;
+            }
+            Err(err) => return Err(format!("mknod {}: {err}", target.display())),
+        }
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let p = dev.join(link);
+        if std::fs::symlink_metadata(&p).is_err() {
+            symlink(to, &p).map_err(e(format!("symlink {}", p.display())))?;
+        }
+    }
+    let ptmx = dev.join("ptmx");
+    if dev.join("pts").is_dir() {
+        if std::fs::symlink_metadata(&ptmx).is_ok() {
+            let _ = std::fs::remove_file(&ptmx);
+        }
+        symlink("pts/ptmx", &ptmx).map_err(e("symlink /dev/ptmx"))?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs the process's `/`: pivot_root, or (rootfs on ramfs, or --no-pivot)
+/// a move mount and chroot.
+pub fn enter(plan: &Plan) -> Result<(), String> {
+    nix::unistd::chdir(&plan.rootfs).map_err(e("chdir rootfs"))?;
+    let pivot = if plan.no_pivot {
+        Err(nix::errno::Errno::EINVAL)
+    } else {
+        nix::unistd::pivot_root(".", ".")
+    };
+    match pivot {
+        Ok(()) => {
+            // The old root is stacked under the new one: detach it.
+            mount(
+                None::<&str>,
+                ".",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(e("make old root a slave"))?;
+            umount2(".", MntFlags::MNT_DETACH).map_err(e("detach old root"))?;
+        }
+        Err(_) => {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .map_err(e("move rootfs to /"))?;
+            nix::unistd::chroot(".").map_err(e("chroot"))?;
+        }
+    }
+    nix::unistd::chdir("/").map_err(e("chdir /"))
+}
+
+/// After entering the root: masked and read-only paths, read-only root, sysctls.
+pub fn finish(plan: &Plan) -> Result<(), String> {
+    for p in &plan.readonly {
+        if std::fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(
+            Some(p),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(e(format!("linux.readonlyPaths {}", p.display())))?;
+        remount(p, MsFlags::MS_RDONLY).map_err(e(format!(
+            "linux.readonlyPaths {}: remount ro",
+            p.display()
+        )))?;
+    }
+    for p in &plan.masked {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_dir() => {
+                mount(
+                    Some("tmpfs"),
+                    p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(e(format!("linux.maskedPaths {}", p.display())))?;
+            }
+            Ok(_) => {
+                mount(
+                    Some("/dev/null"),
+                    p,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(e(format!("linux.maskedPaths {}", p.display())))?;
+            }
+            Err(_) => {}
+        }
+    }
+    for (k, v) in &plan.sysctl {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&p, v).map_err(e(format!("linux.sysctl[{k}]")))?;
+    }
+    if plan.readonly_root {
+        remount(Path::new("/"), MsFlags::MS_RDONLY).map_err(e("root.readonly"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_inside_and_refuses_escape() {
+        let d = std::env::temp_dir().join(format!("berth-rootfs-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b")).expect("mkdir");
+        symlink("/a", d.join("abs")).expect("link");
+        symlink("a/b", d.join("rel")).expect("link");
+        symlink("../../../../etc", d.join("a/esc")).expect("link");
+        assert_eq!(
+            resolve_in_root(&d, Path::new("/abs/b")).expect("abs"),
+            d.join("a/b")
+        );
+        assert_eq!(
+            resolve_in_root(&d, Path::new("/rel/c")).expect("rel"),
+            d.join("a/b/c")
+        );
+        assert!(resolve_in_root(&d, Path::new("/a/esc/x")).is_err());
+        assert!(resolve_in_root(&d, Path::new("/../x")).is_err());
+        std::fs::remove_dir_all(&d).expect("rm");
+    }
+}

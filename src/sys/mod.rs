@@ -1,0 +1,3 @@
+//! Kernel seams: narrow wrappers over the syscalls the subsystems use.
+
+pub mod clone;
