@@ -38,41 +38,58 @@ fn process_security_and_identity_as_specified() {
          (echo x > /proc/sys/kernel/domainname) 2> /out/ro; touch /out/done; sleep 10",
     );
     std::fs::write(b.dir.join("rootfs/etc/secret"), "top secret\n").expect("secret");
-    b.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 23});
+    b.spec["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 23});
     b.spec["process"]["cwd"] = json!("/tmp");
     b.spec["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
     b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 200, "soft": 100}]);
     b.spec["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_KILL"]);
     b.spec["process"]["capabilities"]["effective"] = json!(["CAP_KILL"]);
     b.spec["process"]["capabilities"]["permitted"] = json!(["CAP_KILL"]);
-    b.spec["process"]["capabilities"]["ambient"] = json!([]);
+    // a non-root process keeps after exec only its ambient capabilities
+    b.spec["process"]["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+    b.spec["process"]["capabilities"]["ambient"] = json!(["CAP_KILL"]);
     b.spec["linux"]["maskedPaths"]
         .as_array_mut()
         .expect("masked")
         .push(json!("/etc/secret"));
     // RuntimeDefault, plus mkdir answering EXDEV (18) to show the configured errno.
-    let mut sc = serde_json::to_value(berth::oci::seccomp_default::runtime_default(&["CAP_KILL".into()]))
-        .expect("profile");
+    let mut sc = serde_json::to_value(berth::oci::seccomp_default::runtime_default(&[
+        "CAP_KILL".into()
+    ]))
+    .expect("profile");
     sc["syscalls"].as_array_mut().expect("syscalls").insert(
         0,
         json!({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}),
     );
     b.spec["linux"]["seccomp"] = sc;
     let st = rt.create("sec", &opts(&b)).expect("create");
-    assert_eq!(rt.state("sec").expect("state").status(), berth::oci::Status::Created);
+    assert_eq!(
+        rt.state("sec").expect("state").status(),
+        berth::oci::Status::Created
+    );
     rt.start("sec").expect("start");
     b.wait_out("done");
     // outside: /proc of the container's process
     let pid = st.pid;
-    assert_eq!(status_field(pid, "CapBnd"), cap_mask(&["CAP_CHOWN", "CAP_KILL"]));
+    assert_eq!(
+        status_field(pid, "CapBnd"),
+        cap_mask(&["CAP_CHOWN", "CAP_KILL"])
+    );
     assert_eq!(status_field(pid, "CapEff"), cap_mask(&["CAP_KILL"]));
     assert_eq!(status_field(pid, "Seccomp"), "2");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     assert!(status_field(pid, "Uid").starts_with("1000"));
     // inside
     let status = b.read_out("status");
-    assert!(status.contains(&format!("CapEff:\t{}", cap_mask(&["CAP_KILL"]))), "{status}");
-    assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(
+        status.contains(&format!("CapEff:\t{}", cap_mask(&["CAP_KILL"]))),
+        "{status}"
+    );
+    assert!(
+        status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"),
+        "{status}"
+    );
     let id = b.read_out("id");
     assert!(id.contains("uid=1000") && id.contains("gid=1000"), "{id}");
     assert!(id.contains("groups=10") && id.contains(",20"), "{id}");
@@ -81,12 +98,23 @@ fn process_security_and_identity_as_specified() {
     assert_eq!(b.read_out("umask").trim(), "0027");
     assert_eq!(b.read_out("pwd").trim(), "/tmp");
     assert_eq!(b.read_out("env").trim(), "bar baz");
-    assert!(b.read_out("mkdir").contains("cross-device"), "{}", b.read_out("mkdir"));
+    assert!(
+        b.read_out("mkdir").contains("cross-device"),
+        "{}",
+        b.read_out("mkdir")
+    );
     assert!(!b.read_out("secret").contains("top secret"));
-    assert!(!b.read_out("ro").is_empty(), "a read-only path was writable");
-    rt.kill("sec", nix::sys::signal::Signal::SIGKILL, false).expect("kill");
+    assert!(
+        !b.read_out("ro").is_empty(),
+        "a read-only path was writable"
+    );
+    rt.kill("sec", nix::sys::signal::Signal::SIGKILL, false)
+        .expect("kill");
     assert_eq!(berth::oci::wait(pid).expect("wait"), Exit::Signal(9));
-    assert_eq!(rt.state("sec").expect("state").status(), berth::oci::Status::Stopped);
+    assert_eq!(
+        rt.state("sec").expect("state").status(),
+        berth::oci::Status::Stopped
+    );
     rt.delete("sec", false).expect("delete");
     assert!(!b.cgroup_dir(&env, "memory").exists());
 }
@@ -96,34 +124,74 @@ fn cgroup_limits_written_and_enforced() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
-    let mut hog = Bundle::new(&env, "hog", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived > /out/r");
+    let mut hog = Bundle::new(
+        &env,
+        "hog",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived > /out/r",
+    );
     hog.spec["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
     let st = rt.create("hog", &opts(&hog)).expect("create hog");
     let mem = hog.cgroup_dir(&env, "memory");
-    assert_eq!(std::fs::read_to_string(mem.join("memory.limit_in_bytes")).expect("limit").trim(), "33554432");
+    assert_eq!(
+        std::fs::read_to_string(mem.join("memory.limit_in_bytes"))
+            .expect("limit")
+            .trim(),
+        "33554432"
+    );
     rt.start("hog").expect("start");
     let exit = berth::oci::wait(st.pid).expect("wait");
     let oom = std::fs::read_to_string(mem.join("memory.oom_control")).expect("oom_control");
-    assert!(oom.contains("oom_kill 1") || !hog.read_out("r").contains("survived"), "{oom} {exit:?}");
+    assert!(
+        oom.contains("oom_kill 1") || !hog.read_out("r").contains("survived"),
+        "{oom} {exit:?}"
+    );
     assert!(!hog.read_out("r").contains("survived"));
     rt.delete("hog", false).expect("delete");
 
     let mut bomb = Bundle::new(
         &env,
         "bomb",
-        "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done 2> /out/err; touch /out/done; sleep 5",
+        "i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); done 2> /out/err; wait; touch /out/done",
     );
     bomb.spec["linux"]["resources"]["pids"] = json!({"limit": 10});
     let st = rt.create("bomb", &opts(&bomb)).expect("create bomb");
     let pids = bomb.cgroup_dir(&env, "pids");
-    assert_eq!(std::fs::read_to_string(pids.join("pids.max")).expect("max").trim(), "10");
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .expect("max")
+            .trim(),
+        "10"
+    );
     rt.start("bomb").expect("start");
-    bomb.wait_out("done");
-    let cur: u32 = std::fs::read_to_string(pids.join("pids.current")).expect("cur").trim().parse().expect("n");
-    assert!(cur <= 10, "pids.current {cur}");
-    assert!(bomb.read_out("err").contains("fork"), "{}", bomb.read_out("err"));
+    let current = || -> u32 {
+        std::fs::read_to_string(pids.join("pids.current"))
+            .expect("cur")
+            .trim()
+            .parse()
+            .expect("n")
+    };
+    let mut peak = 0;
+    let _ = berth_integration_tests::util::wait_for(std::time::Duration::from_secs(3), || {
+        peak = peak.max(current());
+        None::<()>
+    });
+    // a shell that cannot fork gives up: the container ends
+    berth::oci::wait(st.pid).expect("wait");
+    assert!(peak <= 10, "pids.current peaked at {peak}");
+    assert!(
+        bomb.read_out("err").contains("can't fork"),
+        "{}",
+        bomb.read_out("err")
+    );
+    // the kernel counts the forks it refused at the limit
+    let events = std::fs::read_to_string(pids.join("pids.events")).expect("events");
+    let refused: u64 = events
+        .trim()
+        .strip_prefix("max ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "pids.events: {events}");
     rt.delete("bomb", true).expect("delete");
-    let _ = berth::oci::wait(st.pid);
 }
 
 #[test]
@@ -131,17 +199,31 @@ fn user_namespace_root_inside_unprivileged_outside() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
-    let mut b = Bundle::new(&env, "userns", "id -u > /out/uid; touch /out/done; sleep 10");
-    b.spec["linux"]["namespaces"].as_array_mut().expect("ns").push(json!({"type": "user"}));
+    let mut b = Bundle::new(
+        &env,
+        "userns",
+        "id -u > /out/uid; touch /out/done; sleep 10",
+    );
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "user"}));
     b.spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     b.spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     // sysfs of a netns another userns owns cannot be mounted; the test does not need it
-    b.spec["mounts"].as_array_mut().expect("mounts").retain(|m| m["type"] != "sysfs" && m["type"] != "cgroup");
+    b.spec["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .retain(|m| m["type"] != "sysfs" && m["type"] != "cgroup");
     let st = rt.create("userns", &opts(&b)).expect("create");
     rt.start("userns").expect("start");
     b.wait_out("done");
     assert_eq!(b.read_out("uid").trim(), "0");
-    assert!(status_field(st.pid, "Uid").starts_with("100000"), "{}", status_field(st.pid, "Uid"));
+    assert!(
+        status_field(st.pid, "Uid").starts_with("100000"),
+        "{}",
+        status_field(st.pid, "Uid")
+    );
     let map = std::fs::read_to_string(format!("/proc/{}/uid_map", st.pid)).expect("uid_map");
     assert!(map.split_whitespace().eq(["0", "100000", "65536"]), "{map}");
     rt.delete("userns", true).expect("delete");
@@ -154,7 +236,11 @@ fn joins_an_existing_netns_by_path() {
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
     let pod = env.pod_netns("pod").expect("netns");
-    let mut b = Bundle::new(&env, "join", "readlink /proc/self/ns/net > /out/ns; touch /out/done");
+    let mut b = Bundle::new(
+        &env,
+        "join",
+        "readlink /proc/self/ns/net > /out/ns; touch /out/done",
+    );
     for ns in b.spec["linux"]["namespaces"].as_array_mut().expect("ns") {
         if ns["type"] == "network" {
             ns["path"] = json!(pod.path());
@@ -168,11 +254,14 @@ fn joins_an_existing_netns_by_path() {
     rt.delete("join", false).expect("delete");
 }
 
-fn zombies(cg: &std::path::Path) -> usize {
-    std::fs::read_to_string(cg.join("cgroup.procs"))
+/// Zombie children of `pid` (a zombie has left its cgroup, so /proc is the witness).
+fn zombies(pid: i32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
-        .lines()
-        .filter(|p| berth::oci::state::proc_stat(p.parse().unwrap_or(0)).is_some_and(|s| s.0 == 'Z'))
+        .split_whitespace()
+        .filter(|p| {
+            berth::oci::state::proc_stat(p.parse().unwrap_or(0)).is_some_and(|s| s.0 == 'Z')
+        })
         .count()
 }
 
@@ -182,21 +271,30 @@ fn pid1_reaps_zombies_only_if_it_is_an_init() {
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
     // pid 1 is `sleep`: the orphan it inherits stays a zombie (berth adds no init).
-    let a = Bundle::new(&env, "noinit", "(sleep 0.1 &); touch /out/done; exec sleep 5");
+    let a = Bundle::new(
+        &env,
+        "noinit",
+        "(sleep 0.1 &); touch /out/done; exec sleep 5",
+    );
     let st = rt.create("noinit", &opts(&a)).expect("create");
     rt.start("noinit").expect("start");
     a.wait_out("done");
-    let cg = a.cgroup_dir(&env, "pids");
-    let z = berth_integration_tests::util::wait_for(std::time::Duration::from_secs(5), || (zombies(&cg) > 0).then_some(()));
+    let z = berth_integration_tests::util::wait_for(std::time::Duration::from_secs(5), || {
+        (zombies(st.pid) > 0).then_some(())
+    });
     assert!(z.is_some(), "no zombie under a non-init pid 1");
     rt.delete("noinit", true).expect("delete");
     let _ = berth::oci::wait(st.pid);
     // pid 1 is a shell that waits: it reaps.
-    let b = Bundle::new(&env, "init", "(sleep 0.1 &); sleep 0.5; wait; touch /out/done; sleep 5");
+    let b = Bundle::new(
+        &env,
+        "init",
+        "(sleep 0.1 &); sleep 0.5; wait; touch /out/done; sleep 5",
+    );
     let st = rt.create("init", &opts(&b)).expect("create");
     rt.start("init").expect("start");
     b.wait_out("done");
-    assert_eq!(zombies(&b.cgroup_dir(&env, "pids")), 0);
+    assert_eq!(zombies(st.pid), 0);
     rt.delete("init", true).expect("delete");
     let _ = berth::oci::wait(st.pid);
 }
@@ -210,7 +308,10 @@ fn exit_code_reported() {
     let st = rt.create("exit", &opts(&b)).expect("create");
     rt.start("exit").expect("start");
     assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(7));
-    assert_eq!(rt.state("exit").expect("state").oci_json()["status"], "stopped");
+    assert_eq!(
+        rt.state("exit").expect("state").oci_json()["status"],
+        "stopped"
+    );
     rt.delete("exit", false).expect("delete");
 }
 
@@ -231,17 +332,20 @@ fn hooks_run_in_order_with_state_on_stdin() {
         "poststop": [hook("poststop")],
     });
     let st = rt.create("hooks", &opts(&b)).expect("create");
-    rt.start("hooks").expect("a failing poststart hook only warns");
+    rt.start("hooks")
+        .expect("a failing poststart hook only warns");
     berth::oci::wait(st.pid).expect("wait");
     rt.delete("hooks", false).expect("delete");
     let order = std::fs::read_to_string(log.join("order")).expect("order");
     assert_eq!(order, "createRuntime\npoststart\npoststop\n");
     let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(log.join("createRuntime.json")).expect("state")).expect("json");
+        serde_json::from_slice(&std::fs::read(log.join("createRuntime.json")).expect("state"))
+            .expect("json");
     assert_eq!(s["id"], "hooks");
     assert_eq!(s["pid"], st.pid);
     let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(log.join("poststop.json")).expect("state")).expect("json");
+        serde_json::from_slice(&std::fs::read(log.join("poststop.json")).expect("state"))
+            .expect("json");
     assert_eq!(s["status"], "stopped");
 }
 
@@ -250,21 +354,47 @@ fn missing_cap_sys_resource_reported_or_clamped() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
-    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("rlimit");
-    let has = caps::has_cap(None, caps::CapSet::Bounding, caps::Capability::CAP_SYS_RESOURCE).expect("caps");
-    assert!(!has, "this test is about hosts without CAP_SYS_RESOURCE (TESTING.md)");
-    let mut b = Bundle::new(&env, "rl", "ulimit -Hn > /out/hard; cat /proc/self/oom_score_adj > /out/adj");
-    b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": hard + 1000, "soft": 1024}]);
-    let e = rt.create("rl", &opts(&b)).expect_err("explicit rlimit above hard");
-    assert!(e.to_string().contains("process.rlimits[0].hard") && e.to_string().contains("CAP_SYS_RESOURCE"), "{e}");
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("rlimit");
+    let has = caps::has_cap(
+        None,
+        caps::CapSet::Bounding,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .expect("caps");
+    assert!(
+        !has,
+        "this test is about hosts without CAP_SYS_RESOURCE (TESTING.md)"
+    );
+    let mut b = Bundle::new(
+        &env,
+        "rl",
+        "ulimit -Hn > /out/hard; cat /proc/self/oom_score_adj > /out/adj",
+    );
+    b.spec["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_NOFILE", "hard": hard + 1000, "soft": 1024}]);
+    let e = rt
+        .create("rl", &opts(&b))
+        .expect_err("explicit rlimit above hard");
+    assert!(
+        e.to_string().contains("process.rlimits[0].hard")
+            && e.to_string().contains("CAP_SYS_RESOURCE"),
+        "{e}"
+    );
     b.spec["process"]["rlimits"] = json!([]);
     b.spec["process"]["oomScoreAdj"] = json!(-500);
-    let e = rt.create("rl", &opts(&b)).expect_err("explicit negative oom_score_adj");
+    let e = rt
+        .create("rl", &opts(&b))
+        .expect_err("explicit negative oom_score_adj");
     assert!(e.to_string().contains("process.oomScoreAdj"), "{e}");
     // a caller's default (clamp allowed): created, clamped
-    b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": hard + 1000, "soft": 1024}]);
+    b.spec["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_NOFILE", "hard": hard + 1000, "soft": 1024}]);
     let mut o = opts(&b);
-    o.plan = PlanOptions { clamp_unprivileged: true, ..Default::default() };
+    o.plan = PlanOptions {
+        clamp_unprivileged: true,
+        ..Default::default()
+    };
     let st = rt.create("rl", &o).expect("clamped create");
     rt.start("rl").expect("start");
     assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
@@ -280,15 +410,28 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
     let base = Bundle::new(&env, "bad", "true");
-    std::os::unix::fs::symlink("../../../../../../../../tmp", base.dir.join("rootfs/escape")).expect("symlink");
+    std::os::unix::fs::symlink(
+        "../../../../../../../../tmp",
+        base.dir.join("rootfs/escape"),
+    )
+    .expect("symlink");
     type Edit = fn(&mut serde_json::Value);
     let cases: Vec<(&str, Edit)> = vec![
         ("root.path", |s| s["root"]["path"] = json!("no-such-rootfs")),
-        ("linux.namespaces[1].path", |s| s["linux"]["namespaces"][1]["path"] = json!("/proc/self/ns/nope")),
-        ("process.capabilities.bounding[1]", |s| s["process"]["capabilities"]["bounding"][1] = json!("CAP_NOPE")),
-        ("linux.seccomp.defaultAction", |s| s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_BOGUS"})),
+        ("linux.namespaces[1].path", |s| {
+            s["linux"]["namespaces"][1]["path"] = json!("/proc/self/ns/nope")
+        }),
+        ("process.capabilities.bounding[1]", |s| {
+            s["process"]["capabilities"]["bounding"][1] = json!("CAP_NOPE")
+        }),
+        ("linux.seccomp.defaultAction", |s| {
+            s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_BOGUS"})
+        }),
         ("mounts[8].destination", |s| {
-            s["mounts"].as_array_mut().expect("mounts").push(json!({"destination": "/escape/x", "type": "tmpfs", "source": "tmpfs"}))
+            s["mounts"]
+                .as_array_mut()
+                .expect("mounts")
+                .push(json!({"destination": "/escape/x", "type": "tmpfs", "source": "tmpfs"}))
         }),
     ];
     for (field, edit) in cases {
@@ -298,7 +441,10 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
         assert!(e.to_string().contains(field), "{field}: {e}");
         assert!(!rt.root.dir("bad").exists(), "{field}: state dir left");
         for c in ["memory", "pids", "cpu"] {
-            assert!(!b.cgroup_dir(&env, c).exists(), "{field}: cgroup left in {c}");
+            assert!(
+                !b.cgroup_dir(&env, c).exists(),
+                "{field}: cgroup left in {c}"
+            );
         }
         assert!(!mounted_below(&b.dir), "{field}: mount left");
     }
@@ -306,7 +452,9 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
     for v in ["1.0.0", "1.1.0", "1.2.0", "1.3.0"] {
         let mut b = Bundle::new(&env, "ver", "true");
         b.spec["ociVersion"] = json!(v);
-        let st = rt.create("ver", &opts(&b)).unwrap_or_else(|e| panic!("{v}: {e}"));
+        let st = rt
+            .create("ver", &opts(&b))
+            .unwrap_or_else(|e| panic!("{v}: {e}"));
         rt.start("ver").expect("start");
         berth::oci::wait(st.pid).expect("wait");
         rt.delete("ver", false).expect("delete");

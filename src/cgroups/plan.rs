@@ -392,6 +392,15 @@ pub fn plan(layout: &Layout, r: &LinuxResources) -> Result<Vec<FileWrite>> {
                     };
                     p.push("devices", file, device_rule(d, &field)?, &field);
                 }
+                // The devices every container gets under /dev stay usable, as in runc.
+                for rule in DEFAULT_DEVICE_ALLOWS {
+                    p.push(
+                        "devices",
+                        "devices.allow",
+                        (*rule).into(),
+                        "linux.devices (defaults)",
+                    );
+                }
             }
             _ if layout.is_v2_only() => {
                 return Err(CgroupError::Invalid {
@@ -436,6 +445,21 @@ pub fn plan(layout: &Layout, r: &LinuxResources) -> Result<Vec<FileWrite>> {
     }
     Ok(p.out)
 }
+
+/// null, zero, full, random, urandom, tty, console, ptmx, the pts and tun.
+pub const DEFAULT_DEVICE_ALLOWS: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
 
 /// A v1 devices.allow/deny line, e.g. `c 1:3 rwm`.
 pub fn device_rule(d: &LinuxDeviceCgroup, field: &str) -> Result<String> {

@@ -138,6 +138,19 @@ impl Runtime {
             None => vec![],
         };
         let mut plan = plan::build(id, &spec, &bundle, Some(&cgroup), &opts.plan)?;
+        let mut writes = writes;
+        if writes.iter().any(|w| w.controller == "devices") {
+            // The spec's own device nodes are usable too.
+            for d in &plan.devices {
+                let t = if d.kind == libc::S_IFBLK { 'b' } else { 'c' };
+                writes.push(crate::cgroups::FileWrite {
+                    controller: "devices".into(),
+                    file: "devices.allow".into(),
+                    value: format!("{t} {}:{} rwm", d.major, d.minor),
+                    field: "linux.devices".into(),
+                });
+            }
+        }
         if !plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNS)
             && !plan
                 .join

@@ -26,6 +26,9 @@ impl Bundle {
         if !rootfs.join("bin/busybox").exists() {
             berth_integration_tests::fixtures::busybox_rootfs(&rootfs).expect("rootfs");
         }
+        // mount points exist in the image, as in a real one (a user namespace's root may
+        // not create them in a host-owned rootfs)
+        std::fs::create_dir_all(rootfs.join("out")).expect("mkdir out");
         let out = env.subdir(&format!("out-{id}")).expect("out dir");
         std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .expect("chmod out");
@@ -76,13 +79,22 @@ impl Bundle {
                                   "/proc/sysrq-trigger"]
             }
         });
-        Bundle { dir, out, spec, id: id.to_string(), cgroups_path }
+        Bundle {
+            dir,
+            out,
+            spec,
+            id: id.to_string(),
+            cgroups_path,
+        }
     }
 
     /// Writes config.json.
     pub fn write(&self) {
-        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.spec).expect("json"))
-            .expect("write config.json");
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.spec).expect("json"),
+        )
+        .expect("write config.json");
     }
 
     pub fn read_out(&self, name: &str) -> String {
@@ -93,14 +105,18 @@ impl Bundle {
     pub fn wait_out(&self, name: &str) -> String {
         let p = self.out.join(name);
         berth_integration_tests::util::wait_for(Duration::from_secs(15), || {
-            p.exists().then(|| std::fs::read_to_string(&p).unwrap_or_default())
+            p.exists()
+                .then(|| std::fs::read_to_string(&p).unwrap_or_default())
         })
         .unwrap_or_else(|| panic!("container {} never wrote /out/{name}", self.id))
     }
 
     /// The container's cgroup dir for a v1 controller.
     pub fn cgroup_dir(&self, env: &TestEnv, controller: &str) -> PathBuf {
-        env.cgroups().dir(controller).expect("controller").join(&self.id)
+        env.cgroups()
+            .dir(controller)
+            .expect("controller")
+            .join(&self.id)
     }
 }
 
