@@ -1,0 +1,286 @@
+//! `berth oci` driven as containerd's runc shim drives a runtime, and the same test run
+//! against Debian's runc (/usr/sbin/runc), so both are held to one behaviour.
+
+mod oci_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use berth_integration_tests::{TestEnv, require_root};
+use oci_common::{Bundle, status_field};
+use serde_json::{Value, json};
+
+const RUNC: &str = "/usr/sbin/runc";
+
+/// The berth binary next to this test's deps dir (built by `cargo build`).
+fn berth_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("berth"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Cli {
+    argv: Vec<String>,
+    root: PathBuf,
+}
+
+impl Cli {
+    fn new(env: &TestEnv, which: &str) -> Cli {
+        let root = env.subdir(&format!("root-{which}")).expect("root");
+        let argv = match which {
+            "berth" => vec![berth_bin().display().to_string(), "oci".into()],
+            _ => vec![RUNC.into()],
+        };
+        Cli { argv, root }
+    }
+
+    fn cmd(&self, env: &TestEnv, args: &[&str]) -> Command {
+        let mut c = env.command(&self.argv[0]);
+        c.args(&self.argv[1..])
+            .arg("--root")
+            .arg(&self.root)
+            .args(args);
+        // the container keeps inherited stdio open: never wait on a pipe it holds
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs to completion; stdout captured, stderr to a file (the container may hold it).
+    fn run(&self, env: &TestEnv, args: &[&str]) -> Output {
+        let err = env.dir().join("cli-stderr");
+        let mut c = self.cmd(env, args);
+        let holds_stdio = matches!(args.first(), Some(&"create") | Some(&"run"));
+        if holds_stdio {
+            c.stdout(Stdio::null());
+        }
+        c.stderr(std::fs::File::create(&err).expect("stderr file"));
+        let mut out = c.output().expect("spawn");
+        out.stderr = std::fs::read(&err).unwrap_or_default();
+        out
+    }
+
+    fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
+        let o = self.run(env, args);
+        assert!(
+            o.status.success(),
+            "{:?} {args:?}: {}",
+            self.argv,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn state(&self, env: &TestEnv, id: &str) -> Value {
+        serde_json::from_str(&self.ok(env, &["state", id])).expect("state json")
+    }
+}
+
+fn lifecycle(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    let b = Bundle::new(&env, "life", "touch /out/started; sleep 30");
+    b.write();
+    let bundle = b.dir.display().to_string();
+    let pidfile = env.dir().join("life.pid");
+    cli.ok(
+        &env,
+        &[
+            "create",
+            "--bundle",
+            &bundle,
+            "--pid-file",
+            &pidfile.display().to_string(),
+            "life",
+        ],
+    );
+    let st = cli.state(&env, "life");
+    assert_eq!(st["status"], "created", "{st}");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(st["pid"], pid);
+    assert!(
+        !b.out.join("started").exists(),
+        "the process ran before start"
+    );
+    // an invalid transition fails
+    assert!(!cli.run(&env, &["resume", "life"]).status.success());
+    cli.ok(&env, &["start", "life"]);
+    b.wait_out("started");
+    assert_eq!(cli.state(&env, "life")["status"], "running");
+    assert!(
+        !cli.run(&env, &["start", "life"]).status.success(),
+        "started twice"
+    );
+    // outside: the container's cgroup holds the process
+    let procs =
+        std::fs::read_to_string(b.cgroup_dir(&env, "memory").join("cgroup.procs")).expect("procs");
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "{procs}"
+    );
+    let list = cli.ok(&env, &["list", "--format", "json"]);
+    assert!(list.contains("\"life\""), "{list}");
+    let ps = cli.ok(&env, &["ps", "--format", "json", "life"]);
+    let ps: Vec<i32> = serde_json::from_str(&ps).expect("ps json");
+    assert!(ps.contains(&pid), "{ps:?}");
+    cli.ok(&env, &["pause", "life"]);
+    assert_eq!(cli.state(&env, "life")["status"], "paused");
+    // a task frozen by the v1 freezer shows as D
+    assert_eq!(status_field(pid, "State").chars().next(), Some('D'));
+    cli.ok(&env, &["resume", "life"]);
+    assert_eq!(cli.state(&env, "life")["status"], "running");
+    cli.ok(
+        &env,
+        &[
+            "exec",
+            "--env",
+            "X=from-exec",
+            "life",
+            "/bin/sh",
+            "-c",
+            "echo $X $(hostname) > /out/exec",
+        ],
+    );
+    assert_eq!(b.read_out("exec").trim(), "from-exec berth-box");
+    // update: resources as JSON on stdin
+    let mut up = cli.cmd(&env, &["update", "--resources", "-", "life"]);
+    up.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = up.spawn().expect("update");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        br#"{"pids":{"limit":42}}"#,
+    )
+    .expect("write");
+    drop(child.stdin.take());
+    let o = child.wait_with_output().expect("update");
+    assert!(
+        o.status.success(),
+        "update: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let max =
+        std::fs::read_to_string(b.cgroup_dir(&env, "pids").join("pids.max")).expect("pids.max");
+    assert_eq!(max.trim(), "42");
+    assert!(
+        !cli.run(&env, &["delete", "life"]).status.success(),
+        "deleted a running container"
+    );
+    cli.ok(&env, &["kill", "life", "KILL"]);
+    let stopped =
+        berth_integration_tests::util::wait_for(std::time::Duration::from_secs(5), || {
+            (cli.state(&env, "life")["status"] == "stopped").then_some(())
+        });
+    assert!(stopped.is_some(), "not stopped after SIGKILL");
+    cli.ok(&env, &["delete", "life"]);
+    assert!(!cli.run(&env, &["state", "life"]).status.success());
+    assert!(!b.cgroup_dir(&env, "memory").exists(), "cgroup left");
+}
+
+fn run_exit_code(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    let b = Bundle::new(&env, "exit", "exit 3");
+    b.write();
+    let o = cli.run(
+        &env,
+        &["run", "--bundle", &b.dir.display().to_string(), "exit"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !cli.run(&env, &["state", "exit"]).status.success(),
+        "run left its container"
+    );
+}
+
+fn bad_capability(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    let mut b = Bundle::new(&env, "badcap", "true");
+    b.spec["process"]["capabilities"]["bounding"] = json!(["CAP_NOPE"]);
+    b.write();
+    let o = cli.run(
+        &env,
+        &["create", "--bundle", &b.dir.display().to_string(), "badcap"],
+    );
+    if which == "runc" {
+        // Peer difference, seen with Debian's runc 1.1.5: it ignores capability names it
+        // does not know (logging a warning) and creates the container, where the runtime
+        // spec asks for an error. Held to what it does, and cleaned up.
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        cli.ok(&env, &["delete", "--force", "badcap"]);
+        assert!(!b.cgroup_dir(&env, "memory").exists(), "cgroup left");
+        return;
+    }
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("CAP_NOPE"), "{err}");
+    assert!(!cli.root.join("badcap").exists(), "state dir left");
+    assert!(!b.cgroup_dir(&env, "memory").exists(), "cgroup left");
+}
+
+#[test]
+fn berth_lifecycle() {
+    require_root!();
+    lifecycle("berth");
+}
+
+#[test]
+fn runc_lifecycle() {
+    require_root!();
+    lifecycle("runc");
+}
+
+#[test]
+fn berth_run_reports_exit_code() {
+    require_root!();
+    run_exit_code("berth");
+}
+
+#[test]
+fn runc_run_reports_exit_code() {
+    require_root!();
+    run_exit_code("runc");
+}
+
+#[test]
+fn berth_bad_capability_fails_cleanly() {
+    require_root!();
+    bad_capability("berth");
+}
+
+#[test]
+fn runc_bad_capability_fails_cleanly() {
+    require_root!();
+    bad_capability("runc");
+}
+
+#[test]
+fn berth_features_and_systemd_cgroup() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, "berth");
+    let f: Value = serde_json::from_str(&cli.ok(&env, &["features"])).expect("features json");
+    assert_eq!(f["ociVersionMax"], "1.3.0");
+    let o = cli.run(&env, &["--systemd-cgroup", "list"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--systemd-cgroup"));
+}
