@@ -10,7 +10,7 @@ use oci_spec::runtime::Spec;
 use super::error::{OciError, Result};
 use super::init::{ChildFds, intermediate};
 use super::plan::{self, Plan, PlanOptions};
-use super::state::{Root, State, Status, now_rfc3339, proc_stat, write_atomic};
+use super::state::{Root, State, Status, now_rfc3339, proc_stat, write_replace};
 use crate::cgroups::{Cgroup, Layout};
 use crate::sys::clone::{channel, fork, recv_msg, send_msg};
 
@@ -165,7 +165,7 @@ impl Runtime {
         }
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?;
-        write_atomic(dir, "config.json", &spec_json).map_err(|source| OciError::Io {
+        write_replace(dir, "config.json", &spec_json, false).map_err(|source| OciError::Io {
             id: id.into(),
             op: "write",
             path: dir.join("config.json"),
@@ -188,9 +188,11 @@ impl Runtime {
             created: now_rfc3339(),
             cgroup: Some(cgroup.clone()),
             owner: String::new(),
-            deleting: false,
+            fifo: dir.join("exec.fifo"),
         };
-        // Recorded before the cgroup exists: a crash from here on leaves a state that
+        // config.json's rename is made durable by this save's directory fsync; its data is
+        // not fsynced (a torn copy after a power loss only costs the poststop hooks, and
+        // delete still cleans up). Recorded before the cgroup exists: a crash from here on leaves a state that
         // `delete --force` cleans.
         self.root.save(&st)?;
         cleanup.cgroup = Some(cgroup.clone());
@@ -264,13 +266,13 @@ pub fn write_pid_file(id: &str, pf: &Path, pid: i32) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = pf.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
-    write_atomic(dir, name, pid.to_string().as_bytes()).map_err(|source| OciError::Io {
+    write_replace(dir, name, pid.to_string().as_bytes(), false).map_err(|source| OciError::Io {
         id: id.into(),
         op: "write pid file",
         path: pf.to_path_buf(),
         source,
     })?;
-    // write_atomic makes it 0600; a pid file is for everyone to read.
+    // written 0600; a pid file is for everyone to read.
     let _ = std::fs::set_permissions(pf, std::os::unix::fs::PermissionsExt::from_mode(0o644));
     Ok(())
 }
@@ -319,11 +321,23 @@ pub(crate) fn spawn(
         id: id.into(),
         message,
     };
-    cgroup.add(s1).map_err(|source| OciError::Cgroup {
-        id: id.into(),
-        source,
-    })?;
-    send_msg(sock, b"G").map_err(sys("signal the intermediate"))?;
+    // With a new user namespace the intermediate first asks for its mappings (U); the
+    // cgroup is joined after that, else at once.
+    let mut in_cgroup = false;
+    let join_cgroup = |in_cgroup: &mut bool| -> Result<()> {
+        if !*in_cgroup {
+            cgroup.add(s1).map_err(|source| OciError::Cgroup {
+                id: id.into(),
+                source,
+            })?;
+            send_msg(sock, b"G").map_err(sys("signal the intermediate"))?;
+            *in_cgroup = true;
+        }
+        Ok(())
+    };
+    if plan.uid_map.is_none() {
+        join_cgroup(&mut in_cgroup)?;
+    }
     let mut init = 0;
     loop {
         let msg = recv_msg(sock).map_err(sys("read from the container's init"))?;
@@ -342,6 +356,7 @@ pub(crate) fn spawn(
                     write("gid_map", m)?;
                 }
                 send_msg(sock, b"M").map_err(sys("signal the intermediate"))?;
+                join_cgroup(&mut in_cgroup)?;
             }
             Some(b'P') => {
                 init = String::from_utf8_lossy(&msg[1..])

@@ -3,8 +3,8 @@
 //!
 //! Messages to the runtime (one per SOCK_SEQPACKET send):
 //! `U` user namespace made, map it; `P<pid>` the init's pid; `H` run createRuntime
-//! hooks now; `R` ready (created); `E<text>` failed. From the runtime: `G` go (the
-//! intermediate is in the cgroup), `M` mapped, `K` hooks done.
+//! hooks now; `R` ready (created); `E<text>` failed. From the runtime: `M` mapped, `G`
+//! go (the intermediate is in the cgroup), `K` hooks done.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -52,7 +52,6 @@ pub fn intermediate(plan: &Plan, fds: ChildFds) -> ! {
 }
 
 fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
-    expect(fds.sock, b'G')?;
     let mut in_userns = false;
     for (flag, path) in &plan.join {
         join_ns(path, *flag).map_err(|e| {
@@ -79,9 +78,17 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
     }
-    let rest = plan.new & !CloneFlags::CLONE_NEWUSER;
+    // Namespaces are made while the runtime moves this process into the cgroup (the
+    // kernel makes that wait for an RCU grace period); only the cgroup namespace and the
+    // init must come after it.
+    let rest = plan.new & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP);
     if !rest.is_empty() {
         unshare(rest).map_err(|e| format!("unshare namespaces {rest:?}: {e}"))?;
+    }
+    expect(fds.sock, b'G')?;
+    if plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     }
     if let Some(off) = &plan.time_offsets {
         std::fs::write("/proc/self/timens_offsets", off)

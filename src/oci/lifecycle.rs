@@ -97,7 +97,7 @@ impl Runtime {
 
     /// Lets the created container's process run (it execs the spec's program).
     pub fn start(&self, id: &str) -> Result<()> {
-        let mut st = self.guard(id, "start", Status::can_start)?;
+        let st = self.guard(id, "start", Status::can_start)?;
         let fifo = self.root.dir(id).join("exec.fifo");
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
@@ -122,13 +122,15 @@ impl Runtime {
                             message: "the init process is gone; it cannot be started".into(),
                         });
                     }
-                    std::thread::sleep(Duration::from_micros(200));
+                    // woken by the init's write (or its exit closing the fifo)
+                    let fd = std::os::fd::AsFd::as_fd(&f);
+                    let mut pfd = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+                    let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(10u8));
                 }
             }
         }
+        // Removing the fifo is what records "running" (see State::fifo).
         let _ = std::fs::remove_file(&fifo);
-        st.status = Status::Running;
-        self.root.save(&st)?;
         let spec = self.saved_spec(id)?;
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().clone())
             && let Err(e) = super::hooks::run(id, "poststart", &h, &st.hook_json(Status::Running))
@@ -165,17 +167,16 @@ impl Runtime {
     /// Deletes the container: its processes (with `force`, or while only created), its
     /// cgroup and its state; runs poststop hooks.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let mut st = self.root.load(id)?;
+        // Idempotent: a crash part-way leaves a stopped container that delete finishes.
+        let st = self.root.load(id)?;
         let s = st.status();
-        if !(s.can_delete() || force || st.deleting) {
+        if !(s.can_delete() || force) {
             return Err(OciError::State {
                 id: id.into(),
                 status: s.to_string(),
                 op: "delete",
             });
         }
-        st.deleting = true;
-        self.root.save(&st)?;
         if st.init_alive() {
             let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
         }

@@ -81,9 +81,10 @@ pub struct State {
     /// The owner as runc reports it in `list`.
     #[serde(default)]
     pub owner: String,
-    /// true once `delete` has begun: a crash after this point is finished by `delete`.
+    /// The exec fifo: while it exists the init waits for `start`; `start` removes it, so
+    /// a created container whose fifo is gone is running (no state write on start).
     #[serde(default)]
-    pub deleting: bool,
+    pub fifo: PathBuf,
 }
 
 impl State {
@@ -97,12 +98,16 @@ impl State {
                 if !self.init_alive() {
                     return Status::Stopped;
                 }
-                if matches!(s, Status::Running | Status::Paused)
+                if matches!(s, Status::Running | Status::Paused | Status::Created)
                     && self.cgroup.as_ref().is_some_and(Cgroup::is_frozen)
                 {
                     return Status::Paused;
                 }
                 if s == Status::Paused {
+                    return Status::Running;
+                }
+                if s == Status::Created && !self.fifo.as_os_str().is_empty() && !self.fifo.exists()
+                {
                     return Status::Running;
                 }
                 s
@@ -277,6 +282,13 @@ impl Root {
 
 /// temp + fsync + rename + fsync(dir).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    write_replace(dir, name, bytes, true)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// temp (+ fsync when `sync`) + rename: readers see the old or the new file, never a
+/// torn one. The rename is made durable by the caller's next directory fsync.
+pub fn write_replace(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
@@ -286,10 +298,11 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     drop(f);
-    std::fs::rename(&tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// Now as RFC 3339 (UTC, nanoseconds), without a date crate.
