@@ -320,33 +320,44 @@ fn hooks_run_in_order_with_state_on_stdin() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
-    let log = env.subdir("hooks").expect("dir");
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c",
-            format!("cat > {dir}/{name}.json; echo {name} >> {dir}/order", dir = log.display())]})
-    };
     let mut b = Bundle::new(&env, "hooks", "true");
+    // host hooks write to the out dir by its host path; startContainer runs inside the
+    // container, where the same dir is /out
+    let hook = |dir: &std::path::Path, name: &str| {
+        json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("cat > {dir}/{name}.json; echo {name} >> {dir}/order", dir = dir.display())]})
+    };
+    let host = b.out.clone();
     b.spec["hooks"] = json!({
-        "createRuntime": [hook("createRuntime")],
-        "poststart": [hook("poststart"), {"path": "/bin/false"}],
-        "poststop": [hook("poststop")],
+        "createRuntime": [hook(&host, "createRuntime")],
+        "createContainer": [hook(&host, "createContainer")],
+        "startContainer": [hook(std::path::Path::new("/out"), "startContainer")],
+        "poststart": [hook(&host, "poststart"), {"path": "/bin/false"}],
+        "poststop": [hook(&host, "poststop")],
     });
     let st = rt.create("hooks", &opts(&b)).expect("create");
+    assert_eq!(b.read_out("order"), "createRuntime\ncreateContainer\n");
     rt.start("hooks")
         .expect("a failing poststart hook only warns");
-    berth::oci::wait(st.pid).expect("wait");
+    assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
     rt.delete("hooks", false).expect("delete");
-    let order = std::fs::read_to_string(log.join("order")).expect("order");
-    assert_eq!(order, "createRuntime\npoststart\npoststop\n");
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(log.join("createRuntime.json")).expect("state"))
-            .expect("json");
-    assert_eq!(s["id"], "hooks");
-    assert_eq!(s["pid"], st.pid);
-    let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(log.join("poststop.json")).expect("state"))
-            .expect("json");
-    assert_eq!(s["status"], "stopped");
+    let order = b.read_out("order");
+    let lines: Vec<&str> = order.lines().collect();
+    assert_eq!(lines.len(), 5, "{order}");
+    assert_eq!(&lines[..2], ["createRuntime", "createContainer"]);
+    // startContainer (in the container) and poststart (in the runtime) run concurrently
+    let mut mid = lines[2..4].to_vec();
+    mid.sort_unstable();
+    assert_eq!(mid, ["poststart", "startContainer"], "{order}");
+    assert_eq!(lines[4], "poststop");
+    let state = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&b.read_out(&format!("{name}.json"))).expect(name)
+    };
+    assert_eq!(state("createRuntime")["id"], "hooks");
+    assert_eq!(state("createRuntime")["pid"], st.pid);
+    assert_eq!(state("createContainer")["pid"], st.pid);
+    assert_eq!(state("startContainer")["status"], "running");
+    assert_eq!(state("poststop")["status"], "stopped");
 }
 
 #[test]

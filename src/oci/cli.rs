@@ -503,7 +503,7 @@ fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["ro","rw","nosuid","suid","nodev","dev","noexec","exec","sync","async",
             "dirsync","remount","mand","nomand","atime","noatime","diratime","nodiratime",
             "relatime","norelatime","strictatime","nostrictatime","bind","rbind","private",

@@ -229,6 +229,11 @@ impl Runtime {
         let hooks = spec.hooks().clone().unwrap_or_default();
         let mut create_runtime = hooks.prestart().clone().unwrap_or_default();
         create_runtime.extend(hooks.create_runtime().clone().unwrap_or_default());
+        plan.create_container_hooks = hooks.create_container().clone().unwrap_or_default();
+        plan.start_container_hooks = hooks.start_container().clone().unwrap_or_default();
+        let any_hooks = !create_runtime.is_empty()
+            || !plan.create_container_hooks.is_empty()
+            || !plan.start_container_hooks.is_empty();
         let pid = spawn(
             id,
             &mut plan,
@@ -237,14 +242,11 @@ impl Runtime {
             &mut cleanup.pids,
             |pid| {
                 st.pid = pid;
-                super::hooks::run(
-                    id,
-                    "createRuntime",
-                    &create_runtime,
-                    &st.hook_json(Status::Creating),
-                )
+                let state = st.hook_json(Status::Creating);
+                super::hooks::run(id, "createRuntime", &create_runtime, &state)?;
+                Ok(state)
             },
-            !create_runtime.is_empty(),
+            any_hooks,
         )?;
         drop(fifo);
         st.pid = pid;
@@ -295,7 +297,7 @@ pub(crate) fn spawn(
     cgroup: &Cgroup,
     fifo: Option<i32>,
     pids: &mut Vec<i32>,
-    mut on_hooks: impl FnMut(i32) -> Result<()>,
+    mut on_hooks: impl FnMut(i32) -> Result<Vec<u8>>,
     hooks: bool,
 ) -> Result<i32> {
     let sys = |op: &str| {
@@ -367,8 +369,9 @@ pub(crate) fn spawn(
                 pids.retain(|p| *p != s1);
             }
             Some(b'H') => {
-                on_hooks(init)?;
-                send_msg(sock, b"K").map_err(sys("signal the init"))?;
+                let mut state = on_hooks(init)?;
+                state.insert(0, b'K');
+                send_msg(sock, &state).map_err(sys("signal the init"))?;
             }
             Some(b'R') => return Ok(init),
             Some(b'E') => return Err(init_err(String::from_utf8_lossy(&msg[1..]).into_owned())),

@@ -31,9 +31,9 @@ fn fail(sock: RawFd, msg: &str) -> ! {
     exit_now(1)
 }
 
-fn expect(sock: RawFd, want: u8) -> Result<(), String> {
+fn expect(sock: RawFd, want: u8) -> Result<Vec<u8>, String> {
     match recv_msg(sock) {
-        Ok(m) if m.first() == Some(&want) => Ok(()),
+        Ok(m) if m.first() == Some(&want) => Ok(m[1..].to_vec()),
         Ok(m) => Err(format!(
             "runtime sent {:?}, expected {:?}",
             String::from_utf8_lossy(&m),
@@ -103,7 +103,8 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
 
 /// The container's init. Never returns: it execs the process or exits.
 fn init(plan: &Plan, fds: ChildFds, in_userns: bool) -> ! {
-    let exe = match init_inner(plan, fds, in_userns) {
+    let mut state = Vec::new();
+    let exe = match init_inner(plan, fds, in_userns, &mut state) {
         Ok(exe) => exe,
         Err(m) => fail(fds.sock, &m),
     };
@@ -114,6 +115,18 @@ fn init(plan: &Plan, fds: ChildFds, in_userns: bool) -> ! {
     {
         eprintln!("berth init: wait for start: {e}");
         exit_now(1);
+    }
+    if !plan.start_container_hooks.is_empty() {
+        let st = String::from_utf8_lossy(&state).replace("\"creating\"", "\"running\"");
+        if let Err(e) = super::hooks::run(
+            &plan.id,
+            "startContainer",
+            &plan.start_container_hooks,
+            st.as_bytes(),
+        ) {
+            eprintln!("berth init: {e}");
+            exit_now(1);
+        }
     }
     let p = &plan.process;
     if p.no_new_privs {
@@ -142,7 +155,12 @@ fn wait_start(fifo: RawFd) -> std::io::Result<()> {
     f.write_all(b"0")
 }
 
-fn init_inner(plan: &Plan, fds: ChildFds, in_userns: bool) -> Result<CString, String> {
+fn init_inner(
+    plan: &Plan,
+    fds: ChildFds,
+    in_userns: bool,
+    state: &mut Vec<u8>,
+) -> Result<CString, String> {
     let p = &plan.process;
     if let Some(adj) = p.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -151,9 +169,17 @@ fn init_inner(plan: &Plan, fds: ChildFds, in_userns: bool) -> Result<CString, St
     if plan.setup_rootfs {
         if fds.hooks {
             send_msg(fds.sock, b"H").map_err(|e| e.to_string())?;
-            expect(fds.sock, b'K')?;
+            *state = expect(fds.sock, b'K')?;
         }
         rootfs::prepare(plan, in_userns)?;
+        // in the container's namespaces, before pivot_root: paths resolve on the host
+        super::hooks::run(
+            &plan.id,
+            "createContainer",
+            &plan.create_container_hooks,
+            state,
+        )
+        .map_err(|e| e.to_string())?;
         rootfs::enter(plan)?;
         if let Some(h) = &plan.hostname {
             nix::unistd::sethostname(h).map_err(|e| format!("hostname {h}: {e}"))?;

@@ -324,13 +324,15 @@ impl Runtime {
             no_pivot: false,
             cgroup_binds: vec![],
             setup_rootfs: false,
+            create_container_hooks: vec![],
+            start_container_hooks: vec![],
         };
         let cg = st.cgroup.clone().unwrap_or(crate::cgroups::Cgroup {
             dirs: Default::default(),
             v2_only: false,
         });
         let mut pids = vec![];
-        let res = super::create::spawn(id, &mut p, &cg, None, &mut pids, |_| Ok(()), false);
+        let res = super::create::spawn(id, &mut p, &cg, None, &mut pids, |_| Ok(vec![]), false);
         let pid = match res {
             Ok(pid) => pid,
             Err(e) => {

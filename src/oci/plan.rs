@@ -86,6 +86,10 @@ pub struct Plan {
     pub cgroup_binds: Vec<(PathBuf, PathBuf)>,
     /// false for exec: no mounts, the process joins an existing container.
     pub setup_rootfs: bool,
+    /// Run by the init in the container's namespaces: before pivot_root, and after
+    /// start before the program (set by the caller; empty for exec).
+    pub create_container_hooks: Vec<oci_spec::runtime::Hook>,
+    pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -528,6 +532,8 @@ pub fn build(
         no_pivot: opts.no_pivot,
         cgroup_binds,
         setup_rootfs: true,
+        create_container_hooks: vec![],
+        start_container_hooks: vec![],
     })
 }
 
