@@ -284,3 +284,91 @@ fn berth_features_and_systemd_cgroup() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--systemd-cgroup"));
 }
+
+/// Receives one fd sent with SCM_RIGHTS.
+fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just gave this process the fd.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd in the console socket message");
+}
+
+fn terminal(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    let mut b = Bundle::new(
+        &env,
+        "tty",
+        "tty > /out/tty; echo hello-from-tty; touch /out/done; sleep 2",
+    );
+    b.spec["process"]["terminal"] = json!(true);
+    b.spec["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    b.write();
+    let sock = env.dir().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let s = sock.display().to_string();
+    cli.ok(
+        &env,
+        &[
+            "create",
+            "--bundle",
+            &b.dir.display().to_string(),
+            "--console-socket",
+            &s,
+            "tty",
+        ],
+    );
+    let (conn, _) = listener.accept().expect("accept");
+    let master = std::fs::File::from(recv_fd(&conn));
+    cli.ok(&env, &["start", "tty"]);
+    b.wait_out("done");
+    assert!(
+        b.read_out("tty").trim().starts_with("/dev/pts/"),
+        "{}",
+        b.read_out("tty")
+    );
+    // the pty master carries the process's output
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("hello-from-tty")
+        && std::time::Instant::now() < deadline
+    {
+        match std::io::Read::read(&mut &master, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("hello-from-tty"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    cli.ok(&env, &["delete", "--force", "tty"]);
+}
+
+#[test]
+fn berth_terminal_over_console_socket() {
+    require_root!();
+    terminal("berth");
+}
+
+#[test]
+fn runc_terminal_over_console_socket() {
+    require_root!();
+    terminal("runc");
+}

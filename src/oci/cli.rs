@@ -364,13 +364,6 @@ fn run(args: OciArgs) -> CliResult {
                     p
                 }
             };
-            if tty || p.terminal() == Some(true) {
-                let _ = console_socket;
-                return Err(
-                    "exec --tty: terminals over a console socket are not supported by berth yet"
-                        .into(),
-                );
-            }
             if let Some(c) = cwd {
                 p.set_cwd(c);
             }
@@ -398,7 +391,19 @@ fn run(args: OciArgs) -> CliResult {
                 p.set_no_new_privileges(Some(true));
             }
             let _ = st;
-            let pid = rt.exec(&id, &p, &ExecOptions { pid_file }).map_err(s)?;
+            if tty {
+                p.set_terminal(Some(true));
+            }
+            let pid = rt
+                .exec(
+                    &id,
+                    &p,
+                    &ExecOptions {
+                        pid_file,
+                        console_socket,
+                    },
+                )
+                .map_err(s)?;
             if detach {
                 return Ok(0);
             }
@@ -469,14 +474,6 @@ fn run(args: OciArgs) -> CliResult {
 
 fn create(rt: &Runtime, c: &CreateArgs) -> Result<super::state::State, String> {
     let spec = super::spec::load(&c.id, &c.bundle).map_err(s)?;
-    if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
-        let _ = &c.console_socket;
-        return Err(format!(
-            "container {}: config field process.terminal: terminals over a console socket are \
-             not supported by berth yet; set it to false",
-            c.id
-        ));
-    }
     let _ = c.no_new_keyring;
     rt.create(
         &c.id,
@@ -484,6 +481,7 @@ fn create(rt: &Runtime, c: &CreateArgs) -> Result<super::state::State, String> {
             bundle: c.bundle.clone(),
             spec: Some(spec),
             pid_file: c.pid_file.clone(),
+            console_socket: c.console_socket.clone(),
             plan: PlanOptions {
                 no_pivot: c.no_pivot,
                 clamp_unprivileged: false,

@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub spec: Option<Spec>,
     /// Where to write the init's pid.
     pub pid_file: Option<PathBuf>,
+    /// The socket that receives the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
     pub plan: PlanOptions,
 }
 
@@ -234,11 +236,13 @@ impl Runtime {
         let any_hooks = !create_runtime.is_empty()
             || !plan.create_container_hooks.is_empty()
             || !plan.start_container_hooks.is_empty();
+        let console = console_for(id, plan.process.terminal, opts.console_socket.as_deref())?;
         let pid = spawn(
             id,
             &mut plan,
             &cgroup,
             Some(fifo.as_raw_fd()),
+            console.as_ref().map(|c| c.as_raw_fd()),
             &mut cleanup.pids,
             |pid| {
                 st.pid = pid;
@@ -279,6 +283,35 @@ pub fn write_pid_file(id: &str, pf: &Path, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Connects to the console socket of a terminal process.
+pub(crate) fn console_for(
+    id: &str,
+    terminal: bool,
+    socket: Option<&Path>,
+) -> Result<Option<OwnedFd>> {
+    match (terminal, socket) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(OciError::spec(
+            id,
+            "process.terminal",
+            "a console socket was given but the process has no terminal",
+        )),
+        (true, None) => Err(OciError::spec(
+            id,
+            "process.terminal",
+            "a terminal needs a console socket (--console-socket)",
+        )),
+        (true, Some(p)) => super::console::connect(p)
+            .map(Some)
+            .map_err(|source| OciError::Io {
+                id: id.into(),
+                op: "connect console socket",
+                path: p.to_path_buf(),
+                source,
+            }),
+    }
+}
+
 fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
@@ -296,6 +329,7 @@ pub(crate) fn spawn(
     plan: &mut Plan,
     cgroup: &Cgroup,
     fifo: Option<i32>,
+    console: Option<i32>,
     pids: &mut Vec<i32>,
     mut on_hooks: impl FnMut(i32) -> Result<Vec<u8>>,
     hooks: bool,
@@ -310,6 +344,7 @@ pub(crate) fn spawn(
         sock: child_end.as_raw_fd(),
         fifo,
         hooks,
+        console,
     };
     let s1 = fork().map_err(sys("fork"))?;
     if s1 == 0 {

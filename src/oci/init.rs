@@ -24,6 +24,8 @@ pub struct ChildFds {
     pub fifo: Option<RawFd>,
     /// Stop for createRuntime hooks.
     pub hooks: bool,
+    /// Connected console socket, for a terminal process.
+    pub console: Option<RawFd>,
 }
 
 fn fail(sock: RawFd, msg: &str) -> ! {
@@ -189,6 +191,10 @@ fn init_inner(
                 .map_err(|e| format!("domainname {d}: {e}"))?;
         }
         rootfs::finish(plan)?;
+    }
+    if let Some(sock) = fds.console {
+        super::console::setup(sock, p.uid, p.gid, p.console_size)?;
+        let _ = nix::unistd::close(sock);
     }
     // runc creates a missing cwd, as root, before switching user.
     if !p.cwd.exists() {

@@ -63,6 +63,8 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
     pub pid_file: Option<std::path::PathBuf>,
+    /// The socket that receives the pty master when the process has a terminal.
+    pub console_socket: Option<std::path::PathBuf>,
 }
 
 impl Runtime {
@@ -332,7 +334,18 @@ impl Runtime {
             v2_only: false,
         });
         let mut pids = vec![];
-        let res = super::create::spawn(id, &mut p, &cg, None, &mut pids, |_| Ok(vec![]), false);
+        let console =
+            super::create::console_for(id, p.process.terminal, opts.console_socket.as_deref())?;
+        let res = super::create::spawn(
+            id,
+            &mut p,
+            &cg,
+            None,
+            console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            &mut pids,
+            |_| Ok(vec![]),
+            false,
+        );
         let pid = match res {
             Ok(pid) => pid,
             Err(e) => {

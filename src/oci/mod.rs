@@ -18,6 +18,7 @@
 //! it never touches cgroups, mounts or namespaces it did not create.
 
 pub mod cli;
+pub mod console;
 pub mod create;
 pub mod error;
 pub mod hooks;

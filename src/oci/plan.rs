@@ -57,6 +57,8 @@ pub struct ProcessPlan {
     pub no_new_privs: bool,
     pub seccomp: Option<ScmpFilterContext>,
     pub terminal: bool,
+    /// (rows, columns) of the terminal.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Everything the init process does, in order.
@@ -742,6 +744,12 @@ pub fn process_plan(
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         seccomp,
         terminal: p.terminal().unwrap_or(false),
+        console_size: p.console_size().map(|b| {
+            (
+                b.height().min(u16::MAX as u64) as u16,
+                b.width().min(u16::MAX as u64) as u16,
+            )
+        }),
     })
 }
 
