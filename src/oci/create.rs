@@ -241,8 +241,12 @@ impl Runtime {
             id,
             &mut plan,
             &cgroup,
-            Some(fifo.as_raw_fd()),
-            console.as_ref().map(|c| c.as_raw_fd()),
+            ChildFds {
+                sock: -1,
+                fifo: Some(fifo.as_raw_fd()),
+                hooks: any_hooks,
+                console: console.as_ref().map(|c| c.as_raw_fd()),
+            },
             &mut cleanup.pids,
             |pid| {
                 st.pid = pid;
@@ -250,7 +254,6 @@ impl Runtime {
                 super::hooks::run(id, "createRuntime", &create_runtime, &state)?;
                 Ok(state)
             },
-            any_hooks,
         )?;
         drop(fifo);
         st.pid = pid;
@@ -321,18 +324,16 @@ fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     Ok(f.into())
 }
 
-/// Forks the intermediate, puts it in `cgroup`, answers its requests and returns the
-/// pid of the process it made (a child of the caller). `pids` collects every process to
-/// kill if this fails.
+/// Forks the intermediate (`io.sock` is filled in here), puts it in `cgroup`, answers
+/// its requests and returns the pid of the process it made (a child of the caller).
+/// `pids` collects every process to kill if this fails.
 pub(crate) fn spawn(
     id: &str,
     plan: &mut Plan,
     cgroup: &Cgroup,
-    fifo: Option<i32>,
-    console: Option<i32>,
+    io: ChildFds,
     pids: &mut Vec<i32>,
     mut on_hooks: impl FnMut(i32) -> Result<Vec<u8>>,
-    hooks: bool,
 ) -> Result<i32> {
     let sys = |op: &str| {
         let op = op.to_string();
@@ -342,9 +343,7 @@ pub(crate) fn spawn(
     let (parent_end, child_end) = channel().map_err(sys("socketpair"))?;
     let fds = ChildFds {
         sock: child_end.as_raw_fd(),
-        fifo,
-        hooks,
-        console,
+        ..io
     };
     let s1 = fork().map_err(sys("fork"))?;
     if s1 == 0 {

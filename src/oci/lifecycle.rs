@@ -340,11 +340,14 @@ impl Runtime {
             id,
             &mut p,
             &cg,
-            None,
-            console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            super::init::ChildFds {
+                sock: -1,
+                fifo: None,
+                hooks: false,
+                console: console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            },
             &mut pids,
             |_| Ok(vec![]),
-            false,
         );
         let pid = match res {
             Ok(pid) => pid,

@@ -22,7 +22,7 @@ pub mod console;
 pub mod create;
 pub mod error;
 pub mod hooks;
-mod init;
+pub(crate) mod init;
 pub mod lifecycle;
 pub mod plan;
 pub mod rootfs;
