@@ -372,3 +372,33 @@ fn runc_terminal_over_console_socket() {
     require_root!();
     terminal("runc");
 }
+
+/// The runtime killed (-9) in the middle of create: the state left says "creating" and
+/// `delete --force` removes the cgroup, the processes and the state.
+#[test]
+fn berth_recovers_from_a_kill_during_create() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, "berth");
+    let mut b = Bundle::new(&env, "crash", "true");
+    // a createRuntime hook runs while the runtime waits for it: kill the runtime there
+    b.spec["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}]});
+    b.write();
+    let o = cli.run(
+        &env,
+        &["create", "--bundle", &b.dir.display().to_string(), "crash"],
+    );
+    assert!(!o.status.success());
+    let st = cli.state(&env, "crash");
+    assert_eq!(st["status"], "creating", "{st}");
+    assert!(
+        b.cgroup_dir(&env, "memory").exists(),
+        "the kill came before the cgroup existed"
+    );
+    cli.ok(&env, &["delete", "--force", "crash"]);
+    assert!(!cli.root.join("crash").exists(), "state left");
+    for c in ["memory", "pids", "freezer"] {
+        assert!(!b.cgroup_dir(&env, c).exists(), "cgroup left in {c}");
+    }
+}

@@ -472,3 +472,49 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
     }
     let _ = spec_of(&base);
 }
+
+#[test]
+fn sysctl_domainname_time_namespace_and_readonly_root() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let rt = runtime(&env);
+    let mut b = Bundle::new(
+        &env,
+        "misc",
+        "cat /proc/sys/net/ipv4/ip_forward > /out/fwd; cat /proc/sys/kernel/domainname > /out/dom; \
+         cut -d' ' -f1 /proc/uptime > /out/uptime; (touch /newfile) 2> /out/rofs; true",
+    );
+    b.spec["domainname"] = json!("berth.test");
+    b.spec["root"]["readonly"] = json!(true);
+    b.spec["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "time"}));
+    b.spec["linux"]["timeOffsets"] =
+        json!({"boottime": {"secs": 86400 * 365}, "monotonic": {"secs": 86400 * 365}});
+    let st = rt.create("misc", &opts(&b)).expect("create");
+    rt.start("misc").expect("start");
+    assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
+    assert_eq!(b.read_out("fwd").trim(), "1");
+    // the host's own value is untouched: the sysctl was the container's netns
+    assert_eq!(b.read_out("dom").trim(), "berth.test");
+    let up: f64 = b.read_out("uptime").trim().parse().expect("uptime");
+    assert!(
+        up > 86400.0 * 365.0,
+        "uptime {up}: the time namespace offset is missing"
+    );
+    assert!(
+        b.read_out("rofs").contains("Read-only"),
+        "{}",
+        b.read_out("rofs")
+    );
+    rt.delete("misc", false).expect("delete");
+    // a sysctl of a namespace the container does not have would change the host
+    let mut bad = Bundle::new(&env, "badsysctl", "true");
+    bad.spec["linux"]["sysctl"] = json!({"kernel.panic": "1"});
+    let e = rt
+        .create("badsysctl", &opts(&bad))
+        .expect_err("host sysctl");
+    assert!(e.to_string().contains("linux.sysctl[kernel.panic]"), "{e}");
+}

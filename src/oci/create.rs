@@ -357,6 +357,15 @@ pub(crate) fn spawn(
         id: id.into(),
         message,
     };
+    // A failed send means the child is gone: its last message says why.
+    let child_gone = |e: nix::Error, what: &str| -> OciError {
+        match recv_msg(sock) {
+            Ok(m) if m.first() == Some(&b'E') => {
+                init_err(String::from_utf8_lossy(&m[1..]).into_owned())
+            }
+            _ => sys(what)(e),
+        }
+    };
     // With a new user namespace the intermediate first asks for its mappings (U); the
     // cgroup is joined after that, else at once.
     let mut in_cgroup = false;
@@ -366,7 +375,7 @@ pub(crate) fn spawn(
                 id: id.into(),
                 source,
             })?;
-            send_msg(sock, b"G").map_err(sys("signal the intermediate"))?;
+            send_msg(sock, b"G").map_err(|e| child_gone(e, "signal the intermediate"))?;
             *in_cgroup = true;
         }
         Ok(())
@@ -391,7 +400,7 @@ pub(crate) fn spawn(
                 if let Some(m) = &plan.gid_map {
                     write("gid_map", m)?;
                 }
-                send_msg(sock, b"M").map_err(sys("signal the intermediate"))?;
+                send_msg(sock, b"M").map_err(|e| child_gone(e, "signal the intermediate"))?;
                 join_cgroup(&mut in_cgroup)?;
             }
             Some(b'P') => {
@@ -405,7 +414,7 @@ pub(crate) fn spawn(
             Some(b'H') => {
                 let mut state = on_hooks(init)?;
                 state.insert(0, b'K');
-                send_msg(sock, &state).map_err(sys("signal the init"))?;
+                send_msg(sock, &state).map_err(|e| child_gone(e, "signal the init"))?;
             }
             Some(b'R') => return Ok(init),
             Some(b'E') => return Err(init_err(String::from_utf8_lossy(&msg[1..]).into_owned())),

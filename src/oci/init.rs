@@ -83,18 +83,22 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
     // Namespaces are made while the runtime moves this process into the cgroup (the
     // kernel makes that wait for an RCU grace period); only the cgroup namespace and the
     // init must come after it.
-    let rest = plan.new & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP);
+    // In raw bits: bitflags' `!` would drop CLONE_NEWTIME, which nix does not name.
+    let rest = CloneFlags::from_bits_retain(
+        plan.new.bits() & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP).bits(),
+    );
     if !rest.is_empty() {
         unshare(rest).map_err(|e| format!("unshare namespaces {rest:?}: {e}"))?;
+    }
+    // Offsets can only be set before anything else is done with the new time namespace.
+    if let Some(off) = &plan.time_offsets {
+        std::fs::write("/proc/self/timens_offsets", off)
+            .map_err(|e| format!("linux.timeOffsets: {e}"))?;
     }
     expect(fds.sock, b'G')?;
     if plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
         unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
-    }
-    if let Some(off) = &plan.time_offsets {
-        std::fs::write("/proc/self/timens_offsets", off)
-            .map_err(|e| format!("linux.timeOffsets: {e}"))?;
     }
     let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
     if pid == 0 {

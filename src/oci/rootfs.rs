@@ -361,6 +361,11 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
 
 /// After entering the root: masked and read-only paths, read-only root, sysctls.
 pub fn finish(plan: &Plan) -> Result<(), String> {
+    // before /proc/sys becomes read-only
+    for (k, v) in &plan.sysctl {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&p, v).map_err(e(format!("linux.sysctl[{k}]")))?;
+    }
     for p in &plan.readonly {
         if std::fs::symlink_metadata(p).is_err() {
             continue;
@@ -402,10 +407,6 @@ pub fn finish(plan: &Plan) -> Result<(), String> {
             }
             Err(_) => {}
         }
-    }
-    for (k, v) in &plan.sysctl {
-        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&p, v).map_err(e(format!("linux.sysctl[{k}]")))?;
     }
     if plan.readonly_root {
         remount(Path::new("/"), MsFlags::MS_RDONLY).map_err(e("root.readonly"))?;
