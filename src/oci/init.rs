@@ -177,7 +177,7 @@ fn init_inner(
             send_msg(fds.sock, b"H").map_err(|e| e.to_string())?;
             *state = expect(fds.sock, b'K')?;
         }
-        rootfs::prepare(plan, in_userns)?;
+        rootfs::prepare(&crate::sys::mount::Linux, plan, in_userns)?;
         // in the container's namespaces, before pivot_root: paths resolve on the host
         super::hooks::run(
             &plan.id,
@@ -194,7 +194,7 @@ fn init_inner(
             std::fs::write("/proc/sys/kernel/domainname", d)
                 .map_err(|e| format!("domainname {d}: {e}"))?;
         }
-        rootfs::finish(plan)?;
+        rootfs::finish(&crate::sys::mount::Linux, plan)?;
     }
     if let Some(sock) = fds.console {
         super::console::setup(sock, p.uid, p.gid, p.console_size)?;

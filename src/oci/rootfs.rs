@@ -7,6 +7,8 @@ use std::os::unix::fs::{DirBuilderExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use crate::sys::mount::Mounter;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
 use super::plan::{MountPlan, Plan};
@@ -89,11 +91,11 @@ fn mkdir_p(p: &Path) -> Result<(), String> {
 }
 
 /// Creates the mount point for `m` and mounts it.
-fn do_mount(plan: &Plan, m: &MountPlan) -> Result<(), String> {
+fn do_mount(mnt: &dyn Mounter, plan: &Plan, m: &MountPlan) -> Result<(), String> {
     let field = format!("mounts[{}] ({})", m.index, m.destination.display());
     let target = resolve_in_root(&plan.rootfs, &m.destination).map_err(e(&field))?;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-        return mount_cgroup(plan, m, &target, &field);
+        return mount_cgroup(mnt, plan, m, &target, &field);
     }
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
@@ -108,18 +110,12 @@ fn do_mount(plan: &Plan, m: &MountPlan) -> Result<(), String> {
             }
         }
         let rec = m.flags & MsFlags::MS_REC;
-        mount(
-            Some(src),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | rec,
-            None::<&str>,
-        )
-        .map_err(e(format!("{field}: bind {}", src.display())))?;
+        mnt.mount(Some(src), &target, None, MsFlags::MS_BIND | rec, None)
+            .map_err(e(format!("{field}: bind {}", src.display())))?;
         // A bind ignores its other flags: they need a remount.
         let extra = m.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
-            remount(&target, extra).map_err(e(format!("{field}: remount")))?;
+            remount(mnt, &target, extra).map_err(e(format!("{field}: remount")))?;
         }
     } else {
         mkdir_p(&target)?;
@@ -133,29 +129,29 @@ fn do_mount(plan: &Plan, m: &MountPlan) -> Result<(), String> {
             .as_deref()
             .unwrap_or(Path::new(&m.fstype))
             .to_path_buf();
-        let res = mount(Some(&src), &target, Some(m.fstype.as_str()), m.flags, data);
+        let res = mnt.mount(Some(&src), &target, Some(m.fstype.as_str()), m.flags, data);
         match res {
             // sysfs in a container that joined a netns it does not own (or a userns) is
             // refused; bind the host's instead, as runc does.
             Err(nix::errno::Errno::EPERM) if m.fstype == "sysfs" => {
-                mount(
-                    Some("/sys"),
+                mnt.mount(
+                    Some(Path::new("/sys")),
                     &target,
-                    None::<&str>,
+                    None,
                     MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
+                    None,
                 )
                 .map_err(e(format!("{field}: bind /sys")))?;
-                remount(&target, m.flags | MsFlags::MS_RDONLY)
+                remount(mnt, &target, m.flags | MsFlags::MS_RDONLY)
                     .map_err(e(format!("{field}: remount")))?;
             }
             Err(nix::errno::Errno::EPERM) if m.fstype == "mqueue" => {
-                mount(
-                    Some("/dev/mqueue"),
+                mnt.mount(
+                    Some(Path::new("/dev/mqueue")),
                     &target,
-                    None::<&str>,
+                    None,
                     MsFlags::MS_BIND,
-                    None::<&str>,
+                    None,
                 )
                 .map_err(e(format!("{field}: bind /dev/mqueue")))?;
             }
@@ -163,7 +159,7 @@ fn do_mount(plan: &Plan, m: &MountPlan) -> Result<(), String> {
         }
     }
     for p in &m.propagation {
-        mount(None::<&str>, &target, None::<&str>, *p, None::<&str>)
+        mnt.mount(None, &target, None, *p, None)
             .map_err(e(format!("{field}: propagation")))?;
     }
     Ok(())
@@ -171,37 +167,49 @@ fn do_mount(plan: &Plan, m: &MountPlan) -> Result<(), String> {
 
 /// The cgroup hierarchies, as the container's own subtrees: a tmpfs holding one bind per
 /// hierarchy (v1), or one bind of the container's unified dir (v2).
-fn mount_cgroup(plan: &Plan, m: &MountPlan, target: &Path, field: &str) -> Result<(), String> {
+fn mount_cgroup(
+    mnt: &dyn Mounter,
+    plan: &Plan,
+    m: &MountPlan,
+    target: &Path,
+    field: &str,
+) -> Result<(), String> {
     let ro = m.flags & MsFlags::MS_RDONLY;
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mkdir_p(target)?;
     let v1 = plan.cgroup_binds.iter().any(|(_, d)| d != &m.destination);
     if v1 {
-        mount(Some("tmpfs"), target, Some("tmpfs"), base, Some("mode=755"))
-            .map_err(e(format!("{field}: tmpfs")))?;
+        mnt.mount(
+            Some(Path::new("tmpfs")),
+            target,
+            Some("tmpfs"),
+            base,
+            Some("mode=755"),
+        )
+        .map_err(e(format!("{field}: tmpfs")))?;
     }
     for (src, dest) in &plan.cgroup_binds {
         let t = resolve_in_root(&plan.rootfs, dest).map_err(e(field))?;
         mkdir_p(&t)?;
-        mount(
+        mnt.mount(
             Some(src),
             &t,
-            None::<&str>,
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
+            None,
         )
         .map_err(e(format!("{field}: bind {}", src.display())))?;
-        remount(&t, base | ro).map_err(e(format!("{field}: remount")))?;
+        remount(mnt, &t, base | ro).map_err(e(format!("{field}: remount")))?;
     }
     if v1 && !ro.is_empty() {
-        remount(target, base | ro).map_err(e(format!("{field}: remount")))?;
+        remount(mnt, target, base | ro).map_err(e(format!("{field}: remount")))?;
     }
     Ok(())
 }
 
 /// Remounts a bind mount with `flags`, keeping the lock flags the kernel will not let an
 /// unprivileged mount namespace clear.
-pub fn remount(target: &Path, flags: MsFlags) -> nix::Result<()> {
+pub fn remount(mnt: &dyn Mounter, target: &Path, flags: MsFlags) -> nix::Result<()> {
     let locked = nix::sys::statvfs::statvfs(target)
         .map(|s| {
             use nix::sys::statvfs::FsFlags as F;
@@ -222,40 +230,34 @@ pub fn remount(target: &Path, flags: MsFlags) -> nix::Result<()> {
             m
         })
         .unwrap_or(MsFlags::empty());
-    mount(
-        None::<&str>,
+    mnt.mount(
+        None,
         target,
-        None::<&str>,
+        None,
         MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked,
-        None::<&str>,
+        None,
     )
 }
 
 /// Builds the root: propagation, the rootfs bind, the mounts, /dev.
-pub fn prepare(plan: &Plan, in_userns: bool) -> Result<(), String> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        plan.rootfs_propagation,
-        None::<&str>,
-    )
-    .map_err(e("make / private to the container (rootfsPropagation)"))?;
-    mount(
+pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
+    mnt.mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
+        .map_err(e("make / private to the container (rootfsPropagation)"))?;
+    mnt.mount(
         Some(&plan.rootfs),
         &plan.rootfs,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     )
     .map_err(e(format!("bind rootfs {}", plan.rootfs.display())))?;
     for m in &plan.mounts {
-        do_mount(plan, m)?;
+        do_mount(mnt, plan, m)?;
     }
-    make_dev(plan, in_userns)
+    make_dev(mnt, plan, in_userns)
 }
 
-fn make_dev(plan: &Plan, in_userns: bool) -> Result<(), String> {
+fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
     let dev = plan.rootfs.join("dev");
     mkdir_p(&dev)?;
     for d in &plan.devices {
@@ -295,14 +297,8 @@ fn make_dev(plan: &Plan, in_userns: bool) -> Result<(), String> {
                 // In a user namespace mknod is refused: bind the host's node instead.
                 std::fs::File::create(&target)
                     .map_err(e(format!("create {}", target.display())))?;
-                mount(
-                    Some(&d.path),
-                    &target,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(e(format!("bind {}", d.path.display())))?;
+                mnt.mount(Some(&d.path), &target, None, MsFlags::MS_BIND, None)
+                    .map_err(e(format!("bind {}", d.path.display())))?;
             }
             Err(err) => return Err(format!("mknod {}: {err}", target.display())),
         }
@@ -360,7 +356,7 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
 }
 
 /// After entering the root: masked and read-only paths, read-only root, sysctls.
-pub fn finish(plan: &Plan) -> Result<(), String> {
+pub fn finish(mnt: &dyn Mounter, plan: &Plan) -> Result<(), String> {
     // before /proc/sys becomes read-only
     for (k, v) in &plan.sysctl {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
@@ -370,15 +366,9 @@ pub fn finish(plan: &Plan) -> Result<(), String> {
         if std::fs::symlink_metadata(p).is_err() {
             continue;
         }
-        mount(
-            Some(p),
-            p,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(e(format!("linux.readonlyPaths {}", p.display())))?;
-        remount(p, MsFlags::MS_RDONLY).map_err(e(format!(
+        mnt.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+            .map_err(e(format!("linux.readonlyPaths {}", p.display())))?;
+        remount(mnt, p, MsFlags::MS_RDONLY).map_err(e(format!(
             "linux.readonlyPaths {}: remount ro",
             p.display()
         )))?;
@@ -386,22 +376,22 @@ pub fn finish(plan: &Plan) -> Result<(), String> {
     for p in &plan.masked {
         match std::fs::metadata(p) {
             Ok(md) if md.is_dir() => {
-                mount(
-                    Some("tmpfs"),
+                mnt.mount(
+                    Some(Path::new("tmpfs")),
                     p,
                     Some("tmpfs"),
                     MsFlags::MS_RDONLY,
-                    None::<&str>,
+                    None,
                 )
                 .map_err(e(format!("linux.maskedPaths {}", p.display())))?;
             }
             Ok(_) => {
-                mount(
-                    Some("/dev/null"),
+                mnt.mount(
+                    Some(Path::new("/dev/null")),
                     p,
-                    None::<&str>,
+                    None,
                     MsFlags::MS_BIND,
-                    None::<&str>,
+                    None,
                 )
                 .map_err(e(format!("linux.maskedPaths {}", p.display())))?;
             }
@@ -409,7 +399,7 @@ pub fn finish(plan: &Plan) -> Result<(), String> {
         }
     }
     if plan.readonly_root {
-        remount(Path::new("/"), MsFlags::MS_RDONLY).map_err(e("root.readonly"))?;
+        remount(mnt, Path::new("/"), MsFlags::MS_RDONLY).map_err(e("root.readonly"))?;
     }
     Ok(())
 }
@@ -436,6 +426,51 @@ mod tests {
         );
         assert!(resolve_in_root(&d, Path::new("/a/esc/x")).is_err());
         assert!(resolve_in_root(&d, Path::new("/../x")).is_err());
+        std::fs::remove_dir_all(&d).expect("rm");
+    }
+
+    /// The mounts a spec turns into, seen through the recording seam (no root needed).
+    #[test]
+    fn mounts_planned_for_a_spec() {
+        use crate::sys::mount::Recorder;
+        let d = std::env::temp_dir().join(format!("berth-rootfs-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("rootfs/data")).expect("mkdir");
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
+            "mounts": [
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "mode=755"]},
+                {"destination": "/data", "type": "bind", "source": d.join("rootfs/data"),
+                 "options": ["rbind", "ro", "nodev", "rprivate"]}
+            ],
+            "linux": {"namespaces": [{"type": "mount"}], "rootfsPropagation": "rslave"}
+        }))
+        .expect("spec");
+        let plan =
+            super::super::plan::build("t", &spec, &d, None, &Default::default()).expect("plan");
+        let rec = Recorder::default();
+        // userns: device nodes are bound, not made
+        prepare(&rec, &plan, true).expect("prepare");
+        let calls = rec.calls();
+        let root = d.join("rootfs").canonicalize().expect("canon");
+        assert_eq!(calls[0].target, Path::new("/"));
+        assert_eq!(calls[0].flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(calls[1].target, root);
+        assert_eq!(calls[2].fstype.as_deref(), Some("tmpfs"));
+        assert_eq!(calls[2].data.as_deref(), Some("mode=755"));
+        assert_eq!(calls[2].flags, MsFlags::MS_NOSUID);
+        // the bind, then the remount that applies ro/nodev, then the propagation
+        assert_eq!(calls[3].flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert!(calls[4].flags.contains(
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NODEV
+        ));
+        assert_eq!(calls[5].flags, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        let dev_binds: Vec<_> = calls[6..].iter().filter_map(|c| c.source.clone()).collect();
+        assert!(dev_binds.contains(&PathBuf::from("/dev/null")), "{calls:?}");
+        assert!(root.join("dev/null").exists());
         std::fs::remove_dir_all(&d).expect("rm");
     }
 }

@@ -1,3 +1,4 @@
 //! Kernel seams: narrow wrappers over the syscalls the subsystems use.
 
 pub mod clone;
+pub mod mount;
