@@ -56,6 +56,9 @@ pub struct Cgroup {
     pub dirs: BTreeMap<String, PathBuf>,
     /// true when the unified tree is the only hierarchy (pure v2 host).
     pub v2_only: bool,
+    /// The cgroup's path below each hierarchy's root.
+    #[serde(default)]
+    pub path: PathBuf,
 }
 
 impl Cgroup {
@@ -87,7 +90,13 @@ impl Cgroup {
         Ok(Self {
             dirs,
             v2_only: layout.is_v2_only(),
+            path: rel,
         })
+    }
+
+    /// The mount point of the hierarchy that `dir` (one of [`Cgroup::dirs`]) is in.
+    pub fn hierarchy_root<'a>(&self, dir: &'a Path) -> Option<&'a Path> {
+        dir.ancestors().nth(self.path.components().count())
     }
 
     /// Each distinct directory once (co-mounted controllers share one).

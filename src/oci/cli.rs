@@ -242,7 +242,11 @@ fn run(args: OciArgs) -> CliResult {
         OciCommand::Start { id } => rt.start(&id).map(|()| 0).map_err(s),
         OciCommand::Run { create: c, detach } => {
             let st = create(&rt, &c)?;
-            rt.start(&c.id).map_err(s)?;
+            if let Err(e) = rt.start(&c.id) {
+                let _ = rt.delete(&c.id, true);
+                let _ = wait(st.pid);
+                return Err(s(e));
+            }
             if detach {
                 return Ok(0);
             }

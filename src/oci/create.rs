@@ -192,18 +192,13 @@ impl Runtime {
             owner: String::new(),
             fifo: dir.join("exec.fifo"),
         };
-        // config.json's rename is made durable by this save's directory fsync; its data is
-        // not fsynced (a torn copy after a power loss only costs the poststop hooks, and
-        // delete still cleans up). Recorded before the cgroup exists: a crash from here on leaves a state that
-        // `delete --force` cleans.
-        self.root.save(&st)?;
+        // Recorded before the cgroup exists: a runtime crash from here on leaves a state
+        // that `delete --force` cleans. Not fsynced: a runtime crash keeps the page cache,
+        // and after a machine crash the cgroup and processes it points to are gone anyway.
+        // config.json is made durable by the fsyncs of the "created" save below (its data
+        // is not fsynced: a torn copy after a power loss only costs the poststop hooks).
+        self.root.save_with(&st, false)?;
         cleanup.cgroup = Some(cgroup.clone());
-        let cgerr = |source| OciError::Cgroup {
-            id: id.into(),
-            source,
-        };
-        cgroup.create().map_err(cgerr)?;
-        cgroup.apply(&writes).map_err(cgerr)?;
 
         let fifo_path = dir.join("exec.fifo");
         nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
@@ -241,6 +236,7 @@ impl Runtime {
             id,
             &mut plan,
             &cgroup,
+            Some(&writes),
             ChildFds {
                 sock: -1,
                 fifo: Some(fifo.as_raw_fd()),
@@ -324,13 +320,15 @@ fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     Ok(f.into())
 }
 
-/// Forks the intermediate (`io.sock` is filled in here), puts it in `cgroup`, answers
+/// Forks the intermediate (`io.sock` is filled in here), puts it in `cgroup` (made and
+/// written first when `make_cgroup` is given), answers
 /// its requests and returns the pid of the process it made (a child of the caller).
 /// `pids` collects every process to kill if this fails.
 pub(crate) fn spawn(
     id: &str,
     plan: &mut Plan,
     cgroup: &Cgroup,
+    make_cgroup: Option<&[crate::cgroups::FileWrite]>,
     io: ChildFds,
     pids: &mut Vec<i32>,
     mut on_hooks: impl FnMut(i32) -> Result<Vec<u8>>,
@@ -371,10 +369,16 @@ pub(crate) fn spawn(
     let mut in_cgroup = false;
     let join_cgroup = |in_cgroup: &mut bool| -> Result<()> {
         if !*in_cgroup {
-            cgroup.add(s1).map_err(|source| OciError::Cgroup {
+            let cgerr = |source| OciError::Cgroup {
                 id: id.into(),
                 source,
-            })?;
+            };
+            // made while the intermediate creates the namespaces
+            if let Some(writes) = make_cgroup {
+                cgroup.create().map_err(cgerr)?;
+                cgroup.apply(writes).map_err(cgerr)?;
+            }
+            cgroup.add(s1).map_err(cgerr)?;
             send_msg(sock, b"G").map_err(|e| child_gone(e, "signal the intermediate"))?;
             *in_cgroup = true;
         }

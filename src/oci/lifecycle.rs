@@ -77,6 +77,7 @@ impl Runtime {
         let st = self.root.load(id)?;
         let s = st.status();
         if !ok(s) {
+            tracing::debug!(?st, stat = ?super::state::proc_stat(st.pid), "state guard");
             return Err(OciError::State {
                 id: id.into(),
                 status: s.to_string(),
@@ -332,6 +333,7 @@ impl Runtime {
         let cg = st.cgroup.clone().unwrap_or(crate::cgroups::Cgroup {
             dirs: Default::default(),
             v2_only: false,
+            path: Default::default(),
         });
         let mut pids = vec![];
         let console =
@@ -340,6 +342,7 @@ impl Runtime {
             id,
             &mut p,
             &cg,
+            None,
             super::init::ChildFds {
                 sock: -1,
                 fifo: None,

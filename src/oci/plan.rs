@@ -390,7 +390,7 @@ pub fn build(
         {
             let mut seen_dirs = Vec::new();
             for (name, dir) in &cg.dirs {
-                let Some(mnt) = hierarchy_mount(dir) else {
+                let Some(mnt) = cg.hierarchy_root(dir) else {
                     continue;
                 };
                 if seen_dirs.contains(dir) {
@@ -537,17 +537,6 @@ pub fn build(
         create_container_hooks: vec![],
         start_container_hooks: vec![],
     })
-}
-
-/// The mount point of the hierarchy a cgroup dir lives in (its /sys/fs/cgroup/<x>).
-fn hierarchy_mount(dir: &Path) -> Option<PathBuf> {
-    let layout = crate::cgroups::Layout::detect();
-    layout
-        .hierarchies
-        .iter()
-        .map(|h| h.mount.clone())
-        .filter(|m| dir.starts_with(m))
-        .max_by_key(|m| m.components().count())
 }
 
 fn has_sys_resource() -> bool {

@@ -252,13 +252,24 @@ impl Root {
 
     /// Atomically replaces the container's state file.
     pub fn save(&self, st: &State) -> Result<()> {
+        self.save_with(st, true)
+    }
+
+    /// Replaces the state file atomically; `durable` adds the fsyncs that carry it across
+    /// a machine crash (a runtime crash needs none: the page cache survives it).
+    pub fn save_with(&self, st: &State, durable: bool) -> Result<()> {
         let dir = self.dir(&st.id);
         let bytes = serde_json::to_vec(st).map_err(|e| OciError::StateFile {
             id: st.id.clone(),
             path: dir.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(&dir, "state.json", &bytes).map_err(|source| OciError::Io {
+        let res = if durable {
+            write_atomic(&dir, "state.json", &bytes)
+        } else {
+            write_replace(&dir, "state.json", &bytes, false)
+        };
+        res.map_err(|source| OciError::Io {
             id: st.id.clone(),
             op: "write state",
             path: dir.join("state.json"),

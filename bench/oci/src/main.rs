@@ -59,8 +59,10 @@ fn run() -> Result<(), String> {
             .unwrap_or_default()
     });
     let tag = format!("berth-bench-{}", std::process::id());
-    // Runtime state lives on tmpfs in production (/run/runc, /run/containerd): so here.
+    // Runtime state lives on tmpfs in production (/run/runc, /run/containerd): so here,
+    // on a tmpfs of the bench's own, in a mount namespace of its own.
     let dir = Path::new("/run").join(&tag);
+    private_tmpfs(&dir)?;
     let bundle = dir.join("bundle");
     make_bundle(&bundle, &tag)?;
     let result = measure(n, &berth, &dir, &bundle);
@@ -68,7 +70,8 @@ fn run() -> Result<(), String> {
     for h in berth::cgroups::Layout::detect().hierarchies {
         let _ = std::fs::remove_dir(h.mount.join(&tag));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    // the tmpfs goes with the bench's mount namespace; the mount point stays
+    let _ = std::fs::remove_dir(&dir);
     let mut out = std::io::stdout().lock();
     let results = result?;
     let runc = results
@@ -100,6 +103,43 @@ fn run() -> Result<(), String> {
             s.peak_rss_kib
         )
         .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn private_tmpfs(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|e| e.to_string());
+    let (root, none, tmpfs, target) = (
+        c("/")?,
+        c("none")?,
+        c("tmpfs")?,
+        c(&dir.display().to_string())?,
+    );
+    // SAFETY: plain syscalls with valid NUL-terminated strings.
+    let ok = unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ) == 0
+            && libc::mount(
+                tmpfs.as_ptr(),
+                target.as_ptr(),
+                tmpfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+    };
+    if !ok {
+        return Err(format!(
+            "tmpfs on {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -183,7 +223,11 @@ fn measure(
         let t = Instant::now();
         let st = rt.create("c", &opts).map_err(|e| e.to_string())?;
         let t1 = t.elapsed();
-        rt.start("c").map_err(|e| e.to_string())?;
+        rt.start("c").map_err(|e| {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", st.pid)).unwrap_or_default();
+            format!("{e} (state {st:?}, /proc stat {stat})")
+        })?;
         let t2 = t.elapsed();
         berth::oci::wait(st.pid).map_err(|e| e.to_string())?;
         let t3 = t.elapsed();
