@@ -402,3 +402,85 @@ fn berth_recovers_from_a_kill_during_create() {
         assert!(!b.cgroup_dir(&env, c).exists(), "cgroup left in {c}");
     }
 }
+
+/// The process's security and identity, through the command line, asserted inside and
+/// outside: the same spec for berth and runc.
+fn security(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    let mut b = Bundle::new(
+        &env,
+        "sec",
+        "cat /proc/self/status > /out/status; id > /out/id; hostname > /out/hostname; \
+         ulimit -n > /out/nofile; umask > /out/umask; pwd > /out/pwd; \
+         mkdir /tmp/newdir 2> /out/mkdir; cat /etc/secret > /out/secret 2>&1; \
+         (echo x > /proc/sys/kernel/domainname) 2> /out/ro; touch /out/done; sleep 10",
+    );
+    std::fs::write(b.dir.join("rootfs/etc/secret"), "top secret\n").expect("secret");
+    b.spec["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 23});
+    b.spec["process"]["cwd"] = json!("/tmp");
+    b.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 200, "soft": 100}]);
+    b.spec["process"]["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_KILL"],
+        "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]});
+    b.spec["linux"]["maskedPaths"]
+        .as_array_mut()
+        .expect("masked")
+        .push(json!("/etc/secret"));
+    b.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]
+    });
+    b.write();
+    cli.ok(
+        &env,
+        &["create", "--bundle", &b.dir.display().to_string(), "sec"],
+    );
+    let pid = cli.state(&env, "sec")["pid"].as_i64().expect("pid") as i32;
+    cli.ok(&env, &["start", "sec"]);
+    b.wait_out("done");
+    let kill = oci_common::cap_mask(&["CAP_KILL"]);
+    assert_eq!(
+        status_field(pid, "CapBnd"),
+        oci_common::cap_mask(&["CAP_CHOWN", "CAP_KILL"])
+    );
+    assert_eq!(status_field(pid, "CapEff"), kill);
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    let status = b.read_out("status");
+    assert!(status.contains(&format!("CapAmb:\t{kill}")), "{status}");
+    let id = b.read_out("id");
+    assert!(
+        id.contains("uid=1000") && id.contains("groups=10") && id.contains(",20"),
+        "{id}"
+    );
+    assert_eq!(b.read_out("hostname").trim(), "berth-box");
+    assert_eq!(b.read_out("nofile").trim(), "100");
+    assert_eq!(b.read_out("umask").trim(), "0027");
+    assert_eq!(b.read_out("pwd").trim(), "/tmp");
+    assert!(
+        b.read_out("mkdir").contains("cross-device"),
+        "{}",
+        b.read_out("mkdir")
+    );
+    assert!(!b.read_out("secret").contains("top secret"));
+    assert!(
+        !b.read_out("ro").is_empty(),
+        "a read-only path was writable"
+    );
+    cli.ok(&env, &["delete", "--force", "sec"]);
+}
+
+#[test]
+fn berth_security_as_specified() {
+    require_root!();
+    security("berth");
+}
+
+#[test]
+fn runc_security_as_specified() {
+    require_root!();
+    security("runc");
+}
