@@ -387,7 +387,16 @@ pub(crate) fn spawn(
     if plan.uid_map.is_none() {
         join_cgroup(&mut in_cgroup)?;
     }
+    // The intermediate reports the init's pid (P) after clone returns, while the init
+    // already runs: its H and R can arrive before P. Both wait for the pid here.
     let mut init = 0;
+    let mut hooks_waiting = false;
+    let mut ready = false;
+    let run_hooks = |init: i32, on_hooks: &mut dyn FnMut(i32) -> Result<Vec<u8>>| -> Result<()> {
+        let mut state = on_hooks(init)?;
+        state.insert(0, b'K');
+        send_msg(sock, &state).map_err(|e| child_gone(e, "signal the init"))
+    };
     loop {
         let msg = recv_msg(sock).map_err(sys("read from the container's init"))?;
         match msg.first() {
@@ -414,12 +423,17 @@ pub(crate) fn spawn(
                 pids.push(init);
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s1), None);
                 pids.retain(|p| *p != s1);
+                if hooks_waiting {
+                    hooks_waiting = false;
+                    run_hooks(init, &mut on_hooks)?;
+                }
+                if ready {
+                    return Ok(init);
+                }
             }
-            Some(b'H') => {
-                let mut state = on_hooks(init)?;
-                state.insert(0, b'K');
-                send_msg(sock, &state).map_err(|e| child_gone(e, "signal the init"))?;
-            }
+            Some(b'H') if init == 0 => hooks_waiting = true,
+            Some(b'H') => run_hooks(init, &mut on_hooks)?,
+            Some(b'R') if init == 0 => ready = true,
             Some(b'R') => return Ok(init),
             Some(b'E') => return Err(init_err(String::from_utf8_lossy(&msg[1..]).into_owned())),
             _ => {
