@@ -70,7 +70,11 @@ fn run() -> Result<(), String> {
     for h in berth::cgroups::Layout::detect().hierarchies {
         let _ = std::fs::remove_dir(h.mount.join(&tag));
     }
-    // the tmpfs goes with the bench's mount namespace; the mount point stays
+    // the tmpfs lives in the bench's own mount namespace: detach it, then the mount point
+    if let Ok(target) = std::ffi::CString::new(dir.display().to_string()) {
+        // SAFETY: a plain syscall with a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
     let _ = std::fs::remove_dir(&dir);
     let mut out = std::io::stdout().lock();
     let results = result?;
