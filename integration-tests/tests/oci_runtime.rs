@@ -518,3 +518,41 @@ fn sysctl_domainname_time_namespace_and_readonly_root() {
         .expect_err("host sysctl");
     assert!(e.to_string().contains("linux.sysctl[kernel.panic]"), "{e}");
 }
+
+/// A pure cgroup v2 layout on this host's cgroup2 mount: device rules become a BPF
+/// program on the container's cgroup, which the kernel enforces on every open.
+#[test]
+fn v2_device_filter_enforced() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let unified = env
+        .cgroups()
+        .dir("unified")
+        .expect("a cgroup2 mount")
+        .to_path_buf();
+    let mount = unified.parent().expect("the cgroup2 mount");
+    let rt = Runtime {
+        root: berth::oci::state::Root::new(env.subdir("state").expect("state")),
+        layout: berth::cgroups::Layout::v2(mount),
+    };
+    let mut b = Bundle::new(
+        &env,
+        "devbpf",
+        "head -c 1 /dev/zero > /out/zero; dd if=/dev/kmsg of=/dev/null count=1 2> /out/kmsg; true",
+    );
+    b.spec["mounts"].as_array_mut().expect("mounts").push(
+        json!({"destination": "/dev/kmsg", "type": "bind", "source": "/dev/kmsg", "options": ["bind"]}),
+    );
+    let st = rt.create("devbpf", &opts(&b)).expect("create");
+    assert!(unified.join("devbpf").exists());
+    rt.start("devbpf").expect("start");
+    assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
+    assert_eq!(b.read_out("zero").len(), 1, "a default device was denied");
+    assert!(
+        b.read_out("kmsg").contains("Operation not permitted"),
+        "{}",
+        b.read_out("kmsg")
+    );
+    rt.delete("devbpf", false).expect("delete");
+    assert!(!unified.join("devbpf").exists());
+}

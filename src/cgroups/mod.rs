@@ -7,6 +7,7 @@
 //! lacks) and only then written ([`Cgroup::apply`]). This module owns the container's own
 //! cgroup directories; it never writes to a parent it did not create.
 
+pub mod devices;
 mod layout;
 pub mod plan;
 
@@ -136,6 +137,22 @@ impl Cgroup {
             })?;
         }
         Ok(())
+    }
+
+    /// Attaches the v2 device filter for `rules` to the unified directory.
+    pub fn apply_devices(&self, rules: &[devices::DeviceRule]) -> Result<()> {
+        let Some(dir) = self.dirs.get("unified") else {
+            return Err(CgroupError::MissingController {
+                field: "linux.resources.devices".into(),
+                controller: "unified".into(),
+                version: "v2",
+            });
+        };
+        devices::attach(dir, rules).map_err(|source| CgroupError::Io {
+            path: dir.clone(),
+            op: "device filter",
+            source,
+        })
     }
 
     /// Moves `pid` into the cgroup in every hierarchy.

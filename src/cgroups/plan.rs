@@ -402,13 +402,11 @@ pub fn plan(layout: &Layout, r: &LinuxResources) -> Result<Vec<FileWrite>> {
                     );
                 }
             }
+            // v2: a BPF program, built from device_rules() by the caller at create
             _ if layout.is_v2_only() => {
-                return Err(CgroupError::Invalid {
-                    field: "linux.resources.devices".into(),
-                    reason: "device rules on cgroup v2 need a BPF device filter, which \
-                             berth does not load yet"
-                        .into(),
-                });
+                for (i, d) in devs.iter().enumerate() {
+                    device_rule(d, &format!("linux.resources.devices[{i}]"))?;
+                }
             }
             _ => {
                 return Err(CgroupError::MissingController {
@@ -444,6 +442,29 @@ pub fn plan(layout: &Layout, r: &LinuxResources) -> Result<Vec<FileWrite>> {
         }
     }
     Ok(p.out)
+}
+
+/// The rules of `r` (validated by [`plan`]) followed by the defaults and `extra` allows,
+/// for the v2 device filter.
+pub fn device_rules(r: &LinuxResources, extra: &[String]) -> Vec<super::devices::DeviceRule> {
+    use super::devices::DeviceRule;
+    let mut out: Vec<DeviceRule> = r
+        .devices()
+        .iter()
+        .flatten()
+        .filter_map(|d| {
+            let line = device_rule(d, "").ok()?;
+            DeviceRule::parse(d.allow(), &line)
+        })
+        .collect();
+    out.extend(
+        DEFAULT_DEVICE_ALLOWS
+            .iter()
+            .map(|l| (*l).to_string())
+            .chain(extra.iter().cloned())
+            .filter_map(|l| DeviceRule::parse(true, &l)),
+    );
+    out
 }
 
 /// null, zero, full, random, urandom, tty, console, ptmx, the pts and tun.

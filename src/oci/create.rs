@@ -141,18 +141,35 @@ impl Runtime {
         };
         let mut plan = plan::build(id, &spec, &bundle, Some(&cgroup), &opts.plan)?;
         let mut writes = writes;
-        if writes.iter().any(|w| w.controller == "devices") {
-            // The spec's own device nodes are usable too.
-            for d in &plan.devices {
+        // The spec's own device nodes are usable too.
+        let node_allows: Vec<String> = plan
+            .devices
+            .iter()
+            .map(|d| {
                 let t = if d.kind == libc::S_IFBLK { 'b' } else { 'c' };
+                format!("{t} {}:{} rwm", d.major, d.minor)
+            })
+            .collect();
+        if writes.iter().any(|w| w.controller == "devices") {
+            for rule in &node_allows {
                 writes.push(crate::cgroups::FileWrite {
                     controller: "devices".into(),
                     file: "devices.allow".into(),
-                    value: format!("{t} {}:{} rwm", d.major, d.minor),
+                    value: rule.clone(),
                     field: "linux.devices".into(),
                 });
             }
         }
+        // On a pure v2 host device rules are a BPF program.
+        let device_filter = match linux.resources() {
+            Some(r)
+                if self.layout.is_v2_only()
+                    && r.devices().as_ref().is_some_and(|d| !d.is_empty()) =>
+            {
+                crate::cgroups::plan::device_rules(r, &node_allows)
+            }
+            _ => vec![],
+        };
         if !plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNS)
             && !plan
                 .join
@@ -236,7 +253,7 @@ impl Runtime {
             id,
             &mut plan,
             &cgroup,
-            Some(&writes),
+            Some((&writes, &device_filter)),
             ChildFds {
                 sock: -1,
                 fifo: Some(fifo.as_raw_fd()),
@@ -328,7 +345,10 @@ pub(crate) fn spawn(
     id: &str,
     plan: &mut Plan,
     cgroup: &Cgroup,
-    make_cgroup: Option<&[crate::cgroups::FileWrite]>,
+    make_cgroup: Option<(
+        &[crate::cgroups::FileWrite],
+        &[crate::cgroups::devices::DeviceRule],
+    )>,
     io: ChildFds,
     pids: &mut Vec<i32>,
     mut on_hooks: impl FnMut(i32) -> Result<Vec<u8>>,
@@ -374,9 +394,12 @@ pub(crate) fn spawn(
                 source,
             };
             // made while the intermediate creates the namespaces
-            if let Some(writes) = make_cgroup {
+            if let Some((writes, device_filter)) = make_cgroup {
                 cgroup.create().map_err(cgerr)?;
                 cgroup.apply(writes).map_err(cgerr)?;
+                if !device_filter.is_empty() {
+                    cgroup.apply_devices(device_filter).map_err(cgerr)?;
+                }
             }
             cgroup.add(s1).map_err(cgerr)?;
             send_msg(sock, b"G").map_err(|e| child_gone(e, "signal the intermediate"))?;

@@ -246,6 +246,13 @@ impl Runtime {
             id: id.into(),
             source,
         };
+        if self.layout.is_v2_only() && r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(OciError::spec(
+                id,
+                "linux.resources.devices",
+                "device rules of a running container cannot be changed on cgroup v2",
+            ));
+        }
         let writes = crate::cgroups::plan(&self.layout, r).map_err(cgerr)?;
         cg.apply(&writes).map_err(cgerr)
     }
