@@ -283,6 +283,21 @@ fn berth_features_and_systemd_cgroup() {
     let o = cli.run(&env, &["--systemd-cgroup", "list"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--systemd-cgroup"));
+    // errors also go to --log, as JSON lines with --log-format json (what the shim reads)
+    let log = env.dir().join("oci.log");
+    let l = log.display().to_string();
+    let o = cli.run(
+        &env,
+        &["--log", &l, "--log-format", "json", "start", "nope"],
+    );
+    assert!(!o.status.success());
+    let line: Value =
+        serde_json::from_str(std::fs::read_to_string(&log).expect("log").trim()).expect("json");
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"].as_str().is_some_and(|m| m.contains("nope")),
+        "{line}"
+    );
 }
 
 /// Receives one fd sent with SCM_RIGHTS.

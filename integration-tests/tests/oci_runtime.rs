@@ -333,14 +333,15 @@ fn hooks_run_in_order_with_state_on_stdin() {
         "createContainer": [hook(&host, "createContainer")],
         "startContainer": [hook(std::path::Path::new("/out"), "startContainer")],
         "poststart": [hook(&host, "poststart"), {"path": "/bin/false"}],
-        "poststop": [hook(&host, "poststop")],
+        "poststop": [hook(&host, "poststop"), {"path": "/bin/false"}],
     });
     let st = rt.create("hooks", &opts(&b)).expect("create");
     assert_eq!(b.read_out("order"), "createRuntime\ncreateContainer\n");
     rt.start("hooks")
         .expect("a failing poststart hook only warns");
     assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
-    rt.delete("hooks", false).expect("delete");
+    rt.delete("hooks", false)
+        .expect("a failing poststop hook only warns");
     let order = b.read_out("order");
     let lines: Vec<&str> = order.lines().collect();
     assert_eq!(lines.len(), 5, "{order}");
@@ -437,6 +438,16 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
         }),
         ("linux.seccomp.defaultAction", |s| {
             s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_BOGUS"})
+        }),
+        // controllers and files this host lacks, asked for
+        ("linux.resources.blockIO.weight", |s| {
+            s["linux"]["resources"]["blockIO"] = json!({"weight": 500})
+        }),
+        ("linux.resources.network.classID", |s| {
+            s["linux"]["resources"]["network"] = json!({"classID": 1048577})
+        }),
+        ("linux.resources.hugepageLimits[2MB]", |s| {
+            s["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 0}])
         }),
         ("mounts[8].destination", |s| {
             s["mounts"]
