@@ -133,7 +133,15 @@ impl Cgroup {
             let p = dir.join(&w.file);
             std::fs::write(&p, &w.value).map_err(|e| CgroupError::Invalid {
                 field: w.field.clone(),
-                reason: format!("write {:?} to {}: {e}", w.value, p.display()),
+                reason: if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "this host's kernel has no {} in {} (the feature is not available here)",
+                        w.file,
+                        dir.display()
+                    )
+                } else {
+                    format!("write {:?} to {}: {e}", w.value, p.display())
+                },
             })?;
         }
         Ok(())
