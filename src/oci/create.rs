@@ -208,6 +208,14 @@ impl Runtime {
             cgroup: Some(cgroup.clone()),
             owner: String::new(),
             fifo: dir.join("exec.fifo"),
+            poststart: spec
+                .hooks()
+                .as_ref()
+                .is_some_and(|h| h.poststart().as_ref().is_some_and(|v| !v.is_empty())),
+            poststop: spec
+                .hooks()
+                .as_ref()
+                .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
         };
         // Recorded before the cgroup exists: a runtime crash from here on leaves a state
         // that `delete --force` cleans. Not fsynced: a runtime crash keeps the page cache,

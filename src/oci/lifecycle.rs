@@ -134,6 +134,9 @@ impl Runtime {
         }
         // Removing the fifo is what records "running" (see State::fifo).
         let _ = std::fs::remove_file(&fifo);
+        if !st.poststart {
+            return Ok(());
+        }
         let spec = self.saved_spec(id)?;
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().clone())
             && let Err(e) = super::hooks::run(id, "poststart", &h, &st.hook_json(Status::Running))
@@ -189,12 +192,10 @@ impl Runtime {
                 source,
             })?;
         }
-        // the init may be our child (in-process use): reap it if so
-        let _ = nix::sys::wait::waitpid(
-            Pid::from_raw(st.pid),
-            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-        );
-        if let Ok(spec) = self.saved_spec(id)
+        // An in-process caller reaps its own child (the init) with `wait`: not done here,
+        // so that its exit status is not taken from it.
+        if st.poststop
+            && let Ok(spec) = self.saved_spec(id)
             && let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone())
             && let Err(e) = super::hooks::run(id, "poststop", &h, &st.hook_json(Status::Stopped))
         {

@@ -85,6 +85,15 @@ pub struct State {
     /// a created container whose fifo is gone is running (no state write on start).
     #[serde(default)]
     pub fifo: PathBuf,
+    /// Whether the spec has poststart / poststop hooks (saves reading it back).
+    #[serde(default = "yes")]
+    pub poststart: bool,
+    #[serde(default = "yes")]
+    pub poststop: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl State {
