@@ -25,6 +25,7 @@ pub mod hooks;
 pub(crate) mod init;
 pub mod lifecycle;
 pub mod plan;
+pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod seccomp_default;
