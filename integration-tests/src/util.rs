@@ -67,10 +67,19 @@ pub fn free_port() -> u16 {
 /// The path of a binary the workspace builds (`berth`, `berth-bridge`, ...), in the
 /// profile the tests were built with. scripts/test.sh builds every binary first.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").join("target")
-    });
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root")
+                .join("target")
+        });
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     target.join(profile).join(name)
 }
 
