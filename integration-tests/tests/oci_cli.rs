@@ -58,7 +58,8 @@ impl Cli {
     fn run(&self, env: &TestEnv, args: &[&str]) -> Output {
         let err = env.dir().join("cli-stderr");
         let mut c = self.cmd(env, args);
-        let holds_stdio = matches!(args.first(), Some(&"create") | Some(&"run"));
+        let holds_stdio =
+            matches!(args.first(), Some(&"create") | Some(&"run")) || args.contains(&"--detach");
         if holds_stdio {
             c.stdout(Stdio::null());
         }
@@ -179,7 +180,22 @@ fn lifecycle(which: &str) {
         !cli.run(&env, &["delete", "life"]).status.success(),
         "deleted a running container"
     );
-    cli.ok(&env, &["kill", "life", "KILL"]);
+    // a second process, then SIGKILL to every process of the container
+    cli.ok(&env, &["exec", "--detach", "life", "/bin/sleep", "30"]);
+    let procs = b.cgroup_dir(&env, "pids").join("cgroup.procs");
+    let count = || {
+        std::fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(count() >= 2, "exec --detach: {} processes", count());
+    cli.ok(&env, &["kill", "--all", "life", "KILL"]);
+    let emptied =
+        berth_integration_tests::util::wait_for(std::time::Duration::from_secs(5), || {
+            (count() == 0).then_some(())
+        });
+    assert!(emptied.is_some(), "kill --all left {} processes", count());
     let stopped =
         berth_integration_tests::util::wait_for(std::time::Duration::from_secs(5), || {
             (cli.state(&env, "life")["status"] == "stopped").then_some(())
