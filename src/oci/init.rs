@@ -147,6 +147,7 @@ fn init(plan: &Plan, fds: ChildFds, in_userns: bool) -> ! {
             exit_now(1);
         }
     }
+    reset_signals();
     let err = nix::unistd::execve(&exe, &p.args, &p.env).unwrap_err();
     eprintln!("berth init: exec {}: {err}", exe.to_string_lossy());
     exit_now(127)
@@ -292,4 +293,44 @@ fn find_program(p: &ProcessPlan) -> Result<CString, String> {
         "process.args[0]: {arg0:?}: executable file not found in the container (PATH={})",
         p.path_env
     ))
+}
+
+/// The runtime's signal dispositions and mask are not the container's: exec keeps ignored
+/// signals ignored and the mask as it is (a Rust runtime ignores SIGPIPE, an async one may
+/// block signals), so both are reset to the defaults first.
+fn reset_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    // The kernel's struct sigaction: handler, flags, restorer, mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // Through the raw syscall: the C library refuses to touch the real-time signals it
+    // reserves for itself (32, 33), which an ignoring parent passes on all the same.
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads a valid struct; SIG_DFL runs no code, and this
+        // process is about to exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
