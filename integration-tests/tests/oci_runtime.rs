@@ -304,13 +304,28 @@ fn exit_code_reported() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let rt = runtime(&env);
-    let b = Bundle::new(&env, "exit", "exit 7");
+    let b = Bundle::new(&env, "exit", "ls /proc/self/fd > /out/fds; exit 7");
+    // an fd of the caller that is not close-on-exec must not reach the container
+    let leaky = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .expect("open");
     let st = rt.create("exit", &opts(&b)).expect("create");
     rt.start("exit").expect("start");
     assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(7));
     assert_eq!(
         rt.state("exit").expect("state").oci_json()["status"],
         "stopped"
+    );
+    drop(leaky);
+    // stdio, and the directory ls reads
+    let fds = b.read_out("fds");
+    assert_eq!(
+        fds.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "{fds}"
     );
     rt.delete("exit", false).expect("delete");
 }
