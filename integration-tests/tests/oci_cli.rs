@@ -225,6 +225,15 @@ fn run_exit_code(which: &str) {
         !cli.run(&env, &["state", "exit"]).status.success(),
         "run left its container"
     );
+    // --no-pivot: a move mount and chroot instead of pivot_root
+    let bundle = b.dir.display().to_string();
+    let o = cli.run(&env, &["run", "--no-pivot", "--bundle", &bundle, "exit"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn bad_capability(which: &str) {

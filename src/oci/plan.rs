@@ -459,6 +459,11 @@ pub fn build(
     {
         return Err(err("hostname", "needs a uts namespace".into()));
     }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(CloneFlags::CLONE_NEWUTS)
+    {
+        return Err(err("domainname", "needs a uts namespace".into()));
+    }
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(err("linux.mountLabel", "this host has no SELinux".into()));
     }

@@ -346,6 +346,15 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
             .map_err(e("make old root a slave"))?;
             umount2(".", MntFlags::MNT_DETACH).map_err(e("detach old root"))?;
         }
+        // pivot_root cannot leave the initramfs (the rootfs of a diskless boot is on ramfs):
+        // only there, or when asked (--no-pivot), a move mount and chroot instead.
+        Err(err) if !plan.no_pivot && !on_ramfs() => {
+            return Err(format!(
+                "pivot_root into {}: {err} (linux.rootfsPropagation \"shared\" prevents it; \
+                 --no-pivot moves the root instead)",
+                plan.rootfs.display()
+            ));
+        }
         Err(_) => {
             mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
                 .map_err(e("move rootfs to /"))?;
@@ -353,6 +362,11 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
         }
     }
     nix::unistd::chdir("/").map_err(e("chdir /"))
+}
+
+fn on_ramfs() -> bool {
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    nix::sys::statfs::statfs(".").is_ok_and(|s| s.filesystem_type().0 as i64 == RAMFS_MAGIC)
 }
 
 /// After entering the root: masked and read-only paths, read-only root, sysctls.
