@@ -366,7 +366,7 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
 
 fn on_ramfs() -> bool {
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    nix::sys::statfs::statfs(".").is_ok_and(|s| s.filesystem_type().0 as i64 == RAMFS_MAGIC)
+    nix::sys::statfs::statfs(".").is_ok_and(|s| s.filesystem_type().0 == RAMFS_MAGIC)
 }
 
 /// After entering the root: masked and read-only paths, read-only root, sysctls.
