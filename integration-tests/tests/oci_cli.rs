@@ -180,6 +180,32 @@ fn lifecycle(which: &str) {
         !cli.run(&env, &["delete", "life"]).status.success(),
         "deleted a running container"
     );
+    // exec as containerd's shim does it: an OCI process JSON, detached, with a pid file
+    let process = env.dir().join("process.json");
+    let pf = env.dir().join("exec.pid");
+    let proc_json = json!({"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
+        "args": ["/bin/sh", "-c", "echo via-process > /out/p"], "env": ["PATH=/bin"]});
+    std::fs::write(&process, proc_json.to_string()).expect("process.json");
+    let (ps_, pfs) = (process.display().to_string(), pf.display().to_string());
+    cli.ok(
+        &env,
+        &[
+            "exec",
+            "--process",
+            &ps_,
+            "--detach",
+            "--pid-file",
+            &pfs,
+            "life",
+        ],
+    );
+    assert_eq!(b.wait_out("p").trim(), "via-process");
+    let exec_pid: i32 = std::fs::read_to_string(&pf)
+        .expect("exec pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(exec_pid > 0);
     // a second process, then SIGKILL to every process of the container
     cli.ok(&env, &["exec", "--detach", "life", "/bin/sleep", "30"]);
     let procs = b.cgroup_dir(&env, "pids").join("cgroup.procs");
