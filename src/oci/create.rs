@@ -149,6 +149,7 @@ impl Runtime {
                 let t = if d.kind == libc::S_IFBLK { 'b' } else { 'c' };
                 format!("{t} {}:{} rwm", d.major, d.minor)
             })
+            .filter(|r| !crate::cgroups::plan::DEFAULT_DEVICE_ALLOWS.contains(&r.as_str()))
             .collect();
         if writes.iter().any(|w| w.controller == "devices") {
             for rule in &node_allows {
