@@ -508,11 +508,14 @@ fn sysctl_domainname_time_namespace_and_readonly_root() {
         &env,
         "misc",
         "cat /proc/sys/net/ipv4/ip_forward > /out/fwd; cat /proc/sys/kernel/domainname > /out/dom; \
-         cut -d' ' -f1 /proc/uptime > /out/uptime; (touch /newfile) 2> /out/rofs; true",
+         cut -d' ' -f1 /proc/uptime > /out/uptime; (touch /newfile) 2> /out/rofs; \
+         uname -m > /out/arch; ionice -p $$ > /out/io; true",
     );
     b.spec["domainname"] = json!("berth.test");
     b.spec["root"]["readonly"] = json!(true);
     b.spec["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.spec["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.spec["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 5});
     b.spec["linux"]["namespaces"]
         .as_array_mut()
         .expect("ns")
@@ -534,6 +537,16 @@ fn sysctl_domainname_time_namespace_and_readonly_root() {
         b.read_out("rofs").contains("Read-only"),
         "{}",
         b.read_out("rofs")
+    );
+    assert_eq!(
+        b.read_out("arch").trim(),
+        "i686",
+        "linux.personality LINUX32"
+    );
+    assert!(
+        b.read_out("io").contains("best-effort: prio 5"),
+        "{}",
+        b.read_out("io")
     );
     rt.delete("misc", false).expect("delete");
     // a sysctl of a namespace the container does not have would change the host

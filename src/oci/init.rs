@@ -158,6 +158,16 @@ fn init(plan: &Plan, fds: ChildFds, in_userns: bool) -> ! {
             exit_now(1);
         }
     }
+    if let Some(pers) = plan.personality {
+        // SAFETY: personality(2) only changes this process's execution domain.
+        if unsafe { libc::personality(pers) } < 0 {
+            eprintln!(
+                "berth init: linux.personality: {}",
+                std::io::Error::last_os_error()
+            );
+            exit_now(1);
+        }
+    }
     reset_signals();
     let err = nix::unistd::execve(&exe, &p.args, &p.env).unwrap_err();
     eprintln!("berth init: exec {}: {err}", exe.to_string_lossy());
@@ -221,6 +231,16 @@ fn init_inner(
 
 /// Limits, user, capabilities, umask, cwd; returns the program to exec.
 pub fn setup_process(p: &ProcessPlan, in_userns: bool) -> Result<CString, String> {
+    if let Some(prio) = p.io_priority {
+        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, value) takes plain integers.
+        let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) };
+        if r < 0 {
+            return Err(format!(
+                "process.ioPriority: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     for (t, soft, hard) in &p.rlimits {
         super::plan::set_rlimit(*t, *soft, *hard)
             .map_err(|e| format!("process.rlimits {t:?} {soft}/{hard}: {e}"))?;

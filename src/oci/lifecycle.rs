@@ -337,6 +337,7 @@ impl Runtime {
             setup_rootfs: false,
             create_container_hooks: vec![],
             start_container_hooks: vec![],
+            personality: None,
         };
         let cg = st.cgroup.clone().unwrap_or(crate::cgroups::Cgroup {
             dirs: Default::default(),

@@ -68,6 +68,8 @@ pub struct Plan {
     /// start before the program (set by the caller; empty for exec).
     pub create_container_hooks: Vec<oci_spec::runtime::Hook>,
     pub start_container_hooks: Vec<oci_spec::runtime::Hook>,
+    /// personality(2) domain for the program.
+    pub personality: Option<libc::c_ulong>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -467,6 +469,34 @@ pub fn build(
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(err("linux.mountLabel", "this host has no SELinux".into()));
     }
+    let personality = match linux.personality() {
+        Some(p) => {
+            use oci_spec::runtime::LinuxPersonalityDomain as D;
+            if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+                return Err(err(
+                    "linux.personality.flags",
+                    "no personality flags are defined by the runtime spec".into(),
+                ));
+            }
+            Some(match p.domain() {
+                D::PerLinux => 0,
+                D::PerLinux32 => 0x0008,
+            })
+        }
+        None => None,
+    };
+    if linux.memory_policy().is_some() {
+        return Err(err(
+            "linux.memoryPolicy",
+            "NUMA memory policies are not supported by berth yet".into(),
+        ));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(err(
+            "linux.netDevices",
+            "moving host network devices is not supported by berth yet".into(),
+        ));
+    }
     if linux.intel_rdt().is_some() {
         return Err(err("linux.intelRdt", "this host has no resctrl".into()));
     }
@@ -517,5 +547,6 @@ pub fn build(
         setup_rootfs: true,
         create_container_hooks: vec![],
         start_container_hooks: vec![],
+        personality,
     })
 }

@@ -30,6 +30,8 @@ pub struct ProcessPlan {
     pub terminal: bool,
     /// (rows, columns) of the terminal.
     pub console_size: Option<(u16, u16)>,
+    /// ioprio_set(2) value: class << 13 | level.
+    pub io_priority: Option<i32>,
 }
 
 fn has_sys_resource() -> bool {
@@ -208,6 +210,36 @@ pub fn process_plan(
         Some(sc) => Some(super::seccomp::compile(id, sc)?),
         None => None,
     };
+    let io_priority = match p.io_priority() {
+        Some(io) => {
+            use oci_spec::runtime::IOPriorityClass as C;
+            let class = match io.class() {
+                C::IoprioClassRt => 1,
+                C::IoprioClassBe => 2,
+                C::IoprioClassIdle => 3,
+            };
+            if !(0..=7).contains(&io.priority()) {
+                return Err(err(
+                    "process.ioPriority.priority",
+                    format!("{} is outside 0..7", io.priority()),
+                ));
+            }
+            Some((class << 13) | io.priority() as i32)
+        }
+        None => None,
+    };
+    if p.scheduler().is_some() {
+        return Err(err(
+            "process.scheduler",
+            "scheduling policies are not supported by berth yet".into(),
+        ));
+    }
+    if p.exec_cpu_affinity().is_some() {
+        return Err(err(
+            "process.execCPUAffinity",
+            "is not supported by berth yet (use linux.resources.cpu.cpus)".into(),
+        ));
+    }
     let user = p.user();
     let mut groups = user.additional_gids().clone().unwrap_or_default();
     groups.dedup();
@@ -226,6 +258,7 @@ pub fn process_plan(
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         seccomp,
         terminal: p.terminal().unwrap_or(false),
+        io_priority,
         console_size: p.console_size().map(|b| {
             (
                 b.height().min(u16::MAX as u64) as u16,
