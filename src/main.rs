@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
+    /// Manage images: pull, import, ls, inspect, rm, prune.
+    Image(berth::image::cli::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", berth::version::Info::current())?;
         }
+        Command::Image(args) => berth::image::cli::run(args)?,
     }
     Ok(())
 }

@@ -1,0 +1,186 @@
+//! One layer from compressed blob bytes to an uncommitted snapshot: sniff the
+//! compression (gzip, zstd or none, by magic bytes, since registries and tools mislabel),
+//! decompress, hash the tar stream for the diff ID, unpack. The caller commits the
+//! snapshots of an image in chain order once every layer verified.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use super::digest::Digest;
+use super::error::{Error, Result};
+use super::locks::LockGuard;
+use super::snapshot::TmpSnapshot;
+use super::store::ImageStore;
+use super::unpack::{LowerLink, UnpackOptions, resolve_lower_links, unpack};
+
+/// What is known about a layer before it is fetched or unpacked.
+#[derive(Debug, Clone)]
+pub struct LayerJob {
+    /// The blob digest (compressed, as the manifest names it).
+    pub blob: Digest,
+    pub size: Option<u64>,
+    /// The uncompressed digest the image config promises.
+    pub diff_id: Digest,
+    pub chain: Digest,
+    /// For messages: `image@layer`.
+    pub object: String,
+}
+
+/// A layer ready to commit (or already present: `tmp` is `None`).
+#[derive(Debug)]
+pub struct Prepared {
+    pub chain: Digest,
+    pub tmp: Option<(TmpSnapshot, Vec<LowerLink>)>,
+    /// Held until the snapshot is committed, so a concurrent pull of the same layer
+    /// waits and then finds it done.
+    pub guard: Option<LockGuard>,
+    /// Compressed bytes fetched for this layer (0 when nothing was fetched).
+    pub fetched: u64,
+}
+
+/// Reads through `inner` and hashes what passes.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R> std::fmt::Debug for HashingReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashingReader")
+    }
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    pub fn digest(self) -> Digest {
+        Digest::from_hasher(self.hasher)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Decompresses `source` by its magic bytes, unpacks it into `tmp` and checks the
+/// uncompressed digest against the job's diff ID. Reads `source` to its end.
+pub fn unpack_layer(
+    source: &mut dyn Read,
+    tmp: &TmpSnapshot,
+    job: &LayerJob,
+    opts: UnpackOptions,
+) -> Result<Vec<LowerLink>> {
+    let mut br = BufReader::with_capacity(256 << 10, source);
+    let magic = br.fill_buf().map_err(|e| io_err(job, "read layer", e))?;
+    let decompressed: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(br))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            ruzstd::decoding::StreamingDecoder::new(br)
+                .map_err(|e| Error::invalid(&job.object, format!("zstd: {e}")))?,
+        )
+    } else {
+        Box::new(br)
+    };
+    let mut hashed = HashingReader::new(decompressed);
+    let out = unpack(&mut hashed, tmp.path(), &job.object, opts)?;
+    // The tar end-of-archive padding belongs to the diff ID too.
+    std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| io_err(job, "read layer", e))?;
+    let actual = hashed.digest();
+    if actual != job.diff_id {
+        return Err(Error::DigestMismatch {
+            object: format!("{} (uncompressed layer, diff ID)", job.object),
+            expected: job.diff_id.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(out.lower_links)
+}
+
+fn io_err(job: &LayerJob, op: &'static str, source: std::io::Error) -> Error {
+    Error::Unpack {
+        layer: job.object.clone(),
+        entry: "<stream>".into(),
+        op,
+        source,
+    }
+}
+
+/// Unpacks a layer whose blob is already in the content store.
+pub async fn prepare_from_blob(store: &Arc<ImageStore>, job: LayerJob) -> Result<Prepared> {
+    let guard = store
+        .locks
+        .lock(&format!("chain-{}", job.chain.hex()))
+        .await?;
+    if store.snapshots.has(&job.chain) {
+        return Ok(Prepared {
+            chain: job.chain,
+            tmp: None,
+            guard: None,
+            fetched: 0,
+        });
+    }
+    let s = store.clone();
+    let chain = job.chain.clone();
+    let tmp = tokio::task::spawn_blocking(move || -> Result<_> {
+        let path = s.content.path(&job.blob);
+        let mut f = std::fs::File::open(&path).map_err(Error::io("open blob", &path))?;
+        let tmp = s.snapshots.temp()?;
+        let links = unpack_layer(&mut f, &tmp, &job, s.unpack)?;
+        Ok((tmp, links))
+    })
+    .await
+    .map_err(|e| Error::Task {
+        object: chain.to_string(),
+        reason: e.to_string(),
+    })??;
+    Ok(Prepared {
+        chain,
+        tmp: Some(tmp),
+        guard: Some(guard),
+        fetched: 0,
+    })
+}
+
+/// Commits prepared layers bottom-up: hardlinks into lower layers are resolved against
+/// the parents (already in place), the unpacked files are flushed, then each temp dir is
+/// renamed to its chain ID.
+pub async fn commit_chain(store: &Arc<ImageStore>, prepared: Vec<Prepared>) -> Result<()> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        if prepared.iter().any(|p| p.tmp.is_some()) {
+            s.sync_snapshots()?;
+        }
+        let chains: Vec<Digest> = prepared.iter().map(|p| p.chain.clone()).collect();
+        for (i, p) in prepared.into_iter().enumerate() {
+            if let Some((tmp, links)) = p.tmp {
+                if !links.is_empty() {
+                    let parents: Vec<_> = chains[..i]
+                        .iter()
+                        .rev()
+                        .map(|c| s.snapshots.path(c))
+                        .collect();
+                    resolve_lower_links(tmp.path(), &parents, &links, p.chain.as_str())?;
+                }
+                s.snapshots.commit(tmp, &p.chain)?;
+            }
+            drop(p.guard);
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Task {
+        object: "commit snapshots".into(),
+        reason: e.to_string(),
+    })?
+}

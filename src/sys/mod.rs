@@ -1,0 +1,4 @@
+//! Kernel seams: narrow traits over kernel interfaces, each with its Linux implementation
+//! and a recording fake, so the logic above them is tested without root.
+
+pub mod overlay;
