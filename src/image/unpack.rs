@@ -365,7 +365,13 @@ impl Unpacker<'_> {
                 Ok(fd) => cur = fd,
                 Err(Errno::ENOENT) => {
                     match mkdirat(&cur, c.as_str(), Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Ok(()) => {}
+                        // Not there when resolved, yet something is: a symlink leading
+                        // nowhere inside this layer. Creating its target would mean
+                        // writing where the link points, so refuse.
+                        Err(Errno::EEXIST) => {
+                            return Err(self.refuse(shown, format!("parent component {c:?} is a symlink that leads nowhere inside the layer")));
+                        }
                         Err(e) => return Err(self.err(shown, "create parent", e.into())),
                     }
                     cur = self
