@@ -52,11 +52,16 @@ impl Registry {
             root.join("storage").display()
         );
         if mode != Mode::Http {
-            make_test_ca(&certs)?;
+            // Keys stay out of the cert dir: clients such as skopeo read every `*.key`
+            // there as a client key and fail without its matching `.cert`.
+            let pki = root.join("pki");
+            std::fs::create_dir_all(&pki)?;
+            make_test_ca(&pki)?;
+            std::fs::copy(pki.join("ca.crt"), certs.join("ca.crt"))?;
             config.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                certs.join("server.crt").display(),
-                certs.join("server.key").display()
+                pki.join("server.crt").display(),
+                pki.join("server.key").display()
             ));
         }
         if mode == Mode::TlsBasicAuth {

@@ -51,6 +51,15 @@ impl Store {
         }
     }
 
+    /// Another store root for the same test.
+    pub fn new_like(other: &Store) -> Self {
+        Self {
+            root: other.root.clone(),
+            registry_config: other.registry_config.clone(),
+            id: other.id.clone(),
+        }
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(berth_bin());
         c.env(berth_integration_tests::util::ID_ENV, &self.id)

@@ -296,6 +296,26 @@ impl Ingest {
             .map_err(Error::io("write ingest", &self.path))
     }
 
+    /// Whether the bytes so far are exactly the blob (size and digest).
+    pub fn check(&self) -> Result<()> {
+        if let Some(size) = self.size.filter(|s| *s != self.written) {
+            return Err(Error::SizeMismatch {
+                object: self.object.clone(),
+                expected: size,
+                actual: self.written,
+            });
+        }
+        let actual = Digest::from_hasher(self.hasher.clone());
+        if actual != self.digest {
+            return Err(Error::DigestMismatch {
+                object: self.object.clone(),
+                expected: self.digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies the bytes against the digest and size; on success the blob is durable
     /// in the store, on failure nothing of it is left.
     pub fn commit(self) -> Result<()> {

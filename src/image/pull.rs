@@ -265,11 +265,13 @@ async fn stream_layer(
                 Ok(()) => (Ok((tmp, links)), false),
                 Err(e) => (Err(e), false),
             },
+            (Err(e), _) | (_, Err(e)) if network_failed => (Err(e), true),
             (Err(e), _) | (_, Err(e)) => {
-                if !network_failed {
-                    ingest.discard();
-                }
-                (Err(e), network_failed)
+                // Wrong bytes usually break decompression or the tar first; the whole
+                // blob has been read by now, so name the root cause when it is the digest.
+                let checked = ingest.check();
+                ingest.discard();
+                (Err(checked.err().unwrap_or(e)), false)
             }
         }
     });
