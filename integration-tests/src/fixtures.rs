@@ -31,7 +31,8 @@ pub enum Image {
     /// Three layers: busybox; files under /data and /opq; then a whiteout of /data/gone,
     /// a changed /data/keep, and /opq made opaque with only /opq/new in it.
     MultiLayer,
-    /// `count` layers of `mib` MiB of random data each (does not compress), on busybox.
+    /// `count` layers of `mib` MiB of random data each (does not compress), and nothing
+    /// else: a data image for transfer and unpack measurements.
     RandomLayers { count: u8, mib: u32 },
     /// Busybox plus `count` tiny layers, each adding /layers/<n>: more lower dirs than
     /// one mount(2) option page can name.
@@ -112,6 +113,18 @@ impl Image {
             l.hostile(h);
             return Ok(vec![l.finish()?]);
         }
+        if let Image::RandomLayers { count, mib } = self {
+            let mut layers = Vec::new();
+            let mut urandom = std::fs::File::open("/dev/urandom")?;
+            for i in 0..*count {
+                let mut l = Layer::default();
+                let mut data = vec![0u8; (*mib as usize) << 20];
+                std::io::Read::read_exact(&mut urandom, &mut data)?;
+                l.file(&format!("random-{i}"), &data, 0o644);
+                layers.push(l.finish()?);
+            }
+            return Ok(layers);
+        }
         let mut base = Layer::default();
         base.busybox()?;
         let mut layers = vec![base];
@@ -141,18 +154,6 @@ impl Image {
                 three.file("opq/.wh..wh..opq", b"", 0o644);
                 three.file("opq/new", b"new\n", 0o644);
                 layers.extend([two, three]);
-            }
-            Image::RandomLayers { count, mib } => {
-                for i in 0..*count {
-                    let mut l = Layer::default();
-                    let mut data = vec![0u8; (*mib as usize) << 20];
-                    std::io::Read::read_exact(
-                        &mut std::fs::File::open("/dev/urandom")?,
-                        &mut data,
-                    )?;
-                    l.file(&format!("random-{i}"), &data, 0o644);
-                    layers.push(l);
-                }
             }
             Image::ManyLayers { count } => {
                 for i in 0..*count {

@@ -384,7 +384,7 @@ fn a_pull_killed_half_way_resumes_and_the_store_verifies() {
     assert!(store.ok(&["verify"]).starts_with("ok"));
     assert!(store.entries("content/ingest").is_empty());
     let rec = store.inspect(&format!("{}/big:latest", reg.host()));
-    let snap = store.snapshot(rec["chainIds"][1].as_str().expect("chain"));
+    let snap = store.snapshot(rec["chainIds"][0].as_str().expect("chain"));
     assert_eq!(
         std::fs::metadata(snap.join("random-0"))
             .expect("layer file")

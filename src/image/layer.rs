@@ -130,6 +130,15 @@ pub async fn prepare_from_blob(store: &Arc<ImageStore>, job: LayerJob) -> Result
             fetched: 0,
         });
     }
+    unpack_stored(store, job, guard).await
+}
+
+/// Unpacks a stored blob into a temp snapshot, under the chain lock the caller holds.
+pub async fn unpack_stored(
+    store: &Arc<ImageStore>,
+    job: LayerJob,
+    guard: LockGuard,
+) -> Result<Prepared> {
     let s = store.clone();
     let chain = job.chain.clone();
     let tmp = tokio::task::spawn_blocking(move || -> Result<_> {

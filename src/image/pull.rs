@@ -14,14 +14,16 @@ use bytes::Bytes;
 use super::content::Ingest;
 use super::digest::Digest;
 use super::error::{Error, Result};
-use super::layer::{LayerJob, Prepared, commit_chain, prepare_from_blob, unpack_layer};
+use super::layer::{LayerJob, Prepared, commit_chain, unpack_layer, unpack_stored};
 use super::manifest::{self, Document};
 use super::metadata::ImageRecord;
 use super::progress::Progress;
 use super::reference::Reference;
 use super::registry::client::range_start;
 use super::registry::{Credentials, RegistryClient, RegistryHosts};
+use super::snapshot::TmpSnapshot;
 use super::store::ImageStore;
+use super::unpack::LowerLink;
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -162,9 +164,8 @@ async fn fetch_layer(
         .lock(&format!("blob-{}", job.blob.hex()))
         .await?;
     if store.content.has(&job.blob) {
-        drop(guard);
         progress.inc(job.size.unwrap_or(0));
-        return prepare_from_blob(store, job).await;
+        return unpack_stored(store, job, guard).await;
     }
     let mut attempt: u32 = 0;
     loop {
@@ -205,21 +206,12 @@ impl From<Error> for Failure {
     }
 }
 
-type Chunk = std::result::Result<Bytes, String>;
-
 async fn stream_layer(
     store: &Arc<ImageStore>,
     client: &RegistryClient,
     job: &LayerJob,
     progress: &Progress,
-) -> std::result::Result<
-    (
-        super::snapshot::TmpSnapshot,
-        Vec<super::unpack::LowerLink>,
-        u64,
-    ),
-    Failure,
-> {
+) -> std::result::Result<(TmpSnapshot, Vec<LowerLink>, u64), Failure> {
     let s = store.clone();
     let j = job.clone();
     let mut ingest =
@@ -245,86 +237,70 @@ async fn stream_layer(
         }
     }
     progress.inc(offset);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(64);
+    // One blocking thread per layer reads the response itself (through the runtime's
+    // handle), writes each chunk to the ingest and unpacks it, then drops it: one chunk
+    // in flight per layer, so memory stays flat however slow the disk is.
     let s = store.clone();
     let j = job.clone();
-    let unpacker = tokio::task::spawn_blocking(move || -> (Result<_>, bool) {
-        let tmp = match s.snapshots.temp() {
-            Ok(t) => t,
-            Err(e) => return (Err(e), false),
-        };
-        let mut tee = match Tee::new(ingest, rx) {
-            Ok(t) => t,
-            Err(e) => return (Err(e), false),
-        };
+    let p = progress.clone();
+    let handle = tokio::runtime::Handle::current();
+    let registry = client.registry().to_string();
+    tokio::task::spawn_blocking(move || -> std::result::Result<_, Failure> {
+        let tmp = s.snapshots.temp()?;
+        let mut tee = Tee::new(ingest, resp, handle, p)?;
         let unpacked = unpack_layer(&mut tee, &tmp, &j, s.unpack);
-        let network_failed = tee.network_failed;
-        let (ingest, rest) = tee.finish();
+        let (ingest, rest, net_err, fetched) = tee.finish();
+        if let Some(source) = net_err {
+            // The ingest keeps what arrived; the next attempt resumes from there.
+            return Err(Failure::Retry(Error::Http {
+                registry,
+                url: j.blob.to_string(),
+                source,
+            }));
+        }
         match (unpacked, rest) {
-            (Ok(links), Ok(())) => match ingest.commit() {
-                Ok(()) => (Ok((tmp, links)), false),
-                Err(e) => (Err(e), false),
-            },
-            (Err(e), _) | (_, Err(e)) if network_failed => (Err(e), true),
+            (Ok(links), Ok(())) => {
+                ingest.commit()?;
+                Ok((tmp, links, fetched))
+            }
             (Err(e), _) | (_, Err(e)) => {
                 // Wrong bytes usually break decompression or the tar first; the whole
                 // blob has been read by now, so name the root cause when it is the digest.
                 let checked = ingest.check();
                 ingest.discard();
-                (Err(checked.err().unwrap_or(e)), false)
+                Err(Failure::Fatal(checked.err().unwrap_or(e)))
             }
         }
-    });
-    let mut fetched = 0u64;
-    let mut net_err = None;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                fetched += c.len() as u64;
-                progress.inc(c.len() as u64);
-                if tx.send(Ok(c)).await.is_err() {
-                    break; // the unpacker stopped: its error says why
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                net_err = Some(e);
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let (res, network_failed) = unpacker.await.map_err(|e| Error::Task {
-        object: job.object.clone(),
-        reason: e.to_string(),
-    })?;
-    match res {
-        Ok((tmp, links)) => Ok((tmp, links, fetched)),
-        Err(e) if network_failed => Err(Failure::Retry(match net_err {
-            Some(source) => Error::Http {
-                registry: client.registry().into(),
-                url: job.blob.to_string(),
-                source,
-            },
-            None => e,
-        })),
-        Err(e) => Err(Failure::Fatal(e)),
-    }
+    })
+    .await
+    .map_err(|e| {
+        Failure::Fatal(Error::Task {
+            object: job.object.clone(),
+            reason: e.to_string(),
+        })
+    })?
 }
 
-/// Replays the bytes an interrupted download left in the ingest, then passes network
-/// chunks through to the reader while appending them to the ingest.
+/// Replays the bytes an interrupted download left in the ingest, then reads the
+/// response, appending each chunk to the ingest as it passes to the unpacker.
 struct Tee {
     ingest: Ingest,
     prefix: Option<std::fs::File>,
-    rx: tokio::sync::mpsc::Receiver<Chunk>,
+    resp: reqwest::Response,
+    handle: tokio::runtime::Handle,
+    progress: Progress,
     pending: Bytes,
-    network_failed: bool,
+    net_err: Option<reqwest::Error>,
+    fetched: u64,
 }
 
 impl Tee {
-    fn new(ingest: Ingest, rx: tokio::sync::mpsc::Receiver<Chunk>) -> Result<Self> {
+    fn new(
+        ingest: Ingest,
+        resp: reqwest::Response,
+        handle: tokio::runtime::Handle,
+        progress: Progress,
+    ) -> Result<Self> {
         let prefix = if ingest.offset() > 0 {
             let p = ingest.path().to_path_buf();
             Some(std::fs::File::open(&p).map_err(Error::io("open ingest", &p))?)
@@ -334,15 +310,18 @@ impl Tee {
         Ok(Self {
             ingest,
             prefix,
-            rx,
+            resp,
+            handle,
+            progress,
             pending: Bytes::new(),
-            network_failed: false,
+            net_err: None,
+            fetched: 0,
         })
     }
 
     /// Reads the rest of the stream into the ingest (the compressed tail after the tar).
-    fn finish(mut self) -> (Ingest, Result<()>) {
-        let mut sink = [0u8; 64 << 10];
+    fn finish(mut self) -> (Ingest, Result<()>, Option<reqwest::Error>, u64) {
+        let mut sink = vec![0u8; 64 << 10];
         let r = loop {
             match self.read(&mut sink) {
                 Ok(0) => break Ok(()),
@@ -350,7 +329,7 @@ impl Tee {
                 Err(e) => break Err(Error::io("download", self.ingest.path())(e)),
             }
         };
-        (self.ingest, r)
+        (self.ingest, r, self.net_err, self.fetched)
     }
 }
 
@@ -364,19 +343,25 @@ impl Read for Tee {
             self.prefix = None;
         }
         while self.pending.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(c)) => {
+            if self.net_err.is_some() {
+                return Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted));
+            }
+            match self.handle.block_on(self.resp.chunk()) {
+                Ok(Some(c)) => {
                     self.ingest.write(&c).map_err(std::io::Error::other)?;
+                    self.fetched += c.len() as u64;
+                    self.progress.inc(c.len() as u64);
                     self.pending = c;
                 }
-                Some(Err(e)) => {
-                    self.network_failed = true;
+                Ok(None) => return Ok(0),
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.net_err = Some(e);
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
-                        e,
+                        msg,
                     ));
                 }
-                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.pending.len());
