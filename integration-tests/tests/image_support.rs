@@ -7,27 +7,23 @@ use std::sync::OnceLock;
 
 use berth_integration_tests::TestEnv;
 
-/// The berth binary of this build (built on first use, so the tests exercise the CLI
-/// exactly as users run it).
+/// The berth binary of this build (scripts/test.sh builds every binary first; a bare
+/// `cargo nextest run` builds it here), so the tests drive the CLI as users run it.
 pub fn berth_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "berth", "--bin", "berth"])
-            .current_dir(workspace)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of berth failed");
-        let exe = std::env::current_exe().expect("test exe");
-        // target/<profile>/deps/<test> -> target/<profile>/berth
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .join("berth");
+        let bin = berth_integration_tests::util::workspace_bin("berth");
+        if !bin.is_file() {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "berth", "--bin", "berth"])
+                .current_dir(workspace)
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build of berth failed");
+        }
         assert!(bin.is_file(), "{} missing", bin.display());
         bin
     })

@@ -193,3 +193,67 @@ pub async fn commit_chain(store: &Arc<ImageStore>, prepared: Vec<Prepared>) -> R
         reason: e.to_string(),
     })?
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::image::snapshot::Snapshots;
+
+    fn tar_bytes() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(6);
+        h.set_uid(nix::unistd::geteuid().as_raw().into());
+        h.set_gid(nix::unistd::getegid().as_raw().into());
+        b.append_data(&mut h, "dir/file", &b"hello\n"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn gzip_zstd_and_plain_layers_unpack_and_verify() {
+        let root = std::env::temp_dir().join(format!("berth-unit-layer-{}", std::process::id()));
+        let snaps = Snapshots::open(&root).unwrap();
+        let tar = tar_bytes();
+        let diff_id = Digest::of(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            &tar[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        for (name, blob) in [
+            ("gzip", gz.finish().unwrap()),
+            ("zstd", zst),
+            ("plain", tar.clone()),
+        ] {
+            let job = LayerJob {
+                blob: Digest::of(&blob),
+                size: Some(blob.len() as u64),
+                diff_id: diff_id.clone(),
+                chain: diff_id.clone(),
+                object: name.into(),
+            };
+            let tmp = snaps.temp().unwrap();
+            unpack_layer(&mut &blob[..], &tmp, &job, UnpackOptions::default()).unwrap();
+            assert_eq!(
+                std::fs::read(tmp.path().join("dir/file")).unwrap(),
+                b"hello\n",
+                "{name}"
+            );
+            let wrong = LayerJob {
+                diff_id: Digest::of(b"other"),
+                ..job
+            };
+            let tmp = snaps.temp().unwrap();
+            let err = unpack_layer(&mut &blob[..], &tmp, &wrong, UnpackOptions::default());
+            assert!(
+                matches!(err, Err(Error::DigestMismatch { .. })),
+                "{name}: {err:?}"
+            );
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

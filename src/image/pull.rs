@@ -346,6 +346,8 @@ impl Read for Tee {
             if self.net_err.is_some() {
                 return Err(std::io::Error::from(std::io::ErrorKind::ConnectionAborted));
             }
+            // Let go of the last chunk first, so hyper can reuse its read buffer.
+            self.pending = Bytes::new();
             match self.handle.block_on(self.resp.chunk()) {
                 Ok(Some(c)) => {
                     self.ingest.write(&c).map_err(std::io::Error::other)?;

@@ -27,10 +27,13 @@ const RUNS: usize = 7;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, root, hosts, reference] = args.as_slice() {
-        if flag == CHILD_FLAG {
-            return child_pull(Path::new(root), Path::new(hosts), reference);
-        }
+    if let [_, flag, root, hosts, warm, reference] = args.as_slice()
+        && flag == CHILD_FLAG
+    {
+        return child_pull(Path::new(root), Path::new(hosts), warm, reference);
+    }
+    if args.get(1).map(String::as_str) == Some(SPAWN_FLAG) {
+        return spawn_measured(&args[2..]);
     }
     anyhow::ensure!(
         nix_is_root(),
@@ -42,6 +45,10 @@ fn main() -> anyhow::Result<()> {
     let layout = fixtures::build(&image, &work.path().join("layout"))?;
     let registry = Registry::start(&id, Mode::Http)?;
     let reference = registry.push(&layout, "bench/random", "latest")?;
+    // Each daemon first pulls this small image, so the measured pull finds its code
+    // paths paged in and its pools made, as a node's daemon does.
+    let warm_layout = fixtures::build(&Image::Busybox, &work.path().join("warm"))?;
+    let warm = registry.push(&warm_layout, "bench/warm", "latest")?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -71,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         lib.push(berth_in_process(
             &dir.join("berth-lib"),
             &hosts_file,
+            &warm,
             &reference,
         )?);
         if berth_bin.is_file() {
@@ -84,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         ctrd.push(rt.block_on(containerd_pull(
             &dir.join("containerd"),
             &registry,
+            &warm,
             &reference,
         ))?);
         std::fs::remove_dir_all(&dir)?;
@@ -129,11 +138,17 @@ const CHILD_FLAG: &str = "--child-pull";
 
 /// berth's pull as its daemon runs it: in a fresh process (this binary again) that first
 /// builds its runtime and opens the store, then pulls; it reports time and RSS growth.
-fn berth_in_process(root: &Path, hosts: &Path, reference: &str) -> anyhow::Result<Sample> {
+fn berth_in_process(
+    root: &Path,
+    hosts: &Path,
+    warm: &str,
+    reference: &str,
+) -> anyhow::Result<Sample> {
     let out = Command::new(std::env::current_exe()?)
         .arg(CHILD_FLAG)
         .arg(root)
         .arg(hosts)
+        .arg(warm)
         .arg(reference)
         .stderr(Stdio::inherit())
         .output()?;
@@ -150,12 +165,19 @@ fn berth_in_process(root: &Path, hosts: &Path, reference: &str) -> anyhow::Resul
     })
 }
 
-fn child_pull(root: &Path, hosts: &Path, reference: &str) -> anyhow::Result<()> {
+fn child_pull(root: &Path, hosts: &Path, warm: &str, reference: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let hosts = RegistryHosts::load(hosts)?;
     let store = ImageStore::open(root, Arc::new(LinuxOverlay), UnpackOptions::default())?;
+    rt.block_on(pull(
+        &store,
+        &hosts,
+        warm,
+        &PullOptions::default(),
+        &Progress::silent(),
+    ))?;
     let before = reset_peak_rss("self")?;
     let t = Instant::now();
     rt.block_on(pull(
@@ -176,26 +198,50 @@ fn child_pull(root: &Path, hosts: &Path, reference: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+const SPAWN_FLAG: &str = "--spawn-measured";
+
+/// The CLI as a user runs it. It is started from a fresh, small copy of this binary,
+/// because a child's peak RSS counts what it shared with its parent before exec, and
+/// this process holds the fixture.
 fn berth_cli(bin: &Path, root: &Path, hosts: &Path, reference: &str) -> anyhow::Result<Sample> {
-    let t = Instant::now();
-    let child = Command::new(bin)
+    let out = Command::new(std::env::current_exe()?)
+        .arg(SPAWN_FLAG)
+        .arg(bin)
         .args(["image", "--root"])
         .arg(root)
         .arg("--registry-config")
         .arg(hosts)
         .args(["pull", reference])
         .env("BERTH_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "berth image pull failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|v| v.parse::<u64>());
+    let (Some(Ok(ns)), Some(Ok(maxrss))) = (it.next(), it.next()) else {
+        bail!("spawner said {text:?}");
+    };
+    Ok(Sample {
+        time: Duration::from_nanos(ns),
+        rss_kib: maxrss,
+        rss_what: "peak RSS of the process",
+    })
+}
+
+/// Runs `cmd`, then prints its wall time (ns) and peak RSS (KiB).
+fn spawn_measured(cmd: &[String]) -> anyhow::Result<()> {
+    let (prog, args) = cmd.split_first().context("no command")?;
+    let t = Instant::now();
+    let child = Command::new(prog)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
     let (status, maxrss) = wait_rusage(child)?;
     let time = t.elapsed();
-    anyhow::ensure!(status == 0, "berth image pull exited {status}");
-    Ok(Sample {
-        time,
-        rss_kib: maxrss,
-        rss_what: "peak RSS of the process",
-    })
+    anyhow::ensure!(status == 0, "{prog} exited {status}");
+    writeln!(std::io::stdout(), "{} {maxrss}", time.as_nanos())?;
+    Ok(())
 }
 
 /// Waits for `child` and returns its exit status and peak RSS (KiB).
@@ -217,6 +263,7 @@ fn wait_rusage(child: Child) -> anyhow::Result<(i32, u64)> {
 async fn containerd_pull(
     dir: &Path,
     registry: &Registry,
+    warm: &str,
     reference: &str,
 ) -> anyhow::Result<Sample> {
     let mut ctrd = Containerd::start(dir, &registry.host())?;
@@ -238,6 +285,13 @@ async fn containerd_pull(
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        grpc(
+            &sock,
+            "/runtime.v1.ImageService/PullImage",
+            &pull_image_request(warm),
+        )
+        .await
+        .with_context(|| format!("warm-up PullImage: {}", ctrd.log()))?;
         let pid = ctrd.child.id().to_string();
         let before = reset_peak_rss(&pid)?;
         let t = Instant::now();

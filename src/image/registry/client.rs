@@ -392,7 +392,9 @@ fn endpoint(host: &str, cfg: &HostConfig) -> Result<Endpoint> {
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(120))
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .danger_accept_invalid_certs(cfg.insecure_skip_verify);
+        .danger_accept_invalid_certs(cfg.insecure_skip_verify)
+        // A plain-HTTP host needs no trust roots: loading the system's costs megabytes.
+        .tls_built_in_root_certs(!cfg.plain_http);
     for ca in &cfg.ca_files {
         let pem = std::fs::read(ca).map_err(Error::io("read CA file", ca))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
