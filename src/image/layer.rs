@@ -80,7 +80,7 @@ pub fn unpack_layer(
     job: &LayerJob,
     opts: UnpackOptions,
 ) -> Result<Vec<LowerLink>> {
-    let mut br = BufReader::with_capacity(256 << 10, source);
+    let mut br = BufReader::with_capacity(64 << 10, source);
     let magic = br.fill_buf().map_err(|e| io_err(job, "read layer", e))?;
     let decompressed: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(br))

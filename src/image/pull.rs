@@ -41,7 +41,7 @@ impl Default for PullOptions {
         Self {
             credentials: None,
             platform: (os.into(), arch.into()),
-            max_concurrent: 4,
+            max_concurrent: 3,
         }
     }
 }

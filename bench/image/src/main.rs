@@ -54,6 +54,10 @@ fn main() -> anyhow::Result<()> {
         out,
         "image: {reference} (5 layers x 10 MiB random data), {RUNS} runs each, alternating"
     )?;
+    writeln!(
+        out,
+        "the daemons (berth in process, containerd) pull {warm} first; the CLI starts cold"
+    )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -419,3 +419,114 @@ fn endpoint(host: &str, cfg: &HostConfig) -> Result<Endpoint> {
         auth: tokio::sync::Mutex::new(None),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The bearer-token flow against a small registry on loopback: the first request is
+    //! challenged, the token service wants basic credentials, the token then opens the
+    //! manifest. (The registry fixture does basic auth only.)
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::image::registry::hosts::HostConfig;
+
+    const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+    /// Serves `count` connections; answers by path and Authorization header.
+    fn token_registry(count: usize) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        std::thread::spawn(move || {
+            for conn in l.incoming().take(count).flatten() {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let mut auth = String::new();
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("authorization: ") {
+                        auth = v.trim().to_string();
+                    }
+                }
+                let basic = format!(
+                    "basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("u:p")
+                )
+                .to_ascii_lowercase();
+                let (status, extra, body): (&str, String, Vec<u8>) = if path.starts_with("/token?")
+                {
+                    if auth == basic && path.contains("scope=repository%3Arepo%3Apull") {
+                        ("200 OK", String::new(), br#"{"token":"tok-123"}"#.to_vec())
+                    } else {
+                        ("401 Unauthorized", String::new(), b"bad creds".to_vec())
+                    }
+                } else if auth == "bearer tok-123" {
+                    (
+                        "200 OK",
+                        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n".into(),
+                        MANIFEST.to_vec(),
+                    )
+                } else {
+                    let ch = format!(
+                        "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"test\",scope=\"repository:repo:pull\"\r\n"
+                    );
+                    ("401 Unauthorized", ch, b"{}".to_vec())
+                };
+                let mut c = conn;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(&body);
+            }
+        });
+        addr
+    }
+
+    fn hosts(addr: &str) -> RegistryHosts {
+        let mut h = RegistryHosts::default();
+        h.registries.insert(
+            addr.into(),
+            HostConfig {
+                plain_http: true,
+                ..HostConfig::default()
+            },
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn bearer_token_flow_with_basic_credentials() {
+        let addr = token_registry(3);
+        let creds = Credentials::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let c = RegistryClient::new(&hosts(&addr), &addr, "repo", Some(creds)).unwrap();
+        let m = c.manifest("latest").await.unwrap();
+        assert_eq!(m.bytes, MANIFEST);
+        assert_eq!(m.digest, Digest::of(MANIFEST));
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_an_auth_error() {
+        let addr = token_registry(2);
+        let creds = Credentials::Basic {
+            username: "u".into(),
+            password: "wrong".into(),
+        };
+        let c = RegistryClient::new(&hosts(&addr), &addr, "repo", Some(creds)).unwrap();
+        let err = c.manifest("latest").await.unwrap_err();
+        assert!(matches!(err, Error::Auth { .. }), "{err}");
+        assert!(err.to_string().contains("token service"), "{err}");
+    }
+}
