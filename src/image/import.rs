@@ -64,6 +64,7 @@ impl Source {
         };
         let p = dir.join("blobs/sha256").join(d.hex());
         let mut f = std::fs::File::open(&p).map_err(Error::io("open blob", &p))?;
+        let _lock = store.locks.lock_blocking(&format!("blob-{}", d.hex()))?;
         store
             .content
             .copy_in(d, size, &mut f, &p.display().to_string())
@@ -294,6 +295,7 @@ fn read_source(store: &ImageStore, path: &Path, progress: &Progress) -> Result<S
         let d = match name.strip_prefix("blobs/sha256/").map(Digest::from_hex) {
             Some(Ok(d)) => {
                 let size = entry.header().size().ok();
+                let _lock = store.locks.lock_blocking(&format!("blob-{}", d.hex()))?;
                 store.content.copy_in(&d, size, &mut entry, &what)?;
                 d
             }
