@@ -100,6 +100,8 @@ pub enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    /// The image: `[registry/]repo[:tag][@sha256:...]`, e.g. `busybox` or
+    /// `10.0.0.5:5000/app:v1`.
     pub reference: String,
     /// Registry credentials as USER:PASSWORD.
     #[arg(long, env = "BERTH_REGISTRY_CREDS", hide_env_values = true)]
