@@ -209,6 +209,39 @@ mod tests {
     }
 
     #[test]
+    fn cri_auth_config_gives_credentials() {
+        let c = AuthConfig {
+            auth: STANDARD.encode("u:p"),
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            c.credentials().unwrap(),
+            Some(Credentials::Basic {
+                username: "u".into(),
+                password: "p".into()
+            })
+        );
+        let c = AuthConfig {
+            registry_token: "t".into(),
+            username: "u".into(),
+            ..AuthConfig::default()
+        };
+        assert_eq!(
+            c.credentials().unwrap(),
+            Some(Credentials::RegistryToken("t".into()))
+        );
+        assert_eq!(AuthConfig::default().credentials().unwrap(), None);
+        assert!(
+            AuthConfig {
+                auth: "%%%".into(),
+                ..AuthConfig::default()
+            }
+            .credentials()
+            .is_err()
+        );
+    }
+
+    #[test]
     fn docker_config_auth_decodes() {
         let dir = std::env::temp_dir().join(format!("berth-unit-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

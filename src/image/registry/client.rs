@@ -517,6 +517,47 @@ mod tests {
         assert_eq!(m.digest, Digest::of(MANIFEST));
     }
 
+    /// Answers 503 `failures` times, then serves the manifest.
+    fn flaky_registry(failures: usize) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for (i, conn) in l.incoming().take(failures + 1).flatten().enumerate() {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let (status, body) = if i < failures {
+                    ("503 Service Unavailable", &b"busy"[..])
+                } else {
+                    ("200 OK", MANIFEST)
+                };
+                let mut c = conn;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(body);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried() {
+        let addr = flaky_registry(2);
+        let c = RegistryClient::new(&hosts(&addr), &addr, "repo", None).unwrap();
+        assert_eq!(c.manifest("latest").await.unwrap().bytes, MANIFEST);
+        let addr = flaky_registry(ATTEMPTS as usize);
+        let c = RegistryClient::new(&hosts(&addr), &addr, "repo", None).unwrap();
+        let err = c.manifest("latest").await.unwrap_err();
+        assert!(matches!(err, Error::Registry { status: 503, .. }), "{err}");
+    }
+
     #[tokio::test]
     async fn a_refused_token_is_an_auth_error() {
         let addr = token_registry(2);
