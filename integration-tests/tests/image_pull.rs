@@ -366,6 +366,13 @@ fn a_pull_killed_half_way_resumes_and_the_store_verifies() {
     child.wait().expect("reap");
     let had = std::fs::metadata(&partial).expect("partial").len();
     assert!(
+        store
+            .entries("snapshots")
+            .iter()
+            .any(|n| n.starts_with("tmp-")),
+        "the layer was being unpacked while it downloaded"
+    );
+    assert!(
         store.ok(&["ls", "-q"]).trim().is_empty(),
         "a killed pull recorded an image"
     );
@@ -383,6 +390,15 @@ fn a_pull_killed_half_way_resumes_and_the_store_verifies() {
     );
     assert!(store.ok(&["verify"]).starts_with("ok"));
     assert!(store.entries("content/ingest").is_empty());
+    let temps: Vec<_> = store
+        .entries("snapshots")
+        .into_iter()
+        .filter(|n| n.starts_with("tmp-"))
+        .collect();
+    assert!(
+        temps.is_empty(),
+        "the killed pull's half unpack was not cleaned: {temps:?}"
+    );
     let rec = store.inspect(&format!("{}/big:latest", reg.host()));
     let snap = store.snapshot(rec["chainIds"][0].as_str().expect("chain"));
     assert_eq!(
