@@ -461,3 +461,31 @@ fn base64_encode(b: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_dead_mirror_falls_back_to_the_registry() {
+    require_root!();
+    let env = TestEnv::new().expect("test env");
+    let reg = Registry::start(env.id(), Mode::Http).expect("registry");
+    let img = layout(&env, &Image::Busybox);
+    let reference = reg.push(&img, "busybox", "latest").expect("push");
+    // A port nothing listens on: connections are refused, retried, then given up.
+    let dead = format!("127.0.0.1:{}", berth_integration_tests::util::free_port());
+    let mut store = Store::new(&env);
+    store.set_registry_config(&format!(
+        "registries:\n  \"{0}\":\n    plainHttp: true\n    mirrors: [\"{dead}\"]\n  \"{dead}\":\n    plainHttp: true\n",
+        reg.host()
+    ));
+    let out = store.run(&["pull", &reference]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pull failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("request to http://{dead}/"))
+            && stderr.contains("trying the next"),
+        "the dead mirror was tried first: {stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        img.config_digest
+    );
+}

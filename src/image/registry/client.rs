@@ -160,6 +160,11 @@ impl RegistryClient {
         range: Option<&str>,
     ) -> Result<Response> {
         let url = format!("{}{path}", ep.base);
+        // A mirror that refuses connections hands over to the next endpoint at once.
+        let has_fallback = self
+            .endpoints
+            .last()
+            .is_some_and(|last| !std::ptr::eq(last, ep));
         let mut authed_after_challenge = false;
         let mut attempt = 0;
         loop {
@@ -178,6 +183,7 @@ impl RegistryClient {
                 Ok(r) => r,
                 Err(source)
                     if attempt < ATTEMPTS
+                        && !(source.is_connect() && has_fallback)
                         && (source.is_connect() || source.is_timeout() || source.is_request()) =>
                 {
                     tracing::debug!(url, attempt, "retrying after: {source}");
