@@ -11,9 +11,10 @@ use sha2::{Digest as _, Sha256};
 use super::digest::Digest;
 use super::error::{Error, Result};
 use super::locks::LockGuard;
+use super::lower_links::resolve_lower_links;
 use super::snapshot::TmpSnapshot;
 use super::store::ImageStore;
-use super::unpack::{LowerLink, UnpackOptions, resolve_lower_links, unpack};
+use super::unpack::{LowerLink, UnpackOptions, unpack};
 
 /// What is known about a layer before it is fetched or unpacked.
 #[derive(Debug, Clone)]

@@ -27,6 +27,8 @@ pub mod store;
 pub use store::ImageStore;
 pub mod cli;
 pub mod import;
+pub mod inroot;
+pub mod lower_links;
 pub mod progress;
 pub mod pull;
 pub mod registry;

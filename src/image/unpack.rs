@@ -12,22 +12,21 @@
 //! A layer cannot set `trusted.overlay.*` itself. The `tar` crate only parses; it never
 //! writes here (its `unpack` does not convert whiteouts, keep xattrs or resolve in root).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
-use nix::sys::stat::{
-    FileStat, Mode, SFlag, UtimensatFlags, fchmod, fstatat, mkdirat, mknodat, utimensat,
-};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, fchmod, mkdirat, mknodat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 
 use super::error::{Error, Result};
+use super::inroot::{clean_components, open_dir_path, open_in_root, reopen, set_xattr, stat_at};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -41,7 +40,7 @@ pub struct UnpackOptions {
 }
 
 /// A hardlink whose target is not in this layer: resolved against the parent
-/// snapshots once they are in place (see [`resolve_lower_links`]).
+/// snapshots once they are in place (see [`super::lower_links::resolve_lower_links`]).
 #[derive(Debug, Clone)]
 pub struct LowerLink {
     pub name: Vec<String>,
@@ -89,27 +88,6 @@ struct Unpacker<'a> {
     opts: UnpackOptions,
     out: Unpacked,
     dir_times: Vec<(Vec<String>, i64)>,
-}
-
-/// `path` as clean components: leading `/` and `.` dropped; `..` refused.
-pub fn clean_components(raw: &[u8]) -> std::result::Result<Vec<String>, &'static str> {
-    let mut out = Vec::new();
-    for c in raw.split(|b| *b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => return Err("path contains `..`"),
-            c => {
-                if c.contains(&0) {
-                    return Err("path contains a NUL byte");
-                }
-                out.push(String::from_utf8_lossy(c).into_owned());
-                if std::str::from_utf8(c).is_err() {
-                    return Err("path is not valid UTF-8");
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl Unpacker<'_> {
@@ -446,137 +424,5 @@ impl Unpacker<'_> {
                 let _ = nix::sys::stat::futimens(&fd, &t, &t);
             }
         }
-    }
-}
-
-/// Copies the targets of hardlinks that pointed below this layer from the nearest parent
-/// snapshot that has them (`parents` top-most first), so the layer dir is complete.
-pub fn resolve_lower_links(
-    dest: &Path,
-    parents: &[PathBuf],
-    links: &[LowerLink],
-    layer: &str,
-) -> Result<()> {
-    let root = open_dir_path(dest)?;
-    for link in links {
-        let shown = link.name.join("/");
-        let target = link.target.join("/");
-        let src = parents.iter().find_map(|p| {
-            let proot = open_dir_path(p).ok()?;
-            open_in_root(&proot, &target, OFlag::O_RDONLY | OFlag::O_NOFOLLOW).ok()
-        });
-        let Some(src) = src else {
-            return Err(Error::UnsafeLayer {
-                layer: layer.to_string(),
-                entry: shown,
-                reason: format!("hardlink target {target:?} is in no layer"),
-            });
-        };
-        let io = |op, e: std::io::Error| Error::Unpack {
-            layer: layer.to_string(),
-            entry: shown.clone(),
-            op,
-            source: e,
-        };
-        let st = nix::sys::stat::fstat(&src).map_err(|e| io("stat link target", e.into()))?;
-        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-            return Err(Error::UnsafeLayer {
-                layer: layer.to_string(),
-                entry: shown,
-                reason: "hardlink to a non-regular lower file".into(),
-            });
-        }
-        let (name, parent) = link
-            .name
-            .split_last()
-            .ok_or_else(|| io("resolve", std::io::ErrorKind::InvalidInput.into()))?;
-        let dir = open_in_root(
-            &root,
-            &if parent.is_empty() {
-                ".".into()
-            } else {
-                parent.join("/")
-            },
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-        )
-        .map_err(|e| io("open parent", e.into()))?;
-        let fd = openat(
-            &dir,
-            name.as_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| io("create file", e.into()))?;
-        let mut out = File::from(fd);
-        std::io::copy(&mut File::from(src), &mut out).map_err(|e| io("copy lower file", e))?;
-        fchown(
-            &out,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
-        )
-        .map_err(|e| io("chown", e.into()))?;
-        fchmod(&out, Mode::from_bits_truncate(st.st_mode & 0o7777))
-            .map_err(|e| io("chmod", e.into()))?;
-    }
-    Ok(())
-}
-
-fn open_dir_path(dest: &Path) -> Result<OwnedFd> {
-    nix::fcntl::open(
-        dest,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("open snapshot dir", dest)(e.into()))
-}
-
-/// `openat2(root, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
-pub fn open_in_root(root: &OwnedFd, path: &str, flags: OFlag) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, if path.is_empty() { "." } else { path }, how)
-}
-
-fn reopen(fd: &OwnedFd, flags: OFlag) -> nix::Result<OwnedFd> {
-    openat(fd, ".", flags | OFlag::O_CLOEXEC, Mode::empty())
-}
-
-fn stat_at(dir: &OwnedFd, name: &str) -> Option<FileStat> {
-    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()
-}
-
-fn set_xattr(fd: &OwnedFd, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let cname =
-        CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: fd is an open descriptor we own for the whole call; cname is a valid
-    // NUL-terminated string and value a valid slice of value.len() bytes.
-    let r = unsafe {
-        libc::fsetxattr(
-            fd.as_raw_fd(),
-            cname.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn components_refuse_dotdot() {
-        assert_eq!(clean_components(b"/a/./b/").unwrap(), vec!["a", "b"]);
-        assert!(clean_components(b"a/../../etc").is_err());
-        assert!(clean_components(b"..").is_err());
-        assert!(clean_components(b"./").unwrap().is_empty());
     }
 }
