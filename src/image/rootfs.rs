@@ -52,6 +52,8 @@ impl ImageStore {
         target: Option<&Path>,
     ) -> Result<PathBuf> {
         check_id(container)?;
+        // Collection waits until the rootfs record that keeps the image is written.
+        let _gc = self.locks.gc_shared().await?;
         let img = self.find(image)?;
         let dir = self.rootfs_dir().join(container);
         if dir.exists() {
