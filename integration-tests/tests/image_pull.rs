@@ -45,14 +45,33 @@ fn pull_over_plain_http_by_tag_and_digest_deduplicated() {
     assert!(err.contains(&reg.host()), "error names the registry: {err}");
     store.set_registry_config(&plain_http_config(&[&reg.host()]));
     // Two pulls at once: both succeed, each layer stored once.
-    let a = store
-        .command(&["pull", &reference])
-        .output()
-        .expect("pull a");
-    let b = store
-        .command(&["pull", &reference])
-        .output()
-        .expect("pull b");
+    let spawn = || {
+        store
+            .command(&["pull", &reference])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn pull")
+    };
+    let (a, b) = (spawn(), spawn());
+    let a = a.wait_with_output().expect("pull a");
+    let b = b.wait_with_output().expect("pull b");
+    // Each layer was fetched by one of them; the other found it done.
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let fetched = logs.lines().filter(|l| l.contains(": done (")).count();
+    let present = logs
+        .lines()
+        .filter(|l| l.contains(": already present"))
+        .count();
+    assert_eq!(
+        (fetched, present),
+        (2, 2),
+        "each of the 2 layers fetched once: {logs}"
+    );
     for o in [&a, &b] {
         assert!(
             o.status.success(),
