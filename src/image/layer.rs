@@ -29,16 +29,41 @@ pub struct LayerJob {
     pub object: String,
 }
 
-/// A layer ready to commit (or already present: `tmp` is `None`).
+/// A verified layer: committed already (`tmp` is `None`), or waiting in `tmp` for its
+/// parents because it has hardlinks into them.
 #[derive(Debug)]
 pub struct Prepared {
     pub chain: Digest,
     pub tmp: Option<(TmpSnapshot, Vec<LowerLink>)>,
-    /// Held until the snapshot is committed, so a concurrent pull of the same layer
-    /// waits and then finds it done.
-    pub guard: Option<LockGuard>,
     /// Compressed bytes fetched for this layer (0 when nothing was fetched).
     pub fetched: u64,
+}
+
+/// Commits a verified unpack at once when it needs nothing from its parents (the common
+/// case), so the chain lock is held only for this layer's own work: a task never waits
+/// for another layer's lock while holding one, and concurrent pulls cannot deadlock.
+/// Blocking; callers run it on a blocking thread while they hold the chain lock.
+pub fn settle(
+    store: &ImageStore,
+    chain: Digest,
+    tmp: TmpSnapshot,
+    links: Vec<LowerLink>,
+    fetched: u64,
+) -> Result<Prepared> {
+    if !links.is_empty() {
+        return Ok(Prepared {
+            chain,
+            tmp: Some((tmp, links)),
+            fetched,
+        });
+    }
+    store.sync_snapshots()?;
+    store.snapshots.commit(tmp, &chain)?;
+    Ok(Prepared {
+        chain,
+        tmp: None,
+        fetched,
+    })
 }
 
 /// Reads through `inner` and hashes what passes.
@@ -127,7 +152,6 @@ pub async fn prepare_from_blob(store: &Arc<ImageStore>, job: LayerJob) -> Result
         return Ok(Prepared {
             chain: job.chain,
             tmp: None,
-            guard: None,
             fetched: 0,
         });
     }
@@ -142,29 +166,25 @@ pub async fn unpack_stored(
 ) -> Result<Prepared> {
     let s = store.clone();
     let chain = job.chain.clone();
-    let tmp = tokio::task::spawn_blocking(move || -> Result<_> {
+    let prepared = tokio::task::spawn_blocking(move || -> Result<_> {
         let path = s.content.path(&job.blob);
         let mut f = std::fs::File::open(&path).map_err(Error::io("open blob", &path))?;
         let tmp = s.snapshots.temp()?;
         let links = unpack_layer(&mut f, &tmp, &job, s.unpack)?;
-        Ok((tmp, links))
+        settle(&s, job.chain, tmp, links, 0)
     })
     .await
     .map_err(|e| Error::Task {
         object: chain.to_string(),
         reason: e.to_string(),
     })??;
-    Ok(Prepared {
-        chain,
-        tmp: Some(tmp),
-        guard: Some(guard),
-        fetched: 0,
-    })
+    drop(guard);
+    Ok(prepared)
 }
 
-/// Commits prepared layers bottom-up: hardlinks into lower layers are resolved against
-/// the parents (already in place), the unpacked files are flushed, then each temp dir is
-/// renamed to its chain ID.
+/// Commits the layers left waiting, bottom-up: their hardlinks into lower layers are
+/// resolved against the parents (in place by now), the files flushed, then each temp dir
+/// renamed to its chain ID (a concurrent pull that got there first wins).
 pub async fn commit_chain(store: &Arc<ImageStore>, prepared: Vec<Prepared>) -> Result<()> {
     let s = store.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -184,7 +204,6 @@ pub async fn commit_chain(store: &Arc<ImageStore>, prepared: Vec<Prepared>) -> R
                 }
                 s.snapshots.commit(tmp, &p.chain)?;
             }
-            drop(p.guard);
         }
         Ok(())
     })

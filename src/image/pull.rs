@@ -14,16 +14,14 @@ use bytes::Bytes;
 use super::content::Ingest;
 use super::digest::Digest;
 use super::error::{Error, Result};
-use super::layer::{LayerJob, Prepared, commit_chain, unpack_layer, unpack_stored};
+use super::layer::{LayerJob, Prepared, commit_chain, settle, unpack_layer, unpack_stored};
 use super::manifest::{self, Document};
 use super::metadata::ImageRecord;
 use super::progress::Progress;
 use super::reference::Reference;
 use super::registry::client::range_start;
 use super::registry::{Credentials, RegistryClient, RegistryHosts};
-use super::snapshot::TmpSnapshot;
 use super::store::ImageStore;
-use super::unpack::LowerLink;
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -155,7 +153,6 @@ async fn fetch_layer(
         return Ok(Prepared {
             chain: job.chain,
             tmp: None,
-            guard: None,
             fetched: 0,
         });
     }
@@ -171,14 +168,11 @@ async fn fetch_layer(
     loop {
         attempt += 1;
         match stream_layer(store, client, &job, progress).await {
-            Ok((tmp, links, fetched)) => {
+            Ok(prepared) => {
+                drop(guard);
+                let fetched = prepared.fetched;
                 progress.step(&format!("{}: done ({fetched} bytes)", job.object));
-                return Ok(Prepared {
-                    chain: job.chain,
-                    tmp: Some((tmp, links)),
-                    guard: Some(guard),
-                    fetched,
-                });
+                return Ok(prepared);
             }
             Err(Failure::Retry(e)) if attempt < 4 => {
                 tracing::warn!(layer = %job.object, attempt, "download interrupted, resuming: {e}");
@@ -211,7 +205,7 @@ async fn stream_layer(
     client: &RegistryClient,
     job: &LayerJob,
     progress: &Progress,
-) -> std::result::Result<(TmpSnapshot, Vec<LowerLink>, u64), Failure> {
+) -> std::result::Result<Prepared, Failure> {
     let s = store.clone();
     let j = job.clone();
     let mut ingest =
@@ -261,7 +255,7 @@ async fn stream_layer(
         match (unpacked, rest) {
             (Ok(links), Ok(())) => {
                 ingest.commit()?;
-                Ok((tmp, links, fetched))
+                Ok(settle(&s, j.chain.clone(), tmp, links, fetched)?)
             }
             (Err(e), _) | (_, Err(e)) => {
                 // Wrong bytes usually break decompression or the tar first; the whole

@@ -91,7 +91,15 @@ impl Snapshots {
             let _ = std::fs::remove_dir_all(&from);
             return Ok(());
         }
-        std::fs::rename(&from, &to).map_err(Error::io("commit snapshot", &to))
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(()),
+            // Another process committed the same chain a moment ago: same content.
+            Err(_) if to.is_dir() => {
+                let _ = std::fs::remove_dir_all(&from);
+                Ok(())
+            }
+            Err(e) => Err(Error::io("commit snapshot", &to)(e)),
+        }
     }
 
     pub fn list(&self) -> Result<Vec<Digest>> {
