@@ -37,7 +37,8 @@ pub enum Image {
     /// Busybox plus `count` tiny layers, each adding /layers/<n>: more lower dirs than
     /// one mount(2) option page can name.
     ManyLayers { count: u16 },
-    /// Busybox plus one layer of files whose attributes must survive unpacking.
+    /// Busybox plus one layer of files whose attributes must survive unpacking, and a top
+    /// layer holding only a hardlink to a file of the layer below.
     Attributes,
     /// One crafted layer that tries to reach outside its root (see [`Hostile`]).
     Hostile(Hostile),
@@ -172,6 +173,11 @@ impl Image {
                 l.symlink("attr/symlink", "../attr/target");
                 l.fifo("attr/fifo");
                 layers.push(l);
+                // A hardlink whose target is only in the layer below.
+                let mut top = Layer::default();
+                top.dir("attr", 0o750);
+                top.hardlink("attr/lower-link", "attr/target");
+                layers.push(top);
             }
             _ => {}
         }

@@ -164,6 +164,18 @@ fn attributes_survive_unpacking() {
     let fifo = std::fs::symlink_metadata(snap.join("attr/fifo")).expect("fifo");
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
     assert_eq!(owned.mtime(), 1_767_225_600, "mtime from the tar header");
+    // The top layer's hardlink into the layer below became a copy of the target.
+    let top = store.snapshot(rec["chainIds"][2].as_str().expect("chain"));
+    assert_eq!(
+        std::fs::read_to_string(top.join("attr/lower-link")).expect("lower link"),
+        "linked\n"
+    );
+    let copied = std::fs::symlink_metadata(top.join("attr/lower-link")).expect("lower link");
+    assert_eq!(
+        copied.permissions().mode() & 0o7777,
+        0o640,
+        "the copy keeps the target's mode"
+    );
 }
 
 #[test]
