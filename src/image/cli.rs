@@ -176,14 +176,17 @@ async fn run_async(args: ImageArgs) -> anyhow::Result<()> {
             }
             let progress = progress_for(&r.to_string());
             let t = Instant::now();
-            let rec = pull(&store, &hosts, &p.reference, &opts, &progress).await?;
+            let rec = pull(&store, &hosts, &p.reference, &opts, &progress).await;
+            progress.finish();
+            let rec = rec?;
             progress.step(&format!("pulled {r} in {:.2}s", t.elapsed().as_secs_f64()));
             writeln!(out, "{}", rec.id)?;
         }
         ImageCommand::Import { path, name } => {
             let progress = progress_for(&path.display().to_string());
-            let recs = super::import::import(&store, &path, name.as_deref(), &progress).await?;
+            let recs = super::import::import(&store, &path, name.as_deref(), &progress).await;
             progress.finish();
+            let recs = recs?;
             for r in recs {
                 writeln!(out, "{} {}", r.id, r.repo_tags.join(" "))?;
             }
