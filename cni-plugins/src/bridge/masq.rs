@@ -1,0 +1,159 @@
+//! IP masquerade for pods of a bridge network, in berth-bridge's own nftables table.
+//!
+//! ```text
+//! table inet berth-bridge
+//!   set pods4/pods6      pod addresses to masquerade, one element per attachment,
+//!                        commented `network:container:ifname`
+//!   set podnets4/6       the pod CIDRs (interval); traffic to them keeps its source
+//!   chain postrouting    nat hook: saddr @pods, daddr not @podnets, not multicast
+//!                        -> masquerade
+//! ```
+//! The chain's two rules are the same for every network, so each ADD rewrites them
+//! (flush + add) in the same transaction as its elements: the batch is idempotent.
+
+use ipnet::IpNet;
+use serde_json::{Value, json};
+
+use crate::error::Result;
+use crate::nft;
+
+pub const TABLE: &str = "berth-bridge";
+const FAMILY: &str = "inet";
+
+fn set_name(v4: bool, nets: bool) -> &'static str {
+    match (v4, nets) {
+        (true, false) => "pods4",
+        (false, false) => "pods6",
+        (true, true) => "podnets4",
+        (false, true) => "podnets6",
+    }
+}
+
+/// The skeleton: table, sets, chain and its rules.
+fn skeleton() -> Vec<Value> {
+    let mut cmds = vec![json!({"add": {"table": {"family": FAMILY, "name": TABLE}}})];
+    for v4 in [true, false] {
+        let ty = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        cmds.push(json!({"add": {"set": {"family": FAMILY, "table": TABLE,
+            "name": set_name(v4, false), "type": ty}}}));
+        cmds.push(json!({"add": {"set": {"family": FAMILY, "table": TABLE,
+            "name": set_name(v4, true), "type": ty, "flags": ["interval"]}}}));
+    }
+    cmds.push(
+        json!({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": "postrouting",
+        "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}),
+    );
+    cmds.push(
+        json!({"flush": {"chain": {"family": FAMILY, "table": TABLE, "name": "postrouting"}}}),
+    );
+    for v4 in [true, false] {
+        let mcast = if v4 { ("224.0.0.0", 4) } else { ("ff00::", 8) };
+        cmds.push(json!({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": "postrouting",
+            "expr": [
+                nft::addr_match("saddr", v4, "==", json!(format!("@{}", set_name(v4, false)))),
+                nft::addr_match("daddr", v4, "!=", json!(format!("@{}", set_name(v4, true)))),
+                nft::addr_match("daddr", v4, "!=", json!({"prefix": {"addr": mcast.0, "len": mcast.1}})),
+                {"masquerade": null}
+            ]}}}));
+    }
+    cmds
+}
+
+fn elem(v4: bool, nets: bool, val: Value) -> Value {
+    json!({"element": {"family": FAMILY, "table": TABLE, "name": set_name(v4, nets), "elem": [val]}})
+}
+
+/// Masquerades traffic from `addrs` (the pod's addresses with their prefix) that leaves
+/// their networks.
+pub fn add(addrs: &[IpNet], tag: &str) -> Result<()> {
+    let mut cmds = skeleton();
+    for a in addrs {
+        let v4 = a.addr().is_ipv4();
+        cmds.push(json!({"add": elem(v4, true, nft::prefix(a))}));
+        cmds.push(json!({"add": elem(v4, false, json!({"elem": {"val": a.addr().to_string(), "comment": tag}}))}));
+    }
+    nft::apply(cmds)
+}
+
+/// Stops masquerading for the attachment `tag`. With `addrs` known (from prevResult) the
+/// elements are deleted directly; otherwise they are found by their comment.
+pub fn del(addrs: Option<&[IpNet]>, tag: &str) -> Result<()> {
+    let ips: Vec<(bool, String)> = match addrs {
+        Some(a) => a
+            .iter()
+            .map(|a| (a.addr().is_ipv4(), a.addr().to_string()))
+            .collect(),
+        None => tagged(|t| t == tag)?,
+    };
+    delete_elems(&ips)
+}
+
+/// Removes the elements of network `network` whose attachment `keep` rejects.
+pub fn gc(network: &str, keep: impl Fn(&str, &str) -> bool) -> Result<()> {
+    let prefix = format!("{network}:");
+    let stale = tagged(|t| {
+        t.strip_prefix(&prefix)
+            .and_then(|rest| rest.rsplit_once(':'))
+            .is_some_and(|(id, ifname)| !keep(id, ifname))
+    })?;
+    delete_elems(&stale)
+}
+
+/// The pod addresses whose comment satisfies `want`.
+fn tagged(want: impl Fn(&str) -> bool) -> Result<Vec<(bool, String)>> {
+    let Some(objs) = nft::list_table(FAMILY, TABLE)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for o in &objs {
+        let Some(set) = o.get("set") else { continue };
+        let name = set.get("name").and_then(Value::as_str).unwrap_or_default();
+        let v4 = match name {
+            "pods4" => true,
+            "pods6" => false,
+            _ => continue,
+        };
+        for e in set
+            .get("elem")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(inner) = e.get("elem") else { continue };
+            let comment = inner
+                .get("comment")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if want(comment)
+                && let Some(val) = inner.get("val").and_then(Value::as_str)
+            {
+                out.push((v4, val.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes pod-address elements; ones already gone are not an error.
+fn delete_elems(ips: &[(bool, String)]) -> Result<()> {
+    let cmd = |(v4, ip): &(bool, String)| json!({"delete": elem(*v4, false, json!(ip))});
+    if ips.is_empty() {
+        return Ok(());
+    }
+    match nft::apply(ips.iter().map(cmd).collect()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.details.contains("No such file or directory") => {
+            // One of them (or the table) is gone: the batch is all-or-nothing, so retry
+            // each element on its own.
+            for ip in ips {
+                if let Err(e) = nft::apply(vec![cmd(ip)])
+                    && !e.details.contains("No such file or directory")
+                {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}

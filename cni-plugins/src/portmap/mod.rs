@@ -1,0 +1,288 @@
+//! berth-portmap: host ports forwarded to the pod (DNAT, TCP and UDP, on one host IP or
+//! all local ones) and the hairpin SNAT that lets pods of the same network reach a
+//! neighbour through its host port.
+//!
+//! Owns the nftables table `inet berth-portmap`:
+//! ```text
+//!   chain prerouting   nat hook, dstnat: [ip daddr H | fib daddr type local]
+//!                      <proto> dport P dnat to pod:C          (traffic from outside)
+//!   chain output       nat hook, dstnat: the same rules       (traffic from the host)
+//!   chain postrouting  nat hook, srcnat: ct status dnat, saddr in the pod network,
+//!                      daddr pod, <proto> dport C -> masquerade   (hairpin)
+//! ```
+//! Every rule of an attachment carries the comment `network:container:ifname`; DEL
+//! lists the table once and deletes exactly those rules by handle.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::entry::{Plugin, Request};
+use crate::error::{Code, Error, Result};
+use crate::hostlocal::config::Attachment;
+use crate::nft;
+use crate::types::{CniResult, parse_conf};
+
+pub const TABLE: &str = "berth-portmap";
+const FAMILY: &str = "inet";
+
+#[derive(Debug, Default)]
+pub struct Portmap;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetConf {
+    name: String,
+    #[serde(default)]
+    runtime_config: RuntimeConfig,
+    /// Hairpin SNAT; on unless set to false.
+    #[serde(default)]
+    snat: Option<bool>,
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    valid_attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeConfig {
+    #[serde(default)]
+    port_mappings: Vec<PortMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PortMapping {
+    host_port: u32,
+    container_port: u32,
+    #[serde(default = "tcp")]
+    protocol: String,
+    #[serde(default, rename = "hostIP")]
+    host_ip: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+impl PortMapping {
+    fn validate(&self, i: usize) -> Result<(u16, u16, &'static str, Option<IpAddr>)> {
+        let port = |field: &str, v: u32| {
+            u16::try_from(v).ok().filter(|p| *p != 0).ok_or_else(|| {
+                Error::config(format!(
+                    "runtimeConfig.portMappings[{i}].{field} {v}: not a port"
+                ))
+            })
+        };
+        let proto = match self.protocol.to_ascii_lowercase().as_str() {
+            "tcp" => "tcp",
+            "udp" => "udp",
+            other => {
+                return Err(Error::config(format!(
+                    "runtimeConfig.portMappings[{i}].protocol {other:?}: expected tcp or udp"
+                )));
+            }
+        };
+        let host_ip = match self.host_ip.as_str() {
+            "" | "0.0.0.0" | "::" => None,
+            s => Some(s.parse().map_err(|_| {
+                Error::config(format!(
+                    "runtimeConfig.portMappings[{i}].hostIP {s:?}: not an IP address"
+                ))
+            })?),
+        };
+        Ok((
+            port("hostPort", self.host_port)?,
+            port("containerPort", self.container_port)?,
+            proto,
+            host_ip,
+        ))
+    }
+}
+
+fn tag(network: &str, id: &str, ifname: &str) -> String {
+    format!("{network}:{id}:{ifname}")
+}
+
+fn skeleton() -> Vec<Value> {
+    let mut cmds = vec![json!({"add": {"table": {"family": FAMILY, "name": TABLE}}})];
+    for (name, hook, prio) in [
+        ("prerouting", "prerouting", -100),
+        ("output", "output", -100),
+        ("postrouting", "postrouting", 100),
+    ] {
+        cmds.push(
+            json!({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name,
+            "type": "nat", "hook": hook, "prio": prio, "policy": "accept"}}}),
+        );
+    }
+    cmds
+}
+
+fn rule(chain: &str, expr: Vec<Value>, comment: &str) -> Value {
+    json!({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "expr": expr, "comment": comment}}})
+}
+
+fn port_match(proto: &str, port: u16) -> Value {
+    json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": port}})
+}
+
+/// The rules for one mapping to one pod address.
+fn mapping_rules(
+    pod: &IpNet,
+    (host_port, container_port, proto, host_ip): (u16, u16, &str, Option<IpAddr>),
+    snat: bool,
+    comment: &str,
+) -> Vec<Value> {
+    let v4 = pod.addr().is_ipv4();
+    let fam = if v4 { "ip" } else { "ip6" };
+    let dst = match host_ip {
+        Some(h) => nft::addr_match("daddr", v4, "==", json!(h.to_string())),
+        None => {
+            json!({"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}})
+        }
+    };
+    let nfproto = json!({"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": if v4 { "ipv4" } else { "ipv6" }}});
+    let dnat =
+        json!({"dnat": {"family": fam, "addr": pod.addr().to_string(), "port": container_port}});
+    let mut out = Vec::new();
+    for chain in ["prerouting", "output"] {
+        out.push(rule(
+            chain,
+            vec![
+                nfproto.clone(),
+                dst.clone(),
+                port_match(proto, host_port),
+                dnat.clone(),
+            ],
+            comment,
+        ));
+    }
+    if snat {
+        out.push(rule(
+            "postrouting",
+            vec![
+                json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+                nft::addr_match("saddr", v4, "==", nft::prefix(&pod.trunc())),
+                nft::addr_match("daddr", v4, "==", json!(pod.addr().to_string())),
+                port_match(proto, container_port),
+                json!({"masquerade": null}),
+            ],
+            comment,
+        ));
+    }
+    out
+}
+
+/// Deletes the rules whose comment `doomed` selects; returns how many there were.
+fn delete_tagged(doomed: impl Fn(&str) -> bool) -> Result<usize> {
+    let Some(objs) = nft::list_table(FAMILY, TABLE)? else {
+        return Ok(0);
+    };
+    let cmds: Vec<Value> = objs
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .filter(|r| {
+            r.get("comment")
+                .and_then(Value::as_str)
+                .is_some_and(&doomed)
+        })
+        .filter_map(|r| {
+            Some(json!({"delete": {"rule": {"family": FAMILY, "table": TABLE,
+                "chain": r.get("chain")?.as_str()?, "handle": r.get("handle")?.as_u64()?}}}))
+        })
+        .collect();
+    let n = cmds.len();
+    nft::apply(cmds)?;
+    Ok(n)
+}
+
+impl Plugin for Portmap {
+    fn add(&self, req: &Request) -> Result<CniResult> {
+        let conf: NetConf = parse_conf(&req.stdin)?;
+        let prev = req.prev_result()?.ok_or_else(|| {
+            Error::new(Code::InvalidConfig, "berth-portmap must be chained after a plugin that returns addresses (prevResult missing)")
+        })?;
+        let maps = conf
+            .runtime_config
+            .port_mappings
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.validate(i))
+            .collect::<Result<Vec<_>>>()?;
+        if maps.is_empty() {
+            return Ok(prev);
+        }
+        let comment = tag(&conf.name, &req.container_id, &req.ifname);
+        let mut cmds = skeleton();
+        for ip in pod_addrs(&prev) {
+            for m in &maps {
+                if m.3.is_some_and(|h| h.is_ipv4() != ip.addr().is_ipv4()) {
+                    continue;
+                }
+                cmds.extend(mapping_rules(&ip, *m, conf.snat.unwrap_or(true), &comment));
+            }
+        }
+        nft::apply(cmds)?;
+        Ok(prev)
+    }
+
+    fn del(&self, req: &Request) -> Result<()> {
+        let conf: NetConf = parse_conf(&req.stdin)?;
+        let comment = tag(&conf.name, &req.container_id, &req.ifname);
+        delete_tagged(|c| c == comment).map(|_| ())
+    }
+
+    fn check(&self, req: &Request) -> Result<()> {
+        let conf: NetConf = parse_conf(&req.stdin)?;
+        if conf.runtime_config.port_mappings.is_empty() {
+            return Ok(());
+        }
+        let comment = tag(&conf.name, &req.container_id, &req.ifname);
+        let objs = nft::list_table(FAMILY, TABLE)?.unwrap_or_default();
+        let rules = nft::rules_with_comment(&objs, &comment);
+        if !rules.iter().any(|(chain, _)| chain == "prerouting") {
+            return Err(Error::new(
+                Code::Kernel,
+                format!("no host port rules for {comment}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn gc(&self, req: &Request) -> Result<()> {
+        let conf: NetConf = parse_conf(&req.stdin)?;
+        let prefix = format!("{}:", conf.name);
+        delete_tagged(|c| {
+            c.strip_prefix(&prefix)
+                .and_then(|rest| rest.rsplit_once(':'))
+                .is_some_and(|(id, ifname)| {
+                    !conf
+                        .valid_attachments
+                        .iter()
+                        .any(|a| a.container_id == id && a.ifname == ifname)
+                })
+        })
+        .map(|_| ())
+    }
+}
+
+/// The pod's addresses: those on sandbox interfaces, or all when none is marked.
+fn pod_addrs(prev: &CniResult) -> Vec<IpNet> {
+    let in_sandbox = |i: &Option<usize>| {
+        i.and_then(|i| prev.interfaces.get(i))
+            .is_some_and(|iface| !iface.sandbox.is_empty())
+    };
+    let marked: Vec<IpNet> = prev
+        .ips
+        .iter()
+        .filter(|ip| in_sandbox(&ip.interface))
+        .map(|ip| ip.address)
+        .collect();
+    if marked.is_empty() {
+        prev.ips.iter().map(|ip| ip.address).collect()
+    } else {
+        marked
+    }
+}
