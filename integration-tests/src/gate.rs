@@ -8,10 +8,16 @@
 ///
 /// # Panics
 /// Under `CI=true` when not root, so that a skipped privileged test fails the run.
-pub fn privileged(test: &str) -> bool {
+pub fn privileged(module: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
+    // libtest names each test's thread after the test.
+    let thread = std::thread::current();
+    let test = match thread.name() {
+        Some(name) if name != "main" => format!("{module}::{name}"),
+        _ => module.to_string(),
+    };
     if in_ci() {
         panic!("{test}: privileged test cannot run without root, and CI=true forbids skipping it");
     }

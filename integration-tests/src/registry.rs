@@ -32,7 +32,7 @@ pub struct Registry {
     child: Child,
     pub mode: Mode,
     pub addr: SocketAddr,
-    /// Holds `ca.crt` (the test CA) for TLS modes; pass it as a cert dir to clients.
+    /// Holds only `ca.crt` (the test CA) in TLS modes; pass it as a cert dir to clients.
     pub certs: PathBuf,
     // Dropped last: the storage, certs and config.
     dir: TempDir,
@@ -52,11 +52,16 @@ impl Registry {
             root.join("storage").display()
         );
         if mode != Mode::Http {
-            make_test_ca(&certs)?;
+            // Clients read every file of a cert dir (a `.key` is taken as a client key),
+            // so the CA's and the server's own files live apart from the `ca.crt` handed out.
+            let tls = root.join("tls");
+            std::fs::create_dir_all(&tls)?;
+            make_test_ca(&tls)?;
+            std::fs::copy(tls.join("ca.crt"), certs.join("ca.crt"))?;
             config.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                certs.join("server.crt").display(),
-                certs.join("server.key").display()
+                tls.join("server.crt").display(),
+                tls.join("server.key").display()
             ));
         }
         if mode == Mode::TlsBasicAuth {
