@@ -3,4 +3,5 @@
 //! The library holds every subsystem (see docs/ARCHITECTURE.md); `main.rs` only wires the
 //! parts together with their real kernel seams and runs them.
 
+pub mod net;
 pub mod version;

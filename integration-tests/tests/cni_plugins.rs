@@ -38,7 +38,11 @@ const GW: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
-both!(add_connects_pods_host_outside_and_host_ports, add_connects_berth, add_connects_reference);
+both!(
+    add_connects_pods_host_outside_and_host_ports,
+    add_connects_berth,
+    add_connects_reference
+);
 
 /// ADD gives the pod its address, routes and default gateway; pod-to-pod and pod-to-host
 /// TCP work; traffic to the outside is masqueraded; a host port reaches the pod from the
@@ -54,7 +58,11 @@ fn add_connects_pods_host_outside_and_host_ports(imp: Impl) -> anyhow::Result<()
     let (ip_a, ip_b) = (result_ip(&ra), result_ip(&rb));
     assert_ne!(ip_a, ip_b);
 
-    assert!(addrs(&a, "eth0").contains(&format!("{ip_a}/24")), "{:?}", addrs(&a, "eth0"));
+    assert!(
+        addrs(&a, "eth0").contains(&format!("{ip_a}/24")),
+        "{:?}",
+        addrs(&a, "eth0")
+    );
     assert_eq!(default_gw(&a), Some(IpAddr::V4(GW)));
     assert_eq!(default_gw(&b), Some(IpAddr::V4(GW)));
     assert!(addrs(&env.host, "cbr0").contains(&format!("{GW}/24")));
@@ -68,24 +76,44 @@ fn add_connects_pods_host_outside_and_host_ports(imp: Impl) -> anyhow::Result<()
 
     assert_eq!(whoami(&b, sa(ip_a, 80))?, ip_b.to_string(), "pod to pod");
     assert_eq!(whoami(&a, sa(GW, 9000))?, ip_a.to_string(), "pod to host");
-    assert_eq!(whoami(&env.host, sa(ip_a, 80))?, GW.to_string(), "host to pod");
-    assert_eq!(whoami(&a, sa(OUTSIDE_IP, 9000))?, HOST_IP.to_string(), "masqueraded to outside");
+    assert_eq!(
+        whoami(&env.host, sa(ip_a, 80))?,
+        GW.to_string(),
+        "host to pod"
+    );
+    assert_eq!(
+        whoami(&a, sa(OUTSIDE_IP, 9000))?,
+        HOST_IP.to_string(),
+        "masqueraded to outside"
+    );
 
     // Host port 8080 -> pod a:80.
-    assert_eq!(whoami(&out, sa(HOST_IP, 8080))?, OUTSIDE_IP.to_string(), "host port from outside");
+    assert_eq!(
+        whoami(&out, sa(HOST_IP, 8080))?,
+        OUTSIDE_IP.to_string(),
+        "host port from outside"
+    );
     whoami(&env.host, sa(HOST_IP, 8080)).map_err(|e| e.context("host port from the host"))?;
-    let seen = whoami(&b, sa(HOST_IP, 8080)).map_err(|e| e.context("host port from another pod"))?;
+    let seen =
+        whoami(&b, sa(HOST_IP, 8080)).map_err(|e| e.context("host port from another pod"))?;
     assert_ne!(seen, ip_b.to_string(), "hairpin traffic must be SNATed");
     whoami(&a, sa(HOST_IP, 8080)).map_err(|e| e.context("host port from the pod itself"))?;
 
     for o in net.del(&env, &att_a, &[(8080, 80, "tcp")], Some(&ra)) {
         assert!(o.ok, "DEL: {o:?}");
     }
-    assert!(whoami(&out, sa(HOST_IP, 8080)).is_err(), "host port still open after DEL");
+    assert!(
+        whoami(&out, sa(HOST_IP, 8080)).is_err(),
+        "host port still open after DEL"
+    );
     Ok(())
 }
 
-both!(del_removes_everything_twice, del_twice_berth, del_twice_reference);
+both!(
+    del_removes_everything_twice,
+    del_twice_berth,
+    del_twice_reference
+);
 
 /// DEL removes links, addresses, allocations and rules, and a second DEL succeeds.
 fn del_removes_everything_twice(imp: Impl) -> anyhow::Result<()> {
@@ -96,7 +124,10 @@ fn del_removes_everything_twice(imp: Impl) -> anyhow::Result<()> {
     let ports = [(8081, 80, "tcp"), (5353, 53, "udp")];
     let r = net.add(&env, &att, &ports);
     let ip = result_ip(&r).to_string();
-    assert!(ruleset(&env.host).contains(&format!("\"{ip}\"")), "no rule names the pod before DEL");
+    assert!(
+        ruleset(&env.host).contains(&format!("\"{ip}\"")),
+        "no rule names the pod before DEL"
+    );
     assert_eq!(net.allocations(), vec![ip.clone()]);
 
     for round in 0..2 {
@@ -104,11 +135,24 @@ fn del_removes_everything_twice(imp: Impl) -> anyhow::Result<()> {
             assert!(o.ok, "DEL round {round}: {o:?}");
         }
         assert!(!has_link(&a, "eth0"), "eth0 left in the pod");
-        assert!(bridge_ports(&env.host, "cbr0").is_empty(), "veth left on the bridge");
-        assert!(net.allocations().is_empty(), "allocation left: {:?}", net.allocations());
+        assert!(
+            bridge_ports(&env.host, "cbr0").is_empty(),
+            "veth left on the bridge"
+        );
+        assert!(
+            net.allocations().is_empty(),
+            "allocation left: {:?}",
+            net.allocations()
+        );
         let rules = ruleset(&env.host);
-        assert!(!rules.contains(&format!("\"{ip}\"")), "a rule still names {ip}: {rules}");
-        assert!(!rules.contains("pod-del"), "a rule still names the container: {rules}");
+        assert!(
+            !rules.contains(&format!("\"{ip}\"")),
+            "a rule still names {ip}: {rules}"
+        );
+        assert!(
+            !rules.contains("pod-del"),
+            "a rule still names the container: {rules}"
+        );
     }
     // DEL without prevResult and without the namespace (a runtime that lost both).
     let gone = Att { netns: None, ..att };
@@ -129,29 +173,49 @@ fn check_reports_removed_address(imp: Impl) -> anyhow::Result<()> {
     let r = net.add(&env, &att, &[]);
     let o = net.check(&env, &att, &r);
     assert!(o.ok, "CHECK of a healthy attachment: {o:?}");
-    let addr = r["ips"][0]["address"].as_str().expect("address").to_string();
-    berth_integration_tests::util::run(a.command("ip").args(["addr", "del", &addr, "dev", "eth0"]))?;
+    let addr = r["ips"][0]["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    berth_integration_tests::util::run(
+        a.command("ip").args(["addr", "del", &addr, "dev", "eth0"]),
+    )?;
     let o = net.check(&env, &att, &r);
     assert!(!o.ok, "CHECK passed with {addr} removed");
     let code = o.json()["code"].as_u64();
-    assert!(code.is_some_and(|c| c > 0), "CHECK error is not the spec's JSON: {o:?}");
+    assert!(
+        code.is_some_and(|c| c > 0),
+        "CHECK error is not the spec's JSON: {o:?}"
+    );
     Ok(())
 }
 
-both!(concurrent_adds_get_distinct_ips, concurrent_berth, concurrent_reference);
+both!(
+    concurrent_adds_get_distinct_ips,
+    concurrent_berth,
+    concurrent_reference
+);
 
 /// 100 ADDs at once get 100 distinct addresses and 100 veths on the bridge.
 fn concurrent_adds_get_distinct_ips(imp: Impl) -> anyhow::Result<()> {
     let env = TestEnv::new()?;
     let net = Network::new(&env, imp, "10.244.4.0/24");
-    let pods: Vec<_> = (0..100).map(|i| env.pod_netns(&format!("p{i}"))).collect::<Result<_, _>>()?;
-    let atts: Vec<Att> = pods.iter().enumerate().map(|(i, ns)| Att::new(&format!("pod-{i}"), ns)).collect();
+    let pods: Vec<_> = (0..100)
+        .map(|i| env.pod_netns(&format!("p{i}")))
+        .collect::<Result<_, _>>()?;
+    let atts: Vec<Att> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| Att::new(&format!("pod-{i}"), ns))
+        .collect();
     let results: Vec<_> = std::thread::scope(|s| {
         let hs: Vec<_> = atts
             .iter()
             .map(|att| s.spawn(|| exec(&env, imp, "bridge", "ADD", att, &net.bridge)))
             .collect();
-        hs.into_iter().map(|h| h.join().expect("ADD thread")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("ADD thread"))
+            .collect()
     });
     let mut ips = std::collections::BTreeSet::new();
     for (i, o) in results.into_iter().enumerate() {
@@ -176,14 +240,20 @@ fn concurrent_adds_get_distinct_ips(imp: Impl) -> anyhow::Result<()> {
     Ok(())
 }
 
-both!(killed_add_is_cleaned_by_del, killed_add_berth, killed_add_reference);
+both!(
+    killed_add_is_cleaned_by_del,
+    killed_add_berth,
+    killed_add_reference
+);
 
 /// A plugin killed at any point of ADD leaves nothing that DEL (without prevResult, as
 /// after a runtime crash) cannot clean.
 fn killed_add_is_cleaned_by_del(imp: Impl) -> anyhow::Result<()> {
     let env = TestEnv::new()?;
     let net = Network::new(&env, imp, "10.244.5.0/24");
-    let pods: Vec<_> = (0..10).map(|i| env.pod_netns(&format!("k{i}"))).collect::<Result<_, _>>()?;
+    let pods: Vec<_> = (0..10)
+        .map(|i| env.pod_netns(&format!("k{i}")))
+        .collect::<Result<_, _>>()?;
     for (i, ns) in pods.iter().enumerate() {
         let att = Att::new(&format!("killed-{i}"), ns);
         let bin = imp.bin_dir().join(imp.plugin("bridge"));
@@ -207,17 +277,43 @@ fn killed_add_is_cleaned_by_del(imp: Impl) -> anyhow::Result<()> {
         let _ = child.kill();
         let _ = child.wait();
         let o = exec(&env, imp, "bridge", "DEL", &att, &net.bridge);
-        assert!(o.ok, "DEL after a kill at step {i}: {o:?}");
-        assert!(!has_link(ns, "eth0"), "eth0 left in the pod after kill {i} + DEL");
+        // Peer bug, reference bridge 1.1.1 only: killed after IPAM but before its
+        // masquerade chain existed, its DEL fails (code 999) deleting a jump to the
+        // missing chain, although it has already released the address and the veth.
+        // The checks below still hold it to leaving nothing behind.
+        let peer_bug = imp == Impl::Reference && !o.ok && o.stdout.contains("does not exist");
+        if peer_bug {
+            eprintln!(
+                "reference bridge: DEL after kill {i} failed (known peer bug): {}",
+                o.stdout
+            );
+        }
+        assert!(o.ok || peer_bug, "DEL after a kill at step {i}: {o:?}");
+        assert!(
+            !has_link(ns, "eth0"),
+            "eth0 left in the pod after kill {i} + DEL"
+        );
     }
-    assert!(bridge_ports(&env.host, "cbr0").is_empty(), "veth left: {:?}", bridge_ports(&env.host, "cbr0"));
-    assert!(net.allocations().is_empty(), "allocations left: {:?}", net.allocations());
+    assert!(
+        bridge_ports(&env.host, "cbr0").is_empty(),
+        "veth left: {:?}",
+        bridge_ports(&env.host, "cbr0")
+    );
+    assert!(
+        net.allocations().is_empty(),
+        "allocations left: {:?}",
+        net.allocations()
+    );
     let rules = ruleset(&env.host);
     assert!(!rules.contains("killed-"), "rules left: {rules}");
     Ok(())
 }
 
-both!(malformed_input_gives_spec_errors, malformed_berth, malformed_reference);
+both!(
+    malformed_input_gives_spec_errors,
+    malformed_berth,
+    malformed_reference
+);
 
 /// Malformed stdin is the spec's error 6, an unknown cniVersion error 1, both as the
 /// spec's error JSON on stdout with a non-zero exit.
@@ -226,12 +322,23 @@ fn malformed_input_gives_spec_errors(imp: Impl) -> anyhow::Result<()> {
     let a = env.pod_netns("a")?;
     let att = Att::new("pod-bad", &a);
     for plugin in ["bridge", "host-local", "portmap", "loopback"] {
-        let o = exec_raw(&env, imp, plugin, "ADD", &att, b"{\"cniVersion\": \"1.0.0\", nope");
+        let o = exec_raw(
+            &env,
+            imp,
+            plugin,
+            "ADD",
+            &att,
+            b"{\"cniVersion\": \"1.0.0\", nope",
+        );
         assert!(!o.ok, "{plugin}: malformed stdin accepted");
         assert_eq!(o.json()["code"], 6, "{plugin}: malformed stdin: {o:?}");
-        assert!(o.json()["msg"].as_str().is_some_and(|m| !m.is_empty()), "{plugin}: {o:?}");
+        assert!(
+            o.json()["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{plugin}: {o:?}"
+        );
         let conf = json!({"cniVersion": "99.0.0", "name": "n", "type": imp.plugin(plugin),
-            "ipam": {"type": imp.plugin("host-local"), "subnet": "10.244.9.0/24"}});
+            "ipam": {"type": imp.plugin("host-local"), "subnet": "10.244.9.0/24",
+                     "dataDir": env.subdir("ipam").expect("ipam")}});
         let o = exec(&env, imp, plugin, "ADD", &att, &conf);
         assert!(!o.ok, "{plugin}: cniVersion 99.0.0 accepted");
         assert_eq!(o.json()["code"], 1, "{plugin}: wrong version: {o:?}");
@@ -249,16 +356,32 @@ fn gc_frees_allocations_not_in_valid_list() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let net = Network::new(&env, Impl::Berth, "10.244.6.0/24").with_version("1.1.0");
-    let pods: Vec<_> = (0..3).map(|i| env.pod_netns(&format!("g{i}")).expect("ns")).collect();
-    let atts: Vec<Att> = pods.iter().enumerate().map(|(i, ns)| Att::new(&format!("gc-{i}"), ns)).collect();
-    let ips: Vec<_> = atts.iter().map(|a| result_ip(&net.add(&env, a, &[]))).collect();
+    let pods: Vec<_> = (0..3)
+        .map(|i| env.pod_netns(&format!("g{i}")).expect("ns"))
+        .collect();
+    let atts: Vec<Att> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| Att::new(&format!("gc-{i}"), ns))
+        .collect();
+    let ips: Vec<_> = atts
+        .iter()
+        .map(|a| result_ip(&net.add(&env, a, &[])))
+        .collect();
     let mut conf = net.bridge.clone();
     conf["cni.dev/valid-attachments"] = json!([{"containerID": "gc-1", "ifname": "eth0"}]);
-    let gc = Att { id: "unused".into(), netns: None, ifname: "eth0".into() };
+    let gc = Att {
+        id: "unused".into(),
+        netns: None,
+        ifname: "eth0".into(),
+    };
     exec(&env, Impl::Berth, "bridge", "GC", &gc, &conf).expect_ok("GC");
     assert_eq!(net.allocations(), vec![ips[1].to_string()]);
     let rules = ruleset(&env.host);
-    assert!(rules.contains(":gc-1:") && !rules.contains(":gc-0:") && !rules.contains(":gc-2:"), "{rules}");
+    assert!(
+        rules.contains(":gc-1:") && !rules.contains(":gc-0:") && !rules.contains(":gc-2:"),
+        "{rules}"
+    );
 }
 
 /// STATUS reports a full range with the spec's code 50, and ADD then fails cleanly.
@@ -269,19 +392,51 @@ fn status_reports_full_range() {
     let dir = env.subdir("ipam").expect("dir");
     let conf = json!({"cniVersion": "1.1.0", "name": "tiny", "type": "berth-host-local",
         "dataDir": dir, "ranges": [[{"subnet": "10.244.7.0/29", "rangeStart": "10.244.7.2", "rangeEnd": "10.244.7.3"}]]});
-    let ipam = json!({"cniVersion": "1.1.0", "name": "tiny", "type": "berth-host-local", "ipam": conf});
+    let ipam =
+        json!({"cniVersion": "1.1.0", "name": "tiny", "type": "berth-host-local", "ipam": conf});
     let a = env.pod_netns("a").expect("ns");
-    let st = Att { id: "status".into(), netns: None, ifname: "eth0".into() };
-    exec(&env, Impl::Berth, "host-local", "STATUS", &st, &ipam).expect_ok("STATUS on an empty range");
+    let st = Att {
+        id: "status".into(),
+        netns: None,
+        ifname: "eth0".into(),
+    };
+    exec(&env, Impl::Berth, "host-local", "STATUS", &st, &ipam)
+        .expect_ok("STATUS on an empty range");
     for i in 0..2 {
-        exec(&env, Impl::Berth, "host-local", "ADD", &Att::new(&format!("full-{i}"), &a), &ipam).expect_ok("ADD");
+        exec(
+            &env,
+            Impl::Berth,
+            "host-local",
+            "ADD",
+            &Att::new(&format!("full-{i}"), &a),
+            &ipam,
+        )
+        .expect_ok("ADD");
     }
     let o = exec(&env, Impl::Berth, "host-local", "STATUS", &st, &ipam);
     assert!(!o.ok, "STATUS on a full range passed");
     assert_eq!(o.json()["code"], 50, "{o:?}");
-    let o = exec(&env, Impl::Berth, "host-local", "ADD", &Att::new("full-2", &a), &ipam);
-    assert!(!o.ok && o.json()["code"].as_u64().is_some(), "ADD into a full range: {o:?}");
-    exec(&env, Impl::Berth, "host-local", "DEL", &Att::new("full-0", &a), &ipam).expect_ok("DEL");
+    let o = exec(
+        &env,
+        Impl::Berth,
+        "host-local",
+        "ADD",
+        &Att::new("full-2", &a),
+        &ipam,
+    );
+    assert!(
+        !o.ok && o.json()["code"].as_u64().is_some(),
+        "ADD into a full range: {o:?}"
+    );
+    exec(
+        &env,
+        Impl::Berth,
+        "host-local",
+        "DEL",
+        &Att::new("full-0", &a),
+        &ipam,
+    )
+    .expect_ok("DEL");
     exec(&env, Impl::Berth, "host-local", "STATUS", &st, &ipam).expect_ok("STATUS after a release");
 }
 
@@ -290,10 +445,27 @@ fn status_reports_full_range() {
 fn version_lists_supported_versions() {
     require_root!();
     let env = TestEnv::new().expect("env");
-    let att = Att { id: "v".into(), netns: None, ifname: "eth0".into() };
+    let att = Att {
+        id: "v".into(),
+        netns: None,
+        ifname: "eth0".into(),
+    };
     for plugin in ["bridge", "host-local", "portmap", "loopback"] {
-        let v = exec(&env, Impl::Berth, plugin, "VERSION", &att, &json!({"cniVersion": "1.1.0"})).expect_ok("VERSION");
-        let list = v["supportedVersions"].as_array().expect("supportedVersions");
-        assert!(list.contains(&json!("1.1.0")) && list.contains(&json!("1.0.0")), "{v}");
+        let v = exec(
+            &env,
+            Impl::Berth,
+            plugin,
+            "VERSION",
+            &att,
+            &json!({"cniVersion": "1.1.0"}),
+        )
+        .expect_ok("VERSION");
+        let list = v["supportedVersions"]
+            .as_array()
+            .expect("supportedVersions");
+        assert!(
+            list.contains(&json!("1.1.0")) && list.contains(&json!("1.0.0")),
+            "{v}"
+        );
     }
 }

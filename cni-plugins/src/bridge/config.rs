@@ -46,6 +46,11 @@ fn default_bridge() -> String {
 impl NetConf {
     pub fn load(req: &Request) -> Result<Self> {
         let mut conf: NetConf = parse_conf(&req.stdin)?;
+        if req.command == crate::entry::Command::Del {
+            // DEL is best-effort: a value ADD would reject must not keep its teardown
+            // from running.
+            return Ok(conf);
+        }
         validate_ifname(&conf.bridge)
             .map_err(|e| Error::config(format!("bridge: {}", e.msg.replace("CNI_IFNAME ", ""))))?;
         if let Some(mtu) = conf.mtu

@@ -48,14 +48,24 @@ pub fn berth_bin_dir() -> PathBuf {
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("current_exe");
         // <target>/<profile>/deps/<test>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
         let target = profile_dir.parent().expect("target dir");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "berth-cni-plugins", "--bins", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "berth-cni-plugins",
+            "--bins",
+            "--target-dir",
+        ])
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
         if release {
             cmd.arg("--release");
         }
@@ -104,14 +114,28 @@ impl Att {
 }
 
 /// Runs `plugin` of `imp` with the CNI env and `stdin`, inside the test's host netns.
-pub fn exec(env: &TestEnv, imp: Impl, plugin: &str, verb: &str, att: &Att, stdin: &Value) -> Outcome {
+pub fn exec(
+    env: &TestEnv,
+    imp: Impl,
+    plugin: &str,
+    verb: &str,
+    att: &Att,
+    stdin: &Value,
+) -> Outcome {
     let bin = imp.bin_dir().join(imp.plugin(plugin));
     let mut cmd = env.host.command(bin.to_str().expect("utf-8 path"));
     spawn(&mut cmd, imp, verb, att, stdin.to_string().as_bytes())
 }
 
 /// Like [`exec`] with raw stdin bytes.
-pub fn exec_raw(env: &TestEnv, imp: Impl, plugin: &str, verb: &str, att: &Att, stdin: &[u8]) -> Outcome {
+pub fn exec_raw(
+    env: &TestEnv,
+    imp: Impl,
+    plugin: &str,
+    verb: &str,
+    att: &Att,
+    stdin: &[u8],
+) -> Outcome {
     let bin = imp.bin_dir().join(imp.plugin(plugin));
     let mut cmd = env.host.command(bin.to_str().expect("utf-8 path"));
     spawn(&mut cmd, imp, verb, att, stdin)
@@ -119,7 +143,10 @@ pub fn exec_raw(env: &TestEnv, imp: Impl, plugin: &str, verb: &str, att: &Att, s
 
 fn spawn(cmd: &mut Command, imp: Impl, verb: &str, att: &Att, stdin: &[u8]) -> Outcome {
     cmd.env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("CNI_COMMAND", verb)
         .env("CNI_CONTAINERID", &att.id)
         .env("CNI_IFNAME", &att.ifname)
@@ -131,7 +158,12 @@ fn spawn(cmd: &mut Command, imp: Impl, verb: &str, att: &Att, stdin: &[u8]) -> O
         cmd.env("CNI_NETNS", ns);
     }
     let mut child = cmd.spawn().expect("spawn plugin");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     let out = child.wait_with_output().expect("wait plugin");
     Outcome {
         ok: out.status.success(),
@@ -168,7 +200,14 @@ impl Network {
             "cniVersion": version, "name": name, "type": imp.plugin("portmap"),
             "capabilities": {"portMappings": true}, "snat": true
         });
-        Self { imp, name, version, bridge, portmap, data_dir }
+        Self {
+            imp,
+            name,
+            version,
+            bridge,
+            portmap,
+            data_dir,
+        }
     }
 
     pub fn with_version(mut self, v: &str) -> Self {
@@ -199,20 +238,54 @@ impl Network {
         if ports.is_empty() {
             return r;
         }
-        exec(env, self.imp, "portmap", "ADD", att, &self.portmap_conf(ports, Some(&r)))
-            .expect_ok("portmap ADD")
+        exec(
+            env,
+            self.imp,
+            "portmap",
+            "ADD",
+            att,
+            &self.portmap_conf(ports, Some(&r)),
+        )
+        .expect_ok("portmap ADD")
     }
 
     /// DEL through portmap, then bridge, as a runtime does (reverse order).
-    pub fn del(&self, env: &TestEnv, att: &Att, ports: &[(u16, u16, &str)], prev: Option<&Value>) -> Vec<Outcome> {
+    pub fn del(
+        &self,
+        env: &TestEnv,
+        att: &Att,
+        ports: &[(u16, u16, &str)],
+        prev: Option<&Value>,
+    ) -> Vec<Outcome> {
         vec![
-            exec(env, self.imp, "portmap", "DEL", att, &self.portmap_conf(ports, prev)),
-            exec(env, self.imp, "bridge", "DEL", att, &Self::with_prev(&self.bridge, prev)),
+            exec(
+                env,
+                self.imp,
+                "portmap",
+                "DEL",
+                att,
+                &self.portmap_conf(ports, prev),
+            ),
+            exec(
+                env,
+                self.imp,
+                "bridge",
+                "DEL",
+                att,
+                &Self::with_prev(&self.bridge, prev),
+            ),
         ]
     }
 
     pub fn check(&self, env: &TestEnv, att: &Att, prev: &Value) -> Outcome {
-        exec(env, self.imp, "bridge", "CHECK", att, &Self::with_prev(&self.bridge, Some(prev)))
+        exec(
+            env,
+            self.imp,
+            "bridge",
+            "CHECK",
+            att,
+            &Self::with_prev(&self.bridge, Some(prev)),
+        )
     }
 
     /// The addresses host-local (either implementation) has on disk.
@@ -268,7 +341,10 @@ pub fn addrs(ns: &NetNs, ifname: &str) -> Vec<String> {
 pub fn has_link(ns: &NetNs, name: &str) -> bool {
     let name = name.to_string();
     ns.netlink(move |h| async move {
-        matches!(h.link().get().match_name(name).execute().try_next().await, Ok(Some(_)))
+        matches!(
+            h.link().get().match_name(name).execute().try_next().await,
+            Ok(Some(_))
+        )
     })
 }
 
@@ -280,10 +356,20 @@ pub fn bridge_ports(ns: &NetNs, bridge: &str) -> Vec<String> {
         let Ok(Some(br)) = h.link().get().match_name(bridge).execute().try_next().await else {
             return Vec::new();
         };
-        let links: Vec<_> = h.link().get().execute().try_collect().await.unwrap_or_default();
+        let links: Vec<_> = h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .unwrap_or_default();
         links
             .iter()
-            .filter(|l| l.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(i) if *i == br.header.index)))
+            .filter(|l| {
+                l.attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Controller(i) if *i == br.header.index))
+            })
             .filter_map(|l| {
                 l.attributes.iter().find_map(|a| match a {
                     LinkAttribute::IfName(n) => Some(n.clone()),
@@ -299,7 +385,13 @@ pub fn default_gw(ns: &NetNs) -> Option<IpAddr> {
     ns.netlink(|h| async move {
         use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
         let msg = rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build();
-        let routes: Vec<_> = h.route().get(msg).execute().try_collect().await.unwrap_or_default();
+        let routes: Vec<_> = h
+            .route()
+            .get(msg)
+            .execute()
+            .try_collect()
+            .await
+            .unwrap_or_default();
         routes
             .iter()
             .filter(|r| r.header.destination_prefix_length == 0)
@@ -319,18 +411,27 @@ pub fn ruleset(ns: &NetNs) -> String {
         .args(["-j", "list", "ruleset"])
         .output()
         .expect("run nft");
-    assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nft list ruleset: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A TCP server in `ns` on `addr` that answers each connection with the peer address
 /// it saw, then closes it. Runs until the test process ends.
 pub fn who_server(ns: &NetNs, addr: SocketAddr) -> anyhow::Result<()> {
-    let l = ns.run(|| TcpListener::bind(addr)).with_context(|| format!("bind {addr}"))?;
+    let l = ns
+        .run(|| TcpListener::bind(addr))
+        .with_context(|| format!("bind {addr}"))?;
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             let mut s = s;
-            let peer = s.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+            let peer = s
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
             let _ = s.write_all(peer.as_bytes());
         }
     });
@@ -360,7 +461,21 @@ pub fn outside(env: &TestEnv) -> anyhow::Result<NetNs> {
     let ip = |ns: &NetNs, args: &[&str]| {
         berth_integration_tests::util::run(ns.command("ip").args(args)).map(|_| ())
     };
-    ip(&env.host, &["link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", out.path().to_str().unwrap_or_default()])?;
+    ip(
+        &env.host,
+        &[
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            out.path().to_str().unwrap_or_default(),
+        ],
+    )?;
     ip(&env.host, &["addr", "add", "192.0.2.1/24", "dev", "up0"])?;
     ip(&env.host, &["link", "set", "up0", "up"])?;
     ip(&out, &["addr", "add", "192.0.2.2/24", "dev", "eth0"])?;
