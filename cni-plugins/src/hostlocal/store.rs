@@ -2,11 +2,17 @@
 //! holding `containerID\r\nifname` (the reference plugin's layout, so tools that read
 //! /var/lib/cni/networks keep working).
 //!
-//! Crash safety: a reservation is written to a temp file, fsynced, and then hard-linked
-//! to its final name, which fails if the address is taken; the directory is fsynced
-//! after. A crash leaves either no reservation or a complete one, plus at worst a stray
-//! temp file that the next holder of the lock removes. Every change happens under an
-//! exclusive flock on `<dir>/lock`, held until the store is dropped.
+//! Crash safety: a reservation is written to a temp file and then hard-linked to its
+//! final name, which fails if the address is taken. A plugin killed at any point leaves
+//! either no reservation or a complete one (never a torn file), plus at worst a stray temp
+//! file that the next holder of the lock removes. Every change happens under an exclusive
+//! flock on `<dir>/lock`, held until the store is dropped.
+//!
+//! The files are not fsynced, on purpose: an allocation only means something while the
+//! kernel that holds the pod's namespace is up. A power loss ends every pod with it, and the
+//! runtime's GC after boot (CNI GC with the valid attachments) releases whatever reached the
+//! disk. What must hold, and does, is that no process crash can leave a file half written.
+//! An fsync per reservation would cost more than the rest of the plugin's work.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -77,10 +83,7 @@ impl Store {
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => {
-                self.sync_dir()?;
-                Ok(true)
-            }
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(format!("reserve {}", path.display()), e)),
         }
@@ -121,7 +124,7 @@ impl Store {
     pub fn release(&self, ip: IpAddr) -> Result<()> {
         let path = self.dir.join(ip.to_string());
         match std::fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io(format!("release {}", path.display()), e)),
         }
@@ -136,8 +139,8 @@ impl Store {
             .ok()
     }
 
-    /// Records the last address handed out (atomically: temp, fsync, rename). Only a hint
-    /// for where the next search starts, so it is not fsynced through the directory.
+    /// Records the last address handed out (atomically: temp, rename). Only a hint for
+    /// where the next search starts.
     pub fn set_last_reserved(&self, set: usize, ip: IpAddr) -> Result<()> {
         let tmp = self.write_temp(ip.to_string().as_bytes())?;
         let path = self.dir.join(format!("{LAST_RESERVED}{set}"));
@@ -154,17 +157,10 @@ impl Store {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(body)?;
-            f.sync_all()
+            f.write_all(body)
         };
         write().map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
         Ok(tmp)
-    }
-
-    fn sync_dir(&self) -> Result<()> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format!("fsync {}", self.dir.display()), e))
     }
 }
 

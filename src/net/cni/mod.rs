@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod conflist;
+pub mod default;
 pub mod error;
 pub mod exec;
 mod invoker;
