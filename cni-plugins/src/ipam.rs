@@ -10,6 +10,21 @@ use crate::types::CniResult;
 
 /// Runs the IPAM plugin for `command`; ADD returns its result.
 pub fn delegate(req: &Request, ipam_type: &str, command: Command) -> Result<Option<CniResult>> {
+    start(req, ipam_type, command)?.wait()
+}
+
+/// An IPAM plugin started with [`start`], running while the caller does other work.
+#[derive(Debug)]
+pub struct Pending {
+    child: std::process::Child,
+    bin: std::path::PathBuf,
+    ipam_type: String,
+    command: Command,
+}
+
+/// Starts the IPAM plugin for `command` and hands it its stdin; [`Pending::wait`] collects
+/// the outcome. Lets a plugin overlap IPAM with its own netlink work.
+pub fn start(req: &Request, ipam_type: &str, command: Command) -> Result<Pending> {
     if ipam_type.is_empty() || ipam_type.contains('/') || ipam_type.starts_with('.') {
         return Err(Error::config(format!(
             "ipam.type {ipam_type:?}: not a plugin name"
@@ -49,6 +64,34 @@ pub fn delegate(req: &Request, ipam_type: &str, command: Command) -> Result<Opti
             .write_all(&req.stdin)
             .map_err(|e| Error::io(format!("write stdin of {}", bin.display()), e))?;
     }
+    Ok(Pending {
+        child,
+        bin,
+        ipam_type: ipam_type.to_string(),
+        command,
+    })
+}
+
+impl Pending {
+    /// Waits for the plugin; ADD returns its result.
+    pub fn wait(self) -> Result<Option<CniResult>> {
+        let Pending {
+            child,
+            bin,
+            ipam_type,
+            command,
+        } = self;
+        let ipam_type = ipam_type.as_str();
+        finish(child, &bin, ipam_type, command)
+    }
+}
+
+fn finish(
+    child: std::process::Child,
+    bin: &std::path::Path,
+    ipam_type: &str,
+    command: Command,
+) -> Result<Option<CniResult>> {
     let out = child
         .wait_with_output()
         .map_err(|e| Error::io(format!("wait for {}", bin.display()), e))?;

@@ -28,8 +28,36 @@ fn nft_bin() -> PathBuf {
 
 /// Applies `commands` (each an object such as `{"add": {"table": ...}}`) atomically.
 pub fn apply(commands: Vec<Value>) -> Result<()> {
+    start(commands)?.wait()
+}
+
+/// A batch handed to `nft` by [`start`], being applied while the caller does other work.
+#[derive(Debug)]
+pub struct Pending(Option<std::process::Child>);
+
+impl Pending {
+    /// Waits for `nft`; its refusal is the error.
+    pub fn wait(self) -> Result<()> {
+        let Some(child) = self.0 else {
+            return Ok(());
+        };
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::kernel("wait for nft", e))?;
+        if !out.status.success() {
+            return Err(Error::kernel(
+                "nftables batch refused",
+                String::from_utf8_lossy(&out.stderr).trim(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Starts applying `commands`; [`Pending::wait`] tells how it went.
+pub fn start(commands: Vec<Value>) -> Result<Pending> {
     if commands.is_empty() {
-        return Ok(());
+        return Ok(Pending(None));
     }
     let batch = json!({ "nftables": commands });
     let mut child = Command::new(nft_bin())
@@ -44,16 +72,26 @@ pub fn apply(commands: Vec<Value>) -> Result<()> {
             .write_all(batch.to_string().as_bytes())
             .map_err(|e| Error::kernel("write nft batch", e))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::kernel("wait for nft", e))?;
-    if !out.status.success() {
-        return Err(Error::kernel(
-            "nftables batch refused",
-            String::from_utf8_lossy(&out.stderr).trim(),
-        ));
+    Ok(Pending(Some(child)))
+}
+
+/// Applies `fast` (the per-attachment changes); when that fails because the table or one
+/// of its chains or sets does not exist yet, applies `setup` and `fast` together.
+///
+/// Creating or rewriting a table's skeleton on every call would cost a kernel commit that
+/// waits for an RCU grace period (flushing a chain deletes rules); the skeleton is only
+/// written when missing, normally once per node. `setup` must be idempotent, since two
+/// plugins may find the table missing at the same time.
+pub fn apply_with_setup(fast: Vec<Value>, setup: impl FnOnce() -> Vec<Value>) -> Result<()> {
+    match apply(fast.clone()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.details.contains("No such file or directory") => {
+            let mut all = setup();
+            all.extend(fast);
+            apply(all)
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// The objects of table `family name` (`nft -j list table`), or `None` when it does not

@@ -8,8 +8,9 @@
 //!   chain postrouting    nat hook: saddr @pods, daddr not @podnets, not multicast
 //!                        -> masquerade
 //! ```
-//! The chain's two rules are the same for every network, so each ADD rewrites them
-//! (flush + add) in the same transaction as its elements: the batch is idempotent.
+//! The chain's two rules are the same for every network. ADD adds only its elements; the
+//! skeleton (table, sets, chain, rules: flush + add, so idempotent) is written in the same
+//! transaction only when the elements cannot be added because it is missing.
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -66,26 +67,48 @@ fn elem(v4: bool, nets: bool, val: Value) -> Value {
 /// Masquerades traffic from `addrs` (the pod's addresses with their prefix) that leaves
 /// their networks.
 pub fn add(addrs: &[IpNet], tag: &str) -> Result<()> {
-    let mut cmds = skeleton();
+    let mut cmds = Vec::new();
     for a in addrs {
         let v4 = a.addr().is_ipv4();
         cmds.push(json!({"add": elem(v4, true, nft::prefix(a))}));
         cmds.push(json!({"add": elem(v4, false, json!({"elem": {"val": a.addr().to_string(), "comment": tag}}))}));
     }
-    nft::apply(cmds)
+    nft::apply_with_setup(cmds, skeleton)
 }
 
 /// Stops masquerading for the attachment `tag`. With `addrs` known (from prevResult) the
 /// elements are deleted directly; otherwise they are found by their comment.
 pub fn del(addrs: Option<&[IpNet]>, tag: &str) -> Result<()> {
-    let ips: Vec<(bool, String)> = match addrs {
-        Some(a) => a
-            .iter()
-            .map(|a| (a.addr().is_ipv4(), a.addr().to_string()))
-            .collect(),
-        None => tagged(|t| t == tag)?,
-    };
-    delete_elems(&ips)
+    match addrs {
+        Some(a) => start_del(a)?.wait(),
+        None => delete_elems(&tagged(|t| t == tag)?),
+    }
+}
+
+/// A deletion started by [`start_del`].
+#[derive(Debug)]
+pub struct PendingDel {
+    ips: Vec<(bool, String)>,
+    nft: nft::Pending,
+}
+
+/// Starts deleting the elements of `addrs`, so that the caller can remove links meanwhile.
+pub fn start_del(addrs: &[IpNet]) -> Result<PendingDel> {
+    let ips: Vec<(bool, String)> = addrs
+        .iter()
+        .map(|a| (a.addr().is_ipv4(), a.addr().to_string()))
+        .collect();
+    let nft = nft::start(ips.iter().map(delete_cmd).collect())?;
+    Ok(PendingDel { ips, nft })
+}
+
+impl PendingDel {
+    pub fn wait(self) -> Result<()> {
+        match self.nft.wait() {
+            Err(e) if e.details.contains("No such file or directory") => retry_each(&self.ips),
+            other => other,
+        }
+    }
 }
 
 /// Removes the elements of network `network` whose attachment `keep` rejects.
@@ -134,26 +157,30 @@ fn tagged(want: impl Fn(&str) -> bool) -> Result<Vec<(bool, String)>> {
     Ok(out)
 }
 
+fn delete_cmd((v4, ip): &(bool, String)) -> Value {
+    json!({"delete": elem(*v4, false, json!(ip))})
+}
+
 /// Deletes pod-address elements; ones already gone are not an error.
 fn delete_elems(ips: &[(bool, String)]) -> Result<()> {
-    let cmd = |(v4, ip): &(bool, String)| json!({"delete": elem(*v4, false, json!(ip))});
     if ips.is_empty() {
         return Ok(());
     }
-    match nft::apply(ips.iter().map(cmd).collect()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.details.contains("No such file or directory") => {
-            // One of them (or the table) is gone: the batch is all-or-nothing, so retry
-            // each element on its own.
-            for ip in ips {
-                if let Err(e) = nft::apply(vec![cmd(ip)])
-                    && !e.details.contains("No such file or directory")
-                {
-                    return Err(e);
-                }
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
+    match nft::apply(ips.iter().map(delete_cmd).collect()) {
+        Err(e) if e.details.contains("No such file or directory") => retry_each(ips),
+        other => other,
     }
+}
+
+/// The batch is all-or-nothing: when one element (or the table) is gone, delete each
+/// element on its own, ignoring the ones already gone.
+fn retry_each(ips: &[(bool, String)]) -> Result<()> {
+    for ip in ips {
+        if let Err(e) = nft::apply(vec![delete_cmd(ip)])
+            && !e.details.contains("No such file or directory")
+        {
+            return Err(e);
+        }
+    }
+    Ok(())
 }

@@ -30,6 +30,8 @@ impl Plugin for Bridge {
         let ipam_type = conf.ipam_type()?.to_string();
         let ns = NetNs::open(req.netns()?)?;
         let host_name = host_veth_name(&req.container_id, &req.ifname);
+        // The IPAM plugin runs while the links are made.
+        let ipam = ipam::start(req, &ipam_type, Command::Add)?;
         let rt = runtime()?;
         let links = rt.block_on(async {
             let host = connect()?;
@@ -37,64 +39,41 @@ impl Plugin for Bridge {
             let veth = link::create_veth(&host, &host_name, ns.fd(), &req.ifname, conf.mtu).await?;
             Ok::<_, Error>((host, br.header.index, veth))
         });
-        let (host, br_index, veth) = links?;
-        let out = (|| {
-            let mut result = ipam::delegate(req, &ipam_type, Command::Add)?
-                .ok_or_else(|| Error::new(Code::Decode, "IPAM plugin returned no result"))?;
-            if result.ips.is_empty() {
-                return Err(Error::new(
-                    Code::InvalidConfig,
-                    "IPAM plugin returned no address",
-                ));
+        let ipam = ipam.wait().and_then(|r| {
+            r.ok_or_else(|| Error::new(Code::Decode, "IPAM plugin returned no result"))
+        });
+        match (links, ipam) {
+            (Ok(links), Ok(result)) => {
+                self.finish_add(req, &conf, &ipam_type, &ns, &rt, links, result)
             }
-            let configured = rt.block_on(configure(
-                &conf,
-                req,
-                &ns,
-                &host,
-                br_index,
-                &veth,
-                &mut result,
-            ));
-            if let Err(e) = configured {
-                let _ = ipam::delegate(req, &ipam_type, Command::Del);
-                return Err(e);
+            (Ok((host, _, veth)), Err(e)) => {
+                let _ = rt.block_on(host.del_link(veth.header.index));
+                Err(e)
             }
-            if conf.ip_masq {
-                let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-                if let Err(e) = masq::add(&addrs, &tag(&conf.name, &req.container_id, &req.ifname))
-                {
+            (Err(e), ipam) => {
+                if ipam.is_ok() {
                     let _ = ipam::delegate(req, &ipam_type, Command::Del);
-                    return Err(e);
                 }
+                Err(e)
             }
-            Ok(result)
-        })();
-        if out.is_err() {
-            let _ = rt.block_on(host.del_link(veth.header.index));
         }
-        out
     }
 
     fn del(&self, req: &Request) -> Result<()> {
         let conf = NetConf::load(req)?;
-        let mut errors: Vec<Error> = Vec::new();
-        // Teardown keeps going past a failure and reports them all at the end.
-        if let Err(e) = ipam::delegate(req, conf.ipam_type()?, Command::Del) {
-            errors.push(e);
-        }
+        let ipam_type = conf.ipam_type()?.to_string();
+        let tag = tag(&conf.name, &req.container_id, &req.ifname);
         let prev = req.prev_result().ok().flatten();
-        if conf.ip_masq {
-            let addrs = prev
-                .as_ref()
-                .map(|p| p.ips.iter().map(|i| i.address).collect::<Vec<_>>());
-            if let Err(e) = masq::del(
-                addrs.as_deref(),
-                &tag(&conf.name, &req.container_id, &req.ifname),
-            ) {
-                errors.push(e);
+        // IPAM release, masquerade removal and link removal each wait on the kernel (an
+        // RCU grace period for the last two): run them side by side.
+        let ipam = ipam::start(req, &ipam_type, Command::Del);
+        let masq = match (&prev, conf.ip_masq) {
+            (Some(p), true) => {
+                let addrs: Vec<IpNet> = p.ips.iter().map(|i| i.address).collect();
+                Some(masq::start_del(&addrs))
             }
-        }
+            _ => None,
+        };
         let host_name = host_veth_name(&req.container_id, &req.ifname);
         let removed = runtime().and_then(|rt| {
             rt.block_on(async {
@@ -105,8 +84,14 @@ impl Plugin for Bridge {
                 Ok(())
             })
         });
-        if let Err(e) = removed {
-            errors.push(e);
+        // Teardown keeps going past a failure and reports them all at the end.
+        let mut errors: Vec<Error> = Vec::new();
+        errors.extend(removed.err());
+        errors.extend(ipam.and_then(|p| p.wait()).err());
+        match masq {
+            Some(m) => errors.extend(m.and_then(|p| p.wait()).err()),
+            None if conf.ip_masq => errors.extend(masq::del(None, &tag).err()),
+            None => {}
         }
         match errors.len() {
             0 => Ok(()),
@@ -195,6 +180,49 @@ impl Plugin for Bridge {
             })?;
         }
         Ok(())
+    }
+}
+
+impl Bridge {
+    /// Configures the links with the IPAM result, then masquerade; undoes both on failure.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_add(
+        &self,
+        req: &Request,
+        conf: &NetConf,
+        ipam_type: &str,
+        ns: &NetNs,
+        rt: &tokio::runtime::Runtime,
+        (host, br_index, veth): (Nl, u32, rtnetlink::packet_route::link::LinkMessage),
+        mut result: CniResult,
+    ) -> Result<CniResult> {
+        let out = (|| {
+            if result.ips.is_empty() {
+                return Err(Error::new(
+                    Code::InvalidConfig,
+                    "IPAM plugin returned no address",
+                ));
+            }
+            rt.block_on(configure(
+                conf,
+                req,
+                ns,
+                &host,
+                br_index,
+                &veth,
+                &mut result,
+            ))?;
+            if conf.ip_masq {
+                let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
+                masq::add(&addrs, &tag(&conf.name, &req.container_id, &req.ifname))?;
+            }
+            Ok(result)
+        })();
+        if out.is_err() {
+            let _ = ipam::delegate(req, ipam_type, Command::Del);
+            let _ = rt.block_on(host.del_link(veth.header.index));
+        }
+        out
     }
 }
 

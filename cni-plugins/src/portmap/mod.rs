@@ -215,7 +215,7 @@ impl Plugin for Portmap {
             return Ok(prev);
         }
         let comment = tag(&conf.name, &req.container_id, &req.ifname);
-        let mut cmds = skeleton();
+        let mut cmds = Vec::new();
         for ip in pod_addrs(&prev) {
             for m in &maps {
                 if m.3.is_some_and(|h| h.is_ipv4() != ip.addr().is_ipv4()) {
@@ -224,7 +224,7 @@ impl Plugin for Portmap {
                 cmds.extend(mapping_rules(&ip, *m, conf.snat.unwrap_or(true), &comment));
             }
         }
-        nft::apply(cmds)?;
+        nft::apply_with_setup(cmds, skeleton)?;
         Ok(prev)
     }
 
