@@ -5,7 +5,8 @@ against the reference plugins, with the same configuration, interleaved in the s
 Runs inside a network namespace of its own (run.sh starts it under `unshare --net`), so the
 bridges, veths and nftables/iptables rules it makes never touch the machine's network.
 Prints per-chain medians (ADD, DEL, pair), the berth/reference ratio and the peak RSS of
-any plugin process of each chain (wait4 rusage, descendants included).
+any process of each chain (a plugin or what it runs: IPAM, nft, iptables), measured in a
+separate pass under GNU time so that the timed runs carry no wrapper.
 """
 
 import json
@@ -20,6 +21,9 @@ PAIRS = int(os.environ.get("PAIRS", "100"))
 WARMUP = 3
 
 
+RSS_WRAP = []
+
+
 def run(binary, verb, cid, netns, conf, cni_path):
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -29,16 +33,20 @@ def run(binary, verb, cid, netns, conf, cni_path):
         "CNI_IFNAME": "eth0",
         "CNI_PATH": cni_path,
     }
-    p = subprocess.Popen([binary], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    p.stdin.write(json.dumps(conf).encode())
-    p.stdin.close()
-    out = p.stdout.read()
-    p.stdout.close()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    rss_file = None
+    argv = [binary]
+    if RSS_WRAP:
+        rss_file = tempfile.NamedTemporaryFile(prefix="berth-bench-rss-", delete=False).name
+        argv = ["/usr/bin/time", "-f", "%M", "-o", rss_file, binary]
+    p = subprocess.run(argv, env=env, input=json.dumps(conf).encode(), stdout=subprocess.PIPE)
     if p.returncode != 0:
-        sys.exit(f"{binary} {verb} {cid} failed: {out.decode(errors='replace')}")
-    return (json.loads(out) if out.strip() else None), ru.ru_maxrss
+        sys.exit(f"{binary} {verb} {cid} failed: {p.stdout.decode(errors='replace')}")
+    rss = 0
+    if rss_file:
+        with open(rss_file) as f:
+            rss = int(f.read().split()[-1])
+        os.unlink(rss_file)
+    return (json.loads(p.stdout) if p.stdout.strip() else None), rss
 
 
 class Chain:
@@ -58,7 +66,7 @@ class Chain:
     def b(self, name):
         return os.path.join(self.bin_dir, self.prefix + name)
 
-    def pair(self, cid, netns, record):
+    def pair(self, cid, netns, record, rss=False):
         t0 = time.perf_counter()
         r, rss1 = run(self.b("bridge"), "ADD", cid, netns, self.bridge, self.bin_dir)
         pm = dict(self.portmap, prevResult=r,
@@ -74,6 +82,7 @@ class Chain:
             self.add_t.append(t1 - t0)
             self.del_t.append(t2 - t1)
             self.pair_t.append(t2 - t0)
+        if rss:
             self.rss = max(self.rss, rss1, rss2, rss3, rss4)
 
 
@@ -90,6 +99,10 @@ def main():
             for i in range(WARMUP + PAIRS):
                 for c in chains:
                     c.pair(f"bench-{c.label}-{i}", netns, i >= WARMUP)
+            RSS_WRAP.append(True)
+            for i in range(3):
+                for c in chains:
+                    c.pair(f"bench-rss-{c.label}-{i}", netns, False, rss=True)
     finally:
         pod.kill()
         pod.wait()
