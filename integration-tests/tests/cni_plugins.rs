@@ -469,3 +469,113 @@ fn version_lists_supported_versions() {
         );
     }
 }
+
+both!(
+    dual_stack_pods_talk_over_ipv4_and_ipv6,
+    dual_stack_berth,
+    dual_stack_reference
+);
+
+/// A dual-stack network: the pod gets an IPv4 and an IPv6 address and a default route for
+/// each; pods talk over both; the node reaches the pod over IPv6 through the bridge.
+fn dual_stack_pods_talk_over_ipv4_and_ipv6(imp: Impl) -> anyhow::Result<()> {
+    let env = TestEnv::new()?;
+    let mut net = Network::new(&env, imp, "10.244.8.0/24");
+    net.bridge["ipam"]["ranges"] =
+        json!([[{"subnet": "10.244.8.0/24"}], [{"subnet": "fd00:10:244:8::/64"}]]);
+    let (a, b) = (env.pod_netns("a")?, env.pod_netns("b")?);
+    let (att_a, att_b) = (Att::new("pod-a6", &a), Att::new("pod-b6", &b));
+    let ra = net.add(&env, &att_a, &[]);
+    let rb = net.add(&env, &att_b, &[]);
+    let v6 = |r: &serde_json::Value| -> IpAddr {
+        r["ips"]
+            .as_array()
+            .and_then(|ips| {
+                ips.iter()
+                    .find_map(|i| i["address"].as_str().filter(|a| a.contains(':')))
+            })
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .expect("an IPv6 address in the result")
+    };
+    let (a6, b6) = (v6(&ra), v6(&rb));
+    assert!(
+        addrs(&a, "eth0").contains(&format!("{a6}/64")),
+        "{:?}",
+        addrs(&a, "eth0")
+    );
+    let routes = berth_integration_tests::util::run(
+        a.command("ip")
+            .args(["-6", "-j", "route", "show", "default"]),
+    )?;
+    let routes: serde_json::Value = serde_json::from_slice(&routes.stdout)?;
+    assert_eq!(routes[0]["gateway"], "fd00:10:244:8::1", "{routes}");
+
+    who_server(&a, sa(std::net::Ipv6Addr::UNSPECIFIED, 80))?;
+    assert_eq!(
+        whoami_retry(&b, sa(a6, 80), 5)?,
+        b6.to_string(),
+        "pod to pod over IPv6"
+    );
+    assert_eq!(
+        whoami_retry(&b, sa(result_ip(&ra), 80), 5)?.trim_start_matches("::ffff:"),
+        result_ip(&rb).to_string(),
+        "pod to pod over IPv4"
+    );
+    whoami_retry(&env.host, sa(a6, 80), 5).map_err(|e| e.context("node to pod over IPv6"))?;
+    for o in net.del(&env, &att_a, &[], Some(&ra)) {
+        assert!(o.ok, "DEL: {o:?}");
+    }
+    assert!(
+        !ruleset(&env.host).contains(&format!("\"{a6}\"")),
+        "a rule still names {a6}"
+    );
+    Ok(())
+}
+
+both!(
+    host_ip_and_udp_mappings,
+    host_ip_udp_berth,
+    host_ip_udp_reference
+);
+
+/// A host port bound to one host IP answers there and not on the node's other addresses;
+/// a UDP host port reaches the pod.
+fn host_ip_and_udp_mappings(imp: Impl) -> anyhow::Result<()> {
+    let env = TestEnv::new()?;
+    let out = outside(&env)?;
+    let net = Network::new(&env, imp, "10.244.13.0/24");
+    let a = env.pod_netns("a")?;
+    let att = Att::new("pod-hip", &a);
+    let r = exec(&env, imp, "bridge", "ADD", &att, &net.bridge).expect_ok("bridge ADD");
+    let mut pm = net.portmap.clone();
+    pm["prevResult"] = r.clone();
+    pm["runtimeConfig"] = json!({"portMappings": [
+        {"hostPort": 8082, "containerPort": 80, "protocol": "tcp", "hostIP": HOST_IP.to_string()},
+        {"hostPort": 5300, "containerPort": 53, "protocol": "udp"}]});
+    exec(&env, imp, "portmap", "ADD", &att, &pm).expect_ok("portmap ADD");
+    let any = Ipv4Addr::UNSPECIFIED;
+    who_server(&a, sa(any, 80))?;
+    udp_who_server(&a, sa(any, 53))?;
+    assert_eq!(
+        whoami(&out, sa(HOST_IP, 8082))?,
+        OUTSIDE_IP.to_string(),
+        "host IP mapping"
+    );
+    assert!(
+        whoami(&a, sa(GW, 8082)).is_err(),
+        "the mapping answered on another host address"
+    );
+    assert_eq!(
+        udp_whoami(&out, sa(HOST_IP, 5300))?,
+        OUTSIDE_IP.to_string(),
+        "UDP host port"
+    );
+    let o = exec(&env, imp, "portmap", "DEL", &att, &pm);
+    assert!(o.ok, "portmap DEL: {o:?}");
+    assert!(
+        whoami(&out, sa(HOST_IP, 8082)).is_err(),
+        "host port still open after DEL"
+    );
+    Ok(())
+}

@@ -482,3 +482,47 @@ pub fn outside(env: &TestEnv) -> anyhow::Result<NetNs> {
     ip(&out, &["link", "set", "eth0", "up"])?;
     Ok(out)
 }
+
+/// Like [`whoami`], retrying for up to `secs` seconds (an IPv6 address may still be in
+/// duplicate address detection right after ADD).
+pub fn whoami_retry(ns: &NetNs, to: SocketAddr, secs: u64) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match whoami(ns, to) {
+            Ok(s) => return Ok(s),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A UDP server in `ns` on `addr` that answers each datagram with the sender's address.
+pub fn udp_who_server(ns: &NetNs, addr: SocketAddr) -> anyhow::Result<()> {
+    let s = ns
+        .run(|| std::net::UdpSocket::bind(addr))
+        .with_context(|| format!("bind udp {addr}"))?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(from.ip().to_string().as_bytes(), from);
+        }
+    });
+    Ok(())
+}
+
+/// Sends a datagram from `ns` to `to` and returns the answer of a [`udp_who_server`].
+pub fn udp_whoami(ns: &NetNs, to: SocketAddr) -> anyhow::Result<String> {
+    ns.run(|| {
+        let any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+        let s = std::net::UdpSocket::bind(any)?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut buf = [0u8; 64];
+        for _ in 0..6 {
+            s.send_to(b"who", to)?;
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        bail!("no UDP answer from {to}")
+    })
+}
