@@ -579,3 +579,32 @@ fn host_ip_and_udp_mappings(imp: Impl) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+both!(loopback_comes_up, loopback_berth, loopback_reference);
+
+/// The loopback plugin brings `lo` up with 127.0.0.1 in the pod, and DEL is idempotent.
+fn loopback_comes_up(imp: Impl) -> anyhow::Result<()> {
+    let env = TestEnv::new()?;
+    let a = env.pod_netns("a")?;
+    berth_integration_tests::util::run(a.command("ip").args(["link", "set", "lo", "down"]))?;
+    assert!(!link_up(&a, "lo"));
+    let att = Att {
+        ifname: "lo".into(),
+        ..Att::new("pod-lo", &a)
+    };
+    let conf = json!({"cniVersion": "1.0.0", "name": "lo", "type": imp.plugin("loopback")});
+    let r = exec(&env, imp, "loopback", "ADD", &att, &conf).expect_ok("loopback ADD");
+    assert_eq!(r["interfaces"][0]["name"], "lo", "{r}");
+    assert!(
+        addrs(&a, "lo").contains(&"127.0.0.1/8".to_string()),
+        "{:?}",
+        addrs(&a, "lo")
+    );
+    who_server(&a, sa(Ipv4Addr::LOCALHOST, 7000))?;
+    assert_eq!(whoami(&a, sa(Ipv4Addr::LOCALHOST, 7000))?, "127.0.0.1");
+    for _ in 0..2 {
+        let o = exec(&env, imp, "loopback", "DEL", &att, &conf);
+        assert!(o.ok, "loopback DEL: {o:?}");
+    }
+    Ok(())
+}

@@ -286,3 +286,63 @@ fn pod_addrs(prev: &CniResult) -> Vec<IpNet> {
         marked
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pm(j: &str) -> PortMapping {
+        serde_json::from_str(j).expect("mapping")
+    }
+
+    #[test]
+    fn mappings_are_validated_by_field() {
+        let e = pm(r#"{"hostPort":0,"containerPort":80}"#)
+            .validate(0)
+            .expect_err("port 0");
+        assert!(e.msg.contains("portMappings[0].hostPort"), "{}", e.msg);
+        let e = pm(r#"{"hostPort":80,"containerPort":80,"protocol":"sctp"}"#)
+            .validate(1)
+            .expect_err("sctp");
+        assert!(e.msg.contains("portMappings[1].protocol"), "{}", e.msg);
+        let e = pm(r#"{"hostPort":80,"containerPort":80,"hostIP":"nope"}"#)
+            .validate(2)
+            .expect_err("ip");
+        assert!(e.msg.contains("hostIP"), "{}", e.msg);
+        let ok = pm(r#"{"hostPort":8080,"containerPort":80,"protocol":"UDP","hostIP":"0.0.0.0"}"#)
+            .validate(0)
+            .expect("ok");
+        assert_eq!(ok, (8080, 80, "udp", None));
+    }
+
+    #[test]
+    fn rules_dnat_to_the_pod_and_hairpin_from_its_network() {
+        let pod: IpNet = "10.1.0.5/24".parse().expect("net");
+        let host: IpAddr = "192.0.2.1".parse().expect("ip");
+        let rules = mapping_rules(&pod, (8080, 80, "tcp", Some(host)), true, "n:c:eth0");
+        assert_eq!(rules.len(), 3);
+        let chains: Vec<&str> = rules
+            .iter()
+            .map(|r| r["add"]["rule"]["chain"].as_str().expect("chain"))
+            .collect();
+        assert_eq!(chains, ["prerouting", "output", "postrouting"]);
+        let dnat = &rules[0]["add"]["rule"]["expr"][3]["dnat"];
+        assert_eq!(dnat["addr"], "10.1.0.5");
+        assert_eq!(dnat["port"], 80);
+        assert_eq!(
+            rules[0]["add"]["rule"]["expr"][1]["match"]["right"],
+            "192.0.2.1"
+        );
+        let snat = &rules[2]["add"]["rule"]["expr"];
+        assert_eq!(snat[1]["match"]["right"]["prefix"]["addr"], "10.1.0.0");
+        assert!(
+            rules
+                .iter()
+                .all(|r| r["add"]["rule"]["comment"] == "n:c:eth0")
+        );
+        assert_eq!(
+            mapping_rules(&pod, (8080, 80, "tcp", None), false, "t").len(),
+            2
+        );
+    }
+}

@@ -526,3 +526,13 @@ pub fn udp_whoami(ns: &NetNs, to: SocketAddr) -> anyhow::Result<String> {
         bail!("no UDP answer from {to}")
     })
 }
+
+/// True when link `name` in `ns` is administratively up (IFF_UP), read through netlink.
+pub fn link_up(ns: &NetNs, name: &str) -> bool {
+    let name = name.to_string();
+    ns.netlink(move |h| async move {
+        use rtnetlink::packet_route::link::LinkFlags;
+        matches!(h.link().get().match_name(name).execute().try_next().await,
+            Ok(Some(l)) if l.header.flags.contains(LinkFlags::Up))
+    })
+}
