@@ -377,6 +377,14 @@ fn gc_frees_allocations_not_in_valid_list() {
     };
     exec(&env, Impl::Berth, "bridge", "GC", &gc, &conf).expect_ok("GC");
     assert_eq!(net.allocations(), vec![ips[1].to_string()]);
+    assert_eq!(
+        bridge_ports(&env.host, "cbr0").len(),
+        1,
+        "GC left veths of invalid attachments"
+    );
+    assert!(
+        has_link(&pods[1], "eth0") && !has_link(&pods[0], "eth0") && !has_link(&pods[2], "eth0")
+    );
     let rules = ruleset(&env.host);
     assert!(
         rules.contains(":gc-1:") && !rules.contains(":gc-0:") && !rules.contains(":gc-2:"),

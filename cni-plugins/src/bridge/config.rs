@@ -93,6 +93,11 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     format!("vb{:012x}", h & 0xffff_ffff_ffff)
 }
 
+/// True for names [`host_veth_name`] makes.
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.len() == 14 && name.starts_with("vb") && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The tag berth-bridge puts on the nftables objects of one attachment.
 pub fn tag(network: &str, container_id: &str, ifname: &str) -> String {
     format!("{network}:{container_id}:{ifname}")
@@ -108,5 +113,7 @@ mod tests {
         assert_eq!(a, host_veth_name("abc", "eth0"));
         assert_ne!(a, host_veth_name("abc", "eth1"));
         assert!(a.len() < 16);
+        assert!(is_host_veth_name(&a));
+        assert!(!is_host_veth_name("veth1234"));
     }
 }

@@ -11,6 +11,7 @@ pub mod masq;
 
 use std::net::IpAddr;
 
+use futures::TryStreamExt;
 use ipnet::IpNet;
 
 use crate::entry::{Command, Plugin, Request};
@@ -179,7 +180,37 @@ impl Plugin for Bridge {
                     .any(|a| a.container_id == id && a.ifname == ifname)
             })?;
         }
-        Ok(())
+        // Host veth ends of attachments that are no longer valid (their pod's namespace is
+        // still held somewhere, or the veth would be gone with it).
+        let keep: Vec<String> = conf
+            .valid_attachments
+            .iter()
+            .map(|a| host_veth_name(&a.container_id, &a.ifname))
+            .collect();
+        runtime()?.block_on(async {
+            let host = connect()?;
+            let Some(br) = host.link(&conf.bridge).await? else {
+                return Ok(());
+            };
+            let links: Vec<_> = host
+                .h
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::kernel("list links", e))?;
+            for l in links {
+                let name = crate::netlink::link_name(&l).unwrap_or_default();
+                if link_controller(&l) == Some(br.header.index)
+                    && config::is_host_veth_name(name)
+                    && !keep.iter().any(|k| k == name)
+                {
+                    host.del_link(l.header.index).await?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
