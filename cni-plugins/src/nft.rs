@@ -26,20 +26,62 @@ fn nft_bin() -> PathBuf {
     PathBuf::from("nft")
 }
 
-/// Applies `commands` (each an object such as `{"add": {"table": ...}}`) atomically.
-pub fn apply(commands: Vec<Value>) -> Result<()> {
-    start(commands)?.wait()
+/// The nftables seam: apply a batch atomically (now, or started in the background) and
+/// read a table back. [`NftCli`] is the real one; tests use a recording fake.
+pub trait Nft: std::fmt::Debug {
+    /// Starts applying `commands` (each an object such as `{"add": {"table": ...}}`) as
+    /// one transaction; [`Pending::wait`] tells how it went.
+    fn start(&self, commands: Vec<Value>) -> Result<Pending>;
+
+    /// The objects of table `family name` (`nft -j list table`), or `None` when it does
+    /// not exist.
+    fn list_table(&self, family: &str, name: &str) -> Result<Option<Vec<Value>>>;
+
+    /// Applies `commands` atomically.
+    fn apply(&self, commands: Vec<Value>) -> Result<()> {
+        self.start(commands)?.wait()
+    }
+
+    /// Applies `fast` (the per-attachment changes); when that fails because the table or
+    /// one of its chains or sets does not exist yet, applies `setup` and `fast` together.
+    ///
+    /// Creating or rewriting a table's skeleton on every call would cost a kernel commit
+    /// that deletes rules (flushing a chain), which is slow; the skeleton is only written
+    /// when missing, normally once per node. `setup` must be idempotent, since two plugins
+    /// may find the table missing at the same time.
+    fn apply_with_setup(&self, fast: Vec<Value>, setup: &dyn Fn() -> Vec<Value>) -> Result<()> {
+        match self.apply(fast.clone()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_enoent(&e) => {
+                let mut all = setup();
+                all.extend(fast);
+                self.apply(all)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
-/// A batch handed to `nft` by [`start`], being applied while the caller does other work.
+/// True when nftables refused a batch because an object it names does not exist.
+pub fn is_enoent(e: &Error) -> bool {
+    e.details.contains("No such file or directory")
+}
+
+/// A batch being applied.
 #[derive(Debug)]
-pub struct Pending(Option<std::process::Child>);
+pub enum Pending {
+    /// `nft` is running.
+    Running(std::process::Child),
+    /// Already applied (or refused).
+    Done(Result<()>),
+}
 
 impl Pending {
-    /// Waits for `nft`; its refusal is the error.
+    /// Waits for the batch; nftables' refusal is the error.
     pub fn wait(self) -> Result<()> {
-        let Some(child) = self.0 else {
-            return Ok(());
+        let child = match self {
+            Pending::Done(r) => return r,
+            Pending::Running(c) => c,
         };
         let out = child
             .wait_with_output()
@@ -54,72 +96,56 @@ impl Pending {
     }
 }
 
-/// Starts applying `commands`; [`Pending::wait`] tells how it went.
-pub fn start(commands: Vec<Value>) -> Result<Pending> {
-    if commands.is_empty() {
-        return Ok(Pending(None));
-    }
-    let batch = json!({ "nftables": commands });
-    let mut child = Command::new(nft_bin())
-        .args(["-j", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::kernel("run nft", e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(batch.to_string().as_bytes())
-            .map_err(|e| Error::kernel("write nft batch", e))?;
-    }
-    Ok(Pending(Some(child)))
-}
+/// nftables through the `nft` binary's JSON interface.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NftCli;
 
-/// Applies `fast` (the per-attachment changes); when that fails because the table or one
-/// of its chains or sets does not exist yet, applies `setup` and `fast` together.
-///
-/// Creating or rewriting a table's skeleton on every call would cost a kernel commit that
-/// waits for an RCU grace period (flushing a chain deletes rules); the skeleton is only
-/// written when missing, normally once per node. `setup` must be idempotent, since two
-/// plugins may find the table missing at the same time.
-pub fn apply_with_setup(fast: Vec<Value>, setup: impl FnOnce() -> Vec<Value>) -> Result<()> {
-    match apply(fast.clone()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.details.contains("No such file or directory") => {
-            let mut all = setup();
-            all.extend(fast);
-            apply(all)
+impl Nft for NftCli {
+    fn start(&self, commands: Vec<Value>) -> Result<Pending> {
+        if commands.is_empty() {
+            return Ok(Pending::Done(Ok(())));
         }
-        Err(e) => Err(e),
+        let batch = json!({ "nftables": commands });
+        let mut child = Command::new(nft_bin())
+            .args(["-j", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::kernel("run nft", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(batch.to_string().as_bytes())
+                .map_err(|e| Error::kernel("write nft batch", e))?;
+        }
+        Ok(Pending::Running(child))
     }
-}
 
-/// The objects of table `family name` (`nft -j list table`), or `None` when it does not
-/// exist.
-pub fn list_table(family: &str, name: &str) -> Result<Option<Vec<Value>>> {
-    let out = Command::new(nft_bin())
-        .args(["-j", "list", "table", family, name])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::kernel("run nft", e))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No such file or directory") {
-            return Ok(None);
+    fn list_table(&self, family: &str, name: &str) -> Result<Option<Vec<Value>>> {
+        let out = Command::new(nft_bin())
+            .args(["-j", "list", "table", family, name])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::kernel("run nft", e))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(Error::kernel(
+                format!("list table {family} {name}"),
+                err.trim(),
+            ));
         }
-        return Err(Error::kernel(
-            format!("list table {family} {name}"),
-            err.trim(),
-        ));
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::kernel("decode nft -j output", e))?;
+        Ok(Some(
+            v.get("nftables")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        ))
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::kernel("decode nft -j output", e))?;
-    Ok(Some(
-        v.get("nftables")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
-    ))
 }
 
 /// The rules of a listed table whose comment equals `comment`, as (chain, handle).
@@ -147,4 +173,57 @@ pub fn addr_match(field: &str, v4: bool, op: &str, right: Value) -> Value {
 /// A CIDR as nft JSON's prefix object.
 pub fn prefix(net: &ipnet::IpNet) -> Value {
     json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}})
+}
+
+/// A recording fake of [`Nft`] for unit tests: every batch is recorded, `list_table`
+/// returns `table`, and queued errors are returned by the next applies.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct FakeNft {
+    pub batches: std::cell::RefCell<Vec<Vec<Value>>>,
+    pub table: Option<Vec<Value>>,
+    pub fail: std::cell::RefCell<Vec<Error>>,
+}
+
+#[cfg(test)]
+impl Nft for FakeNft {
+    fn start(&self, commands: Vec<Value>) -> Result<Pending> {
+        if commands.is_empty() {
+            return Ok(Pending::Done(Ok(())));
+        }
+        self.batches.borrow_mut().push(commands);
+        let mut fail = self.fail.borrow_mut();
+        Ok(Pending::Done(if fail.is_empty() {
+            Ok(())
+        } else {
+            Err(fail.remove(0))
+        }))
+    }
+
+    fn list_table(&self, _family: &str, _name: &str) -> Result<Option<Vec<Value>>> {
+        Ok(self.table.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_is_written_only_when_missing() {
+        let nft = FakeNft::default();
+        let fast = vec![json!({"add": {"element": {}}})];
+        let setup = || vec![json!({"add": {"table": {}}})];
+        nft.apply_with_setup(fast.clone(), &setup)
+            .expect("fast path");
+        assert_eq!(nft.batches.borrow().len(), 1);
+        nft.fail
+            .borrow_mut()
+            .push(Error::kernel("refused", "Error: No such file or directory"));
+        nft.apply_with_setup(fast.clone(), &setup)
+            .expect("setup path");
+        let batches = nft.batches.borrow();
+        assert_eq!(batches.len(), 3);
+        assert_eq!(batches[2], [setup(), fast].concat());
+    }
 }

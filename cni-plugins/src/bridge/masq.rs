@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::nft;
+use crate::nft::{self, Nft};
 
 pub const TABLE: &str = "berth-bridge";
 const FAMILY: &str = "inet";
@@ -66,22 +66,22 @@ fn elem(v4: bool, nets: bool, val: Value) -> Value {
 
 /// Masquerades traffic from `addrs` (the pod's addresses with their prefix) that leaves
 /// their networks.
-pub fn add(addrs: &[IpNet], tag: &str) -> Result<()> {
+pub fn add(nft: &dyn Nft, addrs: &[IpNet], tag: &str) -> Result<()> {
     let mut cmds = Vec::new();
     for a in addrs {
         let v4 = a.addr().is_ipv4();
         cmds.push(json!({"add": elem(v4, true, nft::prefix(a))}));
         cmds.push(json!({"add": elem(v4, false, json!({"elem": {"val": a.addr().to_string(), "comment": tag}}))}));
     }
-    nft::apply_with_setup(cmds, skeleton)
+    nft.apply_with_setup(cmds, &skeleton)
 }
 
 /// Stops masquerading for the attachment `tag`. With `addrs` known (from prevResult) the
 /// elements are deleted directly; otherwise they are found by their comment.
-pub fn del(addrs: Option<&[IpNet]>, tag: &str) -> Result<()> {
+pub fn del(nft: &dyn Nft, addrs: Option<&[IpNet]>, tag: &str) -> Result<()> {
     match addrs {
-        Some(a) => start_del(a)?.wait(),
-        None => delete_elems(&tagged(|t| t == tag)?),
+        Some(a) => start_del(nft, a)?.wait(nft),
+        None => delete_elems(nft, &tagged(nft, |t| t == tag)?),
     }
 }
 
@@ -89,42 +89,42 @@ pub fn del(addrs: Option<&[IpNet]>, tag: &str) -> Result<()> {
 #[derive(Debug)]
 pub struct PendingDel {
     ips: Vec<(bool, String)>,
-    nft: nft::Pending,
+    pending: nft::Pending,
 }
 
 /// Starts deleting the elements of `addrs`, so that the caller can remove links meanwhile.
-pub fn start_del(addrs: &[IpNet]) -> Result<PendingDel> {
+pub fn start_del(nft: &dyn Nft, addrs: &[IpNet]) -> Result<PendingDel> {
     let ips: Vec<(bool, String)> = addrs
         .iter()
         .map(|a| (a.addr().is_ipv4(), a.addr().to_string()))
         .collect();
-    let nft = nft::start(ips.iter().map(delete_cmd).collect())?;
-    Ok(PendingDel { ips, nft })
+    let pending = nft.start(ips.iter().map(delete_cmd).collect())?;
+    Ok(PendingDel { ips, pending })
 }
 
 impl PendingDel {
-    pub fn wait(self) -> Result<()> {
-        match self.nft.wait() {
-            Err(e) if e.details.contains("No such file or directory") => retry_each(&self.ips),
+    pub fn wait(self, nft: &dyn Nft) -> Result<()> {
+        match self.pending.wait() {
+            Err(e) if nft::is_enoent(&e) => retry_each(nft, &self.ips),
             other => other,
         }
     }
 }
 
 /// Removes the elements of network `network` whose attachment `keep` rejects.
-pub fn gc(network: &str, keep: impl Fn(&str, &str) -> bool) -> Result<()> {
+pub fn gc(nft: &dyn Nft, network: &str, keep: impl Fn(&str, &str) -> bool) -> Result<()> {
     let prefix = format!("{network}:");
-    let stale = tagged(|t| {
+    let stale = tagged(nft, |t| {
         t.strip_prefix(&prefix)
             .and_then(|rest| rest.rsplit_once(':'))
             .is_some_and(|(id, ifname)| !keep(id, ifname))
     })?;
-    delete_elems(&stale)
+    delete_elems(nft, &stale)
 }
 
 /// The pod addresses whose comment satisfies `want`.
-fn tagged(want: impl Fn(&str) -> bool) -> Result<Vec<(bool, String)>> {
-    let Some(objs) = nft::list_table(FAMILY, TABLE)? else {
+fn tagged(nft: &dyn Nft, want: impl Fn(&str) -> bool) -> Result<Vec<(bool, String)>> {
+    let Some(objs) = nft.list_table(FAMILY, TABLE)? else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
@@ -162,25 +162,90 @@ fn delete_cmd((v4, ip): &(bool, String)) -> Value {
 }
 
 /// Deletes pod-address elements; ones already gone are not an error.
-fn delete_elems(ips: &[(bool, String)]) -> Result<()> {
+fn delete_elems(nft: &dyn Nft, ips: &[(bool, String)]) -> Result<()> {
     if ips.is_empty() {
         return Ok(());
     }
-    match nft::apply(ips.iter().map(delete_cmd).collect()) {
-        Err(e) if e.details.contains("No such file or directory") => retry_each(ips),
+    match nft.apply(ips.iter().map(delete_cmd).collect()) {
+        Err(e) if nft::is_enoent(&e) => retry_each(nft, ips),
         other => other,
     }
 }
 
 /// The batch is all-or-nothing: when one element (or the table) is gone, delete each
 /// element on its own, ignoring the ones already gone.
-fn retry_each(ips: &[(bool, String)]) -> Result<()> {
+fn retry_each(nft: &dyn Nft, ips: &[(bool, String)]) -> Result<()> {
     for ip in ips {
-        if let Err(e) = nft::apply(vec![delete_cmd(ip)])
-            && !e.details.contains("No such file or directory")
+        if let Err(e) = nft.apply(vec![delete_cmd(ip)])
+            && !nft::is_enoent(&e)
         {
             return Err(e);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::nft::FakeNft;
+
+    fn set(name: &str, elems: &[(&str, &str)]) -> Value {
+        json!({"set": {"family": "inet", "table": TABLE, "name": name, "type": "ipv4_addr",
+            "elem": elems.iter().map(|(v, c)| json!({"elem": {"val": v, "comment": c}})).collect::<Vec<_>>()}})
+    }
+
+    #[test]
+    fn gc_deletes_only_invalid_attachments_of_its_network() {
+        let nft = FakeNft {
+            table: Some(vec![set(
+                "pods4",
+                &[
+                    ("10.0.0.2", "net:a:eth0"),
+                    ("10.0.0.3", "net:b:eth0"),
+                    ("10.9.0.2", "other:c:eth0"),
+                ],
+            )]),
+            ..Default::default()
+        };
+        gc(&nft, "net", |id, ifname| id == "a" && ifname == "eth0").expect("gc");
+        let batches = nft.batches.borrow();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].len(), 1);
+        assert_eq!(batches[0][0]["delete"]["element"]["elem"][0], "10.0.0.3");
+    }
+
+    #[test]
+    fn del_is_idempotent_when_elements_are_gone() {
+        let nft = FakeNft::default();
+        let gone = || {
+            Error::kernel(
+                "refused",
+                "Error: Could not process rule: No such file or directory",
+            )
+        };
+        nft.fail.borrow_mut().extend([gone(), gone(), gone()]);
+        let addrs: Vec<IpNet> = vec![
+            "10.0.0.2/24".parse().expect("a"),
+            "fd00::2/64".parse().expect("b"),
+        ];
+        del(&nft, Some(&addrs), "net:a:eth0").expect("second DEL succeeds");
+        // One batch for both, then one per element after the refusal.
+        assert_eq!(nft.batches.borrow().len(), 3);
+    }
+
+    #[test]
+    fn add_writes_the_skeleton_only_when_missing() {
+        let nft = FakeNft::default();
+        let addrs: Vec<IpNet> = vec!["10.0.0.2/24".parse().expect("a")];
+        add(&nft, &addrs, "net:a:eth0").expect("add");
+        let b = nft.batches.borrow();
+        assert_eq!(b.len(), 1);
+        assert!(
+            b[0].iter().all(|c| c["add"].get("element").is_some()),
+            "{:?}",
+            b[0]
+        );
+    }
 }

@@ -19,13 +19,17 @@ use crate::error::{Code, Error, Result};
 use crate::ipam;
 use crate::netlink::{Nl, connect, connect_in, link_controller, link_mac, route_dst, runtime};
 use crate::netns::NetNs;
+use crate::nft::{Nft, NftCli};
 use crate::types::{CniResult, Interface, Route};
 use config::{NetConf, host_veth_name, tag};
 
+/// The plugin, with its nftables seam.
 #[derive(Debug, Default)]
-pub struct Bridge;
+pub struct Bridge<N: Nft = NftCli> {
+    pub nft: N,
+}
 
-impl Plugin for Bridge {
+impl<N: Nft> Plugin for Bridge<N> {
     fn add(&self, req: &Request) -> Result<CniResult> {
         let conf = NetConf::load(req)?;
         let ipam_type = conf.ipam_type()?.to_string();
@@ -71,7 +75,7 @@ impl Plugin for Bridge {
         let masq = match (&prev, conf.ip_masq) {
             (Some(p), true) => {
                 let addrs: Vec<IpNet> = p.ips.iter().map(|i| i.address).collect();
-                Some(masq::start_del(&addrs))
+                Some(masq::start_del(&self.nft, &addrs))
             }
             _ => None,
         };
@@ -90,8 +94,8 @@ impl Plugin for Bridge {
         errors.extend(removed.err());
         errors.extend(ipam.and_then(|p| p.wait()).err());
         match masq {
-            Some(m) => errors.extend(m.and_then(|p| p.wait()).err()),
-            None if conf.ip_masq => errors.extend(masq::del(None, &tag).err()),
+            Some(m) => errors.extend(m.and_then(|p| p.wait(&self.nft)).err()),
+            None if conf.ip_masq => errors.extend(masq::del(&self.nft, None, &tag).err()),
             None => {}
         }
         match errors.len() {
@@ -174,7 +178,7 @@ impl Plugin for Bridge {
         let conf = NetConf::load(req)?;
         ipam::delegate(req, conf.ipam_type()?, Command::Gc)?;
         if conf.ip_masq {
-            masq::gc(&conf.name, |id, ifname| {
+            masq::gc(&self.nft, &conf.name, |id, ifname| {
                 conf.valid_attachments
                     .iter()
                     .any(|a| a.container_id == id && a.ifname == ifname)
@@ -214,7 +218,7 @@ impl Plugin for Bridge {
     }
 }
 
-impl Bridge {
+impl<N: Nft> Bridge<N> {
     /// Configures the links with the IPAM result, then masquerade; undoes both on failure.
     #[allow(clippy::too_many_arguments)]
     fn finish_add(
@@ -245,7 +249,11 @@ impl Bridge {
             ))?;
             if conf.ip_masq {
                 let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-                masq::add(&addrs, &tag(&conf.name, &req.container_id, &req.ifname))?;
+                masq::add(
+                    &self.nft,
+                    &addrs,
+                    &tag(&conf.name, &req.container_id, &req.ifname),
+                )?;
             }
             Ok(result)
         })();

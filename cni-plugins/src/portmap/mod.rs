@@ -22,14 +22,17 @@ use serde_json::{Value, json};
 use crate::entry::{Plugin, Request};
 use crate::error::{Code, Error, Result};
 use crate::hostlocal::config::Attachment;
-use crate::nft;
+use crate::nft::{self, Nft, NftCli};
 use crate::types::{CniResult, parse_conf};
 
 pub const TABLE: &str = "berth-portmap";
 const FAMILY: &str = "inet";
 
+/// The plugin, with its nftables seam.
 #[derive(Debug, Default)]
-pub struct Portmap;
+pub struct Portmap<N: Nft = NftCli> {
+    pub nft: N,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -176,8 +179,8 @@ fn mapping_rules(
 }
 
 /// Deletes the rules whose comment `doomed` selects; returns how many there were.
-fn delete_tagged(doomed: impl Fn(&str) -> bool) -> Result<usize> {
-    let Some(objs) = nft::list_table(FAMILY, TABLE)? else {
+fn delete_tagged(nft: &dyn Nft, doomed: impl Fn(&str) -> bool) -> Result<usize> {
+    let Some(objs) = nft.list_table(FAMILY, TABLE)? else {
         return Ok(0);
     };
     let cmds: Vec<Value> = objs
@@ -194,11 +197,11 @@ fn delete_tagged(doomed: impl Fn(&str) -> bool) -> Result<usize> {
         })
         .collect();
     let n = cmds.len();
-    nft::apply(cmds)?;
+    nft.apply(cmds)?;
     Ok(n)
 }
 
-impl Plugin for Portmap {
+impl<N: Nft> Plugin for Portmap<N> {
     fn add(&self, req: &Request) -> Result<CniResult> {
         let conf: NetConf = parse_conf(&req.stdin)?;
         let prev = req.prev_result()?.ok_or_else(|| {
@@ -224,14 +227,14 @@ impl Plugin for Portmap {
                 cmds.extend(mapping_rules(&ip, *m, conf.snat.unwrap_or(true), &comment));
             }
         }
-        nft::apply_with_setup(cmds, skeleton)?;
+        self.nft.apply_with_setup(cmds, &skeleton)?;
         Ok(prev)
     }
 
     fn del(&self, req: &Request) -> Result<()> {
         let conf: NetConf = parse_conf(&req.stdin)?;
         let comment = tag(&conf.name, &req.container_id, &req.ifname);
-        delete_tagged(|c| c == comment).map(|_| ())
+        delete_tagged(&self.nft, |c| c == comment).map(|_| ())
     }
 
     fn check(&self, req: &Request) -> Result<()> {
@@ -240,7 +243,7 @@ impl Plugin for Portmap {
             return Ok(());
         }
         let comment = tag(&conf.name, &req.container_id, &req.ifname);
-        let objs = nft::list_table(FAMILY, TABLE)?.unwrap_or_default();
+        let objs = self.nft.list_table(FAMILY, TABLE)?.unwrap_or_default();
         let rules = nft::rules_with_comment(&objs, &comment);
         if !rules.iter().any(|(chain, _)| chain == "prerouting") {
             return Err(Error::new(
@@ -254,7 +257,7 @@ impl Plugin for Portmap {
     fn gc(&self, req: &Request) -> Result<()> {
         let conf: NetConf = parse_conf(&req.stdin)?;
         let prefix = format!("{}:", conf.name);
-        delete_tagged(|c| {
+        delete_tagged(&self.nft, |c| {
             c.strip_prefix(&prefix)
                 .and_then(|rest| rest.rsplit_once(':'))
                 .is_some_and(|(id, ifname)| {
@@ -344,5 +347,29 @@ mod tests {
             mapping_rules(&pod, (8080, 80, "tcp", None), false, "t").len(),
             2
         );
+    }
+
+    #[test]
+    fn del_removes_exactly_the_attachments_rules() {
+        let rule = |chain: &str, handle: u64, comment: &str| {
+            json!({"rule": {"family": "inet", "table": TABLE, "chain": chain,
+                "handle": handle, "comment": comment}})
+        };
+        let nft = crate::nft::FakeNft {
+            table: Some(vec![
+                rule("prerouting", 4, "net:a:eth0"),
+                rule("output", 5, "net:a:eth0"),
+                rule("prerouting", 6, "net:b:eth0"),
+                rule("postrouting", 7, "net:a:eth1"),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(delete_tagged(&nft, |c| c == "net:a:eth0").expect("del"), 2);
+        let b = nft.batches.borrow();
+        let handles: Vec<u64> = b[0]
+            .iter()
+            .map(|c| c["delete"]["rule"]["handle"].as_u64().expect("handle"))
+            .collect();
+        assert_eq!(handles, [4, 5]);
     }
 }
