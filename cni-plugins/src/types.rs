@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Code, Error, Result};
 
-/// The spec versions these plugins accept on stdin and emit results in.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.4.0", "1.0.0", "1.1.0"];
+/// The spec versions these plugins accept on stdin and emit results in (0.3.x results
+/// have the same shape as 0.4.0).
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The oldest version that knows the STATUS and GC verbs.
 pub const VERSION_WITH_GC: &str = "1.1.0";

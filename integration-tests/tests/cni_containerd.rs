@@ -1,4 +1,5 @@
-//! A real consumer of berth's plugins: Debian's containerd (1.6) and its `ctr run --cni`,
+//! A real consumer of berth's plugins: Debian's containerd (1.6), through its CRI plugin (the
+//! path kubelet takes) and through `ctr run --cni`,
 //! which sets containers up through go-cni and libcni (the libraries containerd's CRI
 //! plugin uses), configured with berth's conflist and plugins.
 //!
@@ -80,21 +81,44 @@ struct Containerd<'a> {
     child: Child,
     sock: PathBuf,
     tasks: Vec<String>,
+    /// CRI pod sandboxes to stop and remove on drop.
+    sandboxes: Vec<String>,
 }
 
 impl Containerd<'_> {
     fn ctr(&self) -> Command {
+        self.ctr_in("berth")
+    }
+
+    fn ctr_in(&self, namespace: &str) -> Command {
         let mut c = self.env.host.command("ctr");
         c.env("BERTH_TEST_ID", self.env.id())
             .args(["--address"])
             .arg(&self.sock)
-            .args(["--namespace", "berth"]);
+            .args(["--namespace", namespace]);
         c
+    }
+
+    /// The test's CRI client (cni_common/cri_client.py), run from the "host" netns.
+    fn cri(&self, args: &[&str]) -> anyhow::Result<String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni_common/cri_client.py");
+        let out = run(self
+            .env
+            .host
+            .command("/usr/bin/python3")
+            .arg(script)
+            .arg(&self.sock)
+            .args(args))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 
 impl Drop for Containerd<'_> {
     fn drop(&mut self) {
+        for sb in &self.sandboxes {
+            let _ = self.cri(&["stop", sb]);
+            let _ = self.cri(&["remove", sb]);
+        }
         for t in &self.tasks {
             let _ = self
                 .ctr()
@@ -112,13 +136,24 @@ impl Drop for Containerd<'_> {
     }
 }
 
-fn start_containerd<'a>(env: &'a TestEnv, dir: &Path) -> anyhow::Result<Containerd<'a>> {
+/// Starts containerd with its CRI plugin off, or on with `cri` (extra TOML for it).
+fn start_containerd<'a>(
+    env: &'a TestEnv,
+    dir: &Path,
+    cri: Option<&str>,
+) -> anyhow::Result<Containerd<'a>> {
     let sock = dir.join("containerd.sock");
+    let disabled = if cri.is_some() {
+        ""
+    } else {
+        "\"io.containerd.grpc.v1.cri\""
+    };
     let config = format!(
         r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [{disabled}]
+{cri}
 [grpc]
   address = "{sock}"
 [ttrpc]
@@ -130,6 +165,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         state = dir.join("state").display(),
         sock = sock.display(),
         opt = dir.join("opt").display(),
+        cri = cri.unwrap_or_default(),
     );
     let conf = dir.join("config.toml");
     std::fs::write(&conf, config)?;
@@ -149,6 +185,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         child,
         sock: sock.clone(),
         tasks: Vec::new(),
+        sandboxes: Vec::new(),
     };
     if wait_for(Duration::from_secs(20), || {
         cd.ctr()
@@ -168,6 +205,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 }
 
 fn import(cd: &Containerd<'_>, image: &Image, dir: &Path) -> anyhow::Result<String> {
+    import_in(cd, "berth", image, dir)
+}
+
+fn import_in(
+    cd: &Containerd<'_>,
+    namespace: &str,
+    image: &Image,
+    dir: &Path,
+) -> anyhow::Result<String> {
     let layout = build(image, &dir.join(image.name()))?;
     let tar = dir.join(format!("{}.tar", image.name()));
     run(Command::new("tar")
@@ -178,7 +224,7 @@ fn import(cd: &Containerd<'_>, image: &Image, dir: &Path) -> anyhow::Result<Stri
         .arg("."))?;
     let name = format!("berth.test/{}", image.name());
     run(cd
-        .ctr()
+        .ctr_in(namespace)
         .args(["images", "import", "--base-name", &name])
         .arg(&tar))?;
     Ok(format!("{name}:latest"))
@@ -240,7 +286,7 @@ fn containerd_runs_containers_on_berths_network() {
     });
     std::fs::write("/etc/cni/net.d/10-berth.conflist", list.to_string()).expect("conflist");
 
-    let mut cd = start_containerd(&env, &dir).expect("containerd");
+    let mut cd = start_containerd(&env, &dir, None).expect("containerd");
     let httpd = import(&cd, &Image::Httpd { port: 8080 }, &dir).expect("import httpd");
     let busybox = import(&cd, &Image::Busybox, &dir).expect("import busybox");
     let cgroup = |id: &str| format!("/{}/{id}", env.cgroups().name());
@@ -298,5 +344,140 @@ fn containerd_runs_containers_on_berths_network() {
     assert!(
         body.starts_with("HTTP/1.") && body.trim_end().ends_with("berth-fixture"),
         "{body}"
+    );
+}
+
+/// containerd's CRI plugin (the path kubelet takes) runs two pod sandboxes on berth's
+/// conflist and plugins: each gets an address, one reaches the other over TCP, a host
+/// port passed as a CRI port mapping reaches the pod, and stopping the sandboxes (CNI DEL
+/// through containerd) releases the addresses.
+#[test]
+fn containerd_cri_sandboxes_on_berths_network() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let dir = env.subdir("containerd").expect("dir");
+    let _overlays = Overlays::new(&dir).expect("private /run, /opt, /etc, /var/lib");
+    let bin = env.subdir("cni-bin").expect("bin");
+    for p in [
+        "berth-bridge",
+        "berth-host-local",
+        "berth-portmap",
+        "berth-loopback",
+    ] {
+        std::fs::copy(berth_bin_dir().join(p), bin.join(p)).expect("install plugin");
+    }
+    // containerd's CRI plugin sets up `lo` with a plugin of type "loopback".
+    std::os::unix::fs::symlink("berth-loopback", bin.join("loopback")).expect("loopback");
+    let conf_dir = env.subdir("net.d").expect("net.d");
+    let ipam_dir = env.subdir("ipam").expect("ipam");
+    let list = json!({
+        "cniVersion": "1.0.0", "name": "berth",
+        "plugins": [
+            {"type": "berth-bridge", "bridge": "berth0", "isGateway": true, "isDefaultGateway": true,
+             "ipMasq": true, "hairpinMode": true,
+             "ipam": {"type": "berth-host-local", "dataDir": ipam_dir,
+                      "ranges": [[{"subnet": "10.244.21.0/24"}]]}},
+            {"type": "berth-portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write(conf_dir.join("10-berth.conflist"), list.to_string()).expect("conflist");
+    let cri = format!(
+        r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "berth.test/ignore-sigterm:latest"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{bin}"
+    conf_dir = "{conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "{runc}"
+"#,
+        bin = bin.display(),
+        conf = conf_dir.display(),
+        runc = dir.join("runc").display(),
+    );
+    let mut cd = start_containerd(&env, &dir, Some(&cri)).expect("containerd with CRI");
+    import_in(&cd, "k8s.io", &Image::IgnoreSigterm, &dir).expect("import sandbox image");
+    let logs = env.subdir("pod-logs").expect("logs");
+    let cgroup = format!("/{}", env.cgroups().name());
+    let mut pods = Vec::new();
+    for (name, ports) in [("pod-a", vec!["8090:80"]), ("pod-b", vec![])] {
+        let mut args = vec!["run", name, name, "default", &cgroup];
+        let log = logs.join(name);
+        let log = log.to_str().expect("utf-8");
+        args.push(log);
+        args.extend(ports.iter().copied());
+        let id = cd.cri(&args).unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox {name}: {e:#}\ncontainerd log: {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            )
+        });
+        cd.sandboxes.push(id.clone());
+        let status = cd.cri(&["status", &id]).expect("PodSandboxStatus");
+        let (ip, pid) = status.split_once(' ').expect("ip and pid");
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} has no IP: {status:?}"));
+        assert!(ip.to_string().starts_with("10.244.21."), "{name} got {ip}");
+        pods.push((id, ip, PathBuf::from(format!("/proc/{pid}/ns/net"))));
+    }
+    let (a_ip, a_ns) = (pods[0].1, &pods[0].2);
+    let (b_ip, b_ns) = (pods[1].1, &pods[1].2);
+    let listener = cni_common::in_netns_path(a_ns, || std::net::TcpListener::bind("0.0.0.0:80"))
+        .expect("enter pod-a")
+        .expect("listen in pod-a");
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let mut s = s;
+            let peer = s
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let _ = std::io::Write::write_all(&mut s, peer.as_bytes());
+        }
+    });
+    let fetch = |ns: &Path, to: std::net::SocketAddr| -> anyhow::Result<String> {
+        cni_common::in_netns_path(ns, || -> anyhow::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut s, &mut out)?;
+            Ok(out)
+        })?
+    };
+    assert_eq!(
+        fetch(b_ns, (a_ip, 80).into()).expect("pod-b to pod-a"),
+        b_ip.to_string()
+    );
+    // The CRI port mapping 8090 -> 80, from the node to the bridge's address.
+    let gw: std::net::IpAddr = "10.244.21.1".parse().expect("gw");
+    cni_common::whoami(&env.host, (gw, 8090).into()).expect("host port from the node");
+    let allocations = || {
+        std::fs::read_dir(ipam_dir.join("berth"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(allocations(), 2);
+    for id in std::mem::take(&mut cd.sandboxes) {
+        cd.cri(&["stop", &id]).expect("StopPodSandbox");
+        cd.cri(&["remove", &id]).expect("RemovePodSandbox");
+    }
+    assert_eq!(
+        allocations(),
+        0,
+        "CNI DEL through containerd left allocations"
+    );
+    let rules = cni_common::ruleset(&env.host);
+    assert!(
+        !rules.contains(&format!("\"{a_ip}\"")),
+        "rules left for {a_ip}: {rules}"
     );
 }

@@ -54,14 +54,18 @@ struct RuntimeConfig {
     port_mappings: Vec<PortMapping>,
 }
 
+/// One host port. go-cni (containerd) sends the keys capitalised (`HostPort`...), which
+/// Go's case-insensitive decoding accepts, so the aliases accept them too.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PortMapping {
+    #[serde(alias = "HostPort")]
     host_port: u32,
+    #[serde(alias = "ContainerPort")]
     container_port: u32,
-    #[serde(default = "tcp")]
+    #[serde(default = "tcp", alias = "Protocol")]
     protocol: String,
-    #[serde(default, rename = "hostIP")]
+    #[serde(default, rename = "hostIP", alias = "HostIP", alias = "hostIp")]
     host_ip: String,
 }
 
@@ -316,6 +320,10 @@ mod tests {
             .validate(0)
             .expect("ok");
         assert_eq!(ok, (8080, 80, "udp", None));
+        let go_cni = pm(r#"{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}"#)
+            .validate(0)
+            .expect("go-cni's capitalised keys");
+        assert_eq!(go_cni, (8080, 80, "tcp", None));
     }
 
     #[test]

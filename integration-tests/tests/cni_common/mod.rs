@@ -536,3 +536,18 @@ pub fn link_up(ns: &NetNs, name: &str) -> bool {
             Ok(Some(l)) if l.header.flags.contains(LinkFlags::Up))
     })
 }
+
+/// Runs `f` on a thread that has entered the network namespace at `path` (e.g.
+/// `/proc/<pid>/ns/net` of a sandbox someone else made); sockets it opens live there.
+pub fn in_netns_path<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("setns {}", path.display()))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
