@@ -488,6 +488,26 @@ both!(
 /// each; pods talk over both; the node reaches the pod over IPv6 through the bridge.
 fn dual_stack_pods_talk_over_ipv4_and_ipv6(imp: Impl) -> anyhow::Result<()> {
     let env = TestEnv::new()?;
+    let out = outside(&env)?;
+    let ip = |ns: &berth_integration_tests::NetNs, args: &[&str]| {
+        berth_integration_tests::util::run(ns.command("ip").args(args)).map(|_| ())
+    };
+    ip(
+        &env.host,
+        &["-6", "addr", "add", "2001:db8::1/64", "dev", "up0", "nodad"],
+    )?;
+    ip(
+        &out,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::2/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
     let mut net = Network::new(&env, imp, "10.244.8.0/24");
     net.bridge["ipam"]["ranges"] =
         json!([[{"subnet": "10.244.8.0/24"}], [{"subnet": "fd00:10:244:8::/64"}]]);
@@ -531,6 +551,13 @@ fn dual_stack_pods_talk_over_ipv4_and_ipv6(imp: Impl) -> anyhow::Result<()> {
         "pod to pod over IPv4"
     );
     whoami_retry(&env.host, sa(a6, 80), 5).map_err(|e| e.context("node to pod over IPv6"))?;
+    let outside6: IpAddr = "2001:db8::2".parse()?;
+    who_server(&out, sa(outside6, 9000))?;
+    assert_eq!(
+        whoami_retry(&a, sa(outside6, 9000), 5)?,
+        "2001:db8::1",
+        "IPv6 traffic leaving the pod network is masqueraded"
+    );
     for o in net.del(&env, &att_a, &[], Some(&ra)) {
         assert!(o.ok, "DEL: {o:?}");
     }
