@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
+    /// Run the node's CNI network by hand: add, del, check, gc, status, default-conflist.
+    Cni(berth::net::cni::cli::CniArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", berth::version::Info::current())?;
         }
+        Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
     }
     Ok(())
 }

@@ -220,3 +220,56 @@ fn invoker_reports_plugin_errors() {
         "a failed ADD left a cache entry"
     );
 }
+
+/// `berth cni` drives the same invoker from the command line: add (with a host port),
+/// check and del, with clear errors for bad arguments.
+#[test]
+fn berth_cni_cli_add_check_del() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let (cfg, alloc_dir) = setup(&env, "10.244.14.0/24", "1.0.0");
+    let pod = env.pod_netns("a").expect("ns");
+    let berth = |args: &[&str]| {
+        let mut cmd = env.host.command(berth_bin().to_str().expect("path"));
+        cmd.arg("cni")
+            .arg("--conf-dir")
+            .arg(&cfg.conf_dir)
+            .arg("--bin-dir")
+            .arg(&cfg.bin_dirs[0])
+            .arg("--cache-dir")
+            .arg(&cfg.cache_dir)
+            .args(args);
+        cmd.output().expect("run berth")
+    };
+    let netns = pod.path();
+    let netns = netns.to_str().expect("path");
+    let out = berth(&[
+        "add", "--id", "cli-a", "--netns", netns, "--port", "8093:80",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("result JSON");
+    let ip = result_ip(&result);
+    assert!(addrs(&pod, "eth0").contains(&format!("{ip}/24")));
+    assert!(ruleset(&env.host).contains("cli-a"), "no host port rule");
+    let out = berth(&["check", "--id", "cli-a", "--netns", netns]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = berth(&["del", "--id", "cli-a", "--netns", netns]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!has_link(&pod, "eth0"));
+    assert_eq!(allocations(&alloc_dir), 0);
+    let out = berth(&["add", "--id", "cli-b", "--netns", netns, "--port", "80"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port \"80\""));
+}

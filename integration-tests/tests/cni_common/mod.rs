@@ -76,6 +76,37 @@ pub fn berth_bin_dir() -> PathBuf {
     .clone()
 }
 
+/// The `berth` binary, built on first use into the same target dir and profile.
+pub fn berth_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = berth_bin_dir();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "berth",
+            "--bin",
+            "berth",
+            "--target-dir",
+        ])
+        .arg(dir.parent().expect("target dir"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("run cargo build").success(),
+            "building berth failed"
+        );
+        dir.join("berth")
+    })
+    .clone()
+}
+
 /// What one plugin invocation returned.
 #[derive(Debug)]
 pub struct Outcome {

@@ -34,13 +34,13 @@ pub enum CniError {
         container: String,
         reason: String,
     },
-    #[error("run plugin {plugin}: {source}")]
+    #[error("run plugin {plugin}")]
     Spawn {
         plugin: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("result cache {path}: {source}")]
+    #[error("result cache {path}")]
     Cache {
         path: PathBuf,
         #[source]
@@ -48,6 +48,10 @@ pub enum CniError {
     },
     #[error("invalid attachment: {0}")]
     BadAttachment(String),
+    #[error("invalid argument: {0}")]
+    BadArgument(String),
+    #[error("write output")]
+    Output(#[source] std::io::Error),
     #[error("{first} (and {} more failures: {})", rest.len(), rest.join("; "))]
     Many {
         first: Box<CniError>,

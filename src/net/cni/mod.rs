@@ -10,6 +10,7 @@
 //! ```
 
 pub mod cache;
+pub mod cli;
 pub mod conflist;
 pub mod default;
 pub mod error;
