@@ -67,6 +67,10 @@ fn add_connects_pods_host_outside_and_host_ports(imp: Impl) -> anyhow::Result<()
     assert_eq!(default_gw(&b), Some(IpAddr::V4(GW)));
     assert!(addrs(&env.host, "cbr0").contains(&format!("{GW}/24")));
     assert_eq!(bridge_ports(&env.host, "cbr0").len(), 2);
+    assert_eq!(link_mtu(&a, "eth0"), Some(1400), "the configured MTU");
+    for port in bridge_ports(&env.host, "cbr0") {
+        assert_eq!(link_mtu(&env.host, &port), Some(1400), "host end {port}");
+    }
 
     let any = Ipv4Addr::UNSPECIFIED;
     who_server(&a, sa(any, 80))?;

@@ -223,7 +223,7 @@ impl Network {
         let bridge = json!({
             "cniVersion": version, "name": name, "type": imp.plugin("bridge"),
             "bridge": "cbr0", "isGateway": true, "isDefaultGateway": true,
-            "ipMasq": true, "hairpinMode": true, "mtu": 1500,
+            "ipMasq": true, "hairpinMode": true, "mtu": 1400,
             "ipam": {"type": imp.plugin("host-local"), "dataDir": data_dir,
                      "ranges": [[{"subnet": subnet}]]}
         });
@@ -580,5 +580,25 @@ pub fn in_netns_path<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> anyh
         })
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// The MTU of link `name` in `ns`, read through netlink.
+pub fn link_mtu(ns: &NetNs, name: &str) -> Option<u32> {
+    let name = name.to_string();
+    ns.netlink(move |h| async move {
+        use rtnetlink::packet_route::link::LinkAttribute;
+        let l = h
+            .link()
+            .get()
+            .match_name(name)
+            .execute()
+            .try_next()
+            .await
+            .ok()??;
+        l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
     })
 }
