@@ -64,16 +64,49 @@ fn elem(v4: bool, nets: bool, val: Value) -> Value {
     json!({"element": {"family": FAMILY, "table": TABLE, "name": set_name(v4, nets), "elem": [val]}})
 }
 
-/// Masquerades traffic from `addrs` (the pod's addresses with their prefix) that leaves
-/// their networks.
-pub fn add(nft: &dyn Nft, addrs: &[IpNet], tag: &str) -> Result<()> {
+/// An ADD started by [`start_add`].
+#[derive(Debug)]
+pub struct PendingAdd {
+    cmds: Vec<Value>,
+    pending: nft::Pending,
+}
+
+/// Starts [`add`] so that the caller can configure links meanwhile.
+pub fn start_add(nft: &dyn Nft, addrs: &[IpNet], tag: &str) -> Result<PendingAdd> {
+    let cmds = add_cmds(addrs, tag);
+    let pending = nft.start(cmds.clone())?;
+    Ok(PendingAdd { cmds, pending })
+}
+
+impl PendingAdd {
+    /// Waits; when the skeleton was missing, writes it with the elements.
+    pub fn wait(self, nft: &dyn Nft) -> Result<()> {
+        match self.pending.wait() {
+            Err(e) if nft::is_enoent(&e) => {
+                let mut all = skeleton();
+                all.extend(self.cmds);
+                nft.apply(all)
+            }
+            other => other,
+        }
+    }
+}
+
+fn add_cmds(addrs: &[IpNet], tag: &str) -> Vec<Value> {
     let mut cmds = Vec::new();
     for a in addrs {
         let v4 = a.addr().is_ipv4();
         cmds.push(json!({"add": elem(v4, true, nft::prefix(a))}));
-        cmds.push(json!({"add": elem(v4, false, json!({"elem": {"val": a.addr().to_string(), "comment": tag}}))}));
+        let val = json!({"elem": {"val": a.addr().to_string(), "comment": tag}});
+        cmds.push(json!({"add": elem(v4, false, val)}));
     }
-    nft.apply_with_setup(cmds, &skeleton)
+    cmds
+}
+
+/// Masquerades traffic from `addrs` (the pod's addresses with their prefix) that leaves
+/// their networks.
+pub fn add(nft: &dyn Nft, addrs: &[IpNet], tag: &str) -> Result<()> {
+    nft.apply_with_setup(add_cmds(addrs, tag), &skeleton)
 }
 
 /// Stops masquerading for the attachment `tag`. With `addrs` known (from prevResult) the
