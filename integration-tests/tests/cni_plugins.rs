@@ -98,6 +98,8 @@ fn add_connects_pods_host_outside_and_host_ports(imp: Impl) -> anyhow::Result<()
         "host port from outside"
     );
     whoami(&env.host, sa(HOST_IP, 8080)).map_err(|e| e.context("host port from the host"))?;
+    whoami(&env.host, sa(Ipv4Addr::LOCALHOST, 8080))
+        .map_err(|e| e.context("host port through 127.0.0.1 from the host"))?;
     let seen =
         whoami(&b, sa(HOST_IP, 8080)).map_err(|e| e.context("host port from another pod"))?;
     assert_ne!(seen, ip_b.to_string(), "hairpin traffic must be SNATed");

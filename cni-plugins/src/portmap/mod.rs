@@ -178,8 +178,56 @@ fn mapping_rules(
             ],
             comment,
         ));
+        let localhost_ok = host_ip.is_none_or(|h| h.is_loopback());
+        if v4 && localhost_ok {
+            // Connections to 127.0.0.1:hostPort from the node leave with a loopback
+            // source; masquerade them so the pod can answer.
+            out.push(rule(
+                "postrouting",
+                vec![
+                    nft::addr_match(
+                        "saddr",
+                        true,
+                        "==",
+                        json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
+                    ),
+                    nft::addr_match("daddr", true, "==", json!(pod.addr().to_string())),
+                    port_match(proto, container_port),
+                    json!({"masquerade": null}),
+                ],
+                comment,
+            ));
+        }
     }
     out
+}
+
+/// Lets the node route 127.0.0.1-sourced packets out of the pod's host-side interface
+/// (the bridge, from prevResult), so that `127.0.0.1:hostPort` reaches the pod.
+fn enable_localnet(prev: &CniResult) -> Result<()> {
+    let Some(ifname) = prev
+        .interfaces
+        .iter()
+        .find(|i| i.sandbox.is_empty())
+        .map(|i| i.name.as_str())
+    else {
+        return Ok(());
+    };
+    if crate::entry::validate_ifname(ifname).is_err() {
+        return Err(Error::config(format!(
+            "prevResult interface {ifname:?}: not an interface name"
+        )));
+    }
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/route_localnet");
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    match std::fs::write(&path, b"1") {
+        Ok(()) => Ok(()),
+        // Not an interface of this namespace (another plugin's result): nothing to do.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("write {path}"), e)),
+    }
 }
 
 /// Deletes the rules whose comment `doomed` selects; returns how many there were.
@@ -232,6 +280,10 @@ impl<N: Nft> Plugin for Portmap<N> {
             }
         }
         self.nft.apply_with_setup(cmds, &skeleton)?;
+        let snat = conf.snat.unwrap_or(true);
+        if snat && maps.iter().any(|m| m.3.is_none_or(|h| h.is_loopback())) {
+            enable_localnet(&prev)?;
+        }
         Ok(prev)
     }
 
@@ -331,7 +383,11 @@ mod tests {
         let pod: IpNet = "10.1.0.5/24".parse().expect("net");
         let host: IpAddr = "192.0.2.1".parse().expect("ip");
         let rules = mapping_rules(&pod, (8080, 80, "tcp", Some(host)), true, "n:c:eth0");
-        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            rules.len(),
+            3,
+            "no localhost rule for a mapping on another host IP"
+        );
         let chains: Vec<&str> = rules
             .iter()
             .map(|r| r["add"]["rule"]["chain"].as_str().expect("chain"))
@@ -354,6 +410,11 @@ mod tests {
         assert_eq!(
             mapping_rules(&pod, (8080, 80, "tcp", None), false, "t").len(),
             2
+        );
+        assert_eq!(
+            mapping_rules(&pod, (8080, 80, "tcp", None), true, "t").len(),
+            4,
+            "hairpin and localhost masquerade"
         );
     }
 
