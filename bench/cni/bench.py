@@ -99,8 +99,11 @@ def main():
             for i in range(WARMUP + PAIRS):
                 for c in chains:
                     c.pair(f"bench-{c.label}-{i}", netns, i >= WARMUP)
-            RSS_WRAP.append(True)
-            for i in range(3):
+            if not os.path.exists("/usr/bin/time"):
+                print("GNU time (/usr/bin/time, Debian package `time`) missing: no RSS figures")
+            else:
+                RSS_WRAP.append(True)
+            for i in range(3 if RSS_WRAP else 0):
                 for c in chains:
                     c.pair(f"bench-rss-{c.label}-{i}", netns, False, rss=True)
     finally:
