@@ -519,7 +519,7 @@ fn dual_stack_pods_talk_over_ipv4_and_ipv6(imp: Impl) -> anyhow::Result<()> {
         json!([[{"subnet": "10.244.8.0/24"}], [{"subnet": "fd00:10:244:8::/64"}]]);
     let (a, b) = (env.pod_netns("a")?, env.pod_netns("b")?);
     let (att_a, att_b) = (Att::new("pod-a6", &a), Att::new("pod-b6", &b));
-    let ra = net.add(&env, &att_a, &[]);
+    let ra = net.add(&env, &att_a, &[(8085, 80, "tcp")]);
     let rb = net.add(&env, &att_b, &[]);
     let v6 = |r: &serde_json::Value| -> IpAddr {
         r["ips"]
@@ -564,7 +564,13 @@ fn dual_stack_pods_talk_over_ipv4_and_ipv6(imp: Impl) -> anyhow::Result<()> {
         "2001:db8::1",
         "IPv6 traffic leaving the pod network is masqueraded"
     );
-    for o in net.del(&env, &att_a, &[], Some(&ra)) {
+    let host6: IpAddr = "2001:db8::1".parse()?;
+    assert_eq!(
+        whoami_retry(&out, sa(host6, 8085), 5)?,
+        "2001:db8::2",
+        "IPv6 host port from outside"
+    );
+    for o in net.del(&env, &att_a, &[(8085, 80, "tcp")], Some(&ra)) {
         assert!(o.ok, "DEL: {o:?}");
     }
     assert!(
