@@ -41,8 +41,8 @@ impl Impl {
     }
 }
 
-/// The directory holding berth's plugin binaries, built on first use into the same
-/// target dir and profile as this test.
+/// The directory holding berth's plugin binaries (and `berth`), built on first use into
+/// the same target dir and profile as this test.
 pub fn berth_bin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -56,55 +56,24 @@ pub fn berth_bin_dir() -> PathBuf {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "berth-cni-plugins",
-            "--bins",
-            "--target-dir",
-        ])
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // The whole workspace's binaries, as scripts/test.sh builds them: the same feature
+        // set, so this is a no-op there and never rebuilds the plugins differently.
+        cmd.args(["build", "-q", "--workspace", "--bins", "--target-dir"])
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
         if release {
             cmd.arg("--release");
         }
         let st = cmd.status().expect("run cargo build for the plugins");
-        assert!(st.success(), "building berth-cni-plugins failed");
+        assert!(st.success(), "building the workspace's binaries failed");
         profile_dir.to_path_buf()
     })
     .clone()
 }
 
-/// The `berth` binary, built on first use into the same target dir and profile.
+/// The `berth` binary (built with the plugins by [`berth_bin_dir`]).
 pub fn berth_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = berth_bin_dir();
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "berth",
-            "--bin",
-            "berth",
-            "--target-dir",
-        ])
-        .arg(dir.parent().expect("target dir"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if release {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo build").success(),
-            "building berth failed"
-        );
-        dir.join("berth")
-    })
-    .clone()
+    berth_bin_dir().join("berth")
 }
 
 /// What one plugin invocation returned.
