@@ -3,12 +3,15 @@
 against the reference plugins, with the same configuration, interleaved in the same run.
 
 Runs inside a network namespace of its own (run.sh starts it under `unshare --net`), so the
-bridges, veths and nftables/iptables rules it makes never touch the machine's network.
+bridges, veths and nftables/iptables rules it makes never touch the machine's network. Each
+chain gets its own "host" and pod namespaces (the bench switches between them with setns
+before each pair), so neither chain's nft or iptables sees the other's rules.
 Prints per-chain medians (ADD, DEL, pair), the berth/reference ratio and the peak RSS of
 any process of each chain (a plugin or what it runs: IPAM, nft, iptables), measured in a
 separate pass under GNU time so that the timed runs carry no wrapper.
 """
 
+import ctypes
 import json
 import os
 import statistics
@@ -49,6 +52,22 @@ def run(binary, verb, cid, netns, conf, cni_path):
     return (json.loads(p.stdout) if p.stdout.strip() else None), rss
 
 
+CLONE_NEWNET = 0x40000000
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def holder():
+    """A process holding a fresh network namespace (lo up); returns it and the ns path."""
+    p = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up; exec sleep 3600"])
+    time.sleep(0.2)
+    return p, f"/proc/{p.pid}/ns/net"
+
+
+def enter(fd):
+    if LIBC.setns(fd, CLONE_NEWNET) != 0:
+        sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")
+
+
 class Chain:
     def __init__(self, label, bin_dir, prefix, data_dir):
         self.label, self.bin_dir, self.prefix = label, bin_dir, prefix
@@ -62,6 +81,7 @@ class Chain:
         self.portmap = {"cniVersion": "1.0.0", "name": "bench", "type": prefix + "portmap",
                         "capabilities": {"portMappings": True}, "snat": True}
         self.add_t, self.del_t, self.pair_t, self.rss = [], [], [], 0
+        self.rss_by = {}
 
     def b(self, name):
         return os.path.join(self.bin_dir, self.prefix + name)
@@ -84,31 +104,36 @@ class Chain:
             self.pair_t.append(t2 - t0)
         if rss:
             self.rss = max(self.rss, rss1, rss2, rss3, rss4)
+            for k, v in (("bridge ADD", rss1), ("portmap ADD", rss2), ("portmap DEL", rss3),
+                         ("bridge DEL", rss4)):
+                self.rss_by[k] = max(self.rss_by.get(k, 0), v)
 
 
 def main():
     berth_dir, ref_dir = sys.argv[1], sys.argv[2]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    pod = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
-    time.sleep(0.2)
-    netns = f"/proc/{pod.pid}/ns/net"
+    holders = [holder() for _ in range(4)]
+    hosts = [os.open(path, os.O_RDONLY) for _, path in holders[:2]]
+    pods = [path for _, path in holders[2:]]
     try:
         with tempfile.TemporaryDirectory(prefix="berth-bench-cni-") as tmp:
             chains = [Chain("berth", berth_dir, "berth-", os.path.join(tmp, "berth")),
                       Chain("reference", ref_dir, "", os.path.join(tmp, "ref"))]
             for i in range(WARMUP + PAIRS):
-                for c in chains:
+                for c, host, netns in zip(chains, hosts, pods):
+                    enter(host)
                     c.pair(f"bench-{c.label}-{i}", netns, i >= WARMUP)
             if not os.path.exists("/usr/bin/time"):
                 print("GNU time (/usr/bin/time, Debian package `time`) missing: no RSS figures")
             else:
                 RSS_WRAP.append(True)
             for i in range(3 if RSS_WRAP else 0):
-                for c in chains:
+                for c, host, netns in zip(chains, hosts, pods):
+                    enter(host)
                     c.pair(f"bench-rss-{c.label}-{i}", netns, False, rss=True)
     finally:
-        pod.kill()
-        pod.wait()
+        for p, _ in holders:
+            p.kill()
+            p.wait()
     ms = lambda xs: statistics.median(xs) * 1000
     print(f"CNI chain bridge+host-local+portmap, {PAIRS} sequential ADD+DEL pairs "
           f"(after {WARMUP} warm-up pairs), interleaved")
@@ -116,6 +141,10 @@ def main():
     for c in chains:
         print(f"{c.label:<10} {ms(c.add_t):8.2f} {ms(c.del_t):8.2f} {ms(c.pair_t):8.2f} "
               f"{sum(c.pair_t):8.2f} {c.rss:13d}")
+    if chains[0].rss_by:
+        print("peak RSS KiB by call (the plugin and what it runs):")
+        for c in chains:
+            print(f"  {c.label:<10} " + ", ".join(f"{k} {v}" for k, v in c.rss_by.items()))
     b, r = chains
     print(f"ratio berth/reference (median pair): {ms(b.pair_t) / ms(r.pair_t):.3f}  "
           f"(ADD {ms(b.add_t) / ms(r.add_t):.3f}, DEL {ms(b.del_t) / ms(r.del_t):.3f})")
