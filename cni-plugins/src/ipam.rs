@@ -52,11 +52,13 @@ pub fn start(req: &Request, ipam_type: &str, command: Command) -> Result<Pending
         Command::Gc => "GC",
         Command::Version => "VERSION",
     };
-    let mut child = Exec::new(&bin)
-        .env("CNI_COMMAND", verb)
+    let mut cmd = Exec::new(&bin);
+    cmd.env("CNI_COMMAND", verb)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    crate::die_with_parent(&mut cmd);
+    let mut child = cmd
         .spawn()
         .map_err(|e| Error::io(format!("run IPAM plugin {}", bin.display()), e))?;
     if let Some(mut stdin) = child.stdin.take() {

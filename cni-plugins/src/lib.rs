@@ -20,5 +20,21 @@ pub mod nft;
 pub mod portmap;
 pub mod types;
 
+/// Makes a child process die with the plugin (PR_SET_PDEATHSIG): a plugin killed mid-ADD
+/// must not leave an IPAM or nft child finishing its work after the runtime's DEL.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 pub use entry::{Command, Plugin, Request};
 pub use error::{Code, Error};

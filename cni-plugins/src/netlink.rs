@@ -226,6 +226,14 @@ pub fn link_controller(l: &LinkMessage) -> Option<u32> {
     })
 }
 
+/// A link's alias (IFLA_IFALIAS).
+pub fn link_alias(l: &LinkMessage) -> Option<&str> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
 pub fn link_mtu(l: &LinkMessage) -> Option<u32> {
     l.attributes.iter().find_map(|a| match a {
         LinkAttribute::Mtu(m) => Some(*m),

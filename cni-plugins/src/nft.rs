@@ -106,13 +106,13 @@ impl Nft for NftCli {
             return Ok(Pending::Done(Ok(())));
         }
         let batch = json!({ "nftables": commands });
-        let mut child = Command::new(nft_bin())
-            .args(["-j", "-f", "-"])
+        let mut cmd = Command::new(nft_bin());
+        cmd.args(["-j", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::kernel("run nft", e))?;
+            .stderr(Stdio::piped());
+        crate::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| Error::kernel("run nft", e))?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(batch.to_string().as_bytes())

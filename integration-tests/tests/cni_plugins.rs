@@ -262,26 +262,14 @@ fn killed_add_is_cleaned_by_del(imp: Impl) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     for (i, ns) in pods.iter().enumerate() {
         let att = Att::new(&format!("killed-{i}"), ns);
-        let bin = imp.bin_dir().join(imp.plugin("bridge"));
-        let mut cmd = env.host.command(bin.to_str().expect("path"));
-        cmd.env("CNI_COMMAND", "ADD")
-            .env("CNI_CONTAINERID", &att.id)
-            .env("CNI_IFNAME", &att.ifname)
-            .env("CNI_NETNS", ns.path())
-            .env("CNI_PATH", imp.bin_dir())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn()?;
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(net.bridge.to_string().as_bytes())?;
-        }
         // Spread the kill over the whole ADD (a few ms to tens of ms).
-        std::thread::sleep(Duration::from_micros(1500 * i as u64));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_add_after(
+            &env,
+            imp,
+            &net,
+            &att,
+            Duration::from_micros(1500 * i as u64),
+        )?;
         let o = exec(&env, imp, "bridge", "DEL", &att, &net.bridge);
         // Peer bug, reference bridge 1.1.1 only: killed after IPAM but before its
         // masquerade chain existed, its DEL fails (code 999) deleting a jump to the
@@ -654,4 +642,79 @@ fn loopback_comes_up(imp: Impl) -> anyhow::Result<()> {
         assert!(o.ok, "loopback DEL: {o:?}");
     }
     Ok(())
+}
+
+/// Starts a bridge ADD for `att` and SIGKILLs the plugin after `delay`.
+fn kill_add_after(
+    env: &TestEnv,
+    imp: Impl,
+    net: &Network,
+    att: &Att,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let bin = imp.bin_dir().join(imp.plugin("bridge"));
+    let mut cmd = env.host.command(bin.to_str().expect("path"));
+    cmd.env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", &att.id)
+        .env("CNI_IFNAME", &att.ifname)
+        .env("CNI_NETNS", att.netns.as_ref().expect("netns"))
+        .env("CNI_PATH", imp.bin_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(net.bridge.to_string().as_bytes())?;
+    }
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Plugins killed at points spread over their ADD leave nothing that one GC (CNI 1.1, an
+/// empty valid list) cannot clean: allocations, veths, masquerade entries.
+#[test]
+fn killed_adds_are_cleaned_by_gc() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let net = Network::new(&env, Impl::Berth, "10.244.15.0/24").with_version("1.1.0");
+    let pods: Vec<_> = (0..10)
+        .map(|i| env.pod_netns(&format!("kg{i}")).expect("ns"))
+        .collect();
+    for (i, ns) in pods.iter().enumerate() {
+        let att = Att::new(&format!("killed-gc-{i}"), ns);
+        kill_add_after(
+            &env,
+            Impl::Berth,
+            &net,
+            &att,
+            Duration::from_micros(2000 * i as u64),
+        )
+        .expect("kill");
+    }
+    eprintln!(
+        "before GC: {} allocations, {} veths on the bridge",
+        net.allocations().len(),
+        bridge_ports(&env.host, "cbr0").len()
+    );
+    let mut conf = net.bridge.clone();
+    conf["cni.dev/valid-attachments"] = json!([]);
+    let gc = Att {
+        id: "gc".into(),
+        netns: None,
+        ifname: "eth0".into(),
+    };
+    exec(&env, Impl::Berth, "bridge", "GC", &gc, &conf).expect_ok("GC");
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+    assert!(
+        bridge_ports(&env.host, "cbr0").is_empty(),
+        "{:?}",
+        bridge_ports(&env.host, "cbr0")
+    );
+    assert!(pods.iter().all(|ns| !has_link(ns, "eth0")));
+    let rules = ruleset(&env.host);
+    assert!(!rules.contains("killed-gc-"), "{rules}");
 }

@@ -54,6 +54,7 @@ fn check_is_bridge(name: &str, l: LinkMessage) -> Result<LinkMessage> {
 pub async fn create_veth(
     host: &Nl,
     host_name: &str,
+    alias: &str,
     pod_fd: i32,
     ifname: &str,
     mtu: Option<u32>,
@@ -83,9 +84,24 @@ pub async fn create_veth(
             Error::kernel(format!("create veth {host_name}/{ifname}"), e)
         }
     })?;
-    host.link(host_name)
+    let link = host
+        .link(host_name)
         .await?
-        .ok_or_else(|| Error::kernel(format!("veth {host_name}"), "vanished after creation"))
+        .ok_or_else(|| Error::kernel(format!("veth {host_name}"), "vanished after creation"))?;
+    // The alias names the attachment (`network:container:ifname`), so that GC can tell
+    // whose veth this is even before it is attached to the bridge. (The kernel ignores an
+    // alias in the creating message, hence the second request.)
+    host.h
+        .link()
+        .set(
+            LinkUnspec::new_with_index(link.header.index)
+                .alias(alias)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| Error::kernel(format!("set alias of {host_name}"), e))?;
+    Ok(link)
 }
 
 /// Enslaves the host end to the bridge, sets hairpin, and brings it up.

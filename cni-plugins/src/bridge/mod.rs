@@ -41,7 +41,9 @@ impl<N: Nft> Plugin for Bridge<N> {
         let links = rt.block_on(async {
             let host = connect()?;
             let br = link::ensure_bridge(&host, &conf.bridge, conf.mtu, conf.promisc_mode).await?;
-            let veth = link::create_veth(&host, &host_name, ns.fd(), &req.ifname, conf.mtu).await?;
+            let alias = tag(&conf.name, &req.container_id, &req.ifname);
+            let veth = link::create_veth(&host, &host_name, &alias, ns.fd(), &req.ifname, conf.mtu)
+                .await?;
             Ok::<_, Error>((host, br.header.index, veth))
         });
         let ipam = ipam.wait().and_then(|r| {
@@ -204,12 +206,23 @@ impl<N: Nft> Plugin for Bridge<N> {
                 .try_collect()
                 .await
                 .map_err(|e| Error::kernel("list links", e))?;
+            let prefix = format!("{}:", conf.name);
             for l in links {
                 let name = crate::netlink::link_name(&l).unwrap_or_default();
-                if link_controller(&l) == Some(br.header.index)
-                    && config::is_host_veth_name(name)
-                    && !keep.iter().any(|k| k == name)
-                {
+                if !config::is_host_veth_name(name) || keep.iter().any(|k| k == name) {
+                    continue;
+                }
+                // This network's veths, by their alias (also those an interrupted ADD never
+                // attached). Without one: on this bridge, or on none (an ADD interrupted
+                // between creating the pair and naming it).
+                let ours = match crate::netlink::link_alias(&l) {
+                    Some(alias) => alias.starts_with(&prefix),
+                    None => {
+                        link_controller(&l).is_none()
+                            || link_controller(&l) == Some(br.header.index)
+                    }
+                };
+                if ours {
                     host.del_link(l.header.index).await?;
                 }
             }
