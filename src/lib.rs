@@ -5,4 +5,5 @@
 
 pub mod image;
 pub mod sys;
+pub mod net;
 pub mod version;

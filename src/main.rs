@@ -23,6 +23,8 @@ enum Command {
     Version,
     /// Manage images: pull, import, ls, inspect, rm, prune.
     Image(berth::image::cli::ImageArgs),
+    /// Run the node's CNI network by hand: add, del, check, gc, status, default-conflist.
+    Cni(berth::net::cni::cli::CniArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "{}", berth::version::Info::current())?;
         }
         Command::Image(args) => berth::image::cli::run(args)?,
+        Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
     }
     Ok(())
 }
