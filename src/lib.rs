@@ -4,6 +4,6 @@
 //! parts together with their real kernel seams and runs them.
 
 pub mod image;
-pub mod sys;
 pub mod net;
+pub mod sys;
 pub mod version;
