@@ -15,6 +15,8 @@ packages=(
   containerd runc crun containernetworking-plugins
   # inspection of what berth programmed
   nftables iproute2 conntrack util-linux procps
+  # the CNI tests' CRI client (drives containerd's CRI plugin)
+  python3-grpcio
 )
 
 missing=()

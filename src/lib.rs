@@ -4,6 +4,8 @@
 //! parts together with their real kernel seams and runs them.
 
 pub mod cgroups;
+pub mod image;
+pub mod net;
 pub mod oci;
 pub mod sys;
 pub mod version;

@@ -1,6 +1,6 @@
 //! The berth command line: builds the parts with their real kernel seams and runs them.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +21,10 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
+    /// Manage images: pull, import, ls, inspect, rm, prune.
+    Image(berth::image::cli::ImageArgs),
+    /// Run the node's CNI network by hand: add, del, check, gc, status, default-conflist.
+    Cni(berth::net::cni::cli::CniArgs),
     /// Run OCI containers with runc's command line.
     Oci(Box<berth::oci::cli::OciArgs>),
 }
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,6 +52,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", berth::version::Info::current())?;
         }
+        Command::Image(args) => berth::image::cli::run(args)?,
+        Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
     }
     Ok(())
 }

@@ -31,6 +31,33 @@ pub enum Image {
     /// Three layers: busybox; files under /data and /opq; then a whiteout of /data/gone,
     /// a changed /data/keep, and /opq made opaque with only /opq/new in it.
     MultiLayer,
+    /// `count` layers of `mib` MiB of random data each (does not compress), and nothing
+    /// else: a data image for transfer and unpack measurements.
+    RandomLayers { count: u8, mib: u32 },
+    /// Busybox plus `count` tiny layers, each adding /layers/<n>: more lower dirs than
+    /// one mount(2) option page can name.
+    ManyLayers { count: u16 },
+    /// Busybox plus one layer of files whose attributes must survive unpacking, and a top
+    /// layer holding only a hardlink to a file of the layer below.
+    Attributes,
+    /// One crafted layer that tries to reach outside its root (see [`Hostile`]).
+    Hostile(Hostile),
+}
+
+/// Crafted layers that try to write outside the directory they are unpacked into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hostile {
+    /// A file named `../../../../<path>` (path relative to /, e.g. `tmp/x`).
+    DotDot { path: String },
+    /// `<dir>` as a directory inside the layer, a symlink `escape -> <dir>` (absolute) and
+    /// `rel -> ../../../../<dir>`, then a file written through each: `escape/pwned`,
+    /// `rel/pwned-rel`. Outside the layer, `<dir>` is a real host directory.
+    SymlinkEscape { dir: String },
+    /// A hardlink `link -> <host_file>` (absolute), then a regular file `link` written
+    /// over it.
+    HardlinkEscape { host_file: String },
+    /// A character device `dev/evil` (1, 1: /dev/mem).
+    DeviceNode,
 }
 
 impl Image {
@@ -43,13 +70,30 @@ impl Image {
             Image::IgnoreSigterm => "ignore-sigterm".into(),
             Image::Chatty { per_sec } => format!("chatty-{per_sec}"),
             Image::MultiLayer => "multilayer".into(),
+            Image::RandomLayers { count, mib } => format!("random-{count}x{mib}m"),
+            Image::ManyLayers { count } => format!("many-{count}"),
+            Image::Attributes => "attributes".into(),
+            Image::Hostile(h) => format!(
+                "hostile-{}",
+                match h {
+                    Hostile::DotDot { .. } => "dotdot",
+                    Hostile::SymlinkEscape { .. } => "symlink",
+                    Hostile::HardlinkEscape { .. } => "hardlink",
+                    Hostile::DeviceNode => "device",
+                }
+            ),
         }
     }
 
     fn cmd(&self) -> Vec<String> {
         let sh = |s: String| vec!["/bin/sh".to_string(), "-c".to_string(), s];
         match self {
-            Image::Busybox | Image::MultiLayer => vec!["/bin/sh".into()],
+            Image::Busybox
+            | Image::MultiLayer
+            | Image::RandomLayers { .. }
+            | Image::ManyLayers { .. }
+            | Image::Attributes
+            | Image::Hostile(_) => vec!["/bin/sh".into()],
             Image::Httpd { port } => ["/bin/httpd", "-f", "-p", &port.to_string(), "-h", "/www"]
                 .map(String::from)
                 .to_vec(),
@@ -65,6 +109,23 @@ impl Image {
     }
 
     fn layers(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        if let Image::Hostile(h) = self {
+            let mut l = Layer::default();
+            l.hostile(h);
+            return Ok(vec![l.finish()?]);
+        }
+        if let Image::RandomLayers { count, mib } = self {
+            let mut layers = Vec::new();
+            let mut urandom = std::fs::File::open("/dev/urandom")?;
+            for i in 0..*count {
+                let mut l = Layer::default();
+                let mut data = vec![0u8; (*mib as usize) << 20];
+                std::io::Read::read_exact(&mut urandom, &mut data)?;
+                l.file(&format!("random-{i}"), &data, 0o644);
+                layers.push(l.finish()?);
+            }
+            return Ok(layers);
+        }
         let mut base = Layer::default();
         base.busybox()?;
         let mut layers = vec![base];
@@ -94,6 +155,29 @@ impl Image {
                 three.file("opq/.wh..wh..opq", b"", 0o644);
                 three.file("opq/new", b"new\n", 0o644);
                 layers.extend([two, three]);
+            }
+            Image::ManyLayers { count } => {
+                for i in 0..*count {
+                    let mut l = Layer::default();
+                    l.dir("layers", 0o755);
+                    l.file(&format!("layers/{i}"), format!("{i}\n").as_bytes(), 0o644);
+                    layers.push(l);
+                }
+            }
+            Image::Attributes => {
+                let mut l = Layer::default();
+                l.dir("attr", 0o750);
+                l.owned_file("attr/owned", b"owned\n", 0o4755, 1000, 2000);
+                l.file("attr/target", b"linked\n", 0o640);
+                l.hardlink("attr/hardlink", "attr/target");
+                l.symlink("attr/symlink", "../attr/target");
+                l.fifo("attr/fifo");
+                layers.push(l);
+                // A hardlink whose target is only in the layer below.
+                let mut top = Layer::default();
+                top.dir("attr", 0o750);
+                top.hardlink("attr/lower-link", "attr/target");
+                layers.push(top);
             }
             _ => {}
         }
@@ -255,6 +339,80 @@ impl Layer {
             .expect("append to a Vec");
     }
 
+    fn owned_file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64, gid: u64) {
+        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        self.tar()
+            .append_data(&mut h, path, data)
+            .expect("append to a Vec");
+    }
+
+    fn hardlink(&mut self, path: &str, target: &str) {
+        let mut h = Self::header(tar::EntryType::Link, 0o644, 0);
+        self.tar()
+            .append_link(&mut h, path, target)
+            .expect("append to a Vec");
+    }
+
+    fn fifo(&mut self, path: &str) {
+        let mut h = Self::header(tar::EntryType::Fifo, 0o600, 0);
+        self.tar()
+            .append_data(&mut h, path, std::io::empty())
+            .expect("append to a Vec");
+    }
+
+    /// Appends an entry with `name` and `link` written into the header as raw bytes,
+    /// bypassing the tar crate's own checks (which refuse `..` and absolute names).
+    fn raw(&mut self, kind: tar::EntryType, name: &str, link: &str, data: &[u8]) {
+        let mut h = Self::header(kind, 0o644, data.len() as u64);
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        if kind == tar::EntryType::Char {
+            h.set_device_major(1).expect("device major");
+            h.set_device_minor(1).expect("device minor");
+        }
+        h.set_cksum();
+        self.tar().append(&h, data).expect("append to a Vec");
+    }
+
+    fn hostile(&mut self, h: &Hostile) {
+        use tar::EntryType as T;
+        match h {
+            Hostile::DotDot { path } => {
+                self.raw(T::Regular, &format!("../../../../{path}"), "", b"escaped\n");
+            }
+            Hostile::SymlinkEscape { dir } => {
+                // The same path inside the layer, so the writes below resolve to it.
+                let mut at = String::new();
+                for c in dir.split('/').filter(|c| !c.is_empty()) {
+                    at = if at.is_empty() {
+                        c.to_string()
+                    } else {
+                        format!("{at}/{c}")
+                    };
+                    self.dir(&at, 0o755);
+                }
+                self.raw(T::Symlink, "escape", dir, b"");
+                self.raw(T::Regular, "escape/pwned", "", b"escaped\n");
+                let rel = format!("../../../../../../..{dir}");
+                self.raw(T::Symlink, "rel", &rel, b"");
+                self.raw(T::Regular, "rel/pwned-rel", "", b"escaped\n");
+            }
+            Hostile::HardlinkEscape { host_file } => {
+                self.raw(T::Link, "link", host_file, b"");
+                self.raw(T::Regular, "link", "", b"overwritten\n");
+            }
+            Hostile::DeviceNode => {
+                self.dir("dev", 0o755);
+                self.raw(T::Char, "dev/evil", "", b"");
+            }
+        }
+    }
+
     /// The busybox userland: /bin/busybox, an applet link for each applet in /bin, and
     /// the directories and files a container expects.
     fn busybox(&mut self) -> anyhow::Result<()> {
@@ -313,6 +471,10 @@ mod tests {
             Image::IgnoreSigterm,
             Image::Chatty { per_sec: 10 },
             Image::MultiLayer,
+            Image::RandomLayers { count: 5, mib: 10 },
+            Image::ManyLayers { count: 3 },
+            Image::Attributes,
+            Image::Hostile(Hostile::DeviceNode),
         ];
         let names: std::collections::BTreeSet<_> = imgs.iter().map(Image::name).collect();
         assert_eq!(names.len(), imgs.len());

@@ -1,4 +1,6 @@
-//! Kernel seams: narrow wrappers over the syscalls the subsystems use.
+//! Kernel seams: narrow traits over kernel interfaces, each with its Linux implementation
+//! and a recording fake, so the logic above them is tested without root.
 
 pub mod clone;
 pub mod mount;
+pub mod overlay;

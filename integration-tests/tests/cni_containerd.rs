@@ -1,0 +1,483 @@
+//! A real consumer of berth's plugins: Debian's containerd (1.6), through its CRI plugin (the
+//! path kubelet takes) and through `ctr run --cni`,
+//! which sets containers up through go-cni and libcni (the libraries containerd's CRI
+//! plugin uses), configured with berth's conflist and plugins.
+//!
+//! Everything containerd touches is the test's own: it runs in the test's "host" netns;
+//! its root, state, socket and opt dirs are under the test's temp dir; and in the test's
+//! private mount namespace /run and /opt are fresh tmpfs and /etc and /var/lib are overlays
+//! whose writes land in the temp dir, so go-cni's fixed paths (/etc/cni/net.d,
+//! /opt/cni/bin, /var/lib/cni) and the shim's /run/containerd never reach the machine.
+//! Containers run in the test's cgroup parent.
+
+mod cni_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth_integration_tests::fixtures::{Image, build};
+use berth_integration_tests::util::{run, wait_for};
+use berth_integration_tests::{TestEnv, require_root};
+use cni_common::berth_bin_dir;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use serde_json::{Value, json};
+
+/// Mounts made over machine paths in the test's private mount namespace; undone on drop.
+struct Overlays(Vec<PathBuf>);
+
+impl Overlays {
+    fn new(tmp: &Path) -> anyhow::Result<Self> {
+        let mut done = Overlays(Vec::new());
+        for target in ["/run", "/opt"] {
+            mount(
+                Some("tmpfs"),
+                target,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("mode=755"),
+            )
+            .with_context(|| format!("tmpfs on {target}"))?;
+            done.0.push(target.into());
+        }
+        for (target, tag) in [("/etc", "etc"), ("/var/lib", "varlib")] {
+            let (up, work) = (
+                tmp.join(format!("{tag}-up")),
+                tmp.join(format!("{tag}-work")),
+            );
+            std::fs::create_dir_all(&up)?;
+            std::fs::create_dir_all(&work)?;
+            let opts = format!(
+                "lowerdir={target},upperdir={},workdir={}",
+                up.display(),
+                work.display()
+            );
+            mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(opts.as_str()),
+            )
+            .with_context(|| format!("overlay on {target}"))?;
+            done.0.push(target.into());
+        }
+        Ok(done)
+    }
+}
+
+impl Drop for Overlays {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = umount2(p, MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// containerd started by the test; its tasks are killed and it is stopped on drop.
+struct Containerd<'a> {
+    env: &'a TestEnv,
+    child: Child,
+    sock: PathBuf,
+    tasks: Vec<String>,
+    /// CRI pod sandboxes to stop and remove on drop.
+    sandboxes: Vec<String>,
+}
+
+impl Containerd<'_> {
+    fn ctr(&self) -> Command {
+        self.ctr_in("berth")
+    }
+
+    fn ctr_in(&self, namespace: &str) -> Command {
+        let mut c = self.env.host.command("ctr");
+        c.env("BERTH_TEST_ID", self.env.id())
+            .args(["--address"])
+            .arg(&self.sock)
+            .args(["--namespace", namespace]);
+        c
+    }
+
+    /// The test's CRI client (cni_common/cri_client.py), run from the "host" netns.
+    fn cri(&self, args: &[&str]) -> anyhow::Result<String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni_common/cri_client.py");
+        let out = run(self
+            .env
+            .host
+            .command("/usr/bin/python3")
+            .arg(script)
+            .arg(&self.sock)
+            .args(args))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Containerd<'_> {
+    fn drop(&mut self) {
+        for sb in &self.sandboxes {
+            let _ = self.cri(&["stop", sb]);
+            let _ = self.cri(&["remove", sb]);
+        }
+        for t in &self.tasks {
+            let _ = self
+                .ctr()
+                .args(["task", "kill", "-s", "SIGKILL", t])
+                .output();
+            let _ = wait_for(Duration::from_secs(5), || {
+                let out = self.ctr().args(["task", "delete", t]).output().ok()?;
+                let err = String::from_utf8_lossy(&out.stderr);
+                (out.status.success() || err.contains("not found")).then_some(())
+            });
+            let _ = self.ctr().args(["container", "delete", t]).output();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts containerd with its CRI plugin off, or on with `cri` (extra TOML for it).
+fn start_containerd<'a>(
+    env: &'a TestEnv,
+    dir: &Path,
+    cri: Option<&str>,
+) -> anyhow::Result<Containerd<'a>> {
+    let sock = dir.join("containerd.sock");
+    let disabled = if cri.is_some() {
+        ""
+    } else {
+        "\"io.containerd.grpc.v1.cri\""
+    };
+    let config = format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = [{disabled}]
+{cri}
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+        root = dir.join("root").display(),
+        state = dir.join("state").display(),
+        sock = sock.display(),
+        opt = dir.join("opt").display(),
+        cri = cri.unwrap_or_default(),
+    );
+    let conf = dir.join("config.toml");
+    std::fs::write(&conf, config)?;
+    let log = std::fs::File::create(dir.join("containerd.log"))?;
+    let child = env
+        .host
+        .command("containerd")
+        .env("BERTH_TEST_ID", env.id())
+        .arg("--config")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("start containerd")?;
+    let cd = Containerd {
+        env,
+        child,
+        sock: sock.clone(),
+        tasks: Vec::new(),
+        sandboxes: Vec::new(),
+    };
+    if wait_for(Duration::from_secs(20), || {
+        cd.ctr()
+            .arg("version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    })
+    .is_none()
+    {
+        bail!(
+            "containerd did not come up: {}",
+            std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+        );
+    }
+    Ok(cd)
+}
+
+fn import(cd: &Containerd<'_>, image: &Image, dir: &Path) -> anyhow::Result<String> {
+    import_in(cd, "berth", image, dir)
+}
+
+fn import_in(
+    cd: &Containerd<'_>,
+    namespace: &str,
+    image: &Image,
+    dir: &Path,
+) -> anyhow::Result<String> {
+    let layout = build(image, &dir.join(image.name()))?;
+    let tar = dir.join(format!("{}.tar", image.name()));
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&layout.dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))?;
+    let name = format!("berth.test/{}", image.name());
+    run(cd
+        .ctr_in(namespace)
+        .args(["images", "import", "--base-name", &name])
+        .arg(&tar))?;
+    Ok(format!("{name}:latest"))
+}
+
+/// The task's pid, from `ctr task ls`.
+fn task_pid(cd: &Containerd<'_>, id: &str) -> anyhow::Result<u32> {
+    let out = run(cd.ctr().args(["task", "ls"]))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id))
+                .then(|| f.get(1)?.parse().ok())
+                .flatten()
+        })
+        .with_context(|| format!("task {id} not listed"))
+}
+
+/// `ip -j` (netlink) in the task's network namespace.
+fn ip_json(pid: u32, args: &[&str]) -> anyhow::Result<Value> {
+    let out = run(Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-j"])
+        .args(args))?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// containerd runs two containers on berth's network: each gets an address from
+/// berth-host-local and a default route via the bridge, and one reaches the other's HTTP
+/// server over TCP.
+#[test]
+fn containerd_runs_containers_on_berths_network() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let dir = env.subdir("containerd").expect("dir");
+    let bins = berth_bin_dir();
+    let _overlays = Overlays::new(&dir).expect("private /run, /opt, /etc, /var/lib");
+    std::fs::create_dir_all("/etc/cni/net.d").expect("conf dir");
+    std::fs::create_dir_all("/opt/cni/bin").expect("bin dir");
+    for p in [
+        "berth-bridge",
+        "berth-host-local",
+        "berth-portmap",
+        "berth-loopback",
+    ] {
+        std::fs::copy(bins.join(p), Path::new("/opt/cni/bin").join(p)).expect("install plugin");
+    }
+    let ipam_dir = env.subdir("ipam").expect("ipam");
+    let list = json!({
+        "cniVersion": "1.0.0", "name": "berth",
+        "plugins": [
+            {"type": "berth-bridge", "bridge": "berth0", "isGateway": true, "isDefaultGateway": true,
+             "ipMasq": true, "hairpinMode": true,
+             "ipam": {"type": "berth-host-local", "dataDir": ipam_dir,
+                      "ranges": [[{"subnet": "10.244.20.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "berth-portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write("/etc/cni/net.d/10-berth.conflist", list.to_string()).expect("conflist");
+
+    let mut cd = start_containerd(&env, &dir, None).expect("containerd");
+    let httpd = import(&cd, &Image::Httpd { port: 8080 }, &dir).expect("import httpd");
+    let busybox = import(&cd, &Image::Busybox, &dir).expect("import busybox");
+    let cgroup = |id: &str| format!("/{}/{id}", env.cgroups().name());
+    for (id, image, cmd) in [
+        ("web", &httpd, vec![]),
+        ("client", &busybox, vec!["sleep", "600"]),
+    ] {
+        cd.tasks.push(id.to_string());
+        run(cd
+            .ctr()
+            .args([
+                "run",
+                "-d",
+                "--null-io",
+                "--cni",
+                "--cgroup",
+                &cgroup(id),
+                image,
+                id,
+            ])
+            .args(cmd))
+        .unwrap_or_else(|e| {
+            panic!(
+                "ctr run {id}: {e:#}\ncontainerd log: {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            )
+        });
+    }
+    let web = task_pid(&cd, "web").expect("web pid");
+    let addrs = ip_json(web, &["-4", "addr", "show", "dev", "eth0"]).expect("addr");
+    let ip = addrs[0]["addr_info"][0]["local"]
+        .as_str()
+        .expect("web has an IPv4")
+        .to_string();
+    assert!(ip.starts_with("10.244.20."), "web got {ip}");
+    let routes = ip_json(web, &["-4", "route", "show", "default"]).expect("routes");
+    assert_eq!(routes[0]["gateway"], "10.244.20.1", "{routes}");
+    let client = task_pid(&cd, "client").expect("client pid");
+    let cip = ip_json(client, &["-4", "addr", "show", "dev", "eth0"]).expect("addr")[0]["addr_info"][0]["local"]
+        .as_str()
+        .map(String::from);
+    assert!(
+        cip.as_deref()
+            .is_some_and(|c| c != ip && c.starts_with("10.244.20.")),
+        "{cip:?}"
+    );
+    let out = run(cd
+        .ctr()
+        .args(["task", "exec", "--exec-id", "fetch", "client", "sh", "-c"])
+        .arg(format!(
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"
+        )))
+    .expect("client fetches from web");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.starts_with("HTTP/1.") && body.trim_end().ends_with("berth-fixture"),
+        "{body}"
+    );
+}
+
+/// containerd's CRI plugin (the path kubelet takes) runs two pod sandboxes on berth's
+/// conflist and plugins: each gets an address, one reaches the other over TCP, a host
+/// port passed as a CRI port mapping reaches the pod, and stopping the sandboxes (CNI DEL
+/// through containerd) releases the addresses.
+#[test]
+fn containerd_cri_sandboxes_on_berths_network() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let dir = env.subdir("containerd").expect("dir");
+    let _overlays = Overlays::new(&dir).expect("private /run, /opt, /etc, /var/lib");
+    let bin = env.subdir("cni-bin").expect("bin");
+    for p in [
+        "berth-bridge",
+        "berth-host-local",
+        "berth-portmap",
+        "berth-loopback",
+    ] {
+        std::fs::copy(berth_bin_dir().join(p), bin.join(p)).expect("install plugin");
+    }
+    // containerd's CRI plugin sets up `lo` with a plugin of type "loopback".
+    std::os::unix::fs::symlink("berth-loopback", bin.join("loopback")).expect("loopback");
+    let conf_dir = env.subdir("net.d").expect("net.d");
+    let ipam_dir = env.subdir("ipam").expect("ipam");
+    let list = json!({
+        "cniVersion": "1.0.0", "name": "berth",
+        "plugins": [
+            {"type": "berth-bridge", "bridge": "berth0", "isGateway": true, "isDefaultGateway": true,
+             "ipMasq": true, "hairpinMode": true,
+             "ipam": {"type": "berth-host-local", "dataDir": ipam_dir,
+                      "ranges": [[{"subnet": "10.244.21.0/24"}]]}},
+            {"type": "berth-portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    std::fs::write(conf_dir.join("10-berth.conflist"), list.to_string()).expect("conflist");
+    let cri = format!(
+        r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "berth.test/ignore-sigterm:latest"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{bin}"
+    conf_dir = "{conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "{runc}"
+"#,
+        bin = bin.display(),
+        conf = conf_dir.display(),
+        runc = dir.join("runc").display(),
+    );
+    let mut cd = start_containerd(&env, &dir, Some(&cri)).expect("containerd with CRI");
+    import_in(&cd, "k8s.io", &Image::IgnoreSigterm, &dir).expect("import sandbox image");
+    let logs = env.subdir("pod-logs").expect("logs");
+    let cgroup = format!("/{}", env.cgroups().name());
+    let mut pods = Vec::new();
+    for (name, ports) in [("pod-a", vec!["8090:80"]), ("pod-b", vec![])] {
+        let mut args = vec!["run", name, name, "default", &cgroup];
+        let log = logs.join(name);
+        let log = log.to_str().expect("utf-8");
+        args.push(log);
+        args.extend(ports.iter().copied());
+        let id = cd.cri(&args).unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox {name}: {e:#}\ncontainerd log: {}",
+                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
+            )
+        });
+        cd.sandboxes.push(id.clone());
+        let status = cd.cri(&["status", &id]).expect("PodSandboxStatus");
+        let (ip, pid) = status.split_once(' ').expect("ip and pid");
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} has no IP: {status:?}"));
+        assert!(ip.to_string().starts_with("10.244.21."), "{name} got {ip}");
+        pods.push((id, ip, PathBuf::from(format!("/proc/{pid}/ns/net"))));
+    }
+    let (a_ip, a_ns) = (pods[0].1, &pods[0].2);
+    let (b_ip, b_ns) = (pods[1].1, &pods[1].2);
+    let listener = cni_common::in_netns_path(a_ns, || std::net::TcpListener::bind("0.0.0.0:80"))
+        .expect("enter pod-a")
+        .expect("listen in pod-a");
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let mut s = s;
+            let peer = s
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
+            let _ = std::io::Write::write_all(&mut s, peer.as_bytes());
+        }
+    });
+    let fetch = |ns: &Path, to: std::net::SocketAddr| -> anyhow::Result<String> {
+        cni_common::in_netns_path(ns, || -> anyhow::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut s, &mut out)?;
+            Ok(out)
+        })?
+    };
+    assert_eq!(
+        fetch(b_ns, (a_ip, 80).into()).expect("pod-b to pod-a"),
+        b_ip.to_string()
+    );
+    // The CRI port mapping 8090 -> 80, from the node to the bridge's address.
+    let gw: std::net::IpAddr = "10.244.21.1".parse().expect("gw");
+    cni_common::whoami(&env.host, (gw, 8090).into()).expect("host port from the node");
+    let allocations = || {
+        std::fs::read_dir(ipam_dir.join("berth"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(allocations(), 2);
+    for id in std::mem::take(&mut cd.sandboxes) {
+        cd.cri(&["stop", &id]).expect("StopPodSandbox");
+        cd.cri(&["remove", &id]).expect("RemovePodSandbox");
+    }
+    assert_eq!(
+        allocations(),
+        0,
+        "CNI DEL through containerd left allocations"
+    );
+    let rules = cni_common::ruleset(&env.host);
+    assert!(
+        !rules.contains(&format!("\"{a_ip}\"")),
+        "rules left for {a_ip}: {rules}"
+    );
+}
