@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub links: BTreeSet<String>,
     pub netns: BTreeSet<String>,
     pub mounts: BTreeSet<String>,
+    /// What [`find_all`] saw when the snapshot was taken: left by an earlier, interrupted
+    /// run rather than by the suite being checked.
+    pub leftovers: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -35,6 +38,7 @@ impl Snapshot {
                 .filter_map(|l| l.split(' ').nth(4))
                 .map(crate::util::unescape_mount_path)
                 .collect(),
+            leftovers: find_all().into_iter().collect(),
         }
     }
 
@@ -45,6 +49,7 @@ impl Snapshot {
             ("link", &self.links),
             ("netns", &self.netns),
             ("mount", &self.mounts),
+            ("leftover", &self.leftovers),
         ] {
             for name in set {
                 s.push_str(kind);
@@ -63,6 +68,7 @@ impl Snapshot {
                 Some(("link", n)) => snap.links.insert(n.to_string()),
                 Some(("netns", n)) => snap.netns.insert(n.to_string()),
                 Some(("mount", n)) => snap.mounts.insert(n.to_string()),
+                Some(("leftover", n)) => snap.leftovers.insert(n.to_string()),
                 _ => false,
             };
         }
@@ -76,6 +82,7 @@ impl Snapshot {
             ("link", &self.links, &before.links),
             ("named netns", &self.netns, &before.netns),
             ("mount", &self.mounts, &before.mounts),
+            ("left behind:", &self.leftovers, &before.leftovers),
         ] {
             out.extend(
                 now.difference(was)

@@ -1,12 +1,13 @@
 //! `leak-check`: run before and after the suite.
 //!
 //! `leak-check baseline FILE` records the machine's links, named netns and mounts;
-//! `leak-check verify FILE` fails (exit 1) if anything named or marked by a test remains,
-//! or if the machine gained a link, named netns or mount since the baseline.
+//! `leak-check verify FILE` fails (exit 1) if anything named or marked by a test remains
+//! that was not already there at the baseline (left by an earlier, interrupted run: those
+//! are listed as a warning), or if the machine gained a link, named netns or mount.
 
 use std::process::ExitCode;
 
-use berth_integration_tests::leak::{Snapshot, find_all};
+use berth_integration_tests::leak::Snapshot;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,8 +32,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut leaks = find_all();
-            leaks.extend(Snapshot::take().added_since(&before));
+            let now = Snapshot::take();
+            let stale: Vec<_> = now.leftovers.intersection(&before.leftovers).collect();
+            if !stale.is_empty() {
+                eprintln!(
+                    "leak-check: warning: {} thing(s) left by an earlier run, before this suite:",
+                    stale.len()
+                );
+                for l in stale {
+                    eprintln!("  {l}");
+                }
+            }
+            let leaks = now.added_since(&before);
             if leaks.is_empty() {
                 eprintln!("leak-check: nothing of the tests remains");
                 ExitCode::SUCCESS
