@@ -7,5 +7,6 @@ pub mod cgroups;
 pub mod image;
 pub mod net;
 pub mod oci;
+pub mod store;
 pub mod sys;
 pub mod version;

@@ -376,22 +376,10 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(Error::io("fsync dir", dir))
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
+/// Writes `bytes` to `path` atomically and durably (see [`crate::store`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(Error::io("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
-    sync_dir(dir)
+    crate::store::write_file(path, bytes, crate::store::Durability::Durable)
+        .map_err(Error::io("write state file", path))
 }
 
 #[cfg(test)]

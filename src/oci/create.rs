@@ -10,8 +10,9 @@ use oci_spec::runtime::Spec;
 use super::error::{OciError, Result};
 use super::init::{ChildFds, intermediate};
 use super::plan::{self, Plan, PlanOptions};
-use super::state::{Root, State, Status, now_rfc3339, proc_stat, write_replace};
+use super::state::{Root, State, Status, now_rfc3339, proc_stat};
 use crate::cgroups::{Cgroup, Layout};
+use crate::store::{Durability, write_file};
 use crate::sys::clone::{channel, fork, recv_msg, send_msg};
 
 /// A runtime instance: where state lives and which cgroup layout the host has.
@@ -185,12 +186,14 @@ impl Runtime {
         }
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?;
-        write_replace(dir, "config.json", &spec_json, false).map_err(|source| OciError::Io {
-            id: id.into(),
-            op: "write",
-            path: dir.join("config.json"),
-            source,
-        })?;
+        write_file(&dir.join("config.json"), &spec_json, Durability::Replace).map_err(
+            |source| OciError::Io {
+                id: id.into(),
+                op: "write",
+                path: dir.join("config.json"),
+                source,
+            },
+        )?;
         let mut st = State {
             oci_version: spec.version().clone(),
             id: id.into(),
@@ -292,16 +295,13 @@ impl Runtime {
 
 /// Writes a pid file atomically.
 pub fn write_pid_file(id: &str, pf: &Path, pid: i32) -> Result<()> {
-    let dir = pf
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = pf.file_name().and_then(|n| n.to_str()).unwrap_or("pid");
-    write_replace(dir, name, pid.to_string().as_bytes(), false).map_err(|source| OciError::Io {
-        id: id.into(),
-        op: "write pid file",
-        path: pf.to_path_buf(),
-        source,
+    write_file(pf, pid.to_string().as_bytes(), Durability::Replace).map_err(|source| {
+        OciError::Io {
+            id: id.into(),
+            op: "write pid file",
+            path: pf.to_path_buf(),
+            source,
+        }
     })?;
     // written 0600; a pid file is for everyone to read.
     let _ = std::fs::set_permissions(pf, std::os::unix::fs::PermissionsExt::from_mode(0o644));

@@ -6,13 +6,13 @@
 //! (pid plus its start time, so a reused pid is not mistaken for the container).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::error::{OciError, Result};
 use crate::cgroups::Cgroup;
+use crate::store::{Durability, write_file};
 
 /// The OCI lifecycle states (plus `paused`, as runc reports a frozen container).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,12 +273,12 @@ impl Root {
             path: dir.clone(),
             reason: e.to_string(),
         })?;
-        let res = if durable {
-            write_atomic(&dir, "state.json", &bytes)
+        let durability = if durable {
+            Durability::Durable
         } else {
-            write_replace(&dir, "state.json", &bytes, false)
+            Durability::Replace
         };
-        res.map_err(|source| OciError::Io {
+        write_file(&dir.join("state.json"), &bytes, durability).map_err(|source| OciError::Io {
             id: st.id.clone(),
             op: "write state",
             path: dir.join("state.json"),
@@ -298,31 +298,6 @@ impl Root {
         v.sort();
         v
     }
-}
-
-/// temp + fsync + rename + fsync(dir).
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    write_replace(dir, name, bytes, true)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// temp (+ fsync when `sync`) + rename: readers see the old or the new file, never a
-/// torn one. The rename is made durable by the caller's next directory fsync.
-pub fn write_replace(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    if sync {
-        f.sync_all()?;
-    }
-    drop(f);
-    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// Now as RFC 3339 (UTC, nanoseconds), without a date crate.
@@ -378,14 +353,5 @@ mod tests {
         assert!(s == 'R' || s == 'S');
         assert!(start > 0);
         assert!(now_rfc3339().ends_with('Z'));
-    }
-
-    #[test]
-    fn atomic_write() {
-        let d = std::env::temp_dir().join(format!("berth-state-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("mkdir");
-        write_atomic(&d, "s.json", b"{}").expect("write");
-        assert_eq!(std::fs::read(d.join("s.json")).expect("read"), b"{}");
-        std::fs::remove_dir_all(&d).expect("rm");
     }
 }

@@ -6,7 +6,6 @@
 //! root-only. An entry is written before ADD runs (without a result) and again after, so a
 //! crash mid-ADD still leaves the configuration that DEL needs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -74,25 +73,12 @@ impl Cache {
                 .create(&dir)
                 .map_err(Self::err(&dir))?;
         }
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), e.container_id));
         let body = serde_json::to_vec(e).map_err(|err| CniError::Cache {
             path: path.clone(),
             source: std::io::Error::other(err),
         })?;
-        let write = || -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        write().map_err(Self::err(&path))
+        crate::store::write_file(&path, &body, crate::store::Durability::Durable)
+            .map_err(Self::err(&path))
     }
 
     /// The entry for an attachment on `network`, if cached.
