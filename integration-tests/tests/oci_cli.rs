@@ -525,25 +525,7 @@ fn security(which: &str) {
         assert!(status.contains("SigIgn:\t0000000000000000"), "{status}");
     }
     assert!(status.contains("SigBlk:\t0000000000000000"), "{status}");
-    let id = b.read_out("id");
-    assert!(
-        id.contains("uid=1000") && id.contains("groups=10") && id.contains(",20"),
-        "{id}"
-    );
-    assert_eq!(b.read_out("hostname").trim(), "berth-box");
-    assert_eq!(b.read_out("nofile").trim(), "100");
-    assert_eq!(b.read_out("umask").trim(), "0027");
-    assert_eq!(b.read_out("pwd").trim(), "/tmp");
-    assert!(
-        b.read_out("mkdir").contains("cross-device"),
-        "{}",
-        b.read_out("mkdir")
-    );
-    assert!(!b.read_out("secret").contains("top secret"));
-    assert!(
-        !b.read_out("ro").is_empty(),
-        "a read-only path was writable"
-    );
+    oci_common::assert_inside_as_specified(&b);
     cli.ok(&env, &["delete", "--force", "sec"]);
 }
 

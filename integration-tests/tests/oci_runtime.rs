@@ -91,23 +91,9 @@ fn process_security_and_identity_as_specified() {
         "{status}"
     );
     let id = b.read_out("id");
-    assert!(id.contains("uid=1000") && id.contains("gid=1000"), "{id}");
-    assert!(id.contains("groups=10") && id.contains(",20"), "{id}");
-    assert_eq!(b.read_out("hostname").trim(), "berth-box");
-    assert_eq!(b.read_out("nofile").trim(), "100");
-    assert_eq!(b.read_out("umask").trim(), "0027");
-    assert_eq!(b.read_out("pwd").trim(), "/tmp");
+    assert!(id.contains("gid=1000"), "{id}");
     assert_eq!(b.read_out("env").trim(), "bar baz");
-    assert!(
-        b.read_out("mkdir").contains("cross-device"),
-        "{}",
-        b.read_out("mkdir")
-    );
-    assert!(!b.read_out("secret").contains("top secret"));
-    assert!(
-        !b.read_out("ro").is_empty(),
-        "a read-only path was writable"
-    );
+    oci_common::assert_inside_as_specified(&b);
     rt.kill("sec", nix::sys::signal::Signal::SIGKILL, false)
         .expect("kill");
     assert_eq!(berth::oci::wait(pid).expect("wait"), Exit::Signal(9));

@@ -164,3 +164,28 @@ pub fn mounted_below(dir: &Path) -> bool {
         .filter_map(|l| l.split(' ').nth(4))
         .any(|p| Path::new(p).starts_with(dir))
 }
+
+/// What the security bundle of the runtime and CLI tests shows from inside: uid and
+/// groups, hostname, RLIMIT_NOFILE, umask, cwd, the seccomp rule's errno (EXDEV on mkdir),
+/// a masked path that reads empty and a read-only path that refused a write.
+pub fn assert_inside_as_specified(b: &Bundle) {
+    let id = b.read_out("id");
+    assert!(
+        id.contains("uid=1000") && id.contains("groups=10") && id.contains(",20"),
+        "{id}"
+    );
+    assert_eq!(b.read_out("hostname").trim(), "berth-box");
+    assert_eq!(b.read_out("nofile").trim(), "100");
+    assert_eq!(b.read_out("umask").trim(), "0027");
+    assert_eq!(b.read_out("pwd").trim(), "/tmp");
+    assert!(
+        b.read_out("mkdir").contains("cross-device"),
+        "{}",
+        b.read_out("mkdir")
+    );
+    assert!(!b.read_out("secret").contains("top secret"));
+    assert!(
+        !b.read_out("ro").is_empty(),
+        "a read-only path was writable"
+    );
+}
