@@ -53,6 +53,7 @@ pub async fn pull(
     progress: &Progress,
 ) -> Result<ImageRecord> {
     let r = Reference::parse(reference)?;
+    super::alloc::pin_mmap_threshold();
     let _gc = store.locks.gc_shared().await?;
     let client = Arc::new(RegistryClient::new(
         hosts,
