@@ -23,6 +23,14 @@ use super::registry::client::range_start;
 use super::registry::{Credentials, RegistryClient, RegistryHosts};
 use super::store::ImageStore;
 
+/// Layers downloaded at once by default. Each download holds up to about 1 MiB of HTTP
+/// read buffers (hyper's adaptive buffer, which reqwest cannot cap) while it runs, so
+/// this bounds a pull's memory. Two streams keep a local registry's link and the unpack
+/// busy on this class of machine (the image bench measured 3 about 10% faster, for
+/// about 0.6 MiB more peak RSS); containerd's default is 3. `--max-concurrent-downloads`
+/// raises it for high-latency registries.
+pub const DEFAULT_MAX_CONCURRENT: u16 = 2;
+
 /// How to pull.
 #[derive(Debug, Clone)]
 pub struct PullOptions {
@@ -39,7 +47,7 @@ impl Default for PullOptions {
         Self {
             credentials: None,
             platform: (os.into(), arch.into()),
-            max_concurrent: 3,
+            max_concurrent: DEFAULT_MAX_CONCURRENT.into(),
         }
     }
 }
