@@ -1,14 +1,14 @@
 //! Allocator setting for pulls: keep glibc's mmap threshold at its 128 KiB default.
 //!
 //! The HTTP client reads each response into buffers of up to ~400 KiB (hyper's adaptive
-//! read buffer; reqwest has no setting to cap it), three downloads at a time, each on its
-//! own threads. glibc serves the first such buffer with `mmap`, and on freeing it raises
-//! its mmap threshold to that size, so every later buffer comes from a per-thread arena
-//! instead, where freed buffers stay resident and fragment across arenas. Measured with
-//! the image bench, that retention was about a third of a pull's peak RSS growth.
-//! Fixing the threshold at the default keeps large buffers on `mmap`, returned to the
-//! kernel when freed; small allocations are unaffected. The cost is a page fault per
-//! touched page of each large buffer, a few milliseconds over a 50 MB pull.
+//! read buffer; reqwest has no setting to cap it), several downloads at a time, each on
+//! its own threads. glibc serves the first such buffer with `mmap`, and on freeing it
+//! raises its mmap threshold to that size, so every later buffer comes from a per-thread
+//! arena instead, where freed buffers stay resident and fragment across arenas. In the
+//! image bench that retention was about a quarter of a pull's peak RSS growth (4.4 to
+//! 3.2 MiB). Fixing the threshold at the default keeps large buffers on `mmap`, returned
+//! to the kernel when freed; small allocations are unaffected. The cost is a page fault
+//! per touched page of each large buffer, a few milliseconds over a 50 MB pull.
 //!
 //! Set once per process, on the first pull. No other berth component tunes malloc.
 
