@@ -24,7 +24,7 @@ use super::store::ImageStore;
 /// Layers downloaded at once by default. Each running download holds up to about 1 MiB
 /// of HTTP read buffers (hyper's adaptive buffer, which reqwest cannot cap), so this
 /// bounds a pull's memory. Two trades speed for memory: in the image bench, 3 (as
-/// containerd) took about 20% less time but peaked about 0.3 MiB higher, level with
+/// containerd) took about 20% less time but peaked about 0.4 MiB higher, level with
 /// containerd's own growth. `--max-concurrent-downloads` raises it.
 pub const DEFAULT_MAX_CONCURRENT: u16 = 2;
 
