@@ -114,7 +114,7 @@ pub struct PullArgs {
     #[arg(long)]
     pub platform: Option<String>,
     /// Layers downloaded at once.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = super::pull::DEFAULT_MAX_CONCURRENT, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_concurrent_downloads: u16,
 }
 

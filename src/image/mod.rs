@@ -6,6 +6,7 @@
 //! `meta/` (image records) and `locks/`. This module owns that tree and must not touch
 //! anything outside it, except the overlay mounts it is asked to make.
 
+pub mod alloc;
 pub mod content;
 pub mod digest;
 pub mod error;
