@@ -6,7 +6,7 @@
 //! root, state, socket and opt dirs and the runtime's root are under the test's temp dir; in
 //! the test's private mount namespace /run is a fresh tmpfs, so the shim's
 //! /run/containerd/{s,fifo} never reach the machine. Containers run in the test's cgroup
-//! parent.
+//! parent. The terminal case runs ctr under `script`, which gives it a pty.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -286,6 +286,37 @@ fn scenario(which: &str) {
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello");
         cd.tasks.clear();
         assert!(cd.output(&["container", "info", "hello"]).status.code() != Some(0));
+
+        // A terminal: the shim hands the runtime a console socket; ctr runs under a pty.
+        cd.tasks.push("tty".into());
+        let mut args = run_args("tty", &["--rm", "-t"]);
+        args.extend(["sh", "-c", "'tty; exit 4'"].map(String::from));
+        let line = format!(
+            "ctr --address {} --namespace {NS} {}",
+            cd.sock.display(),
+            args.join(" ")
+        );
+        let o = env
+            .host
+            .command("script")
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        assert_eq!(
+            o.status.code(),
+            Some(4),
+            "ctr run -t: stdout {:?} stderr {:?}\ncontainerd log:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            cd.log_text()
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("/dev/pts/0"),
+            "{:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        cd.tasks.clear();
 
         // Detached: listed with its pid, in its cgroup, held by the runtime under test.
         cd.tasks.push("sleeper".into());
