@@ -12,9 +12,11 @@ packages=(
   # registry fixture: the reference OCI distribution server, a pusher, htpasswd, a test CA
   docker-registry skopeo umoci apache2-utils openssl
   # the peers berth is compared with
-  containerd runc crun containernetworking-plugins
+  containerd runc crun containernetworking-plugins iptables
   # inspection of what berth programmed
   nftables iproute2 conntrack util-linux procps
+  # the demo's HTTP client
+  wget
   # the CNI tests' CRI client (drives containerd's CRI plugin)
   python3-grpcio
 )
