@@ -9,6 +9,7 @@
 //! links and rules live in namespaces it made, and cgroups under its own parent.
 
 pub mod cgroup;
+pub mod containerd;
 pub mod env;
 pub mod fixtures;
 pub mod gate;

@@ -13,12 +13,13 @@
 mod cni_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use berth_integration_tests::fixtures::{Image, build};
-use berth_integration_tests::util::{run, wait_for};
+use anyhow::Context;
+use berth_integration_tests::containerd::Containerd;
+use berth_integration_tests::fixtures::Image;
+use berth_integration_tests::util::run;
 use berth_integration_tests::{TestEnv, require_root};
 use cni_common::berth_bin_dir;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -75,64 +76,48 @@ impl Drop for Overlays {
     }
 }
 
-/// containerd started by the test; its tasks are killed and it is stopped on drop.
-struct Containerd<'a> {
-    env: &'a TestEnv,
-    child: Child,
-    sock: PathBuf,
-    tasks: Vec<String>,
-    /// CRI pod sandboxes to stop and remove on drop.
+/// containerd with the sandboxes a test made through its CRI plugin, stopped and removed
+/// on drop before containerd itself stops.
+struct Cri<'a> {
+    cd: Containerd<'a>,
     sandboxes: Vec<String>,
 }
 
-impl Containerd<'_> {
-    fn ctr(&self) -> Command {
-        self.ctr_in("berth")
+impl<'a> std::ops::Deref for Cri<'a> {
+    type Target = Containerd<'a>;
+    fn deref(&self) -> &Containerd<'a> {
+        &self.cd
     }
+}
 
-    fn ctr_in(&self, namespace: &str) -> Command {
-        let mut c = self.env.host.command("ctr");
-        c.env("BERTH_TEST_ID", self.env.id())
-            .args(["--address"])
-            .arg(&self.sock)
-            .args(["--namespace", namespace]);
-        c
+impl<'a> std::ops::DerefMut for Cri<'a> {
+    fn deref_mut(&mut self) -> &mut Containerd<'a> {
+        &mut self.cd
     }
+}
 
+impl Cri<'_> {
     /// The test's CRI client (cni_common/cri_client.py), run from the "host" netns.
     fn cri(&self, args: &[&str]) -> anyhow::Result<String> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni_common/cri_client.py");
         let out = run(self
-            .env
+            .cd
+            .env()
             .host
             .command("/usr/bin/python3")
             .arg(script)
-            .arg(&self.sock)
+            .arg(&self.cd.sock)
             .args(args))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 
-impl Drop for Containerd<'_> {
+impl Drop for Cri<'_> {
     fn drop(&mut self) {
         for sb in &self.sandboxes {
             let _ = self.cri(&["stop", sb]);
             let _ = self.cri(&["remove", sb]);
         }
-        for t in &self.tasks {
-            let _ = self
-                .ctr()
-                .args(["task", "kill", "-s", "SIGKILL", t])
-                .output();
-            let _ = wait_for(Duration::from_secs(5), || {
-                let out = self.ctr().args(["task", "delete", t]).output().ok()?;
-                let err = String::from_utf8_lossy(&out.stderr);
-                (out.status.success() || err.contains("not found")).then_some(())
-            });
-            let _ = self.ctr().args(["container", "delete", t]).output();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -141,106 +126,18 @@ fn start_containerd<'a>(
     env: &'a TestEnv,
     dir: &Path,
     cri: Option<&str>,
-) -> anyhow::Result<Containerd<'a>> {
-    let sock = dir.join("containerd.sock");
-    let disabled = if cri.is_some() {
-        ""
-    } else {
-        "\"io.containerd.grpc.v1.cri\""
-    };
-    let config = format!(
-        r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = [{disabled}]
-{cri}
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-"#,
-        root = dir.join("root").display(),
-        state = dir.join("state").display(),
-        sock = sock.display(),
-        opt = dir.join("opt").display(),
-        cri = cri.unwrap_or_default(),
-    );
-    let conf = dir.join("config.toml");
-    std::fs::write(&conf, config)?;
-    let log = std::fs::File::create(dir.join("containerd.log"))?;
-    let child = env
-        .host
-        .command("containerd")
-        .env("BERTH_TEST_ID", env.id())
-        .arg("--config")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("start containerd")?;
-    let cd = Containerd {
-        env,
-        child,
-        sock: sock.clone(),
-        tasks: Vec::new(),
+) -> anyhow::Result<Cri<'a>> {
+    Ok(Cri {
+        cd: Containerd::start(env, dir, cri)?,
         sandboxes: Vec::new(),
-    };
-    if wait_for(Duration::from_secs(20), || {
-        cd.ctr()
-            .arg("version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
     })
-    .is_none()
-    {
-        bail!(
-            "containerd did not come up: {}",
-            std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
-        );
-    }
-    Ok(cd)
-}
-
-fn import(cd: &Containerd<'_>, image: &Image, dir: &Path) -> anyhow::Result<String> {
-    import_in(cd, "berth", image, dir)
-}
-
-fn import_in(
-    cd: &Containerd<'_>,
-    namespace: &str,
-    image: &Image,
-    dir: &Path,
-) -> anyhow::Result<String> {
-    let layout = build(image, &dir.join(image.name()))?;
-    let tar = dir.join(format!("{}.tar", image.name()));
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&layout.dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."))?;
-    let name = format!("berth.test/{}", image.name());
-    run(cd
-        .ctr_in(namespace)
-        .args(["images", "import", "--base-name", &name])
-        .arg(&tar))?;
-    Ok(format!("{name}:latest"))
 }
 
 /// The task's pid, from `ctr task ls`.
 fn task_pid(cd: &Containerd<'_>, id: &str) -> anyhow::Result<u32> {
-    let out = run(cd.ctr().args(["task", "ls"]))?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&id))
-                .then(|| f.get(1)?.parse().ok())
-                .flatten()
-        })
+    cd.task_list()?
+        .into_iter()
+        .find_map(|(task, pid, _)| (task == id).then_some(pid))
         .with_context(|| format!("task {id} not listed"))
 }
 
@@ -287,8 +184,10 @@ fn containerd_runs_containers_on_berths_network() {
     std::fs::write("/etc/cni/net.d/10-berth.conflist", list.to_string()).expect("conflist");
 
     let mut cd = start_containerd(&env, &dir, None).expect("containerd");
-    let httpd = import(&cd, &Image::Httpd { port: 8080 }, &dir).expect("import httpd");
-    let busybox = import(&cd, &Image::Busybox, &dir).expect("import busybox");
+    let httpd = cd
+        .import(&Image::Httpd { port: 8080 }, &dir)
+        .expect("import httpd");
+    let busybox = cd.import(&Image::Busybox, &dir).expect("import busybox");
     let cgroup = |id: &str| format!("/{}/{id}", env.cgroups().name());
     for (id, image, cmd) in [
         ("web", &httpd, vec![]),
@@ -400,7 +299,8 @@ fn containerd_cri_sandboxes_on_berths_network() {
         runc = dir.join("runc").display(),
     );
     let mut cd = start_containerd(&env, &dir, Some(&cri)).expect("containerd with CRI");
-    import_in(&cd, "k8s.io", &Image::IgnoreSigterm, &dir).expect("import sandbox image");
+    cd.import_in("k8s.io", &Image::IgnoreSigterm, &dir)
+        .expect("import sandbox image");
     let logs = env.subdir("pod-logs").expect("logs");
     let cgroup = format!("/{}", env.cgroups().name());
     let mut pods = Vec::new();

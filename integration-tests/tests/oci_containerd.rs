@@ -9,11 +9,12 @@
 //! parent. The terminal case runs ctr under `script`, which gives it a pty.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use berth_integration_tests::fixtures::{Image, build};
+use berth_integration_tests::containerd::{Containerd, NAMESPACE};
+use berth_integration_tests::fixtures::Image;
 use berth_integration_tests::util::{run, wait_for, workspace_bin};
 use berth_integration_tests::{TestEnv, leak, require_root};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -96,155 +97,16 @@ impl Runtime {
     }
 }
 
-/// containerd started by the test; its tasks are killed and it is stopped on drop.
-struct Containerd<'a> {
-    env: &'a TestEnv,
-    child: Child,
-    sock: PathBuf,
-    log: PathBuf,
-    tasks: Vec<String>,
+const NS: &str = NAMESPACE;
+
+/// Runs ctr to completion, returning its output whatever its exit status.
+fn output(cd: &Containerd<'_>, args: &[&str]) -> Output {
+    cd.output(args).expect("spawn ctr")
 }
 
-const NS: &str = "berth";
-
-impl<'a> Containerd<'a> {
-    fn start(env: &'a TestEnv, dir: &Path) -> anyhow::Result<Self> {
-        let sock = dir.join("containerd.sock");
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{sock}"
-[ttrpc]
-  address = "{sock}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-"#,
-            root = dir.join("root").display(),
-            state = dir.join("state").display(),
-            sock = sock.display(),
-            opt = dir.join("opt").display(),
-        );
-        let conf = dir.join("config.toml");
-        std::fs::write(&conf, config)?;
-        let log = dir.join("containerd.log");
-        let child = env
-            .host
-            .command("containerd")
-            .env(berth_integration_tests::util::ID_ENV, env.id())
-            .arg("--config")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("start containerd")?;
-        let cd = Containerd {
-            env,
-            child,
-            sock,
-            log,
-            tasks: Vec::new(),
-        };
-        if wait_for(Duration::from_secs(20), || {
-            cd.ctr()
-                .arg("version")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-        })
-        .is_none()
-        {
-            bail!("containerd did not come up: {}", cd.log_text());
-        }
-        Ok(cd)
-    }
-
-    fn ctr(&self) -> Command {
-        let mut c = self.env.host.command("ctr");
-        c.env(berth_integration_tests::util::ID_ENV, self.env.id())
-            .arg("--address")
-            .arg(&self.sock)
-            .args(["--namespace", NS])
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Runs ctr to completion, returning its output whatever its exit status.
-    fn output(&self, args: &[&str]) -> Output {
-        self.ctr().args(args).output().expect("spawn ctr")
-    }
-
-    /// Runs ctr; a failure panics with ctr's stderr and containerd's log.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.output(args);
-        assert!(
-            o.status.success(),
-            "ctr {args:?}: {}\ncontainerd log:\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            self.log_text()
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// `ctr task ls` as (id, pid, status) rows.
-    fn tasks(&self) -> Vec<(String, u32, String)> {
-        self.ok(&["task", "ls"])
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                Some((
-                    f.first()?.to_string(),
-                    f.get(1)?.parse().ok()?,
-                    f.get(2)?.to_string(),
-                ))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Containerd<'_> {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            let _ = self
-                .ctr()
-                .args(["task", "kill", "-s", "SIGKILL", t])
-                .output();
-            let _ = wait_for(Duration::from_secs(5), || {
-                let out = self.ctr().args(["task", "delete", t]).output().ok()?;
-                let err = String::from_utf8_lossy(&out.stderr);
-                (out.status.success() || err.contains("not found")).then_some(())
-            });
-            let _ = self.ctr().args(["container", "delete", t]).output();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Imports the busybox fixture (an OCI layout, tarred into an OCI archive).
-fn import_busybox(cd: &Containerd<'_>, dir: &Path) -> anyhow::Result<String> {
-    let layout = build(&Image::Busybox, &dir.join("busybox"))?;
-    let tar = dir.join("busybox.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&layout.dir)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."))?;
-    let name = "berth.test/busybox";
-    run(cd
-        .ctr()
-        .args(["images", "import", "--base-name", name])
-        .arg(&tar))?;
-    Ok(format!("{name}:latest"))
+/// Runs ctr; a failure panics with ctr's stderr and containerd's log.
+fn ok(cd: &Containerd<'_>, args: &[&str]) -> String {
+    cd.ok(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn scenario(which: &str) {
@@ -254,8 +116,8 @@ fn scenario(which: &str) {
         let dir = env.subdir("containerd").expect("dir");
         let _run = PrivateRun::new().expect("private /run");
         let rt = Runtime::new(&env, which).expect("runtime");
-        let mut cd = Containerd::start(&env, &dir).expect("containerd");
-        let image = import_busybox(&cd, &dir).expect("import busybox");
+        let mut cd = Containerd::start(&env, &dir, None).expect("containerd");
+        let image = cd.import(&Image::Busybox, &dir).expect("import busybox");
         let cgroup = |c: &str| format!("/{}/{c}", env.cgroups().name());
         let root = rt.root.display().to_string();
         let run_args = |c: &str, extra: &[&str]| -> Vec<String> {
@@ -274,18 +136,18 @@ fn scenario(which: &str) {
         let mut args = run_args("hello", &["--rm"]);
         args.extend(["sh", "-c", "echo hello; exit 3"].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = cd.output(&args);
+        let o = output(&cd, &args);
         assert_eq!(
             o.status.code(),
             Some(3),
             "ctr run: stdout {:?} stderr {:?}\ncontainerd log:\n{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr),
-            cd.log_text()
+            cd.log()
         );
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello");
         cd.tasks.clear();
-        assert!(cd.output(&["container", "info", "hello"]).status.code() != Some(0));
+        assert!(output(&cd, &["container", "info", "hello"]).status.code() != Some(0));
 
         // A terminal: the shim hands the runtime a console socket; ctr runs under a pty.
         cd.tasks.push("tty".into());
@@ -309,7 +171,7 @@ fn scenario(which: &str) {
             "ctr run -t: stdout {:?} stderr {:?}\ncontainerd log:\n{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr),
-            cd.log_text()
+            cd.log()
         );
         assert!(
             String::from_utf8_lossy(&o.stdout).contains("/dev/pts/0"),
@@ -323,8 +185,8 @@ fn scenario(which: &str) {
         let mut args = run_args("sleeper", &["-d", "--null-io"]);
         args.extend(["sleep", "600"].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cd.ok(&args);
-        let tasks = cd.tasks();
+        ok(&cd, &args);
+        let tasks = cd.task_list().expect("task ls");
         let (_, pid, status) = tasks
             .iter()
             .find(|t| t.0 == "sleeper")
@@ -366,22 +228,25 @@ fn scenario(which: &str) {
         );
 
         // exec: output and exit code through the shim.
-        let o = cd.output(&[
-            "task",
-            "exec",
-            "--exec-id",
-            "probe",
-            "sleeper",
-            "sh",
-            "-c",
-            "echo pid 1 is $(tr '\\0' ' ' </proc/1/cmdline); exit 5",
-        ]);
+        let o = output(
+            &cd,
+            &[
+                "task",
+                "exec",
+                "--exec-id",
+                "probe",
+                "sleeper",
+                "sh",
+                "-c",
+                "echo pid 1 is $(tr '\\0' ' ' </proc/1/cmdline); exit 5",
+            ],
+        );
         assert_eq!(
             o.status.code(),
             Some(5),
             "ctr task exec: {}\ncontainerd log:\n{}",
             String::from_utf8_lossy(&o.stderr),
-            cd.log_text()
+            cd.log()
         );
         assert_eq!(
             String::from_utf8_lossy(&o.stdout).trim(),
@@ -389,18 +254,21 @@ fn scenario(which: &str) {
         );
 
         // A detached exec shows in `ctr task ps` next to the init.
-        cd.ok(&[
-            "task",
-            "exec",
-            "-d",
-            "--exec-id",
-            "bg",
-            "sleeper",
-            "sleep",
-            "601",
-        ]);
+        ok(
+            &cd,
+            &[
+                "task",
+                "exec",
+                "-d",
+                "--exec-id",
+                "bg",
+                "sleeper",
+                "sleep",
+                "601",
+            ],
+        );
         let ps = wait_for(Duration::from_secs(5), || {
-            let ps = cd.ok(&["task", "ps", "sleeper"]);
+            let ps = ok(&cd, &["task", "ps", "sleeper"]);
             let pids: Vec<u32> = ps
                 .lines()
                 .skip(1)
@@ -408,7 +276,7 @@ fn scenario(which: &str) {
                 .collect();
             (pids.len() == 2).then_some(pids)
         })
-        .unwrap_or_else(|| panic!("ps: {}", cd.ok(&["task", "ps", "sleeper"])));
+        .unwrap_or_else(|| panic!("ps: {}", ok(&cd, &["task", "ps", "sleeper"])));
         assert!(ps.contains(&pid), "{ps:?}");
         let bg = *ps.iter().find(|p| **p != pid).expect("exec pid");
         assert_eq!(
@@ -418,29 +286,40 @@ fn scenario(which: &str) {
 
         // pause and resume through the shim.
         let status = || {
-            cd.tasks()
+            cd.task_list()
+                .expect("task ls")
                 .into_iter()
                 .find(|t| t.0 == "sleeper")
                 .map(|t| t.2)
         };
-        cd.ok(&["task", "pause", "sleeper"]);
+        ok(&cd, &["task", "pause", "sleeper"]);
         assert_eq!(status().as_deref(), Some("PAUSED"));
-        cd.ok(&["task", "resume", "sleeper"]);
+        ok(&cd, &["task", "resume", "sleeper"]);
         assert_eq!(status().as_deref(), Some("RUNNING"));
 
         // kill and delete; nothing of the container is left.
-        cd.ok(&["task", "kill", "-s", "SIGKILL", "sleeper"]);
+        ok(&cd, &["task", "kill", "-s", "SIGKILL", "sleeper"]);
         wait_for(Duration::from_secs(10), || {
-            cd.tasks()
+            cd.task_list()
+                .expect("task ls")
                 .iter()
                 .any(|t| t.0 == "sleeper" && t.2 == "STOPPED")
                 .then_some(())
         })
-        .unwrap_or_else(|| panic!("sleeper did not stop: {:?}", cd.tasks()));
-        cd.ok(&["task", "delete", "sleeper"]);
-        cd.ok(&["container", "delete", "sleeper"]);
+        .unwrap_or_else(|| {
+            panic!(
+                "sleeper did not stop: {:?}",
+                cd.task_list().expect("task ls")
+            )
+        });
+        ok(&cd, &["task", "delete", "sleeper"]);
+        ok(&cd, &["container", "delete", "sleeper"]);
         cd.tasks.clear();
-        assert!(cd.tasks().is_empty(), "{:?}", cd.tasks());
+        assert!(
+            cd.task_list().expect("task ls").is_empty(),
+            "{:?}",
+            cd.task_list().expect("task ls")
+        );
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
             "init {pid} left"
