@@ -37,6 +37,7 @@ cleanup() {
     --cache-dir "$work/cni-cache" del --id demo --netns "/proc/$holder/ns/net" >/dev/null 2>&1
   "$berth" image --root "$work/images" unmount demo >/dev/null 2>&1
   [ -n "$holder" ] && kill "$holder" 2>/dev/null
+  rmdir /sys/fs/cgroup/*/"berth-demo-$$" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -130,5 +131,4 @@ done
 "$berth" cni --conf-dir "$work/net.d" --bin-dir "$bin" --cache-dir "$work/cni-cache" \
   del --id demo --netns "/proc/$holder/ns/net"
 "$berth" image --root "$work/images" unmount demo
-rmdir "/sys/fs/cgroup/"*"/berth-demo-$$" 2>/dev/null || true
 echo "done: image, network and container all came and went through berth"
