@@ -3,3 +3,4 @@
 //! restart.
 
 pub mod meta;
+pub mod stats;

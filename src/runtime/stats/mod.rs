@@ -1,0 +1,16 @@
+//! Container and sandbox statistics for the CRI stats RPCs, read from the cgroup files
+//! and /proc the moment they are asked for (no collector runs in the background).
+//!
+//! The numbers follow containerd's CRI plugin field for field (`container_stats_list`
+//! and `sandbox_stats` on Linux), which in turn follow cAdvisor: the working set is usage
+//! minus inactive file pages, available memory is the limit minus the working set unless
+//! the limit is effectively unlimited, and CPU nano-cores is the usage rate between two
+//! samples.
+
+mod cgroup;
+mod cri;
+mod net;
+
+pub use cgroup::{RawMemory, RawStats, StatsError, read_cgroup};
+pub use cri::{CpuSampler, cpu_usage, memory_usage, network_usage, process_usage, swap_usage};
+pub use net::{InterfaceCounters, parse_net_dev, read_net_dev};
