@@ -27,6 +27,8 @@ enum Command {
     Cni(berth::net::cni::cli::CniArgs),
     /// Run OCI containers with runc's command line.
     Oci(Box<berth::oci::cli::OciArgs>),
+    /// Run a pod's holder (started by the daemon, one per pod).
+    Holder(berth::runtime::holder::cli::HolderArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Oci(args) => std::process::exit(berth::oci::cli::main(*args)),
+        Command::Holder(args) => std::process::exit(berth::runtime::holder::cli::main(args)),
         Command::Version => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", berth::version::Info::current())?;

@@ -405,6 +405,7 @@ fn run(args: OciArgs) -> CliResult {
                     &ExecOptions {
                         pid_file,
                         console_socket,
+                        stdio: None,
                     },
                 )
                 .map_err(s)?;
@@ -490,6 +491,7 @@ fn create(rt: &Runtime, c: &CreateArgs) -> Result<super::state::State, String> {
                 no_pivot: c.no_pivot,
                 clamp_unprivileged: false,
             },
+            stdio: None,
         },
     )
     .map_err(s)

@@ -34,6 +34,9 @@ pub struct CreateOptions {
     /// The socket that receives the pty master when `process.terminal` is set.
     pub console_socket: Option<PathBuf>,
     pub plan: PlanOptions,
+    /// The container process's stdin, stdout and stderr (the caller keeps them open until
+    /// `create` returns); None: the caller's own.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// Kills and removes what a failed create made.
@@ -271,6 +274,7 @@ impl Runtime {
                 fifo: Some(fifo.as_raw_fd()),
                 hooks: any_hooks,
                 console: console.as_ref().map(|c| c.as_raw_fd()),
+                stdio: opts.stdio,
             },
             &mut cleanup.pids,
             |pid| {

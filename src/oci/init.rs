@@ -26,6 +26,8 @@ pub struct ChildFds {
     pub hooks: bool,
     /// Connected console socket, for a terminal process.
     pub console: Option<RawFd>,
+    /// The process's stdin, stdout and stderr, when not the caller's own.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 fn fail(sock: RawFd, msg: &str) -> ! {
@@ -54,6 +56,9 @@ pub fn intermediate(plan: &Plan, fds: ChildFds) -> ! {
 }
 
 fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
+    if let Some(stdio) = fds.stdio {
+        set_stdio(stdio)?;
+    }
     let mut in_userns = false;
     for (flag, path) in &plan.join {
         join_ns(path, *flag).map_err(|e| {
@@ -105,6 +110,29 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
         init(plan, fds, in_userns);
     }
     send_msg(fds.sock, format!("P{pid}").as_bytes()).map_err(|e| e.to_string())
+}
+
+/// Makes `stdio` this process's fds 0, 1 and 2 (copied above 2 first, so that a source
+/// that is itself 0, 1 or 2 is not closed before it is used).
+pub(crate) fn set_stdio(stdio: [RawFd; 3]) -> Result<(), String> {
+    let mut high = [-1; 3];
+    for (i, fd) in stdio.iter().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC only makes a new fd; a bad `fd` is an error, not UB.
+        let r = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if r < 0 {
+            return Err(format!("stdio {i}: {}", std::io::Error::last_os_error()));
+        }
+        high[i] = r;
+    }
+    for (i, fd) in high.iter().enumerate() {
+        // SAFETY: dup2 onto 0..=2 of this (forked, single-threaded) process; the copy made
+        // by dup2 has no close-on-exec flag, so the program gets it.
+        if unsafe { libc::dup2(*fd, i as RawFd) } < 0 {
+            return Err(format!("dup2 stdio {i}: {}", std::io::Error::last_os_error()));
+        }
+        let _ = nix::unistd::close(*fd);
+    }
+    Ok(())
 }
 
 /// The container's init. Never returns: it execs the process or exits.
@@ -329,7 +357,7 @@ fn find_program(p: &ProcessPlan) -> Result<CString, String> {
 /// The runtime's signal dispositions and mask are not the container's: exec keeps ignored
 /// signals ignored and the mask as it is (a Rust runtime ignores SIGPIPE, an async one may
 /// block signals), so both are reset to the defaults first.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
     // The kernel's struct sigaction: handler, flags, restorer, mask.
     #[repr(C)]

@@ -65,6 +65,9 @@ pub struct ExecOptions {
     pub pid_file: Option<std::path::PathBuf>,
     /// The socket that receives the pty master when the process has a terminal.
     pub console_socket: Option<std::path::PathBuf>,
+    /// The process's stdin, stdout and stderr (kept open by the caller until `exec`
+    /// returns); None: the caller's own.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 impl Runtime {
@@ -357,6 +360,7 @@ impl Runtime {
                 fifo: None,
                 hooks: false,
                 console: console.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+                stdio: opts.stdio,
             },
             &mut pids,
             |_| Ok(vec![]),

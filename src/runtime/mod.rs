@@ -1,6 +1,7 @@
-//! The in-process container runtime behind berth's CRI: pod sandboxes (one holder process
-//! per pod), their containers, and what the CRI service needs to find them again after a
-//! restart.
+//! The in-process container runtime behind berth's CRI: pod sandboxes held by a per-pod
+//! holder process, the containers in them, their logs and exit codes, and what the CRI
+//! service needs to find them all again after a restart.
 
+pub mod holder;
 pub mod meta;
 pub mod stats;

@@ -1,0 +1,216 @@
+//! `berth holder`: starts a pod's holder. It detaches (own session, parent exits at once),
+//! makes the pod's namespaces, listens on `<pod>/holder.sock`, reports readiness on
+//! `--ready-fd` (`ok <pid>` or `error: <why>`), then serves until Shutdown.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::container::Pod;
+use super::ns::{Namespaces, PodOptions};
+use super::server::Server;
+use super::{HolderError, PodDir, Result};
+use crate::store::{Durability, write_file};
+
+/// The command line of `berth holder`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HolderArgs {
+    /// berth's state dir; the holder keeps its files in `<state-dir>/pods/<pod-id>`.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    #[arg(long)]
+    pub pod_id: String,
+    /// The pod's hostname (in its own uts namespace).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Use the host's network and uts namespaces.
+    #[arg(long)]
+    pub host_network: bool,
+    /// Use the host's ipc namespace.
+    #[arg(long)]
+    pub host_ipc: bool,
+    /// Make one pid namespace for all the pod's containers.
+    #[arg(long)]
+    pub share_pid: bool,
+    /// An inherited fd to report readiness on (then closed).
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    /// Do not detach (for debugging).
+    #[arg(long)]
+    pub foreground: bool,
+}
+
+/// Runs `berth holder`; returns the process's exit code.
+pub fn main(args: HolderArgs) -> i32 {
+    // SAFETY: the fd was handed to this process for it alone (the spawner's pipe).
+    let mut ready = args
+        .ready_fd
+        .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    if !args.foreground {
+        match crate::sys::clone::fork() {
+            Ok(0) => {
+                let _ = nix::unistd::setsid();
+            }
+            Ok(_) => crate::sys::clone::exit_now(0),
+            Err(e) => {
+                report(&mut ready, &format!("error: fork: {e}"));
+                return 1;
+            }
+        }
+    }
+    let server = match setup(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            report(&mut ready, &format!("error: {e}"));
+            return 1;
+        }
+    };
+    report(&mut ready, &format!("ok {}", std::process::id()));
+    drop(ready);
+    // what setup allocated and freed goes back to the kernel
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    server.run();
+    tracing::info!("shut down");
+    0
+}
+
+fn report(ready: &mut Option<std::fs::File>, msg: &str) {
+    if let Some(f) = ready {
+        let _ = writeln!(f, "{msg}");
+    }
+}
+
+fn setup(args: &HolderArgs) -> Result<Server> {
+    let pod = PodDir::new(&args.state_dir, &args.pod_id)?;
+    let id = pod.pod_id.clone();
+    let io = |op: &'static str, path: PathBuf| {
+        let pod = id.clone();
+        move |source| HolderError::Io {
+            pod,
+            op,
+            path,
+            source,
+        }
+    };
+    let pods = args.state_dir.join("pods");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&pods)
+        .map_err(io("mkdir", pods.clone()))?;
+    match std::fs::DirBuilder::new().mode(0o700).create(&pod.dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(HolderError::Invalid {
+                pod: id.clone(),
+                field: "pod id",
+                reason: format!(
+                    "{} exists: the pod has (or had) a holder; remove it first",
+                    pod.dir.display()
+                ),
+            });
+        }
+        Err(e) => return Err(io("mkdir", pod.dir.clone())(e)),
+    }
+    let res = setup_in(args, &pod);
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(&pod.dir);
+    }
+    res
+}
+
+fn setup_in(args: &HolderArgs, pod: &PodDir) -> Result<Server> {
+    let id = pod.pod_id.clone();
+    let sys = |op: &str| {
+        let (pod, op) = (id.clone(), op.to_string());
+        move |source| HolderError::Sys { pod, op, source }
+    };
+    // Its own output goes to the pod's holder.log; nothing keeps the spawner's terminal.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(pod.log_file())
+        .map_err(|source| HolderError::Io {
+            pod: id.clone(),
+            op: "open",
+            path: pod.log_file(),
+            source,
+        })?;
+    let null = std::fs::File::open("/dev/null").map_err(|source| HolderError::Io {
+        pod: id.clone(),
+        op: "open",
+        path: "/dev/null".into(),
+        source,
+    })?;
+    nix::unistd::dup2_stdin(&null).map_err(sys("dup2 stdin"))?;
+    nix::unistd::dup2_stdout(&log).map_err(sys("dup2 stdout"))?;
+    nix::unistd::dup2_stderr(&log).map_err(sys("dup2 stderr"))?;
+    let _ = std::env::set_current_dir("/");
+    nix::sys::prctl::set_child_subreaper(true).map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
+    // Signals arrive through the signalfd; children get an empty mask back before exec.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(sys("sigprocmask"))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(sys("signalfd"))?;
+    let opts = PodOptions {
+        hostname: args.hostname.clone(),
+        host_network: args.host_network,
+        host_ipc: args.host_ipc,
+        share_pid: args.share_pid,
+    };
+    let records = pod.records();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&records)
+        .map_err(|source| HolderError::Io {
+            pod: id.clone(),
+            op: "mkdir",
+            path: records.clone(),
+            source,
+        })?;
+    let mut ns = Namespaces::setup(pod, &opts)?;
+    let sock = pod.socket();
+    let listener = match UnixListener::bind(&sock) {
+        Ok(l) => l,
+        Err(source) => {
+            ns.release();
+            return Err(HolderError::Io {
+                pod: id,
+                op: "listen",
+                path: sock,
+                source,
+            });
+        }
+    };
+    let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
+    let _ = listener.set_nonblocking(true);
+    let pid = std::process::id().to_string();
+    if let Err(source) = write_file(&pod.pid_file(), pid.as_bytes(), Durability::Replace) {
+        ns.release();
+        return Err(HolderError::Io {
+            pod: id,
+            op: "write",
+            path: pod.pid_file(),
+            source,
+        });
+    }
+    tracing::info!(pod = %pod.pod_id, pid = std::process::id(), "holder ready");
+    Ok(Server::new(Pod::new(pod.clone()), ns, listener, sigfd))
+}

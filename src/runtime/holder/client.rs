@@ -1,0 +1,346 @@
+//! The daemon's side of the holder protocol: spawn a pod's holder, connect to a running
+//! one (after a daemon restart), and make the calls.
+//!
+//! A [`Client`] is one blocking connection doing one call at a time; the daemon keeps one
+//! per pod for calls (from tokio, inside `spawn_blocking`, or one client per task), and a
+//! separate subscribed connection ([`Events`]) per pod for the event stream. Calls are
+//! short except `exec_sync`, which waits for the process; several clients may be connected
+//! to one holder at once.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ns::PodOptions;
+use super::proto::{
+    Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult, HolderInfo,
+    PROTOCOL_VERSION, Request, Response, decode, encode,
+};
+use super::{HolderError, PodDir, Result};
+
+/// How to start a pod's holder.
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    /// The berth binary (default: this process's own executable).
+    pub binary: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub pod_id: String,
+    pub pod: PodOptions,
+    /// Extra environment for the holder (e.g. its log filter `BERTH_LOG`).
+    pub env: Vec<(String, String)>,
+}
+
+/// One connection to a pod's holder.
+#[derive(Debug)]
+pub struct Client {
+    pod: PodDir,
+    stream: UnixStream,
+    next_id: u64,
+    inbox: Vec<u8>,
+}
+
+impl Client {
+    /// Starts the pod's holder and connects to it once it reports ready.
+    pub fn spawn(opts: &SpawnOptions) -> Result<Client> {
+        let pod = PodDir::new(&opts.state_dir, &opts.pod_id)?;
+        let id = pod.pod_id.clone();
+        let sys = |op: &'static str| {
+            let pod = id.clone();
+            move |source| HolderError::Sys {
+                pod,
+                op: op.into(),
+                source,
+            }
+        };
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+        let bin = opts
+            .binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.arg("holder")
+            .arg("--state-dir")
+            .arg(&opts.state_dir)
+            .arg("--pod-id")
+            .arg(&opts.pod_id)
+            .arg("--ready-fd")
+            .arg(w.as_raw_fd().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(h) = &opts.pod.hostname {
+            cmd.arg("--hostname").arg(h);
+        }
+        for (on, flag) in [
+            (opts.pod.host_network, "--host-network"),
+            (opts.pod.host_ipc, "--host-ipc"),
+            (opts.pod.share_pid, "--share-pid"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+        let wfd = w.as_raw_fd();
+        // SAFETY: the closure only calls fcntl, which is async-signal-safe, on an fd that
+        // stays open in the child until exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                // the ready pipe's write end is the one fd the holder inherits
+                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| HolderError::Io {
+            pod: id.clone(),
+            op: "spawn holder",
+            path: bin.clone(),
+            source,
+        })?;
+        drop(w);
+        // The process we started forks the holder and exits at once.
+        let _ = child.wait();
+        let mut msg = String::new();
+        let _ = std::fs::File::from(r).read_to_string(&mut msg);
+        let msg = msg.trim();
+        if !msg.starts_with("ok") {
+            return Err(HolderError::Start {
+                pod: id,
+                message: if msg.is_empty() {
+                    "it exited without reporting readiness".into()
+                } else {
+                    msg.trim_start_matches("error: ").to_string()
+                },
+            });
+        }
+        Client::connect(&opts.state_dir, &opts.pod_id)
+    }
+
+    /// Connects to the running holder of `pod_id`.
+    pub fn connect(state_dir: &Path, pod_id: &str) -> Result<Client> {
+        let pod = PodDir::new(state_dir, pod_id)?;
+        let stream = UnixStream::connect(pod.socket()).map_err(|source| HolderError::Io {
+            pod: pod_id.into(),
+            op: "connect",
+            path: pod.socket(),
+            source,
+        })?;
+        Ok(Client {
+            pod,
+            stream,
+            next_id: 1,
+            inbox: Vec::new(),
+        })
+    }
+
+    /// The pod's holder files.
+    pub fn pod(&self) -> &PodDir {
+        &self.pod
+    }
+
+    /// Bounds how long a call waits for the holder (None: forever, the default).
+    pub fn set_timeout(&self, t: Option<Duration>) -> Result<()> {
+        self.stream
+            .set_read_timeout(t)
+            .and_then(|()| self.stream.set_write_timeout(t))
+            .map_err(|source| self.io("set timeout", source))
+    }
+
+    fn io(&self, op: &'static str, source: std::io::Error) -> HolderError {
+        HolderError::Io {
+            pod: self.pod.pod_id.clone(),
+            op,
+            path: self.pod.socket(),
+            source,
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Result<Body> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut frame = Vec::new();
+        encode(
+            &Envelope {
+                v: PROTOCOL_VERSION,
+                id,
+                req,
+            },
+            &mut frame,
+        )
+        .map_err(|source| HolderError::Frame {
+            pod: self.pod.pod_id.clone(),
+            source,
+        })?;
+        self.stream
+            .write_all(&frame)
+            .map_err(|source| self.io("send", source))?;
+        loop {
+            match self.read_frame()? {
+                Response::Ok { id: rid, body } if rid == id => return Ok(body),
+                Response::Err { id: rid, error } if rid == id || rid == 0 => {
+                    return Err(HolderError::Remote {
+                        pod: self.pod.pod_id.clone(),
+                        error,
+                    });
+                }
+                // events of a subscribed connection, or a stale answer
+                _ => continue,
+            }
+        }
+    }
+
+    fn read_frame(&mut self) -> Result<Response> {
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            match decode::<Response>(&mut self.inbox) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(HolderError::Frame {
+                        pod: self.pod.pod_id.clone(),
+                        source,
+                    });
+                }
+            }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    return Err(HolderError::Closed {
+                        pod: self.pod.pod_id.clone(),
+                    });
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io("receive", e)),
+            };
+            self.inbox.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn unexpected(&self, body: Body) -> HolderError {
+        HolderError::Invalid {
+            pod: self.pod.pod_id.clone(),
+            field: "holder answer",
+            reason: format!("unexpected {body:?}"),
+        }
+    }
+
+    fn container(&mut self, req: Request) -> Result<ContainerInfo> {
+        match self.call(req)? {
+            Body::Container(c) => Ok(c),
+            b => Err(self.unexpected(b)),
+        }
+    }
+
+    fn done(&mut self, req: Request) -> Result<()> {
+        match self.call(req)? {
+            Body::Done => Ok(()),
+            b => Err(self.unexpected(b)),
+        }
+    }
+
+    /// The holder's pid, protocol version and namespace files.
+    pub fn hello(&mut self) -> Result<HolderInfo> {
+        match self.call(Request::Hello)? {
+            Body::Hello(h) => Ok(h),
+            b => Err(self.unexpected(b)),
+        }
+    }
+
+    /// Creates a container (stopped before its program, until `start_container`).
+    pub fn create_container(&mut self, req: CreateContainer) -> Result<ContainerInfo> {
+        self.container(Request::CreateContainer(req))
+    }
+
+    pub fn start_container(&mut self, id: &str) -> Result<ContainerInfo> {
+        self.container(Request::StartContainer { id: id.into() })
+    }
+
+    /// Sends `signal` to the container's init, or (`all`) to all its processes.
+    pub fn signal(&mut self, id: &str, signal: i32, all: bool) -> Result<()> {
+        self.done(Request::Signal {
+            id: id.into(),
+            signal,
+            all,
+        })
+    }
+
+    pub fn container_state(&mut self, id: &str) -> Result<ContainerInfo> {
+        self.container(Request::ContainerState { id: id.into() })
+    }
+
+    /// Runs `cmd` in the container; `timeout` zero waits as long as it runs. A process
+    /// past its timeout is killed and the call fails with [`super::ErrorCode::DeadlineExceeded`].
+    pub fn exec_sync(&mut self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecResult> {
+        match self.call(Request::ExecSync {
+            id: id.into(),
+            cmd: cmd.to_vec(),
+            timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
+        })? {
+            Body::Exec(r) => Ok(r),
+            b => Err(self.unexpected(b)),
+        }
+    }
+
+    pub fn reopen_log(&mut self, id: &str) -> Result<()> {
+        self.done(Request::ReopenLog { id: id.into() })
+    }
+
+    /// Removes the container (killing it first if it runs).
+    pub fn remove_container(&mut self, id: &str) -> Result<()> {
+        self.done(Request::RemoveContainer { id: id.into() })
+    }
+
+    pub fn list_containers(&mut self) -> Result<Vec<ContainerInfo>> {
+        match self.call(Request::ListContainers)? {
+            Body::Containers { containers } => Ok(containers),
+            b => Err(self.unexpected(b)),
+        }
+    }
+
+    /// Turns this connection into the pod's event stream: the containers as they are now,
+    /// then every later event.
+    pub fn subscribe(mut self) -> Result<(Vec<ContainerInfo>, Events)> {
+        match self.call(Request::Subscribe)? {
+            Body::Containers { containers } => Ok((containers, Events { client: self })),
+            b => Err(self.unexpected(b)),
+        }
+    }
+
+    /// Kills and removes every container, releases the pod's namespaces and files; the
+    /// holder exits.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.done(Request::Shutdown)
+    }
+}
+
+/// A subscribed connection: the pod's container events, in order.
+#[derive(Debug)]
+pub struct Events {
+    client: Client,
+}
+
+impl Events {
+    /// The next event; blocks (up to the timeout set with [`Events::set_timeout`]).
+    pub fn next_event(&mut self) -> Result<ContainerEvent> {
+        loop {
+            if let Response::Event(e) = self.client.read_frame()? {
+                return Ok(e);
+            }
+        }
+    }
+
+    pub fn set_timeout(&self, t: Option<Duration>) -> Result<()> {
+        self.client.set_timeout(t)
+    }
+}
+
+impl AsFd for Events {
+    /// For a poll loop or tokio's `AsyncFd`: readable when an event may be there.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.client.stream.as_fd()
+    }
+}

@@ -1,0 +1,410 @@
+//! The pod's containers as the holder keeps them: created through the in-process OCI
+//! runtime with their stdout/stderr on pipes the holder reads into the CRI log, their exits
+//! reaped (the holder is their parent), and a record per container in
+//! `<pod>/containers/<id>.json`, rewritten atomically at each step so that a restarted
+//! daemon reads exit codes even after the holder is gone.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use super::log::{LogFile, Splitter, Stream};
+use super::proto::{
+    ContainerInfo, ContainerState, CreateContainer, ErrorCode, ExitInfo, WireError,
+};
+use super::{PodDir, now_ns};
+use crate::cgroups::Cgroup;
+use crate::oci::{self, CreateOptions, OciError};
+use crate::store::{Durability, write_file};
+
+/// A failed request, as it is answered.
+pub(crate) fn werr(code: ErrorCode, message: impl Into<String>) -> WireError {
+    WireError {
+        code,
+        message: message.into(),
+    }
+}
+
+fn oci_err(e: OciError) -> WireError {
+    let code = match &e {
+        OciError::BadId { .. } | OciError::Spec { .. } => ErrorCode::InvalidArgument,
+        OciError::Exists { .. } => ErrorCode::AlreadyExists,
+        OciError::NotFound { .. } => ErrorCode::NotFound,
+        OciError::State { .. } => ErrorCode::FailedPrecondition,
+        _ => ErrorCode::Internal,
+    };
+    werr(code, e.to_string())
+}
+
+/// One output pipe of a container and the partial line read from it.
+#[derive(Debug)]
+pub struct OutPipe {
+    pub fd: OwnedFd,
+    pub stream: Stream,
+    pub split: Splitter,
+}
+
+/// One container.
+#[derive(Debug)]
+pub struct Container {
+    pub info: ContainerInfo,
+    pub spec: Spec,
+    pub cgroup: Option<Cgroup>,
+    pub log: Option<LogFile>,
+    /// stdout, stderr; None once at EOF.
+    pub out: [Option<OutPipe>; 2],
+    /// The write end of the stdin pipe, kept open so the container does not see EOF.
+    pub stdin: Option<OwnedFd>,
+}
+
+impl Container {
+    /// Reads what is in `out[i]` into the log; closes it at EOF or on error.
+    pub fn pump(&mut self, i: usize, buf: &mut [u8]) {
+        let Some(p) = &mut self.out[i] else { return };
+        loop {
+            match nix::unistd::read(&p.fd, buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let (stream, log) = (p.stream, &mut self.log);
+                    p.split.feed(&buf[..n], &mut |tag, text| {
+                        if let Some(l) = log.as_mut() {
+                            l.write(stream, tag, text);
+                        }
+                    });
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::warn!(container = %self.info.id, error = %e, "read output");
+                    break;
+                }
+            }
+        }
+        // EOF: the partial line left is written as upstream does
+        if let Some(mut p) = self.out[i].take() {
+            let log = &mut self.log;
+            p.split.finish(&mut |tag, text| {
+                if let Some(l) = log.as_mut() {
+                    l.write(p.stream, tag, text);
+                }
+            });
+        }
+    }
+}
+
+/// The containers of the pod and the runtime that makes them.
+#[derive(Debug)]
+pub struct Pod {
+    pub dir: PodDir,
+    pub rt: oci::Runtime,
+    pub containers: BTreeMap<String, Container>,
+}
+
+impl Pod {
+    pub fn new(dir: PodDir) -> Self {
+        let rt = oci::Runtime::new(dir.oci_root());
+        Self {
+            dir,
+            rt,
+            containers: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<&Container, WireError> {
+        self.containers.get(id).ok_or_else(|| not_found(id))
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.records().join(format!("{id}.json"))
+    }
+
+    /// Writes the container's record (temp file, fsync, rename).
+    pub fn save(&self, info: &ContainerInfo) {
+        let p = self.record_path(&info.id);
+        let res = serde_json::to_vec(info)
+            .map_err(std::io::Error::other)
+            .and_then(|b| write_file(&p, &b, Durability::Durable));
+        if let Err(e) = res {
+            tracing::error!(container = %info.id, path = %p.display(), error = %e, "write record");
+        }
+    }
+
+    /// Creates the container (stopped before its program runs, until `start`).
+    pub fn create(&mut self, req: CreateContainer) -> Result<ContainerInfo, WireError> {
+        let id = req.id.as_str();
+        oci::state::Root::check_id(id).map_err(oci_err)?;
+        if self.containers.contains_key(id) {
+            return Err(werr(
+                ErrorCode::AlreadyExists,
+                format!("container {id} already exists in pod {}", self.dir.pod_id),
+            ));
+        }
+        let bytes = serde_json::to_vec(&req.spec).map_err(|e| {
+            werr(
+                ErrorCode::InvalidArgument,
+                format!("container {id}: spec: {e}"),
+            )
+        })?;
+        let spec = oci::spec::parse(id, &bytes).map_err(oci_err)?;
+        let terminal = spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal() == Some(true));
+        if req.tty || terminal {
+            return Err(werr(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "container {id}: tty / process.terminal: a terminal is not supported by \
+                     the holder yet"
+                ),
+            ));
+        }
+        let log = match &req.log_path {
+            Some(p) if !p.is_absolute() => {
+                return Err(werr(
+                    ErrorCode::InvalidArgument,
+                    format!("container {id}: log_path {} must be absolute", p.display()),
+                ));
+            }
+            Some(p) => Some(LogFile::open(p).map_err(|e| {
+                werr(
+                    ErrorCode::Internal,
+                    format!("container {id}: open log {}: {e}", p.display()),
+                )
+            })?),
+            None => None,
+        };
+        let pipe = || {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: pipe: {e}")))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (stdin_keep, stdin_child): (Option<OwnedFd>, OwnedFd) = if req.stdin {
+            let (r, w) = pipe()?;
+            (Some(w), r)
+        } else {
+            let f = std::fs::File::open("/dev/null").map_err(|e| {
+                werr(
+                    ErrorCode::Internal,
+                    format!("container {id}: /dev/null: {e}"),
+                )
+            })?;
+            (None, f.into())
+        };
+        let opts = CreateOptions {
+            bundle: self.dir.dir.clone(),
+            spec: Some(spec.clone()),
+            stdio: Some([
+                stdin_child.as_raw_fd(),
+                out_w.as_raw_fd(),
+                err_w.as_raw_fd(),
+            ]),
+            ..Default::default()
+        };
+        let st = self.rt.create(id, &opts).map_err(oci_err)?;
+        drop((stdin_child, out_w, err_w));
+        for fd in [&out_r, &err_r] {
+            set_nonblocking(fd);
+        }
+        let info = ContainerInfo {
+            id: id.into(),
+            state: ContainerState::Created,
+            pid: st.pid,
+            created_at: now_ns(),
+            started_at: 0,
+            finished_at: 0,
+            exit: None,
+            log_path: req.log_path.clone(),
+        };
+        self.save(&info);
+        let c = Container {
+            info: info.clone(),
+            spec,
+            cgroup: st.cgroup,
+            log,
+            out: [
+                Some(OutPipe {
+                    fd: out_r,
+                    stream: Stream::Stdout,
+                    split: Splitter::default(),
+                }),
+                Some(OutPipe {
+                    fd: err_r,
+                    stream: Stream::Stderr,
+                    split: Splitter::default(),
+                }),
+            ],
+            stdin: stdin_keep,
+        };
+        self.containers.insert(id.into(), c);
+        tracing::info!(container = id, pid = info.pid, "created");
+        Ok(info)
+    }
+
+    /// Lets the created container run its program.
+    pub fn start(&mut self, id: &str) -> Result<ContainerInfo, WireError> {
+        let c = self.get(id)?;
+        if c.info.state != ContainerState::Created {
+            return Err(werr(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is {:?}, not created", c.info.state),
+            ));
+        }
+        self.rt.start(id).map_err(oci_err)?;
+        let c = self.containers.get_mut(id).ok_or_else(|| not_found(id))?;
+        // it may have exited already; the exit is reaped by the loop and recorded then
+        if c.info.state == ContainerState::Created {
+            c.info.state = ContainerState::Running;
+        }
+        c.info.started_at = now_ns();
+        let info = c.info.clone();
+        self.save(&info);
+        Ok(info)
+    }
+
+    /// Sends `sig` to the init, or to every process of the container.
+    pub fn signal(&self, id: &str, sig: i32, all: bool) -> Result<(), WireError> {
+        let c = self.get(id)?;
+        let sig = Signal::try_from(sig).map_err(|_| {
+            werr(
+                ErrorCode::InvalidArgument,
+                format!("container {id}: signal {sig} is not a signal"),
+            )
+        })?;
+        if c.info.state == ContainerState::Exited {
+            return Err(werr(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} has exited"),
+            ));
+        }
+        if all {
+            return self.rt.kill(id, sig, true).map_err(oci_err);
+        }
+        // The init is the holder's child: its pid cannot be reused before it is reaped.
+        nix::sys::signal::kill(Pid::from_raw(c.info.pid), sig).map_err(|e| {
+            werr(
+                ErrorCode::Internal,
+                format!("container {id}: kill {sig}: {e}"),
+            )
+        })
+    }
+
+    /// The container whose init is `pid`.
+    pub fn by_pid(&self, pid: i32) -> Option<String> {
+        self.containers
+            .values()
+            .find(|c| c.info.pid == pid && c.info.state != ContainerState::Exited)
+            .map(|c| c.info.id.clone())
+    }
+
+    /// Records the exit of the container's init (already reaped).
+    pub fn exited(&mut self, id: &str, exit: oci::Exit, buf: &mut [u8]) -> Option<ContainerInfo> {
+        let c = self.containers.get_mut(id)?;
+        // what the init wrote before it died is in the pipes now
+        c.pump(0, buf);
+        c.pump(1, buf);
+        let oom = c.cgroup.as_ref().is_some_and(oom_killed);
+        c.info.exit = Some(ExitInfo {
+            code: exit.shell_code(),
+            signal: match exit {
+                oci::Exit::Signal(s) => Some(s),
+                oci::Exit::Code(_) => None,
+            },
+            oom_killed: oom,
+        });
+        c.info.state = ContainerState::Exited;
+        c.info.finished_at = now_ns();
+        let info = c.info.clone();
+        self.save(&info);
+        tracing::info!(container = id, ?exit, oom, "exited");
+        Some(info)
+    }
+
+    /// Kills the container if it runs (waiting for its init), then deletes it and its
+    /// record. Returns the exit it recorded on the way, if any.
+    pub fn remove(&mut self, id: &str, buf: &mut [u8]) -> Result<Option<ContainerInfo>, WireError> {
+        let c = self.get(id)?;
+        let mut stopped = None;
+        if c.info.state != ContainerState::Exited {
+            let pid = c.info.pid;
+            let _ = self.rt.kill(id, Signal::SIGKILL, true);
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let exit = oci::wait(pid).map_err(|e| {
+                werr(
+                    ErrorCode::Internal,
+                    format!("container {id}: wait for pid {pid}: {e}"),
+                )
+            })?;
+            stopped = self.exited(id, exit, buf);
+        }
+        match self.rt.delete(id, true) {
+            Ok(()) | Err(OciError::NotFound { .. }) => {}
+            Err(e) => return Err(oci_err(e)),
+        }
+        if let Some(mut c) = self.containers.remove(id) {
+            c.pump(0, buf);
+            c.pump(1, buf);
+        }
+        let p = self.record_path(id);
+        if let Err(e) = std::fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(container = id, error = %e, "remove record");
+        }
+        tracing::info!(container = id, "removed");
+        Ok(stopped)
+    }
+
+    /// Reopens the container's log file.
+    pub fn reopen_log(&mut self, id: &str) -> Result<(), WireError> {
+        let c = self.containers.get_mut(id).ok_or_else(|| not_found(id))?;
+        let Some(l) = &mut c.log else {
+            return Err(werr(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} has no log file"),
+            ));
+        };
+        l.reopen().map_err(|e| {
+            werr(
+                ErrorCode::Internal,
+                format!("container {id}: reopen log {}: {e}", l.path().display()),
+            )
+        })
+    }
+}
+
+pub(crate) fn not_found(id: &str) -> WireError {
+    werr(ErrorCode::NotFound, format!("container {id} not found"))
+}
+
+pub(crate) fn set_nonblocking(fd: &OwnedFd) {
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+}
+
+/// Whether the kernel's OOM killer killed a process of the cgroup (v1: memory.oom_control's
+/// `oom_kill`, or `failcnt` where the kernel has no such field; v2: memory.events).
+pub fn oom_killed(cg: &Cgroup) -> bool {
+    let field = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    if let Some(dir) = cg.dirs.get("memory") {
+        let ctl = std::fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
+        if let Some(n) = field(&ctl, "oom_kill ") {
+            return n > 0;
+        }
+        let failcnt = std::fs::read_to_string(dir.join("memory.failcnt")).unwrap_or_default();
+        return failcnt.trim().parse::<u64>().unwrap_or(0) > 0;
+    }
+    if let Some(dir) = cg.dirs.get("unified") {
+        let ev = std::fs::read_to_string(dir.join("memory.events")).unwrap_or_default();
+        return field(&ev, "oom_kill ").unwrap_or(0) > 0;
+    }
+    false
+}

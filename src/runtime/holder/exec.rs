@@ -1,0 +1,146 @@
+//! ExecSync: a process run in a container with its stdout and stderr captured, answered
+//! when it exits (or killed at its deadline). The holder's loop keeps serving other
+//! requests meanwhile; the exec'd process is the only process it costs.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+
+use super::container::{Pod, set_nonblocking, werr};
+use super::proto::{ContainerState, ErrorCode, ExecResult, MAX_EXEC_OUTPUT, WireError};
+use crate::oci::{self, ExecOptions};
+
+/// One running ExecSync.
+#[derive(Debug)]
+pub struct ExecRun {
+    /// The client connection and request to answer.
+    pub conn: u64,
+    pub req: u64,
+    pub container: String,
+    pub pid: i32,
+    /// stdout, stderr; None once at EOF.
+    pub pipes: [Option<OwnedFd>; 2],
+    pub output: [Vec<u8>; 2],
+    pub deadline: Option<Instant>,
+    pub timeout: Duration,
+    pub timed_out: bool,
+    pub exit: Option<oci::Exit>,
+}
+
+impl ExecRun {
+    /// Starts `cmd` in container `id` with the container's own process settings (user,
+    /// env, cwd, capabilities, seccomp), as containerd's ExecSync does.
+    pub fn start(
+        pod: &Pod,
+        id: &str,
+        cmd: Vec<String>,
+        timeout_ms: u64,
+        conn: u64,
+        req: u64,
+    ) -> Result<ExecRun, WireError> {
+        let c = pod.get(id)?;
+        if c.info.state != ContainerState::Running {
+            return Err(werr(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is {:?}, not running", c.info.state),
+            ));
+        }
+        if cmd.is_empty() {
+            return Err(werr(
+                ErrorCode::InvalidArgument,
+                format!("container {id}: exec: cmd is empty"),
+            ));
+        }
+        let mut process = c.spec.process().clone().unwrap_or_default();
+        process.set_args(Some(cmd));
+        process.set_terminal(Some(false));
+        let pipe = || {
+            nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: pipe: {e}")))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|e| werr(ErrorCode::Internal, format!("/dev/null: {e}")))?
+            .into();
+        let opts = ExecOptions {
+            stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+            ..Default::default()
+        };
+        let pid = pod
+            .rt
+            .exec(id, &process, &opts)
+            .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: exec: {e}")))?;
+        drop((null, out_w, err_w));
+        set_nonblocking(&out_r);
+        set_nonblocking(&err_r);
+        let timeout = Duration::from_millis(timeout_ms);
+        Ok(ExecRun {
+            conn,
+            req,
+            container: id.into(),
+            pid,
+            pipes: [Some(out_r), Some(err_r)],
+            output: [Vec::new(), Vec::new()],
+            deadline: (timeout_ms > 0).then(|| Instant::now() + timeout),
+            timeout,
+            timed_out: false,
+            exit: None,
+        })
+    }
+
+    /// Reads what is in pipe `i`; closes it at EOF.
+    pub fn pump(&mut self, i: usize, buf: &mut [u8]) {
+        let Some(fd) = &self.pipes[i] else { return };
+        loop {
+            match nix::unistd::read(fd, buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // past the cap the output is read and dropped, so the process never
+                    // blocks on a full pipe
+                    let room = MAX_EXEC_OUTPUT.saturating_sub(self.output[i].len());
+                    self.output[i].extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        self.pipes[i] = None;
+    }
+
+    /// Kills the process when its deadline has passed.
+    pub fn check_deadline(&mut self, now: Instant) {
+        if self.exit.is_none() && !self.timed_out && self.deadline.is_some_and(|d| now >= d) {
+            self.timed_out = true;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// The answer, once the process has exited. Output written by processes it left
+    /// behind after its exit is not waited for.
+    pub fn result(&mut self, buf: &mut [u8]) -> Option<Result<ExecResult, WireError>> {
+        let exit = self.exit?;
+        self.pump(0, buf);
+        self.pump(1, buf);
+        self.pipes = [None, None];
+        if self.timed_out {
+            return Some(Err(werr(
+                ErrorCode::DeadlineExceeded,
+                format!(
+                    "container {}: exec timeout {:?} exceeded; the process was killed",
+                    self.container, self.timeout
+                ),
+            )));
+        }
+        Some(Ok(ExecResult {
+            exit_code: exit.shell_code(),
+            stdout: std::mem::take(&mut self.output[0]),
+            stderr: std::mem::take(&mut self.output[1]),
+        }))
+    }
+}

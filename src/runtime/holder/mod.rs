@@ -1,0 +1,141 @@
+//! The per-pod holder (`berth holder`): one small process per pod that holds the pod's
+//! namespaces, is the parent and child subreaper of the pod's containers, writes their
+//! CRI log files, records their exits on disk, and serves the daemon over a unix socket.
+//! It replaces both the pause container and the per-pod shim, and outlives the daemon.
+//!
+//! ```text
+//! daemon (client.rs) --spawn--> berth holder --state-dir S --pod-id P
+//!                                 | unshare net/ipc/uts (+ pid init), bind to S/pods/P/ns/*
+//!                                 | listen S/pods/P/holder.sock, report ready on a pipe
+//!                                 '-> poll loop (server.rs): signalfd(SIGCHLD), socket,
+//!                                     clients, container stdout/stderr pipes, exec pipes
+//! ```
+//!
+//! This module owns everything under `S/pods/P/` and the processes it forks; it never
+//! touches another pod's files, cgroups it was not told to use, or the host's namespaces.
+
+pub mod cli;
+pub mod client;
+pub mod container;
+mod exec;
+pub mod log;
+pub mod ns;
+pub mod proto;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+pub use client::{Client, SpawnOptions};
+pub use proto::{
+    ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
+    HolderInfo, WireError,
+};
+
+/// Errors of the holder and of its client.
+#[derive(Debug, thiserror::Error)]
+pub enum HolderError {
+    #[error("pod {pod}: {op}: {source}")]
+    Sys {
+        pod: String,
+        op: String,
+        source: nix::Error,
+    },
+    #[error("pod {pod}: {op} {}: {source}", path.display())]
+    Io {
+        pod: String,
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pod {pod}: invalid {field}: {reason}")]
+    Invalid {
+        pod: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("pod {pod}: holder protocol: {source}")]
+    Frame {
+        pod: String,
+        source: proto::FrameError,
+    },
+    /// The holder refused a request.
+    #[error("pod {pod}: {}", error.message)]
+    Remote { pod: String, error: WireError },
+    #[error("pod {pod}: the holder failed to start: {message}")]
+    Start { pod: String, message: String },
+    #[error("pod {pod}: the holder closed the connection")]
+    Closed { pod: String },
+}
+
+impl HolderError {
+    /// The holder's error class, when the holder answered with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            HolderError::Remote { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, HolderError>;
+
+/// Where a pod's holder keeps its files: `<state_dir>/pods/<pod_id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDir {
+    pub pod_id: String,
+    pub dir: PathBuf,
+}
+
+impl PodDir {
+    /// Checks `pod_id` (it names a directory) and builds the paths.
+    pub fn new(state_dir: &Path, pod_id: &str) -> Result<Self> {
+        let ok = !pod_id.is_empty()
+            && pod_id.len() <= 128
+            && pod_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !pod_id.starts_with('.');
+        if !ok {
+            return Err(HolderError::Invalid {
+                pod: pod_id.into(),
+                field: "pod id",
+                reason: "must be 1-128 characters of [A-Za-z0-9_.-], not starting with '.'".into(),
+            });
+        }
+        Ok(Self {
+            pod_id: pod_id.into(),
+            dir: state_dir.join("pods").join(pod_id),
+        })
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("holder.sock")
+    }
+    pub fn ns_dir(&self) -> PathBuf {
+        self.dir.join("ns")
+    }
+    /// The netns path for CNI.
+    pub fn netns(&self) -> PathBuf {
+        self.ns_dir().join("net")
+    }
+    pub fn oci_root(&self) -> PathBuf {
+        self.dir.join("oci")
+    }
+    pub fn records(&self) -> PathBuf {
+        self.dir.join("containers")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("holder.pid")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("holder.log")
+    }
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

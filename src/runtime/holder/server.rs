@@ -1,0 +1,530 @@
+//! The holder's single-threaded poll loop: one poll(2) over the signalfd (SIGCHLD), the
+//! listening socket, the client connections, the containers' output pipes and the running
+//! execs' pipes. Every socket and pipe is non-blocking; a client's answers and events are
+//! queued and written as its socket takes them, so a slow client never stalls the pod.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+
+use super::container::{Pod, werr};
+use super::exec::ExecRun;
+use super::now_ns;
+use super::ns::Namespaces;
+use super::proto::{
+    Body, ContainerEvent, ContainerInfo, Envelope, ErrorCode, EventKind, HolderInfo,
+    PROTOCOL_VERSION, Request, Response, WireError, decode, encode,
+};
+use crate::oci::Exit;
+
+/// A client whose unsent answers grow past this is dropped (it stopped reading).
+const MAX_OUTBOX: usize = 64 << 20;
+
+#[derive(Debug)]
+struct Conn {
+    stream: UnixStream,
+    inbox: Vec<u8>,
+    outbox: Vec<u8>,
+    subscribed: bool,
+    closed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Signal,
+    Listener,
+    Conn(u64),
+    Out(String, usize),
+    Exec(usize, usize),
+}
+
+/// The holder's state while it serves.
+#[derive(Debug)]
+pub struct Server {
+    pod: Pod,
+    ns: Namespaces,
+    listener: UnixListener,
+    sigfd: SignalFd,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    execs: Vec<ExecRun>,
+    buf: Vec<u8>,
+    shutdown: Option<(u64, u64)>,
+}
+
+impl Server {
+    pub fn new(pod: Pod, ns: Namespaces, listener: UnixListener, sigfd: SignalFd) -> Self {
+        Self {
+            pod,
+            ns,
+            listener,
+            sigfd,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            execs: Vec::new(),
+            buf: vec![0; 64 << 10],
+            shutdown: None,
+        }
+    }
+
+    /// Serves until a Shutdown request has been carried out.
+    pub fn run(mut self) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut tokens: Vec<Token> = Vec::new();
+        loop {
+            fds.clear();
+            tokens.clear();
+            let mut add = |fd: RawFd, events: libc::c_short, t: Token| {
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+                tokens.push(t);
+            };
+            add(self.sigfd.as_raw_fd(), libc::POLLIN, Token::Signal);
+            add(self.listener.as_raw_fd(), libc::POLLIN, Token::Listener);
+            for (id, c) in &self.conns {
+                let mut ev = libc::POLLIN;
+                if !c.outbox.is_empty() {
+                    ev |= libc::POLLOUT;
+                }
+                add(c.stream.as_raw_fd(), ev, Token::Conn(*id));
+            }
+            for (id, c) in &self.pod.containers {
+                for (i, p) in c.out.iter().enumerate() {
+                    if let Some(p) = p {
+                        add(p.fd.as_raw_fd(), libc::POLLIN, Token::Out(id.clone(), i));
+                    }
+                }
+            }
+            for (n, e) in self.execs.iter().enumerate() {
+                for (i, p) in e.pipes.iter().enumerate() {
+                    if let Some(p) = p {
+                        add(p.as_raw_fd(), libc::POLLIN, Token::Exec(n, i));
+                    }
+                }
+            }
+            let timeout = self
+                .execs
+                .iter()
+                .filter(|e| e.exit.is_none() && !e.timed_out)
+                .filter_map(|e| e.deadline)
+                .min()
+                .map(|d| {
+                    let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                    ms.min(i32::MAX as u128) as i32 + 1
+                })
+                .unwrap_or(-1);
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs for the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "poll");
+                }
+                continue;
+            }
+            for (fd, t) in fds.iter().zip(tokens.iter()) {
+                if fd.revents == 0 {
+                    continue;
+                }
+                match t {
+                    Token::Signal => self.on_signal(),
+                    Token::Listener => self.accept(),
+                    Token::Conn(id) => self.on_conn(*id, fd.revents),
+                    Token::Out(id, i) => {
+                        if let Some(c) = self.pod.containers.get_mut(id) {
+                            c.pump(*i, &mut self.buf);
+                        }
+                    }
+                    Token::Exec(n, i) => {
+                        if let Some(e) = self.execs.get_mut(*n) {
+                            e.pump(*i, &mut self.buf);
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            for e in &mut self.execs {
+                e.check_deadline(now);
+            }
+            self.finish_execs();
+            if let Some((conn, req)) = self.shutdown.take() {
+                self.do_shutdown(conn, req);
+                return;
+            }
+            self.flush();
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept");
+                    return;
+                }
+            };
+            // The socket is root-only by its mode; the peer's uid is checked as well.
+            let cred =
+                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
+            if !cred.is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw()) {
+                tracing::warn!("refused a client of another user");
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let id = self.next_conn;
+            self.next_conn += 1;
+            self.conns.insert(
+                id,
+                Conn {
+                    stream,
+                    inbox: Vec::new(),
+                    outbox: Vec::new(),
+                    subscribed: false,
+                    closed: false,
+                },
+            );
+        }
+    }
+
+    fn on_conn(&mut self, id: u64, revents: libc::c_short) {
+        if revents & libc::POLLOUT != 0 {
+            self.flush_one(id);
+        }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        loop {
+            match c.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    c.closed = true;
+                    break;
+                }
+                Ok(n) => c.inbox.extend_from_slice(&self.buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.closed = true;
+                    break;
+                }
+            }
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let frame = match decode::<serde_json::Value>(&mut c.inbox) {
+                Ok(Some(v)) => v,
+                Ok(None) => break,
+                Err(e) => {
+                    // the stream cannot be resynchronised: answer and hang up
+                    let _ = encode(
+                        &Response::Err {
+                            id: 0,
+                            error: werr(ErrorCode::InvalidArgument, e.to_string()),
+                        },
+                        &mut c.outbox,
+                    );
+                    c.inbox.clear();
+                    c.closed = true;
+                    break;
+                }
+            };
+            let req_id = frame
+                .get("id")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let answer = match serde_json::from_value::<Envelope>(frame) {
+                Err(e) => Some(Err(werr(
+                    ErrorCode::InvalidArgument,
+                    format!("bad request: {e}"),
+                ))),
+                Ok(env) if env.v != PROTOCOL_VERSION => Some(Err(werr(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "protocol version {} is not spoken here (the holder speaks {PROTOCOL_VERSION})",
+                        env.v
+                    ),
+                ))),
+                Ok(env) => self.handle(id, env.id, env.req),
+            };
+            if let Some(a) = answer {
+                self.answer(id, req_id, a);
+            }
+        }
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.closed && c.outbox.is_empty())
+        {
+            self.conns.remove(&id);
+        }
+    }
+
+    fn answer(&mut self, conn: u64, req: u64, a: Result<Body, WireError>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let r = match a {
+            Ok(body) => Response::Ok { id: req, body },
+            Err(error) => Response::Err { id: req, error },
+        };
+        if let Err(e) = encode(&r, &mut c.outbox) {
+            let _ = encode(
+                &Response::Err {
+                    id: req,
+                    error: werr(ErrorCode::Internal, e.to_string()),
+                },
+                &mut c.outbox,
+            );
+        }
+    }
+
+    /// Carries out one request; None when the answer comes later.
+    fn handle(&mut self, conn: u64, req_id: u64, req: Request) -> Option<Result<Body, WireError>> {
+        let r = match req {
+            Request::Hello => Ok(Body::Hello(self.hello())),
+            Request::CreateContainer(c) => self.pod.create(c).map(|info| {
+                self.event(EventKind::Created, &info);
+                Body::Container(info)
+            }),
+            Request::StartContainer { id } => self.pod.start(&id).map(|info| {
+                self.event(EventKind::Started, &info);
+                Body::Container(info)
+            }),
+            Request::Signal { id, signal, all } => {
+                self.pod.signal(&id, signal, all).map(|()| Body::Done)
+            }
+            Request::ContainerState { id } => {
+                self.pod.get(&id).map(|c| Body::Container(c.info.clone()))
+            }
+            Request::ExecSync {
+                id,
+                cmd,
+                timeout_ms,
+            } => match ExecRun::start(&self.pod, &id, cmd, timeout_ms, conn, req_id) {
+                Ok(run) => {
+                    self.execs.push(run);
+                    return None;
+                }
+                Err(e) => Err(e),
+            },
+            Request::ReopenLog { id } => self.pod.reopen_log(&id).map(|()| Body::Done),
+            Request::RemoveContainer { id } => {
+                let info = self.pod.get(&id).map(|c| c.info.clone());
+                match self.pod.remove(&id, &mut self.buf) {
+                    Ok(stopped) => {
+                        if let Some(s) = stopped {
+                            self.event(EventKind::Stopped, &s);
+                        }
+                        if let Ok(mut info) = info {
+                            if let Some(s) = self.pod.containers.get(&id) {
+                                info = s.info.clone();
+                            }
+                            self.event(EventKind::Deleted, &info);
+                        }
+                        Ok(Body::Done)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Request::ListContainers => Ok(Body::Containers {
+                containers: self.list(),
+            }),
+            Request::Subscribe => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.subscribed = true;
+                }
+                Ok(Body::Containers {
+                    containers: self.list(),
+                })
+            }
+            Request::Shutdown => {
+                self.shutdown = Some((conn, req_id));
+                return None;
+            }
+        };
+        Some(r)
+    }
+
+    fn hello(&self) -> HolderInfo {
+        HolderInfo {
+            version: PROTOCOL_VERSION,
+            pod_id: self.pod.dir.pod_id.clone(),
+            pid: std::process::id() as i32,
+            namespaces: self.ns.files.clone(),
+        }
+    }
+
+    fn list(&self) -> Vec<ContainerInfo> {
+        self.pod
+            .containers
+            .values()
+            .map(|c| c.info.clone())
+            .collect()
+    }
+
+    /// Queues an event for every subscribed client.
+    fn event(&mut self, kind: EventKind, info: &ContainerInfo) {
+        let ev = Response::Event(ContainerEvent {
+            id: info.id.clone(),
+            kind,
+            time: now_ns(),
+            container: info.clone(),
+        });
+        for c in self.conns.values_mut().filter(|c| c.subscribed) {
+            let _ = encode(&ev, &mut c.outbox);
+        }
+    }
+
+    fn on_signal(&mut self) {
+        while let Ok(Some(si)) = self.sigfd.read_signal() {
+            let sig = si.ssi_signo as i32;
+            if sig != Signal::SIGCHLD as i32 {
+                tracing::info!(signal = sig, "ignored: the holder stops only on Shutdown");
+            }
+        }
+        loop {
+            let (pid, exit) = match waitpid(None::<nix::unistd::Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), Exit::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), Exit::Signal(sig as i32)),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            self.on_exit(pid, exit);
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, exit: Exit) {
+        if let Some(e) = self
+            .execs
+            .iter_mut()
+            .find(|e| e.pid == pid && e.exit.is_none())
+        {
+            e.exit = Some(exit);
+        } else if let Some(id) = self.pod.by_pid(pid) {
+            if let Some(info) = self.pod.exited(&id, exit, &mut self.buf) {
+                self.event(EventKind::Stopped, &info);
+            }
+        } else if self.ns.pod_init == Some(pid) {
+            tracing::error!(?exit, "the pod's pid 1 exited");
+            self.ns.pod_init = None;
+        } else {
+            tracing::debug!(pid, ?exit, "reaped an orphan");
+        }
+    }
+
+    fn finish_execs(&mut self) {
+        let mut i = 0;
+        while i < self.execs.len() {
+            match self.execs[i].result(&mut self.buf) {
+                Some(r) => {
+                    let e = self.execs.swap_remove(i);
+                    self.answer(e.conn, e.req, r.map(Body::Exec));
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let ids: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.outbox.is_empty() || c.closed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.flush_one(id);
+        }
+    }
+
+    fn flush_one(&mut self, id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        while !c.outbox.is_empty() {
+            match c.stream.write(&c.outbox) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.outbox.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.closed = true;
+                    c.outbox.clear();
+                }
+            }
+        }
+        if c.outbox.len() > MAX_OUTBOX {
+            tracing::warn!(conn = id, "dropped a client that stopped reading");
+            c.closed = true;
+            c.outbox.clear();
+        }
+        if c.closed && c.outbox.is_empty() {
+            self.conns.remove(&id);
+        }
+    }
+
+    /// Kills and removes every container, releases the namespaces and the pod's files,
+    /// answers the request and returns (the holder then exits).
+    fn do_shutdown(&mut self, conn: u64, req: u64) {
+        tracing::info!("shutting down");
+        for e in self.execs.drain(..) {
+            let pid = nix::unistd::Pid::from_raw(e.pid);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        let mut errs = Vec::new();
+        let ids: Vec<String> = self.pod.containers.keys().cloned().collect();
+        for id in ids {
+            let info = self.pod.get(&id).map(|c| c.info.clone());
+            match self.pod.remove(&id, &mut self.buf) {
+                Ok(stopped) => {
+                    if let Some(s) = stopped {
+                        self.event(EventKind::Stopped, &s);
+                    }
+                    if let Ok(info) = info {
+                        self.event(EventKind::Deleted, &info);
+                    }
+                }
+                Err(e) => errs.push(e.message),
+            }
+        }
+        errs.extend(self.ns.release());
+        let dir = &self.pod.dir.dir;
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            errs.push(format!("remove {}: {e}", dir.display()));
+        }
+        let r = if errs.is_empty() {
+            Ok(Body::Done)
+        } else {
+            Err(werr(
+                ErrorCode::Internal,
+                format!("shutdown: {}", errs.join("; ")),
+            ))
+        };
+        self.answer(conn, req, r);
+        // last words, written whole before exiting
+        for c in self.conns.values_mut() {
+            let _ = c.stream.set_nonblocking(false);
+            let _ = c.stream.write_all(&c.outbox);
+        }
+    }
+}
