@@ -2,6 +2,8 @@
 //! holder process, the containers in them, their logs and exit codes, and what the CRI
 //! service needs to find them all again after a restart.
 
+pub mod error;
 pub mod holder;
 pub mod meta;
+pub mod sandbox;
 pub mod stats;

@@ -187,7 +187,7 @@ fn setup_in(args: &HolderArgs, pod: &PodDir) -> Result<Server> {
         })?;
     let mut ns = Namespaces::setup(pod, &opts)?;
     let sock = pod.socket();
-    let listener = match UnixListener::bind(&sock) {
+    let listener = match pod.with_socket_path(|p| UnixListener::bind(p)) {
         Ok(l) => l,
         Err(source) => {
             ns.release();

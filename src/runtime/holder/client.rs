@@ -123,12 +123,14 @@ impl Client {
     /// Connects to the running holder of `pod_id`.
     pub fn connect(state_dir: &Path, pod_id: &str) -> Result<Client> {
         let pod = PodDir::new(state_dir, pod_id)?;
-        let stream = UnixStream::connect(pod.socket()).map_err(|source| HolderError::Io {
-            pod: pod_id.into(),
-            op: "connect",
-            path: pod.socket(),
-            source,
-        })?;
+        let stream = pod
+            .with_socket_path(|p| UnixStream::connect(p))
+            .map_err(|source| HolderError::Io {
+                pod: pod_id.into(),
+                op: "connect",
+                path: pod.socket(),
+                source,
+            })?;
         Ok(Client {
             pod,
             stream,

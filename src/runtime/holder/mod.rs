@@ -23,6 +23,7 @@ pub mod ns;
 pub mod proto;
 pub mod server;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use client::{Client, SpawnOptions};
@@ -110,6 +111,27 @@ impl PodDir {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.join("holder.sock")
+    }
+
+    /// Runs `f` (a bind or a connect) on a path to the holder's socket that fits in a
+    /// `sockaddr_un` (108 bytes): the plain path when it is short enough, else the same
+    /// file reached through `/proc/self/fd/<dirfd>`, so a long `--state-dir` works.
+    pub fn with_socket_path<T>(
+        &self,
+        f: impl FnOnce(&Path) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let sock = self.socket();
+        if sock.as_os_str().len() < 100 {
+            return f(&sock);
+        }
+        let dir = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&self.dir)?;
+        f(&PathBuf::from(format!(
+            "/proc/self/fd/{}/holder.sock",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        )))
     }
     pub fn ns_dir(&self) -> PathBuf {
         self.dir.join("ns")

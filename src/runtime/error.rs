@@ -1,0 +1,89 @@
+//! The runtime's one error type: every failure names the sandbox or container and the
+//! field, and carries the class the CRI layer turns into a gRPC status code.
+
+use super::holder::{ErrorCode, HolderError};
+use super::meta::MetaError;
+use crate::net::cni::CniError;
+
+/// What the caller may do about a failure; the CRI layer maps it to a gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    NotFound,
+    InvalidArgument,
+    AlreadyExists,
+    FailedPrecondition,
+    DeadlineExceeded,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("sandbox {sandbox}: {source}")]
+    Holder {
+        sandbox: String,
+        #[source]
+        source: Box<HolderError>,
+    },
+    #[error("sandbox {sandbox}: network: {source}")]
+    Network {
+        sandbox: String,
+        #[source]
+        source: Box<CniError>,
+    },
+    #[error("sandbox {sandbox} is not ready: {reason}")]
+    NotReady { sandbox: String, reason: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RuntimeError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn holder(sandbox: impl Into<String>, source: HolderError) -> Self {
+        Self::Holder {
+            sandbox: sandbox.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub fn network(sandbox: impl Into<String>, source: CniError) -> Self {
+        Self::Network {
+            sandbox: sandbox.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Invalid { .. } => Code::InvalidArgument,
+            Self::Meta(MetaError::NotFound { .. }) => Code::NotFound,
+            Self::Meta(MetaError::NameReserved { .. }) => Code::AlreadyExists,
+            Self::Meta(MetaError::EmptyId { .. } | MetaError::MissingField { .. }) => {
+                Code::InvalidArgument
+            }
+            Self::Meta(MetaError::Ambiguous { .. }) => Code::InvalidArgument,
+            Self::Meta(_) => Code::Internal,
+            Self::Holder { source, .. } => match source.code() {
+                Some(ErrorCode::NotFound) => Code::NotFound,
+                Some(ErrorCode::AlreadyExists) => Code::AlreadyExists,
+                Some(ErrorCode::InvalidArgument) => Code::InvalidArgument,
+                Some(ErrorCode::FailedPrecondition) => Code::FailedPrecondition,
+                Some(ErrorCode::DeadlineExceeded) => Code::DeadlineExceeded,
+                _ => Code::Internal,
+            },
+            Self::Network { .. } | Self::Internal(_) => Code::Internal,
+            Self::NotReady { .. } => Code::FailedPrecondition,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;

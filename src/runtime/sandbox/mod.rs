@@ -1,0 +1,183 @@
+//! Pod sandboxes: RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and
+//! ListPodSandbox over the pod's holder (namespaces) and CNI (network).
+//!
+//! A sandbox's life, and what is on disk at each step (so a restart knows what to undo):
+//! ```text
+//!  run:    reserve name -> record(Creating) -> spawn holder -> CNI ADD -> record(Ready)
+//!  stop:   kill containers (holder) -> CNI DEL -> record(Stopped)   [holder keeps the
+//!          namespaces, so container statuses stay readable until remove]
+//!  remove: stop -> holder Shutdown (containers, namespaces, pod dir) -> delete record
+//! ```
+//! Failures roll back in reverse. On start, a `Creating` record is rolled back and the
+//! others are adopted as they are.
+
+mod network;
+mod ops;
+mod recover;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::net::cni::{Invoker, InvokerConfig};
+
+use super::error::{Result, RuntimeError};
+use super::holder::Client;
+use super::meta::{IdIndex, NameRegistrar, RecordStore, SandboxRecord};
+
+pub use network::{POD_IFNAME, attachment, pod_ips};
+
+/// Where sandboxes live and what they run with.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The sandbox records (e.g. /var/lib/berth/sandboxes).
+    pub records: PathBuf,
+    /// The holders' state (e.g. /run/berth): sockets, namespace files, container records.
+    pub state_dir: PathBuf,
+    /// The berth binary holders are started from (default: this executable).
+    pub holder_binary: Option<PathBuf>,
+    /// Extra environment for every holder (e.g. a marker that lets a test's leak check
+    /// find them).
+    pub holder_env: Vec<(String, String)>,
+    pub cni: InvokerConfig,
+}
+
+/// One sandbox as the daemon tracks it.
+#[derive(Debug)]
+pub struct Entry {
+    pub record: Mutex<SandboxRecord>,
+    /// The call connection to the holder, made on first use.
+    holder: Mutex<Option<Client>>,
+    /// Serialises run/stop/remove of this sandbox.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    fn new(record: SandboxRecord) -> Self {
+        Self {
+            record: Mutex::new(record),
+            holder: Mutex::new(None),
+            op: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A copy of the record.
+    pub fn snapshot(&self) -> SandboxRecord {
+        lock(&self.record).clone()
+    }
+}
+
+#[derive(Debug)]
+struct Table {
+    index: IdIndex,
+    names: NameRegistrar,
+    entries: HashMap<String, Arc<Entry>>,
+}
+
+/// Every sandbox of this node.
+#[derive(Debug, Clone)]
+pub struct Sandboxes {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: SandboxConfig,
+    store: RecordStore<SandboxRecord>,
+    cni: Invoker,
+    table: Mutex<Table>,
+}
+
+/// A poisoned lock only means another request panicked mid-way; the data is still
+/// the best we have.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sandboxes {
+    /// Opens the record store and adopts or rolls back what an earlier run left.
+    pub async fn open(cfg: SandboxConfig) -> Result<Self> {
+        let store = RecordStore::open(&cfg.records)?;
+        let cni = Invoker::new(cfg.cni.clone());
+        let me = Self {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                cni,
+                table: Mutex::new(Table {
+                    index: IdIndex::new("sandbox"),
+                    names: NameRegistrar::new("sandbox"),
+                    entries: HashMap::new(),
+                }),
+            }),
+        };
+        me.recover().await?;
+        Ok(me)
+    }
+
+    /// The full id of the sandbox `id` names (a unique prefix is enough).
+    pub fn resolve(&self, id: &str) -> Result<String> {
+        Ok(lock(&self.inner.table)
+            .index
+            .resolve(id, "pod_sandbox_id")?)
+    }
+
+    /// The sandbox `id` names.
+    pub fn get(&self, id: &str) -> Result<Arc<Entry>> {
+        let t = lock(&self.inner.table);
+        let full = t.index.resolve(id, "pod_sandbox_id")?;
+        t.entries.get(&full).cloned().ok_or_else(|| {
+            RuntimeError::Internal(format!("sandbox {full} indexed but not tracked"))
+        })
+    }
+
+    /// Every sandbox, in id order.
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        let t = lock(&self.inner.table);
+        let mut v: Vec<_> = t.entries.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// The holders' state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.inner.cfg.state_dir
+    }
+
+    /// Runs `f` on the sandbox's holder connection (connecting first if needed) on a
+    /// blocking thread: holder calls are short blocking socket exchanges.
+    pub async fn with_holder<T: Send + 'static>(
+        &self,
+        entry: &Arc<Entry>,
+        f: impl FnOnce(&mut Client) -> super::holder::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let entry = entry.clone();
+        let state_dir = self.inner.cfg.state_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let id = lock(&entry.record).id.clone();
+            let mut slot = lock(&entry.holder);
+            if slot.is_none() {
+                *slot = Some(
+                    Client::connect(&state_dir, &id)
+                        .map_err(|source| RuntimeError::holder(id.clone(), source))?,
+                );
+            }
+            let client = slot
+                .as_mut()
+                .ok_or_else(|| RuntimeError::Internal("no holder".into()))?;
+            let r = f(client);
+            if matches!(
+                r,
+                Err(super::holder::HolderError::Closed { .. }
+                    | super::holder::HolderError::Io { .. }
+                    | super::holder::HolderError::Frame { .. })
+            ) {
+                // A broken connection is dropped; the next call reconnects.
+                *slot = None;
+            }
+            r.map_err(|source| RuntimeError::holder(id, source))
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("holder call panicked: {e}")))?
+    }
+}

@@ -1,0 +1,515 @@
+//! The sandbox RPCs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cri_proto::v1::{
+    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+};
+
+use super::network::{attachment, pod_ips};
+use super::{Sandboxes, lock};
+use crate::oci::state::proc_stat;
+use crate::runtime::error::{Result, RuntimeError};
+use crate::runtime::holder::ns::PodOptions;
+use crate::runtime::holder::{Client, ContainerState, EventKind, SpawnOptions, now_ns};
+use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, sandbox_name};
+
+/// The one runtime handler berth has; "" selects it too (the CRI default).
+pub const RUNTIME_HANDLER: &str = "berth";
+
+/// How long stopping waits for the containers' exits after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+fn namespace_options(cfg: &PodSandboxConfig) -> NamespaceOption {
+    cfg.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default()
+}
+
+/// What the holder must make, from the request; refuses what berth cannot honour.
+pub fn pod_options(cfg: &PodSandboxConfig) -> Result<PodOptions> {
+    let ns = namespace_options(cfg);
+    let mode = |v: i32, field: &str| {
+        NamespaceMode::try_from(v)
+            .map_err(|_| RuntimeError::invalid(field, format!("unknown namespace mode {v}")))
+    };
+    let net = mode(
+        ns.network,
+        "config.linux.security_context.namespace_options.network",
+    )?;
+    let ipc = mode(
+        ns.ipc,
+        "config.linux.security_context.namespace_options.ipc",
+    )?;
+    let pid = mode(
+        ns.pid,
+        "config.linux.security_context.namespace_options.pid",
+    )?;
+    if ns.userns_options.as_ref().is_some_and(|u| {
+        NamespaceMode::try_from(u.mode) == Ok(NamespaceMode::Pod)
+            && (!u.uids.is_empty() || !u.gids.is_empty())
+    }) {
+        return Err(RuntimeError::invalid(
+            "config.linux.security_context.namespace_options.userns_options",
+            "pod user namespaces are not supported by berth yet",
+        ));
+    }
+    if matches!(net, NamespaceMode::Container | NamespaceMode::Target) {
+        return Err(RuntimeError::invalid(
+            "config.linux.security_context.namespace_options.network",
+            "a sandbox network namespace is POD or NODE",
+        ));
+    }
+    let sysctls = cfg.linux.as_ref().map(|l| l.sysctls.len()).unwrap_or(0);
+    if sysctls > 0 {
+        return Err(RuntimeError::invalid(
+            "config.linux.sysctls",
+            "pod sysctls are not applied by berth yet; refusing rather than ignoring them",
+        ));
+    }
+    let host_network = net == NamespaceMode::Node;
+    Ok(PodOptions {
+        hostname: (!host_network && !cfg.hostname.is_empty()).then(|| cfg.hostname.clone()),
+        host_network,
+        host_ipc: ipc == NamespaceMode::Node,
+        share_pid: pid == NamespaceMode::Pod,
+    })
+}
+
+fn check_handler(handler: &str) -> Result<String> {
+    match handler {
+        "" | RUNTIME_HANDLER => Ok(RUNTIME_HANDLER.into()),
+        other => Err(RuntimeError::invalid(
+            "runtime_handler",
+            format!("no runtime handler {other:?} (berth has {RUNTIME_HANDLER:?})"),
+        )),
+    }
+}
+
+/// Whether the holder recorded in `rec` still runs (a pid reused by another process is not it).
+pub fn holder_alive(rec: &SandboxRecord) -> bool {
+    rec.holder_pid > 0
+        && proc_stat(rec.holder_pid)
+            .is_some_and(|(state, start)| state != 'Z' && start == rec.holder_start)
+}
+
+/// Releases a name when a run fails before it is recorded as the sandbox's.
+struct NameGuard<'a> {
+    sb: &'a Sandboxes,
+    name: String,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.sb.inner.table)
+                .names
+                .release(&self.name, &self.id);
+        }
+    }
+}
+
+impl Sandboxes {
+    /// RunPodSandbox: the pod's namespaces (holder) and network (CNI), ready on return.
+    pub async fn run(&self, cfg: PodSandboxConfig, runtime_handler: &str) -> Result<String> {
+        let handler = check_handler(runtime_handler)?;
+        let meta = cfg
+            .metadata
+            .clone()
+            .ok_or_else(|| RuntimeError::invalid("config.metadata", "is required"))?;
+        let opts = pod_options(&cfg)?;
+        let name = sandbox_name(&meta)?;
+        let id = generate_id().map_err(|e| RuntimeError::Internal(format!("sandbox id: {e}")))?;
+        lock(&self.inner.table).names.reserve(&name, &id)?;
+        let mut guard = NameGuard {
+            sb: self,
+            name: name.clone(),
+            id: id.clone(),
+            armed: true,
+        };
+        let span = tracing::info_span!("run_sandbox", sandbox = %id, pod = %name);
+        let _g = span.enter();
+
+        let mut rec = SandboxRecord::new(id.clone(), name, now_ns(), &cfg);
+        rec.runtime_handler = handler;
+        self.inner.store.save(&id, &rec)?;
+        match self.make(&mut rec, &cfg, opts).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "RunPodSandbox failed; rolling back");
+                self.unmake(&rec, &cfg).await;
+                if let Err(e) = self.inner.store.remove(&id) {
+                    tracing::warn!(error = %e, "remove the record of a failed sandbox");
+                }
+                return Err(e);
+            }
+        }
+        let mut t = lock(&self.inner.table);
+        t.index.insert(&id);
+        t.entries
+            .insert(id.clone(), Arc::new(super::Entry::new(rec)));
+        guard.armed = false;
+        tracing::info!("sandbox ready");
+        Ok(id)
+    }
+
+    async fn make(
+        &self,
+        rec: &mut SandboxRecord,
+        cfg: &PodSandboxConfig,
+        pod: PodOptions,
+    ) -> Result<()> {
+        let host_network = pod.host_network;
+        let spawn = SpawnOptions {
+            binary: self.inner.cfg.holder_binary.clone(),
+            state_dir: self.inner.cfg.state_dir.clone(),
+            pod_id: rec.id.clone(),
+            pod,
+            env: std::env::var("BERTH_LOG")
+                .map(|v| ("BERTH_LOG".to_string(), v))
+                .into_iter()
+                .chain(self.inner.cfg.holder_env.iter().cloned())
+                .collect(),
+        };
+        let id = rec.id.clone();
+        let info = tokio::task::spawn_blocking(move || {
+            let mut c = Client::spawn(&spawn)?;
+            c.hello()
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("holder spawn panicked: {e}")))?
+        .map_err(|source| RuntimeError::holder(id.clone(), source))?;
+        rec.holder_pid = info.pid;
+        rec.holder_start = proc_stat(info.pid).map(|s| s.1).unwrap_or(0);
+        let netns = info
+            .namespaces
+            .iter()
+            .find(|(k, _)| k == "net")
+            .map(|(_, p)| p.to_string_lossy().into_owned());
+        rec.netns = if host_network { None } else { netns };
+        // Recorded before CNI runs, so a crash during ADD is undone with the right netns.
+        self.inner.store.save(&rec.id, rec)?;
+        if let Some(ns) = &rec.netns {
+            let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), cfg);
+            let result = self
+                .inner
+                .cni
+                .add(&att)
+                .await
+                .map_err(|source| RuntimeError::network(rec.id.clone(), source))?;
+            rec.ips = pod_ips(&result);
+        }
+        rec.phase = Phase::Ready;
+        self.inner.store.save(&rec.id, rec)?;
+        Ok(())
+    }
+
+    /// Undoes `make` as far as it got: CNI DEL, then the holder. Errors are logged; the
+    /// caller reports the original failure.
+    pub(super) async fn unmake(&self, rec: &SandboxRecord, cfg: &PodSandboxConfig) {
+        if let Some(ns) = &rec.netns {
+            let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), cfg);
+            if let Err(e) = self.inner.cni.del(&att).await {
+                tracing::warn!(sandbox = %rec.id, error = %e, "CNI DEL");
+            }
+        }
+        let state_dir = self.inner.cfg.state_dir.clone();
+        let rec = rec.clone();
+        let _ = tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &rec)).await;
+    }
+
+    /// StopPodSandbox: every container killed, the network released. Idempotent.
+    pub async fn stop(&self, id: &str) -> Result<()> {
+        let entry = self.get(id)?;
+        let _op = entry.op.lock().await;
+        let rec = entry.snapshot();
+        if rec.phase == Phase::Stopped {
+            return Ok(());
+        }
+        let span = tracing::info_span!("stop_sandbox", sandbox = %rec.id);
+        let _g = span.enter();
+        if holder_alive(&rec) {
+            self.kill_containers(&rec).await?;
+        }
+        if let Some(ns) = &rec.netns {
+            let cfg = rec.config().map_err(RuntimeError::Internal)?;
+            let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), &cfg);
+            self.inner
+                .cni
+                .del(&att)
+                .await
+                .map_err(|source| RuntimeError::network(rec.id.clone(), source))?;
+        }
+        let mut updated = rec;
+        updated.phase = Phase::Stopped;
+        self.inner.store.save(&updated.id, &updated)?;
+        *lock(&entry.record) = updated;
+        tracing::info!("sandbox stopped");
+        Ok(())
+    }
+
+    /// SIGKILLs every running container of the sandbox and waits for the holder to report
+    /// each exit (events, not polling).
+    async fn kill_containers(&self, rec: &SandboxRecord) -> Result<()> {
+        let state_dir = self.inner.cfg.state_dir.clone();
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || -> crate::runtime::holder::Result<()> {
+            let events_conn = Client::connect(&state_dir, &id)?;
+            let (containers, mut events) = events_conn.subscribe()?;
+            let mut running: Vec<String> = containers
+                .iter()
+                .filter(|c| c.state == ContainerState::Running)
+                .map(|c| c.id.clone())
+                .collect();
+            if running.is_empty() {
+                return Ok(());
+            }
+            let mut calls = Client::connect(&state_dir, &id)?;
+            for c in &running {
+                calls.signal(c, libc::SIGKILL, true)?;
+            }
+            events.set_timeout(Some(KILL_WAIT))?;
+            while !running.is_empty() {
+                let ev = events.next_event()?;
+                if matches!(ev.kind, EventKind::Stopped | EventKind::Deleted) {
+                    running.retain(|c| *c != ev.id);
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("stop panicked: {e}")))?
+        .map_err(|source| RuntimeError::holder(rec.id.clone(), source))
+    }
+
+    /// RemovePodSandbox: stopped if needed, then the holder and every file are gone.
+    /// Removing an unknown sandbox succeeds (the CRI asks for idempotence).
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let entry = match self.get(id) {
+            Ok(e) => e,
+            Err(RuntimeError::Meta(crate::runtime::meta::MetaError::NotFound { .. })) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.stop(id).await?;
+        let _op = entry.op.lock().await;
+        let rec = entry.snapshot();
+        lock(&entry.holder).take();
+        let state_dir = self.inner.cfg.state_dir.clone();
+        let r = rec.clone();
+        tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &r))
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("remove panicked: {e}")))??;
+        self.inner.store.remove(&rec.id)?;
+        let mut t = lock(&self.inner.table);
+        t.index.remove(&rec.id);
+        t.names.release(&rec.name, &rec.id);
+        t.entries.remove(&rec.id);
+        tracing::info!(sandbox = %rec.id, "sandbox removed");
+        Ok(())
+    }
+
+    /// PodSandboxStatus.
+    pub fn status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<(PodSandboxStatus, HashMap<String, String>)> {
+        let entry = self.get(id)?;
+        let rec = entry.snapshot();
+        let cfg = rec.config().map_err(RuntimeError::Internal)?;
+        let ready = rec.phase == Phase::Ready && holder_alive(&rec);
+        let ns = namespace_options(&cfg);
+        let status = PodSandboxStatus {
+            id: rec.id.clone(),
+            metadata: cfg.metadata.clone(),
+            state: if ready {
+                PodSandboxState::SandboxReady
+            } else {
+                PodSandboxState::SandboxNotready
+            } as i32,
+            created_at: rec.created_at,
+            network: Some(PodSandboxNetworkStatus {
+                ip: rec.ips.first().cloned().unwrap_or_default(),
+                additional_ips: rec
+                    .ips
+                    .iter()
+                    .skip(1)
+                    .map(|ip| PodIp { ip: ip.clone() })
+                    .collect(),
+            }),
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(NamespaceOption {
+                        network: ns.network,
+                        pid: ns.pid,
+                        ipc: ns.ipc,
+                        target_id: ns.target_id.clone(),
+                        userns_options: ns.userns_options.clone(),
+                    }),
+                }),
+            }),
+            labels: cfg.labels.clone(),
+            annotations: cfg.annotations.clone(),
+            runtime_handler: rec.runtime_handler.clone(),
+        };
+        let mut info = HashMap::new();
+        if verbose {
+            let v = serde_json::json!({
+                "pid": rec.holder_pid,
+                "netNamespacePath": rec.netns,
+                "phase": rec.phase,
+                "holderAlive": holder_alive(&rec),
+                "runtimeHandler": rec.runtime_handler,
+            });
+            info.insert("info".into(), v.to_string());
+        }
+        Ok((status, info))
+    }
+
+    /// ListPodSandbox.
+    pub fn list(&self, filter: Option<PodSandboxFilter>) -> Vec<PodSandbox> {
+        let mut filter = filter.unwrap_or_default();
+        if !filter.id.is_empty()
+            && let Ok(full) = self.resolve(&filter.id)
+        {
+            filter.id = full;
+        }
+        self.all()
+            .iter()
+            .filter_map(|e| {
+                let rec = e.snapshot();
+                let cfg = rec.config().ok()?;
+                let ready = rec.phase == Phase::Ready && holder_alive(&rec);
+                Some(PodSandbox {
+                    id: rec.id,
+                    metadata: cfg.metadata,
+                    state: if ready {
+                        PodSandboxState::SandboxReady
+                    } else {
+                        PodSandboxState::SandboxNotready
+                    } as i32,
+                    created_at: rec.created_at,
+                    labels: cfg.labels,
+                    annotations: cfg.annotations,
+                    runtime_handler: rec.runtime_handler,
+                })
+            })
+            .filter(|s| sandbox_matches(&filter, s))
+            .collect()
+    }
+}
+
+/// Asks the holder to shut down; if it cannot be reached but its process still runs
+/// (matching start time), it is killed. Either way its pod directory is removed.
+pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) -> Result<()> {
+    match Client::connect(state_dir, &rec.id).and_then(Client::shutdown) {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown; killing it");
+            if holder_alive(rec) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(rec.holder_pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    // A holder that died leaves its namespace bind mounts and directory behind.
+    let dir = state_dir.join("pods").join(&rec.id);
+    if dir.exists() {
+        if let Ok(ns) = std::fs::read_dir(dir.join("ns")) {
+            for f in ns.flatten() {
+                let _ = nix::mount::umount2(&f.path(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| {
+            RuntimeError::Internal(format!("sandbox {}: remove {}: {e}", rec.id, dir.display()))
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cri_proto::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext};
+
+    fn with_ns(ns: NamespaceOption) -> PodSandboxConfig {
+        PodSandboxConfig {
+            hostname: "web".into(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(ns),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn namespace_modes_map_to_holder_options() {
+        let o = pod_options(&with_ns(NamespaceOption {
+            pid: NamespaceMode::Container as i32,
+            ..Default::default()
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            o,
+            PodOptions {
+                hostname: Some("web".into()),
+                host_network: false,
+                host_ipc: false,
+                share_pid: false
+            }
+        );
+        let o = pod_options(&with_ns(NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            ipc: NamespaceMode::Node as i32,
+            pid: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.host_network && o.host_ipc && o.share_pid);
+        assert_eq!(
+            o.hostname, None,
+            "a host-network pod keeps the node's hostname"
+        );
+    }
+
+    #[test]
+    fn what_berth_cannot_honour_is_refused_by_field() {
+        let bad = pod_options(&with_ns(NamespaceOption {
+            network: NamespaceMode::Container as i32,
+            ..Default::default()
+        }))
+        .unwrap_err();
+        assert!(
+            bad.to_string().contains("namespace_options.network"),
+            "{bad}"
+        );
+        let mut cfg = with_ns(NamespaceOption::default());
+        if let Some(l) = cfg.linux.as_mut() {
+            l.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+        }
+        assert!(
+            pod_options(&cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("config.linux.sysctls")
+        );
+        assert!(check_handler("kata").is_err());
+        assert_eq!(check_handler("").ok().as_deref(), Some("berth"));
+    }
+}
