@@ -44,6 +44,40 @@ pub trait HostView {
     fn host_devices(&self) -> io::Result<Vec<HostDevice>>;
 }
 
+impl super::container::HostFacts {
+    /// The facts of the host this process runs on: its hostname, cgroup features,
+    /// effective capabilities and oom_score_adj.
+    pub fn detect() -> Self {
+        let layout = crate::cgroups::Layout::detect();
+        let swap = match layout.v1("memory") {
+            Some(h) => h.mount.join("memory.memsw.limit_in_bytes").exists(),
+            None => layout.controller("memory") == Some(true),
+        };
+        let mut caps: Vec<caps::Capability> = caps::read(None, caps::CapSet::Effective)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        caps.sort_by_key(|c| c.index());
+        let sys_resource = caps.contains(&caps::Capability::CAP_SYS_RESOURCE);
+        Self {
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            cgroups: super::resources::CgroupFacts {
+                unified: layout.is_v2_only(),
+                swap,
+                hugetlb: layout.controller("hugetlb").is_some(),
+            },
+            current_caps: caps.iter().map(|c| c.to_string()).collect(),
+            current_oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+            can_lower_oom_score_adj: sys_resource,
+        }
+    }
+}
+
 /// The real host, through the paths as this process sees them.
 #[derive(Debug, Clone, Default)]
 pub struct LinuxHost;
@@ -192,6 +226,18 @@ mod tests {
             Some(Propagation::Shared),
             "prefix by component"
         );
+    }
+
+    #[test]
+    fn detected_facts_are_plausible() {
+        let f = super::super::container::HostFacts::detect();
+        assert!(!f.hostname.is_empty());
+        assert!(
+            f.current_caps.iter().all(|c| c.starts_with("CAP_")),
+            "{:?}",
+            f.current_caps
+        );
+        assert!((-1000..=1000).contains(&f.current_oom_score_adj));
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! ```
 
 pub mod container;
+#[cfg(test)]
+mod container_tests;
 pub mod devices;
 pub mod error;
 pub mod host;
@@ -26,6 +28,9 @@ pub mod resources;
 pub mod sandbox;
 pub mod security;
 pub mod user;
+
+/// The CRI wire types this module reads (`cri_proto::v1`).
+pub use cri_proto::v1 as cri;
 
 pub use container::{
     ContainerRequest, ContainerSpec, HostFacts, PodContext, RuntimeOptions, container_spec,
