@@ -295,3 +295,147 @@ fn restrictive_security_context_takes_effect_inside() {
     rt.delete("spec", false).expect("delete");
     assert!(!mem.exists());
 }
+
+#[test]
+fn privileged_container_gets_the_host_view() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let rootfs = env.subdir("rootfs").expect("rootfs");
+    berth_integration_tests::fixtures::busybox_rootfs(&rootfs).expect("busybox");
+    std::fs::create_dir_all(rootfs.join("out")).expect("mkdir out");
+    let out = env.subdir("out").expect("out");
+    let netns = env.pod_netns("priv").expect("pod netns");
+    let holder = NsHolder::new(&env);
+    let pod = PodContext {
+        sandbox_id: "sb-priv".into(),
+        namespaces: PodNamespaces {
+            network: Ns::Path(netns.path()),
+            ipc: Ns::Path(holder.ns("ipc")),
+            uts: Ns::Path(holder.ns("uts")),
+            pid: None,
+        },
+        files: SandboxFiles::default(),
+        target_pid_ns: None,
+    };
+    let mut sandbox = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "priv".into(),
+            uid: "u2".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("/{}", env.id()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let script = "cat /proc/self/status > /out/status; grep ' /sys ' /proc/mounts > /out/sys; \
+        ls /dev > /out/dev; wc -c < /proc/version > /out/masked; echo ok > /out/done";
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: "priv".into(),
+            attempt: 0,
+        }),
+        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        mounts: vec![Mount {
+            container_path: "/out".into(),
+            host_path: out.to_string_lossy().into_owned(),
+            ..Default::default()
+        }],
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                privileged: true,
+                namespace_options: Some(NamespaceOption {
+                    pid: 1,
+                    ..Default::default()
+                }),
+                seccomp: Some(SecurityProfile::default()),
+                masked_paths: vec!["/proc/version".into()],
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let users = UserDb::default();
+    let image = ImageView::default();
+    let facts = HostFacts::detect();
+    let build = |sandbox: &PodSandboxConfig| {
+        container_spec(
+            &ContainerRequest {
+                id: "priv",
+                config: &config,
+                sandbox_config: sandbox,
+                pod: &pod,
+                image: &image,
+                image_name: "busybox:test",
+                rootfs: rootfs.clone(),
+                volumes_dir: env.dir().join("volumes"),
+                users: &users,
+                localhost_seccomp: None,
+            },
+            &RuntimeOptions::default(),
+            &facts,
+            &LinuxHost,
+        )
+    };
+    let e = build(&sandbox).expect_err("pod not privileged");
+    assert!(
+        e.to_string().contains("no privileged container allowed"),
+        "{e}"
+    );
+    sandbox
+        .linux
+        .get_or_insert_default()
+        .security_context
+        .get_or_insert_default()
+        .privileged = true;
+    let built = build(&sandbox).expect("spec");
+    let rt = Runtime::new(env.subdir("state").expect("state"));
+    let st = rt
+        .create(
+            "priv",
+            &CreateOptions {
+                bundle: env.subdir("bundle").expect("bundle"),
+                spec: Some(built.spec),
+                ..Default::default()
+            },
+        )
+        .expect("create");
+    rt.start("priv").expect("start");
+    assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
+    assert_eq!(read(&out, "done").trim(), "ok");
+    let status = read(&out, "status");
+    let own = std::fs::read_to_string("/proc/self/status").expect("own status");
+    assert_eq!(
+        status_field(&status, "CapEff"),
+        status_field(&own, "CapEff"),
+        "every capability berth has"
+    );
+    assert_eq!(
+        status_field(&status, "Seccomp"),
+        "0",
+        "no seccomp when privileged"
+    );
+    assert!(
+        read(&out, "sys").contains(" rw,"),
+        "sysfs read-write: {}",
+        read(&out, "sys")
+    );
+    assert_ne!(
+        read(&out, "masked").trim(),
+        "0",
+        "no masked paths when privileged"
+    );
+    let dev = read(&out, "dev");
+    for node in ["fuse", "loop-control", "null"] {
+        if Path::new("/dev").join(node).exists() {
+            assert!(
+                dev.lines().any(|l| l == node),
+                "host /dev/{node} missing: {dev}"
+            );
+        }
+    }
+    rt.delete("priv", false).expect("delete");
+}
