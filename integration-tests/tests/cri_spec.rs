@@ -112,7 +112,6 @@ fn restrictive_security_context_takes_effect_inside() {
             hosts: Some(sbdir.join("hosts")),
             resolv_conf: Some(sbdir.join("resolv.conf")),
             shm: Some(shm),
-            host_ipc: false,
         },
         target_pid_ns: None,
     };

@@ -393,22 +393,7 @@ pub fn container_spec(
 
     // resources and oom_score_adj
     let r = linux.and_then(|l| l.resources.as_ref());
-    let rreq = r.map(|r| ResourcesRequest {
-        cpu_period: r.cpu_period,
-        cpu_quota: r.cpu_quota,
-        cpu_shares: r.cpu_shares,
-        memory_limit_in_bytes: r.memory_limit_in_bytes,
-        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
-        oom_score_adj: r.oom_score_adj,
-        cpuset_cpus: r.cpuset_cpus.clone(),
-        cpuset_mems: r.cpuset_mems.clone(),
-        hugepage_limits: r
-            .hugepage_limits
-            .iter()
-            .map(|h| (h.page_size.clone(), h.limit))
-            .collect(),
-        unified: r.unified.clone(),
-    });
+    let rreq = r.map(ResourcesRequest::from_cri);
     let res = resources::resources(
         object,
         &rreq.clone().unwrap_or_default(),

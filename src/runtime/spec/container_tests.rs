@@ -74,7 +74,6 @@ fn pod() -> PodContext {
             hosts: Some("/sb/hosts".into()),
             resolv_conf: Some("/sb/resolv.conf".into()),
             shm: Some("/sb/shm".into()),
-            host_ipc: false,
         },
         target_pid_ns: None,
     }

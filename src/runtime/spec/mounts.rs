@@ -128,8 +128,6 @@ pub struct SandboxFiles {
     pub resolv_conf: Option<PathBuf>,
     /// The pod's /dev/shm (the host's /dev/shm for a host-IPC pod).
     pub shm: Option<PathBuf>,
-    /// true when `shm` is the host's /dev/shm.
-    pub host_ipc: bool,
 }
 
 fn in_cri(path: &str, cri: &[BindRequest]) -> bool {
@@ -455,7 +453,6 @@ pub(crate) mod tests {
             hosts: Some("/sb/hosts".into()),
             resolv_conf: Some("/sb/resolv.conf".into()),
             shm: Some("/sb/shm".into()),
-            host_ipc: false,
         };
         let extra = sandbox_mounts(&files, &cri, false);
         let m = build(

@@ -36,6 +36,47 @@ pub struct CgroupFacts {
     pub hugetlb: bool,
 }
 
+impl ResourcesRequest {
+    /// The CRI message's fields.
+    pub fn from_cri(r: &cri_proto::v1::LinuxContainerResources) -> Self {
+        Self {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit_in_bytes: r.memory_limit_in_bytes,
+            memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            cpuset_mems: r.cpuset_mems.clone(),
+            hugepage_limits: r
+                .hugepage_limits
+                .iter()
+                .map(|h| (h.page_size.clone(), h.limit))
+                .collect(),
+            unified: r.unified.clone(),
+        }
+    }
+}
+
+/// UpdateContainerResources: the new limits of a running container, without device rules
+/// (those do not change), as containerd's updateOCIResource applies WithResources.
+pub fn update_resources(
+    object: &str,
+    r: &cri_proto::v1::LinuxContainerResources,
+    facts: &CgroupFacts,
+    warnings: &mut Vec<String>,
+) -> Result<LinuxResources> {
+    let mut res = resources(
+        object,
+        &ResourcesRequest::from_cri(r),
+        facts,
+        vec![],
+        warnings,
+    )?;
+    res.set_devices(None);
+    Ok(res)
+}
+
 const FIELD: &str = "linux.resources";
 
 /// A cpuset list such as `0-3,8,10-11`.
@@ -376,6 +417,30 @@ mod tests {
             cpu_quota: -1,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn update_keeps_device_rules_out() {
+        let r = cri_proto::v1::LinuxContainerResources {
+            cpu_quota: 20000,
+            cpu_period: 100000,
+            memory_limit_in_bytes: 1 << 30,
+            hugepage_limits: vec![cri_proto::v1::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 1 << 21,
+            }],
+            ..Default::default()
+        };
+        let res = update_resources("c", &r, &facts(), &mut vec![]).expect("update");
+        assert!(res.devices().is_none());
+        assert_eq!(res.cpu().as_ref().and_then(|c| c.quota()), Some(20000));
+        assert_eq!(res.hugepage_limits().as_ref().map(Vec::len), Some(1));
+        let bad = cri_proto::v1::LinuxContainerResources {
+            cpu_period: 5,
+            ..Default::default()
+        };
+        let e = update_resources("c", &bad, &facts(), &mut vec![]).expect_err("bad");
+        assert!(e.to_string().contains("linux.resources.cpu_period"), "{e}");
     }
 
     // containerd customopts.WithOOMScoreAdj / restrictOOMScoreAdj

@@ -284,17 +284,16 @@ fn port_mappings(object: &str, cfg: &PodSandboxConfig, network: Mode) -> Result<
     Ok(out)
 }
 
-/// Plans the holder of sandbox `id` from its config. `node_hostname` is used when the
-/// config has none; `current_oom` / `can_lower_oom` describe this process (see
+/// Plans the holder of sandbox `id` from its config; `facts` gives the node's hostname
+/// (for a pod without one) and this process's oom_score_adj limits (see
 /// [`super::resources::oom_score_adj`]).
 pub fn sandbox_plan(
     id: &str,
     cfg: &PodSandboxConfig,
     opts: &SandboxOptions,
-    node_hostname: &str,
-    current_oom: i32,
-    can_lower_oom: bool,
+    facts: &super::container::HostFacts,
 ) -> Result<SandboxPlan> {
+    let node_hostname = facts.hostname.as_str();
     let object = match &cfg.metadata {
         Some(m) => format!("pod {}/{}", m.namespace, m.name),
         None => format!("pod sandbox {id}"),
@@ -482,8 +481,8 @@ pub fn sandbox_plan(
     let oom_score_adj = super::resources::oom_score_adj(
         object,
         DEFAULT_SANDBOX_OOM_ADJ as i64,
-        current_oom,
-        can_lower_oom,
+        facts.current_oom_score_adj,
+        facts.can_lower_oom_score_adj,
         opts.restrict_oom_score_adj,
         &mut warnings,
     )?;
@@ -545,8 +544,16 @@ mod tests {
         c
     }
 
+    fn facts(can_lower: bool) -> super::super::container::HostFacts {
+        super::super::container::HostFacts {
+            hostname: "node-1".into(),
+            can_lower_oom_score_adj: can_lower,
+            ..Default::default()
+        }
+    }
+
     fn plan(c: &PodSandboxConfig) -> Result<SandboxPlan> {
-        sandbox_plan("sb1", c, &SandboxOptions::default(), "node-1", 0, false)
+        sandbox_plan("sb1", c, &SandboxOptions::default(), &facts(false))
     }
 
     // containerd parseDNSOptions
@@ -795,7 +802,7 @@ mod tests {
         assert_eq!(p.oom_score_adj, 0, "-998 raised to this process's value");
         assert_eq!(p.warnings.len(), 1);
         let p =
-            sandbox_plan("sb1", &cfg(), &SandboxOptions::default(), "n", 0, true).expect("plan");
+            sandbox_plan("sb1", &cfg(), &SandboxOptions::default(), &facts(true)).expect("plan");
         assert_eq!(p.oom_score_adj, DEFAULT_SANDBOX_OOM_ADJ);
         let mut c = cfg();
         c.linux.get_or_insert_default().security_context = Some(LinuxSandboxSecurityContext {
