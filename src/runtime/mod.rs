@@ -1,9 +1,12 @@
 //! The in-process container runtime behind berth's CRI: pod sandboxes held by a per-pod
 //! holder process, the containers in them, their logs and exit codes, and what the CRI
 //! service needs to find them all again after a restart.
+//!
+//! This module only declares its parts; each part's doc says what it owns.
 
 pub mod error;
 pub mod holder;
 pub mod meta;
 pub mod sandbox;
+pub mod spec;
 pub mod stats;
