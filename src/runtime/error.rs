@@ -34,6 +34,23 @@ pub enum RuntimeError {
         #[source]
         source: Box<CniError>,
     },
+    #[error(transparent)]
+    Spec(#[from] super::spec::SpecError),
+    #[error("image {image}: {reason}")]
+    Image {
+        image: String,
+        reason: String,
+        not_found: bool,
+    },
+    #[error("{kind} {id}: {op} {path}: {source}")]
+    Io {
+        kind: &'static str,
+        id: String,
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sandbox {sandbox} is not ready: {reason}")]
     NotReady { sandbox: String, reason: String },
     #[error("{0}")]
@@ -80,7 +97,19 @@ impl RuntimeError {
                 Some(ErrorCode::DeadlineExceeded) => Code::DeadlineExceeded,
                 _ => Code::Internal,
             },
-            Self::Network { .. } | Self::Internal(_) => Code::Internal,
+            Self::Spec(e) => match e.kind() {
+                super::spec::ErrorKind::InvalidArgument => Code::InvalidArgument,
+                super::spec::ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+                super::spec::ErrorKind::Host => Code::Internal,
+            },
+            Self::Image { not_found, .. } => {
+                if *not_found {
+                    Code::NotFound
+                } else {
+                    Code::Internal
+                }
+            }
+            Self::Network { .. } | Self::Internal(_) | Self::Io { .. } => Code::Internal,
             Self::NotReady { .. } => Code::FailedPrecondition,
         }
     }

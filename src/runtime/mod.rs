@@ -4,6 +4,7 @@
 //!
 //! This module only declares its parts; each part's doc says what it owns.
 
+pub mod container;
 pub mod error;
 pub mod holder;
 pub mod meta;

@@ -85,6 +85,7 @@ struct Inner {
     cfg: SandboxConfig,
     store: RecordStore<SandboxRecord>,
     cni: Invoker,
+    facts: crate::runtime::spec::HostFacts,
     table: Mutex<Table>,
 }
 
@@ -104,6 +105,7 @@ impl Sandboxes {
                 cfg,
                 store,
                 cni,
+                facts: crate::runtime::spec::HostFacts::detect(),
                 table: Mutex::new(Table {
                     index: IdIndex::new("sandbox"),
                     names: NameRegistrar::new("sandbox"),
@@ -137,6 +139,23 @@ impl Sandboxes {
         let mut v: Vec<_> = t.entries.iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// The host facts specs are built with (detected once at start).
+    pub fn facts(&self) -> &crate::runtime::spec::HostFacts {
+        &self.inner.facts
+    }
+
+    /// The files the sandbox serves its containers (/etc/hostname, /etc/hosts,
+    /// /etc/resolv.conf), next to its record.
+    pub fn files(&self, id: &str) -> crate::runtime::spec::SandboxFiles {
+        let dir = self.inner.cfg.records.join(id);
+        crate::runtime::spec::SandboxFiles {
+            hostname: Some(dir.join("hostname")),
+            hosts: Some(dir.join("hosts")),
+            resolv_conf: Some(dir.join("resolv.conf")),
+            shm: None,
+        }
     }
 
     /// The holders' state directory.

@@ -10,13 +10,15 @@ use cri_proto::v1::{
     PodSandboxConfig, PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 
-use super::network::{attachment, pod_ips};
+use super::network::{attachment, loopback_up, pod_ips};
 use super::{Sandboxes, lock};
 use crate::oci::state::proc_stat;
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::ns::PodOptions;
 use crate::runtime::holder::{Client, ContainerState, EventKind, SpawnOptions, now_ns};
 use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, sandbox_name};
+use crate::runtime::spec::sandbox::ResolvConf;
+use crate::runtime::spec::{SandboxOptions, SandboxPlan, sandbox_plan};
 
 /// The one runtime handler berth has; "" selects it too (the CRI default).
 pub const RUNTIME_HANDLER: &str = "berth";
@@ -128,6 +130,18 @@ impl Sandboxes {
         let opts = pod_options(&cfg)?;
         let name = sandbox_name(&meta)?;
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("sandbox id: {e}")))?;
+        // The holder does not apply sysctls yet, so none are added by default (containerd
+        // adds the unprivileged-port and ping ones); explicit ones were refused above.
+        let plan = sandbox_plan(
+            &id,
+            &cfg,
+            &SandboxOptions {
+                enable_unprivileged_ports: false,
+                enable_unprivileged_icmp: false,
+                restrict_oom_score_adj: true,
+            },
+            &self.inner.facts,
+        )?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let mut guard = NameGuard {
             sb: self,
@@ -141,7 +155,7 @@ impl Sandboxes {
         let mut rec = SandboxRecord::new(id.clone(), name, now_ns(), &cfg);
         rec.runtime_handler = handler;
         self.inner.store.save(&id, &rec)?;
-        match self.make(&mut rec, &cfg, opts).await {
+        match self.make(&mut rec, &cfg, opts, &plan).await {
             Ok(()) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "RunPodSandbox failed; rolling back");
@@ -166,6 +180,7 @@ impl Sandboxes {
         rec: &mut SandboxRecord,
         cfg: &PodSandboxConfig,
         pod: PodOptions,
+        plan: &SandboxPlan,
     ) -> Result<()> {
         let host_network = pod.host_network;
         let spawn = SpawnOptions {
@@ -198,6 +213,13 @@ impl Sandboxes {
         // Recorded before CNI runs, so a crash during ADD is undone with the right netns.
         self.inner.store.save(&rec.id, rec)?;
         if let Some(ns) = &rec.netns {
+            loopback_up(std::path::Path::new(ns)).map_err(|source| RuntimeError::Io {
+                kind: "sandbox",
+                id: rec.id.clone(),
+                op: "bring up lo in",
+                path: ns.into(),
+                source,
+            })?;
             let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), cfg);
             let result = self
                 .inner
@@ -207,8 +229,47 @@ impl Sandboxes {
                 .map_err(|source| RuntimeError::network(rec.id.clone(), source))?;
             rec.ips = pod_ips(&result);
         }
+        self.write_files(&rec.id, plan)?;
         rec.phase = Phase::Ready;
         self.inner.store.save(&rec.id, rec)?;
+        Ok(())
+    }
+
+    /// The pod's /etc/hostname, /etc/hosts (the node's, as containerd gives a sandbox; the
+    /// kubelet mounts its managed file over it) and /etc/resolv.conf.
+    fn write_files(&self, id: &str, plan: &SandboxPlan) -> Result<()> {
+        use crate::store::{Durability, write_file};
+        let files = self.files(id);
+        let dir = self.inner.cfg.records.join(id);
+        let io = |op: &'static str, path: &std::path::Path| {
+            let path = path.to_path_buf();
+            let id = id.to_string();
+            move |source| RuntimeError::Io {
+                kind: "sandbox",
+                id,
+                op,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let resolv = match &plan.resolv_conf {
+            ResolvConf::Content(c) => c.clone().into_bytes(),
+            ResolvConf::CopyHost => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+        };
+        let hosts = std::fs::read("/etc/hosts").unwrap_or_default();
+        for (path, bytes) in [
+            (files.hostname, plan.hostname_file.clone().into_bytes()),
+            (files.hosts, hosts),
+            (files.resolv_conf, resolv),
+        ] {
+            if let Some(p) = path {
+                write_file(&p, &bytes, Durability::Replace).map_err(io("write", &p))?;
+                // Containers read these through bind mounts, as any user.
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                    .map_err(io("chmod", &p))?;
+            }
+        }
         Ok(())
     }
 
@@ -222,8 +283,9 @@ impl Sandboxes {
             }
         }
         let state_dir = self.inner.cfg.state_dir.clone();
-        let rec = rec.clone();
-        let _ = tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &rec)).await;
+        let r = rec.clone();
+        let _ = tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &r)).await;
+        let _ = std::fs::remove_dir_all(self.inner.cfg.records.join(&rec.id));
     }
 
     /// StopPodSandbox: every container killed, the network released. Idempotent.
@@ -310,6 +372,12 @@ impl Sandboxes {
             .await
             .map_err(|e| RuntimeError::Internal(format!("remove panicked: {e}")))??;
         self.inner.store.remove(&rec.id)?;
+        let files = self.inner.cfg.records.join(&rec.id);
+        if let Err(e) = std::fs::remove_dir_all(&files)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(sandbox = %rec.id, error = %e, "remove the sandbox's files");
+        }
         let mut t = lock(&self.inner.table);
         t.index.remove(&rec.id);
         t.names.release(&rec.name, &rec.id);

@@ -1,0 +1,148 @@
+//! ContainerStatus and ListContainers: the record (what was asked for) joined with the
+//! holder's view (what happened).
+
+use std::collections::HashMap;
+
+use cri_proto::v1::{
+    Container, ContainerFilter, ContainerMetadata, ContainerState as CriState, ContainerStatus,
+    ImageSpec,
+};
+
+use super::Containers;
+use crate::runtime::error::{Result, RuntimeError};
+use crate::runtime::holder::{ContainerInfo, ContainerState};
+use crate::runtime::meta::{ContainerRecord, container_matches};
+
+fn cri_state(info: Option<&ContainerInfo>) -> CriState {
+    match info.map(|i| i.state) {
+        Some(ContainerState::Created) => CriState::ContainerCreated,
+        Some(ContainerState::Running) => CriState::ContainerRunning,
+        Some(ContainerState::Exited) => CriState::ContainerExited,
+        None => CriState::ContainerUnknown,
+    }
+}
+
+/// containerd's reasons: OOMKilled, Completed (exit 0) or Error.
+fn reason(info: &ContainerInfo) -> &'static str {
+    match info.exit {
+        Some(e) if e.oom_killed => "OOMKilled",
+        Some(e) if e.code == 0 => "Completed",
+        Some(_) => "Error",
+        None => "",
+    }
+}
+
+impl Containers {
+    /// The holder's view of one container; `None` when the holder cannot tell.
+    async fn info(&self, rec: &ContainerRecord) -> Option<ContainerInfo> {
+        let sb = self.inner.sandboxes.get(&rec.sandbox_id).ok()?;
+        let id = rec.id.clone();
+        self.inner
+            .sandboxes
+            .with_holder(&sb, move |c| c.container_state(&id))
+            .await
+            .ok()
+    }
+
+    /// The holder's view of every container of one sandbox.
+    async fn infos(&self, sandbox_id: &str) -> HashMap<String, ContainerInfo> {
+        let Ok(sb) = self.inner.sandboxes.get(sandbox_id) else {
+            return HashMap::new();
+        };
+        self.inner
+            .sandboxes
+            .with_holder(&sb, |c| c.list_containers())
+            .await
+            .map(|v| v.into_iter().map(|i| (i.id.clone(), i)).collect())
+            .unwrap_or_default()
+    }
+
+    /// ContainerStatus.
+    pub async fn status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<(ContainerStatus, HashMap<String, String>)> {
+        let rec = self.get(id)?;
+        let cfg = rec.config().map_err(RuntimeError::Internal)?;
+        let info = self.info(&rec).await;
+        let mut st = ContainerStatus {
+            id: rec.id.clone(),
+            metadata: cfg.metadata.clone(),
+            state: cri_state(info.as_ref()) as i32,
+            created_at: rec.created_at,
+            image: cfg.image.clone(),
+            image_ref: rec.image_id.clone(),
+            image_id: rec.image_id.clone(),
+            labels: cfg.labels.clone(),
+            annotations: cfg.annotations.clone(),
+            mounts: cfg.mounts.clone(),
+            log_path: rec.log_path.clone(),
+            stop_signal: cfg.stop_signal,
+            ..Default::default()
+        };
+        if let Some(i) = &info {
+            st.started_at = i.started_at;
+            st.finished_at = i.finished_at;
+            st.exit_code = i.exit.map_or(0, |e| e.code);
+            st.reason = reason(i).into();
+        }
+        let mut out = HashMap::new();
+        if verbose {
+            let v = serde_json::json!({
+                "sandboxID": rec.sandbox_id,
+                "pid": info.as_ref().map_or(0, |i| i.pid),
+                "name": rec.name,
+            });
+            out.insert("info".into(), v.to_string());
+        }
+        Ok((st, out))
+    }
+
+    /// ListContainers.
+    pub async fn list(&self, filter: Option<ContainerFilter>) -> Vec<Container> {
+        let mut f = filter.unwrap_or_default();
+        if !f.id.is_empty()
+            && let Ok(r) = self.get(&f.id)
+        {
+            f.id = r.id;
+        }
+        if !f.pod_sandbox_id.is_empty()
+            && let Ok(full) = self.inner.sandboxes.resolve(&f.pod_sandbox_id)
+        {
+            f.pod_sandbox_id = full;
+        }
+        let recs: Vec<ContainerRecord> = self
+            .all()
+            .into_iter()
+            .filter(|r| f.id.is_empty() || r.id == f.id)
+            .filter(|r| f.pod_sandbox_id.is_empty() || r.sandbox_id == f.pod_sandbox_id)
+            .collect();
+        let mut by_sandbox: HashMap<String, HashMap<String, ContainerInfo>> = HashMap::new();
+        let mut out = vec![];
+        for rec in recs {
+            if !by_sandbox.contains_key(&rec.sandbox_id) {
+                let infos = self.infos(&rec.sandbox_id).await;
+                by_sandbox.insert(rec.sandbox_id.clone(), infos);
+            }
+            let info = by_sandbox.get(&rec.sandbox_id).and_then(|m| m.get(&rec.id));
+            let Ok(cfg) = rec.config() else { continue };
+            let c = Container {
+                id: rec.id.clone(),
+                pod_sandbox_id: rec.sandbox_id.clone(),
+                metadata: Some(cfg.metadata.clone().unwrap_or(ContainerMetadata::default())),
+                image: Some(cfg.image.clone().unwrap_or(ImageSpec::default())),
+                image_ref: rec.image_id.clone(),
+                state: cri_state(info) as i32,
+                created_at: rec.created_at,
+                labels: cfg.labels.clone(),
+                annotations: cfg.annotations.clone(),
+                image_id: rec.image_id.clone(),
+            };
+            if container_matches(&f, &c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
