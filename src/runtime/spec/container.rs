@@ -95,7 +95,8 @@ pub struct ContainerRequest<'a> {
     pub sandbox_config: &'a PodSandboxConfig,
     pub pod: &'a PodContext,
     pub image: &'a ImageView,
-    /// The image name for the annotation (user_specified_image when set).
+    /// The image's name in the store, for the annotation (the config's
+    /// `image.user_specified_image` wins when set, as in containerd).
     pub image_name: &'a str,
     /// The container's root filesystem (the spec's root.path).
     pub rootfs: PathBuf,
@@ -464,7 +465,13 @@ pub fn container_spec(
     annotations.insert("io.kubernetes.cri.sandbox-uid", &sb_meta.uid);
     annotations.insert("io.kubernetes.cri.sandbox-name", &sb_meta.name);
     annotations.insert("io.kubernetes.cri.container-name", &meta.name);
-    annotations.insert("io.kubernetes.cri.image-name", req.image_name);
+    let image_name = cfg
+        .image
+        .as_ref()
+        .map(|i| i.user_specified_image.as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(req.image_name);
+    annotations.insert("io.kubernetes.cri.image-name", image_name);
     annotations.insert("io.kubernetes.cri.container-type", "container");
 
     let mut process = json!({

@@ -454,6 +454,22 @@ fn resources_devices_and_oom() {
     assert_eq!(linux.devices().as_ref().map(Vec::len), Some(1));
 }
 
+#[test]
+fn user_specified_image_names_the_annotation() {
+    let mut cfg = config(Default::default());
+    cfg.image = Some(cri_proto::v1::ImageSpec {
+        image: "sha256:abc".into(),
+        user_specified_image: "busybox:1.36".into(),
+        ..Default::default()
+    });
+    let out = build(&cfg).expect("spec");
+    let a = out.spec.annotations().clone().expect("annotations");
+    assert_eq!(
+        a.get("io.kubernetes.cri.image-name").map(String::as_str),
+        Some("busybox:1.36")
+    );
+}
+
 // every refusal names its field
 #[test]
 fn refusals_name_the_field() {

@@ -98,8 +98,15 @@ pub struct SandboxPlan {
     pub oom_score_adj: i32,
     /// The pod's /dev/shm size, when it has its own IPC namespace.
     pub shm_size: Option<u64>,
+    /// The holder's cgroup CPU shares (containerd's DefaultSandboxCPUshares).
+    pub cpu_shares: u64,
+    /// containerd's sandbox annotations (DefaultCRIAnnotations, sandbox resources).
+    pub annotations: BTreeMap<String, String>,
     pub warnings: Vec<String>,
 }
+
+/// containerd's DefaultSandboxCPUshares.
+pub const DEFAULT_SANDBOX_CPU_SHARES: u64 = 2;
 
 /// containerd's parseDNSOptions: `search`, then one `nameserver` per server, then
 /// `options`; an empty config gives empty content.
@@ -486,7 +493,36 @@ pub fn sandbox_plan(
         opts.restrict_oom_score_adj,
         &mut warnings,
     )?;
+    let mut annotations: BTreeMap<String, String> = [
+        ("io.kubernetes.cri.container-type", "sandbox"),
+        ("io.kubernetes.cri.sandbox-id", id),
+        ("io.kubernetes.cri.sandbox-name", meta.name.as_str()),
+        (
+            "io.kubernetes.cri.sandbox-namespace",
+            meta.namespace.as_str(),
+        ),
+        ("io.kubernetes.cri.sandbox-uid", meta.uid.as_str()),
+        (
+            "io.kubernetes.cri.sandbox-log-directory",
+            cfg.log_directory.as_str(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(r) = linux.and_then(|l| l.resources.as_ref()) {
+        for (k, v) in [
+            ("io.kubernetes.cri.sandbox-cpu-period", r.cpu_period),
+            ("io.kubernetes.cri.sandbox-cpu-quota", r.cpu_quota),
+            ("io.kubernetes.cri.sandbox-cpu-shares", r.cpu_shares),
+            ("io.kubernetes.cri.sandbox-memory", r.memory_limit_in_bytes),
+        ] {
+            annotations.insert(k.to_string(), v.to_string());
+        }
+    }
     Ok(SandboxPlan {
+        cpu_shares: DEFAULT_SANDBOX_CPU_SHARES,
+        annotations,
         hostname_file: format!("{hostname}\n"),
         hostname,
         resolv_conf,
@@ -621,6 +657,33 @@ mod tests {
             node_hosts("127.0.0.1 localhost\n", &[]),
             "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n"
         );
+    }
+
+    // containerd DefaultCRIAnnotations(sandbox = true) and the sandbox resource annotations
+    #[test]
+    fn sandbox_annotations() {
+        let mut c = cfg();
+        c.log_directory = "/var/log/pods/default_web_u1".into();
+        c.linux.get_or_insert_default().resources = Some(cri_proto::v1::LinuxContainerResources {
+            cpu_shares: 1024,
+            memory_limit_in_bytes: 1 << 30,
+            ..Default::default()
+        });
+        let p = plan(&c).expect("plan");
+        let a = |k: &str| p.annotations.get(k).cloned().unwrap_or_default();
+        assert_eq!(a("io.kubernetes.cri.container-type"), "sandbox");
+        assert_eq!(a("io.kubernetes.cri.sandbox-id"), "sb1");
+        assert_eq!(a("io.kubernetes.cri.sandbox-uid"), "u1");
+        assert_eq!(
+            a("io.kubernetes.cri.sandbox-log-directory"),
+            "/var/log/pods/default_web_u1"
+        );
+        assert_eq!(a("io.kubernetes.cri.sandbox-cpu-shares"), "1024");
+        assert_eq!(
+            a("io.kubernetes.cri.sandbox-memory"),
+            (1u64 << 30).to_string()
+        );
+        assert_eq!(p.cpu_shares, 2);
     }
 
     #[test]
