@@ -20,12 +20,15 @@ pub mod container;
 mod container_tests;
 pub mod devices;
 pub mod error;
+pub mod etc_files;
 pub mod host;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod sandbox;
+#[cfg(test)]
+mod sandbox_tests;
 pub mod security;
 pub mod user;
 
