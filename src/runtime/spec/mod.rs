@@ -42,7 +42,7 @@ pub use error::{ErrorKind, SpecError};
 pub use host::{HostView, LinuxHost};
 pub use mounts::SandboxFiles;
 pub use namespaces::{Ns, PodNamespaces};
-pub use sandbox::{SandboxOptions, SandboxPlan, sandbox_plan};
+pub use sandbox::{HolderNamespaces, SandboxOptions, SandboxPlan, sandbox_plan};
 pub use user::{UserDb, verify_run_as_non_root};
 
 use error::{Result, SpecError as E};

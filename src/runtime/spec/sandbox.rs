@@ -107,6 +107,30 @@ pub struct SandboxPlan {
     pub warnings: Vec<String>,
 }
 
+/// Which namespaces the holder makes for its pod; the others are the node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderNamespaces {
+    pub network: bool,
+    /// UTS follows the network: a host-network pod keeps the node's hostname.
+    pub uts: bool,
+    pub ipc: bool,
+    /// Only a pod whose containers share one process namespace.
+    pub pid: bool,
+}
+
+impl SandboxPlan {
+    /// The namespaces the holder creates and keeps (containerd's sandbox spec: network
+    /// and UTS unless host network, IPC unless host IPC, PID only when shared).
+    pub fn holder_namespaces(&self) -> HolderNamespaces {
+        HolderNamespaces {
+            network: self.network == Mode::Pod,
+            uts: self.network == Mode::Pod,
+            ipc: self.ipc == Mode::Pod,
+            pid: self.pid == PidMode::Pod,
+        }
+    }
+}
+
 /// containerd's DefaultSandboxCPUshares.
 pub const DEFAULT_SANDBOX_CPU_SHARES: u64 = 2;
 

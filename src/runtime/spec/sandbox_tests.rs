@@ -135,7 +135,27 @@ fn namespace_modes() {
         p.sysctls.is_empty(),
         "no unprivileged-port sysctls on the host network"
     );
+    assert_eq!(
+        p.holder_namespaces(),
+        HolderNamespaces {
+            network: false,
+            uts: false,
+            ipc: false,
+            pid: false
+        }
+    );
+    let p = plan(&cfg()).expect("defaults");
+    assert_eq!(
+        p.holder_namespaces(),
+        HolderNamespaces {
+            network: true,
+            uts: true,
+            ipc: true,
+            pid: true
+        }
+    );
     let p = plan(&with_ns(POD, CONTAINER, POD)).expect("pod");
+    assert!(!p.holder_namespaces().pid);
     assert_eq!(p.pid, PidMode::Container);
     assert_eq!(
         p.sysctls
