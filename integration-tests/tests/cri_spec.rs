@@ -395,6 +395,7 @@ impl SmallPod {
         &self,
         config: &ContainerConfig,
         sandbox: &PodSandboxConfig,
+        image: &ImageView,
     ) -> Result<berth::runtime::spec::ContainerSpec, berth::runtime::spec::SpecError> {
         let users = UserDb {
             passwd: std::fs::read_to_string(self.rootfs.join("etc/passwd")).ok(),
@@ -406,7 +407,7 @@ impl SmallPod {
                 config,
                 sandbox_config: sandbox,
                 pod: &self.pod,
-                image: &ImageView::default(),
+                image,
                 image_name: "busybox:test",
                 rootfs: self.rootfs.clone(),
                 volumes_dir: self.env.dir().join("volumes"),
@@ -452,7 +453,9 @@ fn runtime_default_seccomp_without_no_new_privs() {
             ..Default::default()
         },
     );
-    let built = p.build(&config, &p.sandbox(false)).expect("spec");
+    let built = p
+        .build(&config, &p.sandbox(false), &ImageView::default())
+        .expect("spec");
     p.run(built.spec);
     let status = read(&p.out, "status");
     assert_eq!(status_field(&status, "Seccomp"), "2", "{status}");
@@ -464,6 +467,53 @@ fn runtime_default_seccomp_without_no_new_privs() {
         "{status}"
     );
     assert_eq!(read(&p.out, "uid").trim(), "1000");
+}
+
+// A default container: root with Docker's 14 capabilities effective, no seccomp (none
+// asked), the image's entrypoint, env and working dir, and a VOLUME backed by a directory
+// under the container's volumes dir.
+#[test]
+fn defaults_image_config_and_volume() {
+    require_root!();
+    let p = SmallPod::new("dflt");
+    let mut config = p.config("", LinuxContainerSecurityContext::default());
+    config.command.clear();
+    config.args = vec![
+        "-c".into(),
+        "cat /proc/self/status > /out/status; echo \"$GREETING $HOSTNAME\" > /out/env; \
+         pwd > /out/pwd; echo kept > /data/f"
+            .into(),
+    ];
+    let image = ImageView {
+        entrypoint: vec!["/bin/sh".into()],
+        cmd: vec!["-c".into(), "exit 3".into()],
+        env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
+        working_dir: "/tmp".into(),
+        volumes: vec!["/data".into()],
+        ..Default::default()
+    };
+    let built = p.build(&config, &p.sandbox(false), &image).expect("spec");
+    assert_eq!(built.image_volumes.len(), 1);
+    let vol = PathBuf::from(&built.image_volumes[0].host_path);
+    p.run(built.spec);
+    let status = read(&p.out, "status");
+    assert_eq!(
+        status_field(&status, "CapEff"),
+        "00000000a80425fb",
+        "{status}"
+    );
+    assert_eq!(status_field(&status, "Seccomp"), "0", "{status}");
+    let node = nix::unistd::gethostname().expect("hostname");
+    assert_eq!(
+        read(&p.out, "env").trim(),
+        format!("hello {}", node.to_string_lossy())
+    );
+    assert_eq!(read(&p.out, "pwd").trim(), "/tmp");
+    assert_eq!(
+        read(&vol, "f").trim(),
+        "kept",
+        "the VOLUME is the host directory"
+    );
 }
 
 #[test]
