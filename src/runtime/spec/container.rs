@@ -306,8 +306,6 @@ pub fn container_spec(
         mounts::image_volumes(&img.volumes, &cri_mounts, &req.volumes_dir)
     };
     extra.extend(image_volumes.iter().cloned());
-    let defaults = mounts::default_mounts(privileged, opts.cgroup_writable);
-    let built = mounts::build(object, &cri_mounts, &extra, defaults, host)?;
 
     // masked and readonly paths
     let (mut masked, mut readonly): (Vec<String>, Vec<String>) = if opts.disable_proc_mount {
@@ -458,6 +456,11 @@ pub fn container_spec(
         &caps,
         req.localhost_seccomp,
     )?;
+
+    // Last, once everything else is known to be valid: making bind sources creates
+    // missing host directories, and a refused request must leave nothing behind.
+    let defaults = mounts::default_mounts(privileged, opts.cgroup_writable);
+    let built = mounts::build(object, &cri_mounts, &extra, defaults, host)?;
 
     let mut annotations: HashMap<&str, &str> = HashMap::new();
     annotations.insert("io.kubernetes.cri.sandbox-id", &req.pod.sandbox_id);
