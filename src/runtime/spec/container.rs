@@ -378,6 +378,7 @@ pub fn container_spec(
             .map(|s| s.to_string())
             .collect(),
     };
+    let mut all_devices = None;
     if privileged {
         // WithPrivileged: every capability the runtime has, no masks, no seccomp.
         caps = facts.current_caps.clone();
@@ -386,20 +387,24 @@ pub fn container_spec(
         if !opts.privileged_without_host_devices {
             let p = devices::privileged_devices(object, host)?;
             devs.devices.extend(p.devices);
-            devs.rules.extend(p.rules);
+            // WithAllDevicesAllowed replaces the rules with one allowing everything.
+            all_devices = Some(p.rules);
         }
     }
 
     // resources and oom_score_adj
     let r = linux.and_then(|l| l.resources.as_ref());
     let rreq = r.map(ResourcesRequest::from_cri);
-    let res = resources::resources(
+    let mut res = resources::resources(
         object,
         &rreq.clone().unwrap_or_default(),
         &facts.cgroups,
         devs.rules,
         &mut warnings,
     )?;
+    if let Some(rules) = all_devices {
+        res.set_devices(Some(rules));
+    }
     let oom = match &rreq {
         Some(r) => Some(resources::oom_score_adj(
             object,
