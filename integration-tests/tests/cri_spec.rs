@@ -397,6 +397,16 @@ impl SmallPod {
         sandbox: &PodSandboxConfig,
         image: &ImageView,
     ) -> Result<berth::runtime::spec::ContainerSpec, berth::runtime::spec::SpecError> {
+        self.build_with_profile(config, sandbox, image, None)
+    }
+
+    fn build_with_profile(
+        &self,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+        image: &ImageView,
+        localhost_seccomp: Option<&[u8]>,
+    ) -> Result<berth::runtime::spec::ContainerSpec, berth::runtime::spec::SpecError> {
         let users = UserDb {
             passwd: std::fs::read_to_string(self.rootfs.join("etc/passwd")).ok(),
             group: None,
@@ -412,7 +422,7 @@ impl SmallPod {
                 rootfs: self.rootfs.clone(),
                 volumes_dir: self.env.dir().join("volumes"),
                 users: &users,
-                localhost_seccomp: None,
+                localhost_seccomp,
             },
             &RuntimeOptions::default(),
             &HostFacts::detect(),
@@ -467,6 +477,49 @@ fn runtime_default_seccomp_without_no_new_privs() {
         "{status}"
     );
     assert_eq!(read(&p.out, "uid").trim(), "1000");
+}
+
+// A Localhost seccomp profile (the bytes kubelet's profile file holds) takes effect: its
+// rule makes mkdir answer EXDEV.
+#[test]
+fn localhost_seccomp_profile_takes_effect() {
+    require_root!();
+    let p = SmallPod::new("local");
+    let config = p.config(
+        "cat /proc/self/status > /out/status; mkdir /tmp/x 2> /out/mkdir; touch /out/done",
+        LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile {
+                profile_type: 2,
+                localhost_ref: "profiles/mkdir-exdev.json".into(),
+            }),
+            ..Default::default()
+        },
+    );
+    let profile = br#"{"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]}"#;
+    let e = p
+        .build(&config, &p.sandbox(false), &ImageView::default())
+        .expect_err("a Localhost profile needs its bytes");
+    assert!(
+        e.to_string().contains("linux.security_context.seccomp"),
+        "{e}"
+    );
+    let built = p
+        .build_with_profile(
+            &config,
+            &p.sandbox(false),
+            &ImageView::default(),
+            Some(profile),
+        )
+        .expect("spec");
+    p.run(built.spec);
+    assert_eq!(status_field(&read(&p.out, "status"), "Seccomp"), "2");
+    assert!(
+        read(&p.out, "mkdir").contains("cross-device"),
+        "{}",
+        read(&p.out, "mkdir")
+    );
 }
 
 // A default container: root with Docker's 14 capabilities effective, no seccomp (none
