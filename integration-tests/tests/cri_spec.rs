@@ -9,8 +9,9 @@ use std::time::Duration;
 use berth::oci::{CreateOptions, Exit, Runtime};
 use berth::runtime::spec::cri::{
     Capability, ContainerConfig, ContainerMetadata, Int64Value, KeyValue, LinuxContainerConfig,
-    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig, Mount,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, SecurityProfile,
+    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, Mount, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    SecurityProfile,
 };
 use berth::runtime::spec::{
     ContainerRequest, HostFacts, ImageView, LinuxHost, Ns, PodContext, PodNamespaces,
@@ -293,6 +294,279 @@ fn restrictive_security_context_takes_effect_inside() {
     );
     rt.delete("spec", false).expect("delete");
     assert!(!mem.exists());
+}
+
+/// A pod without sandbox files in its own network, IPC and UTS namespaces, and a busybox
+/// rootfs whose /etc/passwd knows `app` (1000).
+/// Fields drop in order: the namespace holder and netns go before the test env.
+struct SmallPod {
+    _holder: NsHolder,
+    _netns: berth_integration_tests::netns::NetNs,
+    pod: PodContext,
+    rootfs: PathBuf,
+    out: PathBuf,
+    env: TestEnv,
+}
+
+impl SmallPod {
+    fn new(tag: &str) -> SmallPod {
+        let env = TestEnv::new().expect("env");
+        let rootfs = env.subdir("rootfs").expect("rootfs");
+        berth_integration_tests::fixtures::busybox_rootfs(&rootfs).expect("busybox");
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/:/bin/sh\n",
+        )
+        .expect("passwd");
+        std::fs::create_dir_all(rootfs.join("out")).expect("mkdir out");
+        let out = env.subdir("out").expect("out");
+        std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod out");
+        let netns = env.pod_netns(tag).expect("pod netns");
+        let holder = NsHolder::new(&env);
+        let pod = PodContext {
+            sandbox_id: format!("sb-{tag}"),
+            namespaces: PodNamespaces {
+                network: Ns::Path(netns.path()),
+                ipc: Ns::Path(holder.ns("ipc")),
+                uts: Ns::Path(holder.ns("uts")),
+                pid: None,
+            },
+            files: SandboxFiles::default(),
+            target_pid_ns: None,
+        };
+        SmallPod {
+            env,
+            rootfs,
+            out,
+            _netns: netns,
+            _holder: holder,
+            pod,
+        }
+    }
+
+    fn sandbox(&self, privileged: bool) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "small".into(),
+                uid: "u2".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: format!("/{}", self.env.id()),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    privileged,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn config(&self, script: &str, sc: LinuxContainerSecurityContext) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            mounts: vec![Mount {
+                container_path: "/out".into(),
+                host_path: self.out.to_string_lossy().into_owned(),
+                ..Default::default()
+            }],
+            linux: Some(LinuxContainerConfig {
+                resources: None,
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        pid: 1,
+                        ..Default::default()
+                    }),
+                    ..sc
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn build(
+        &self,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+        image: &ImageView,
+    ) -> Result<berth::runtime::spec::ContainerSpec, berth::runtime::spec::SpecError> {
+        self.build_with_profile(config, sandbox, image, None)
+    }
+
+    fn build_with_profile(
+        &self,
+        config: &ContainerConfig,
+        sandbox: &PodSandboxConfig,
+        image: &ImageView,
+        localhost_seccomp: Option<&[u8]>,
+    ) -> Result<berth::runtime::spec::ContainerSpec, berth::runtime::spec::SpecError> {
+        let users = UserDb {
+            passwd: std::fs::read_to_string(self.rootfs.join("etc/passwd")).ok(),
+            group: None,
+        };
+        container_spec(
+            &ContainerRequest {
+                id: "c",
+                config,
+                sandbox_config: sandbox,
+                pod: &self.pod,
+                image,
+                image_name: "busybox:test",
+                rootfs: self.rootfs.clone(),
+                volumes_dir: self.env.dir().join("volumes"),
+                users: &users,
+                localhost_seccomp,
+            },
+            &RuntimeOptions::default(),
+            &HostFacts::detect(),
+            &LinuxHost,
+        )
+    }
+
+    /// Runs the spec to completion; the container must exit 0.
+    fn run(&self, spec: oci_spec::runtime::Spec) {
+        let rt = Runtime::new(self.env.subdir("state").expect("state"));
+        let st = rt
+            .create(
+                "c",
+                &CreateOptions {
+                    bundle: self.env.subdir("bundle").expect("bundle"),
+                    spec: Some(spec),
+                    ..Default::default()
+                },
+            )
+            .expect("create");
+        rt.start("c").expect("start");
+        assert_eq!(berth::oci::wait(st.pid).expect("wait"), Exit::Code(0));
+        rt.delete("c", false).expect("delete");
+    }
+}
+
+// kubelet's most common case: allowPrivilegeEscalation unset (no no_new_privs), a
+// non-root user and RuntimeDefault; the filter must still load after the user switch.
+#[test]
+fn runtime_default_seccomp_without_no_new_privs() {
+    require_root!();
+    let p = SmallPod::new("nnp");
+    let config = p.config(
+        "cat /proc/self/status > /out/status; id -u > /out/uid",
+        LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            seccomp: Some(SecurityProfile::default()),
+            ..Default::default()
+        },
+    );
+    let built = p
+        .build(&config, &p.sandbox(false), &ImageView::default())
+        .expect("spec");
+    p.run(built.spec);
+    let status = read(&p.out, "status");
+    assert_eq!(status_field(&status, "Seccomp"), "2", "{status}");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "0", "{status}");
+    // Docker's 14 default capabilities bound the process, none effective for uid 1000
+    assert_eq!(
+        status_field(&status, "CapBnd"),
+        "00000000a80425fb",
+        "{status}"
+    );
+    assert_eq!(read(&p.out, "uid").trim(), "1000");
+}
+
+// A Localhost seccomp profile (the bytes kubelet's profile file holds) takes effect: its
+// rule makes mkdir answer EXDEV.
+#[test]
+fn localhost_seccomp_profile_takes_effect() {
+    require_root!();
+    let p = SmallPod::new("local");
+    let config = p.config(
+        "cat /proc/self/status > /out/status; mkdir /tmp/x 2> /out/mkdir; touch /out/done",
+        LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile {
+                profile_type: 2,
+                localhost_ref: "profiles/mkdir-exdev.json".into(),
+            }),
+            ..Default::default()
+        },
+    );
+    let profile = br#"{"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]}"#;
+    let e = p
+        .build(&config, &p.sandbox(false), &ImageView::default())
+        .expect_err("a Localhost profile needs its bytes");
+    assert!(
+        e.to_string().contains("linux.security_context.seccomp"),
+        "{e}"
+    );
+    let built = p
+        .build_with_profile(
+            &config,
+            &p.sandbox(false),
+            &ImageView::default(),
+            Some(profile),
+        )
+        .expect("spec");
+    p.run(built.spec);
+    assert_eq!(status_field(&read(&p.out, "status"), "Seccomp"), "2");
+    assert!(
+        read(&p.out, "mkdir").contains("cross-device"),
+        "{}",
+        read(&p.out, "mkdir")
+    );
+}
+
+// A default container: root with Docker's 14 capabilities effective, no seccomp (none
+// asked), the image's entrypoint, env and working dir, and a VOLUME backed by a directory
+// under the container's volumes dir.
+#[test]
+fn defaults_image_config_and_volume() {
+    require_root!();
+    let p = SmallPod::new("dflt");
+    let mut config = p.config("", LinuxContainerSecurityContext::default());
+    config.command.clear();
+    config.args = vec![
+        "-c".into(),
+        "cat /proc/self/status > /out/status; echo \"$GREETING $HOSTNAME\" > /out/env; \
+         pwd > /out/pwd; echo kept > /data/f"
+            .into(),
+    ];
+    let image = ImageView {
+        entrypoint: vec!["/bin/sh".into()],
+        cmd: vec!["-c".into(), "exit 3".into()],
+        env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
+        working_dir: "/tmp".into(),
+        volumes: vec!["/data".into()],
+        ..Default::default()
+    };
+    let built = p.build(&config, &p.sandbox(false), &image).expect("spec");
+    assert_eq!(built.image_volumes.len(), 1);
+    let vol = PathBuf::from(&built.image_volumes[0].host_path);
+    p.run(built.spec);
+    let status = read(&p.out, "status");
+    assert_eq!(
+        status_field(&status, "CapEff"),
+        "00000000a80425fb",
+        "{status}"
+    );
+    assert_eq!(status_field(&status, "Seccomp"), "0", "{status}");
+    let node = nix::unistd::gethostname().expect("hostname");
+    assert_eq!(
+        read(&p.out, "env").trim(),
+        format!("hello {}", node.to_string_lossy())
+    );
+    assert_eq!(read(&p.out, "pwd").trim(), "/tmp");
+    assert_eq!(
+        read(&vol, "f").trim(),
+        "kept",
+        "the VOLUME is the host directory"
+    );
 }
 
 #[test]

@@ -95,7 +95,8 @@ pub struct ContainerRequest<'a> {
     pub sandbox_config: &'a PodSandboxConfig,
     pub pod: &'a PodContext,
     pub image: &'a ImageView,
-    /// The image name for the annotation (user_specified_image when set).
+    /// The image's name in the store, for the annotation (the config's
+    /// `image.user_specified_image` wins when set, as in containerd).
     pub image_name: &'a str,
     /// The container's root filesystem (the spec's root.path).
     pub rootfs: PathBuf,
@@ -305,8 +306,6 @@ pub fn container_spec(
         mounts::image_volumes(&img.volumes, &cri_mounts, &req.volumes_dir)
     };
     extra.extend(image_volumes.iter().cloned());
-    let defaults = mounts::default_mounts(privileged, opts.cgroup_writable);
-    let built = mounts::build(object, &cri_mounts, &extra, defaults, host)?;
 
     // masked and readonly paths
     let (mut masked, mut readonly): (Vec<String>, Vec<String>) = if opts.disable_proc_mount {
@@ -379,6 +378,7 @@ pub fn container_spec(
             .map(|s| s.to_string())
             .collect(),
     };
+    let mut all_devices = None;
     if privileged {
         // WithPrivileged: every capability the runtime has, no masks, no seccomp.
         caps = facts.current_caps.clone();
@@ -387,20 +387,24 @@ pub fn container_spec(
         if !opts.privileged_without_host_devices {
             let p = devices::privileged_devices(object, host)?;
             devs.devices.extend(p.devices);
-            devs.rules.extend(p.rules);
+            // WithAllDevicesAllowed replaces the rules with one allowing everything.
+            all_devices = Some(p.rules);
         }
     }
 
     // resources and oom_score_adj
     let r = linux.and_then(|l| l.resources.as_ref());
     let rreq = r.map(ResourcesRequest::from_cri);
-    let res = resources::resources(
+    let mut res = resources::resources(
         object,
         &rreq.clone().unwrap_or_default(),
         &facts.cgroups,
         devs.rules,
         &mut warnings,
     )?;
+    if let Some(rules) = all_devices {
+        res.set_devices(Some(rules));
+    }
     let oom = match &rreq {
         Some(r) => Some(resources::oom_score_adj(
             object,
@@ -458,13 +462,24 @@ pub fn container_spec(
         req.localhost_seccomp,
     )?;
 
+    // Last, once everything else is known to be valid: making bind sources creates
+    // missing host directories, and a refused request must leave nothing behind.
+    let defaults = mounts::default_mounts(privileged, opts.cgroup_writable);
+    let built = mounts::build(object, &cri_mounts, &extra, defaults, host)?;
+
     let mut annotations: HashMap<&str, &str> = HashMap::new();
     annotations.insert("io.kubernetes.cri.sandbox-id", &req.pod.sandbox_id);
     annotations.insert("io.kubernetes.cri.sandbox-namespace", &sb_meta.namespace);
     annotations.insert("io.kubernetes.cri.sandbox-uid", &sb_meta.uid);
     annotations.insert("io.kubernetes.cri.sandbox-name", &sb_meta.name);
     annotations.insert("io.kubernetes.cri.container-name", &meta.name);
-    annotations.insert("io.kubernetes.cri.image-name", req.image_name);
+    let image_name = cfg
+        .image
+        .as_ref()
+        .map(|i| i.user_specified_image.as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(req.image_name);
+    annotations.insert("io.kubernetes.cri.image-name", image_name);
     annotations.insert("io.kubernetes.cri.container-type", "container");
 
     let mut process = json!({

@@ -128,6 +128,16 @@ fn build_with(
     opts: &RuntimeOptions,
     localhost: Option<&[u8]>,
 ) -> Result<ContainerSpec, SpecError> {
+    build_on(cfg, sb, opts, localhost, &host())
+}
+
+fn build_on(
+    cfg: &ContainerConfig,
+    sb: &PodSandboxConfig,
+    opts: &RuntimeOptions,
+    localhost: Option<&[u8]>,
+    host: &FakeHost,
+) -> Result<ContainerSpec, SpecError> {
     let pod = pod();
     let img = image();
     let users = UserDb {
@@ -146,7 +156,7 @@ fn build_with(
         users: &users,
         localhost_seccomp: localhost,
     };
-    let out = container_spec(&req, opts, &facts(), &host())?;
+    let out = container_spec(&req, opts, &facts(), host)?;
     // berth's OCI runtime accepts what was built
     let json = serde_json::to_vec(&out.spec).expect("json");
     crate::oci::spec::parse("c1", &json).expect("berth's runtime parses the spec");
@@ -347,11 +357,8 @@ fn privileged_container() {
         .as_ref()
         .and_then(|r| r.devices().clone())
         .expect("rules");
-    assert!(
-        rules
-            .last()
-            .is_some_and(|r| r.allow() && r.major().is_none())
-    );
+    assert_eq!(rules.len(), 1, "allow-all replaces the rules");
+    assert!(rules[0].allow() && rules[0].major().is_none());
     assert_eq!(
         mount_opts(s, "/sys")
             .and_then(|o| o.last().cloned())
@@ -452,6 +459,49 @@ fn resources_devices_and_oom() {
     assert!(!rules[0].allow(), "deny all first");
     assert_eq!(rules[1].major(), Some(10));
     assert_eq!(linux.devices().as_ref().map(Vec::len), Some(1));
+}
+
+#[test]
+fn user_specified_image_names_the_annotation() {
+    let mut cfg = config(Default::default());
+    cfg.image = Some(cri_proto::v1::ImageSpec {
+        image: "sha256:abc".into(),
+        user_specified_image: "busybox:1.36".into(),
+        ..Default::default()
+    });
+    let out = build(&cfg).expect("spec");
+    let a = out.spec.annotations().clone().expect("annotations");
+    assert_eq!(
+        a.get("io.kubernetes.cri.image-name").map(String::as_str),
+        Some("busybox:1.36")
+    );
+}
+
+// a refused request makes no bind source (the real host would create directories)
+#[test]
+fn refused_request_touches_no_host_path() {
+    let mut cfg = config(LinuxContainerSecurityContext {
+        capabilities: Some(Capability {
+            add_capabilities: vec!["WARP_DRIVE".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    cfg.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: "/var/lib/kubelet/pods/u1/volumes/x".into(),
+        ..Default::default()
+    }];
+    let h = host();
+    build_on(&cfg, &sandbox(false), &RuntimeOptions::default(), None, &h).expect_err("bad cap");
+    assert!(h.made.borrow().is_empty(), "{:?}", h.made.borrow());
+    sc_of(&mut cfg).capabilities = None;
+    build_on(&cfg, &sandbox(false), &RuntimeOptions::default(), None, &h).expect("valid");
+    assert!(
+        h.made
+            .borrow()
+            .contains(&PathBuf::from("/var/lib/kubelet/pods/u1/volumes/x"))
+    );
 }
 
 // every refusal names its field

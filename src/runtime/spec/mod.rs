@@ -20,12 +20,15 @@ pub mod container;
 mod container_tests;
 pub mod devices;
 pub mod error;
+pub mod etc_files;
 pub mod host;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod sandbox;
+#[cfg(test)]
+mod sandbox_tests;
 pub mod security;
 pub mod user;
 
@@ -39,7 +42,7 @@ pub use error::{ErrorKind, SpecError};
 pub use host::{HostView, LinuxHost};
 pub use mounts::SandboxFiles;
 pub use namespaces::{Ns, PodNamespaces};
-pub use sandbox::{SandboxOptions, SandboxPlan, sandbox_plan};
+pub use sandbox::{HolderNamespaces, SandboxOptions, SandboxPlan, sandbox_plan};
 pub use user::{UserDb, verify_run_as_non_root};
 
 use error::{Result, SpecError as E};

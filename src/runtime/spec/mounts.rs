@@ -370,6 +370,8 @@ pub(crate) mod tests {
         pub slave: Vec<&'static str>,
         pub missing: Vec<&'static str>,
         pub devices: Vec<HostDevice>,
+        /// The bind sources asked for (a real host would create missing ones).
+        pub made: std::cell::RefCell<Vec<PathBuf>>,
     }
 
     impl HostView for FakeHost {
@@ -377,6 +379,7 @@ pub(crate) mod tests {
             if self.missing.iter().any(|m| Path::new(m) == p) {
                 return Err(io::Error::from(io::ErrorKind::PermissionDenied));
             }
+            self.made.borrow_mut().push(p.to_path_buf());
             Ok(p.to_path_buf())
         }
         fn propagation(&self, p: &Path) -> io::Result<Propagation> {

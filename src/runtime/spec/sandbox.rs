@@ -14,6 +14,8 @@ use super::namespaces::{CONTAINER, NODE, POD, TARGET};
 use super::security;
 use super::user;
 
+pub use super::etc_files::{HostAlias, managed_hosts, node_hosts, resolv_conf_content};
+
 /// containerd's defaultSandboxOOMAdj: the holder should be the last thing killed.
 pub const DEFAULT_SANDBOX_OOM_ADJ: i32 = -998;
 /// containerd's defaultShmSize for the pod's /dev/shm tmpfs.
@@ -98,77 +100,39 @@ pub struct SandboxPlan {
     pub oom_score_adj: i32,
     /// The pod's /dev/shm size, when it has its own IPC namespace.
     pub shm_size: Option<u64>,
+    /// The holder's cgroup CPU shares (containerd's DefaultSandboxCPUshares).
+    pub cpu_shares: u64,
+    /// containerd's sandbox annotations (DefaultCRIAnnotations, sandbox resources).
+    pub annotations: BTreeMap<String, String>,
     pub warnings: Vec<String>,
 }
 
-/// containerd's parseDNSOptions: `search`, then one `nameserver` per server, then
-/// `options`; an empty config gives empty content.
-pub fn resolv_conf_content(servers: &[String], searches: &[String], options: &[String]) -> String {
-    let mut s = String::new();
-    if !searches.is_empty() {
-        s += &format!("search {}\n", searches.join(" "));
-    }
-    if !servers.is_empty() {
-        s += &format!("nameserver {}\n", servers.join("\nnameserver "));
-    }
-    if !options.is_empty() {
-        s += &format!("options {}\n", options.join(" "));
-    }
-    s
+/// Which namespaces the holder makes for its pod; the others are the node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderNamespaces {
+    pub network: bool,
+    /// UTS follows the network: a host-network pod keeps the node's hostname.
+    pub uts: bool,
+    pub ipc: bool,
+    /// Only a pod whose containers share one process namespace.
+    pub pid: bool,
 }
 
-/// One HostAlias of a pod (for kubelet's managed hosts file).
-#[derive(Debug, Clone, Default)]
-pub struct HostAlias {
-    pub ip: String,
-    pub hostnames: Vec<String>,
-}
-
-fn alias_lines(aliases: &[HostAlias]) -> String {
-    if aliases.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n# Entries added by HostAliases.\n");
-    for a in aliases {
-        for h in &a.hostnames {
-            s += &format!("{}\t{h}\n", a.ip);
+impl SandboxPlan {
+    /// The namespaces the holder creates and keeps (containerd's sandbox spec: network
+    /// and UTS unless host network, IPC unless host IPC, PID only when shared).
+    pub fn holder_namespaces(&self) -> HolderNamespaces {
+        HolderNamespaces {
+            network: self.network == Mode::Pod,
+            uts: self.network == Mode::Pod,
+            ipc: self.ipc == Mode::Pod,
+            pid: self.pid == PidMode::Pod,
         }
     }
-    s
 }
 
-/// kubelet's managedHostsFileContent: the /etc/hosts kubelet mounts into the containers
-/// of a pod with its own network.
-pub fn managed_hosts(
-    pod_ips: &[String],
-    hostname: &str,
-    domain: &str,
-    aliases: &[HostAlias],
-) -> String {
-    let mut s = String::from("# Kubernetes-managed hosts file.\n");
-    s += "127.0.0.1\tlocalhost\n";
-    s += "::1\tlocalhost ip6-localhost ip6-loopback\n";
-    s += "fe00::0\tip6-localnet\n";
-    s += "fe00::0\tip6-mcastprefix\n";
-    s += "fe00::1\tip6-allnodes\n";
-    s += "fe00::2\tip6-allrouters\n";
-    for ip in pod_ips {
-        if domain.is_empty() {
-            s += &format!("{ip}\t{hostname}\n");
-        } else {
-            s += &format!("{ip}\t{hostname}.{domain}\t{hostname}\n");
-        }
-    }
-    s + &alias_lines(aliases)
-}
-
-/// kubelet's nodeHostsFileContent: the node's /etc/hosts for a host-network pod.
-pub fn node_hosts(node_hosts: &str, aliases: &[HostAlias]) -> String {
-    format!(
-        "# Kubernetes-managed hosts file (host network).\n{node_hosts}{}",
-        alias_lines(aliases)
-    )
-}
+/// containerd's DefaultSandboxCPUshares.
+pub const DEFAULT_SANDBOX_CPU_SHARES: u64 = 2;
 
 /// runc's sysctl rule: only sysctls of a namespace the pod has; kernel.hostname has its
 /// own field. `uts` follows the network mode (a host-network pod uses the host's UTS).
@@ -486,7 +450,36 @@ pub fn sandbox_plan(
         opts.restrict_oom_score_adj,
         &mut warnings,
     )?;
+    let mut annotations: BTreeMap<String, String> = [
+        ("io.kubernetes.cri.container-type", "sandbox"),
+        ("io.kubernetes.cri.sandbox-id", id),
+        ("io.kubernetes.cri.sandbox-name", meta.name.as_str()),
+        (
+            "io.kubernetes.cri.sandbox-namespace",
+            meta.namespace.as_str(),
+        ),
+        ("io.kubernetes.cri.sandbox-uid", meta.uid.as_str()),
+        (
+            "io.kubernetes.cri.sandbox-log-directory",
+            cfg.log_directory.as_str(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(r) = linux.and_then(|l| l.resources.as_ref()) {
+        for (k, v) in [
+            ("io.kubernetes.cri.sandbox-cpu-period", r.cpu_period),
+            ("io.kubernetes.cri.sandbox-cpu-quota", r.cpu_quota),
+            ("io.kubernetes.cri.sandbox-cpu-shares", r.cpu_shares),
+            ("io.kubernetes.cri.sandbox-memory", r.memory_limit_in_bytes),
+        ] {
+            annotations.insert(k.to_string(), v.to_string());
+        }
+    }
     Ok(SandboxPlan {
+        cpu_shares: DEFAULT_SANDBOX_CPU_SHARES,
+        annotations,
         hostname_file: format!("{hostname}\n"),
         hostname,
         resolv_conf,
@@ -503,349 +496,4 @@ pub fn sandbox_plan(
         shm_size: (ipc == Mode::Pod).then_some(DEFAULT_SHM_SIZE),
         warnings,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cri_proto::v1::{
-        DnsConfig, Int64Value, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
-        PodSandboxMetadata, PortMapping, SecurityProfile,
-    };
-
-    fn cfg() -> PodSandboxConfig {
-        PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: "web".into(),
-                uid: "u1".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: "web-0".into(),
-            linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: "/kubepods/pod-u1".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn with_ns(network: i32, pid: i32, ipc: i32) -> PodSandboxConfig {
-        let mut c = cfg();
-        c.linux.get_or_insert_default().security_context = Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network,
-                pid,
-                ipc,
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        c
-    }
-
-    fn facts(can_lower: bool) -> super::super::container::HostFacts {
-        super::super::container::HostFacts {
-            hostname: "node-1".into(),
-            can_lower_oom_score_adj: can_lower,
-            ..Default::default()
-        }
-    }
-
-    fn plan(c: &PodSandboxConfig) -> Result<SandboxPlan> {
-        sandbox_plan("sb1", c, &SandboxOptions::default(), &facts(false))
-    }
-
-    // containerd parseDNSOptions
-    #[test]
-    fn resolv_conf_like_containerd() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            resolv_conf_content(
-                &s(&["10.0.0.10", "8.8.8.8"]),
-                &s(&["default.svc.cluster.local", "svc.cluster.local"]),
-                &s(&["ndots:5"])
-            ),
-            "search default.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\nnameserver 8.8.8.8\noptions ndots:5\n"
-        );
-        assert_eq!(resolv_conf_content(&[], &[], &[]), "");
-        assert_eq!(
-            resolv_conf_content(&s(&["1.1.1.1"]), &[], &[]),
-            "nameserver 1.1.1.1\n"
-        );
-        let mut c = cfg();
-        c.dns_config = Some(DnsConfig {
-            servers: vec!["10.0.0.10".into()],
-            searches: vec![],
-            options: vec!["ndots:5".into()],
-        });
-        assert_eq!(
-            plan(&c).expect("plan").resolv_conf,
-            ResolvConf::Content("nameserver 10.0.0.10\noptions ndots:5\n".into())
-        );
-        assert_eq!(
-            plan(&cfg()).expect("plan").resolv_conf,
-            ResolvConf::CopyHost
-        );
-        c.dns_config = Some(DnsConfig {
-            servers: vec!["10.0.0.10\nnameserver 6.6.6.6".into()],
-            ..Default::default()
-        });
-        let e = plan(&c).expect_err("injection");
-        assert!(e.to_string().contains("dns_config.servers[0]"), "{e}");
-    }
-
-    // kubelet managedHostsFileContent / nodeHostsFileContent
-    #[test]
-    fn hosts_files_like_kubelet() {
-        let aliases = [HostAlias {
-            ip: "10.1.1.1".into(),
-            hostnames: vec!["a".into(), "b".into()],
-        }];
-        assert_eq!(
-            managed_hosts(
-                &["10.244.0.5".into()],
-                "web-0",
-                "web.default.svc.cluster.local",
-                &aliases
-            ),
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
-             10.244.0.5\tweb-0.web.default.svc.cluster.local\tweb-0\n\n# Entries added by HostAliases.\n10.1.1.1\ta\n10.1.1.1\tb\n"
-        );
-        assert!(
-            managed_hosts(&["10.0.0.1".into(), "fd00::1".into()], "p", "", &[])
-                .ends_with("10.0.0.1\tp\nfd00::1\tp\n")
-        );
-        assert_eq!(
-            node_hosts("127.0.0.1 localhost\n", &[]),
-            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n"
-        );
-    }
-
-    #[test]
-    fn hostname_and_files() {
-        let p = plan(&cfg()).expect("plan");
-        assert_eq!(p.hostname, "web-0");
-        assert_eq!(p.hostname_file, "web-0\n");
-        assert_eq!(p.cgroups_path.as_deref(), Some("/kubepods/pod-u1/sb1"));
-        assert_eq!(p.shm_size, Some(DEFAULT_SHM_SIZE));
-        let mut c = cfg();
-        c.hostname.clear();
-        assert_eq!(plan(&c).expect("plan").hostname, "node-1");
-        c.hostname = "x".repeat(65);
-        assert!(
-            plan(&c)
-                .expect_err("long")
-                .to_string()
-                .contains("field hostname")
-        );
-    }
-
-    // containerd sandboxContainerSpec namespace options
-    #[test]
-    fn namespace_modes() {
-        let p = plan(&with_ns(NODE, NODE, NODE)).expect("host");
-        assert_eq!(
-            (p.network, p.ipc, p.pid),
-            (Mode::Node, Mode::Node, PidMode::Node)
-        );
-        assert_eq!(p.shm_size, None);
-        assert!(
-            p.sysctls.is_empty(),
-            "no unprivileged-port sysctls on the host network"
-        );
-        let p = plan(&with_ns(POD, CONTAINER, POD)).expect("pod");
-        assert_eq!(p.pid, PidMode::Container);
-        assert_eq!(
-            p.sysctls
-                .get("net.ipv4.ip_unprivileged_port_start")
-                .map(String::as_str),
-            Some("0")
-        );
-        assert_eq!(
-            p.sysctls
-                .get("net.ipv4.ping_group_range")
-                .map(String::as_str),
-            Some("0 2147483647")
-        );
-        for (c, want) in [
-            (with_ns(CONTAINER, POD, POD), "namespace_options.network"),
-            (with_ns(POD, TARGET, POD), "namespace_options.pid"),
-            (with_ns(POD, POD, CONTAINER), "namespace_options.ipc"),
-        ] {
-            let e = plan(&c).expect_err(want);
-            assert!(e.to_string().contains(want), "{e}");
-        }
-    }
-
-    // runc's validateSysctl, which containerd relies on
-    #[test]
-    fn sysctl_rules() {
-        let ok: &[(&str, Mode, Mode)] = &[
-            ("net.core.somaxconn", Mode::Pod, Mode::Node),
-            ("kernel.shm_rmid_forced", Mode::Node, Mode::Pod),
-            ("fs.mqueue.msg_max", Mode::Node, Mode::Pod),
-            ("kernel.domainname", Mode::Pod, Mode::Node),
-        ];
-        for (k, n, i) in ok {
-            check_sysctl("p", k, *n, *i).expect(k);
-        }
-        let bad: &[(&str, Mode, Mode, &str)] = &[
-            (
-                "net.core.somaxconn",
-                Mode::Node,
-                Mode::Pod,
-                "host's network namespace",
-            ),
-            (
-                "kernel.msgmax",
-                Mode::Pod,
-                Mode::Node,
-                "host's ipc namespace",
-            ),
-            (
-                "kernel.hostname",
-                Mode::Pod,
-                Mode::Pod,
-                "conflicts with the hostname field",
-            ),
-            (
-                "kernel.domainname",
-                Mode::Node,
-                Mode::Pod,
-                "not in a separate kernel namespace",
-            ),
-            (
-                "vm.swappiness",
-                Mode::Pod,
-                Mode::Pod,
-                "not in a separate kernel namespace",
-            ),
-            (
-                "net/ipv4/ip_forward",
-                Mode::Pod,
-                Mode::Pod,
-                "not a sysctl name",
-            ),
-            ("net..x", Mode::Pod, Mode::Pod, "not a sysctl name"),
-        ];
-        for (k, n, i, want) in bad {
-            let e = check_sysctl("p", k, *n, *i).expect_err(k);
-            assert!(e.to_string().contains(want), "{k}: {e}");
-            assert!(
-                e.to_string().contains(&format!("linux.sysctls[{k}]")),
-                "{e}"
-            );
-        }
-        let mut c = with_ns(POD, POD, POD);
-        c.linux.get_or_insert_default().sysctls = [(
-            "net.ipv4.ip_unprivileged_port_start".to_string(),
-            "1024".to_string(),
-        )]
-        .into();
-        let p = plan(&c).expect("plan");
-        assert_eq!(
-            p.sysctls["net.ipv4.ip_unprivileged_port_start"], "1024",
-            "the pod's value wins"
-        );
-        c.linux.get_or_insert_default().sysctls =
-            [("vm.overcommit_memory".to_string(), "1".to_string())].into();
-        assert!(plan(&c).is_err());
-    }
-
-    #[test]
-    fn port_mapping_checks() {
-        let pm = |protocol, container_port, host_port, host_ip: &str| PortMapping {
-            protocol,
-            container_port,
-            host_port,
-            host_ip: host_ip.into(),
-        };
-        let mut c = cfg();
-        c.port_mappings = vec![pm(0, 80, 8080, ""), pm(1, 53, 0, "127.0.0.1")];
-        let p = plan(&c).expect("plan");
-        assert_eq!(
-            p.port_mappings[0],
-            PortMap {
-                protocol: "tcp",
-                container_port: 80,
-                host_port: 8080,
-                host_ip: None
-            }
-        );
-        assert_eq!(p.port_mappings[1].protocol, "udp");
-        for (m, want) in [
-            (pm(7, 80, 0, ""), "port_mappings[0].protocol"),
-            (pm(0, 0, 0, ""), "port_mappings[0].container_port"),
-            (pm(0, 70000, 0, ""), "port_mappings[0].container_port"),
-            (pm(0, 80, -1, ""), "port_mappings[0].host_port"),
-            (pm(0, 80, 80, "300.1.1.1"), "port_mappings[0].host_ip"),
-        ] {
-            c.port_mappings = vec![m];
-            let e = plan(&c).expect_err(want);
-            assert!(e.to_string().contains(want), "{e}");
-        }
-        let mut h = with_ns(NODE, POD, POD);
-        h.port_mappings = vec![pm(0, 80, 8080, "")];
-        assert!(
-            plan(&h)
-                .expect_err("remap")
-                .to_string()
-                .contains("host-network pod")
-        );
-    }
-
-    #[test]
-    fn security_and_oom() {
-        let p = plan(&cfg()).expect("plan");
-        assert_eq!(p.oom_score_adj, 0, "-998 raised to this process's value");
-        assert_eq!(p.warnings.len(), 1);
-        let p =
-            sandbox_plan("sb1", &cfg(), &SandboxOptions::default(), &facts(true)).expect("plan");
-        assert_eq!(p.oom_score_adj, DEFAULT_SANDBOX_OOM_ADJ);
-        let mut c = cfg();
-        c.linux.get_or_insert_default().security_context = Some(LinuxSandboxSecurityContext {
-            run_as_user: Some(Int64Value { value: 65535 }),
-            run_as_group: Some(Int64Value { value: 65535 }),
-            seccomp: Some(SecurityProfile {
-                profile_type: 0,
-                localhost_ref: String::new(),
-            }),
-            ..Default::default()
-        });
-        assert_eq!(
-            plan(&c).expect("plan").run_as.as_deref(),
-            Some("65535:65535")
-        );
-        c.linux.get_or_insert_default().security_context = Some(LinuxSandboxSecurityContext {
-            apparmor: Some(SecurityProfile {
-                profile_type: 0,
-                localhost_ref: String::new(),
-            }),
-            ..Default::default()
-        });
-        assert!(
-            plan(&c)
-                .expect_err("apparmor")
-                .to_string()
-                .contains("apparmor is not supported")
-        );
-        let mut c = cfg();
-        c.metadata = None;
-        assert!(
-            plan(&c)
-                .expect_err("meta")
-                .to_string()
-                .contains("field metadata")
-        );
-        let mut c = cfg();
-        c.linux.get_or_insert_default().cgroup_parent = "/kubepods.slice".into();
-        assert!(
-            plan(&c)
-                .expect_err("slice")
-                .to_string()
-                .contains("systemd slice")
-        );
-    }
 }
