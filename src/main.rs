@@ -27,6 +27,8 @@ enum Command {
     Cni(berth::net::cni::cli::CniArgs),
     /// Run OCI containers with runc's command line.
     Oci(Box<berth::oci::cli::OciArgs>),
+    /// Serve the CRI (runtime.v1) on a root-only unix socket.
+    Cri(berth::cri::cli::CriArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Image(args) => berth::image::cli::run(args)?,
         Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
+        Command::Cri(args) => berth::cri::cli::run(args)?,
     }
     Ok(())
 }
