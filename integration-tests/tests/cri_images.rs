@@ -437,12 +437,47 @@ async fn image_cases(peer: Peer, c: &mut Cri, f: &Fixture) {
         private.id
     );
     assert_eq!(c.pull(&app.tag, None).await.expect("plain HTTP"), app.id);
+    // Credentials are sent only to the server they name.
+    let for_server = |server: String| cri::AuthConfig {
+        username: USER.into(),
+        password: PASSWORD.into(),
+        server_address: server,
+        ..Default::default()
+    };
+    let other = for_server(format!("https://{}", f.http.host()));
+    let e = c
+        .pull(&private.tag, Some(other))
+        .await
+        .expect_err("other server");
+    assert!(e.message().contains(&f.auth.host()), "{peer:?}: {e:?}");
+    let this = for_server(format!("https://{}", f.auth.host()));
+    assert_eq!(
+        c.pull(&private.tag, Some(this)).await.expect("its server"),
+        private.id
+    );
 
     // List and status report both images as containerd does.
     let images = c.list(None).await;
     assert_eq!(images.len(), 2, "{peer:?}: {images:?}");
     for (img, e) in images.iter().zip(sorted([app, private])) {
         check_image(img, e);
+    }
+    let streamed = c
+        .img
+        .stream_images(cri::StreamImagesRequest { filter: None })
+        .await;
+    match peer {
+        Peer::Berth => {
+            let mut stream = streamed.expect("StreamImages").into_inner();
+            let mut all = Vec::new();
+            while let Some(batch) = stream.message().await.expect("stream") {
+                all.extend(batch.images);
+            }
+            all.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(all, images, "StreamImages carries ListImages' answer");
+        }
+        // containerd 1.6 predates the streaming list calls.
+        Peer::Containerd => assert_eq!(streamed.expect_err("1.6").code(), Code::Unimplemented),
     }
     let filtered = c.list(Some(&app.tag)).await;
     match peer {
@@ -647,6 +682,25 @@ fn cri_images_against_berth() {
             (now - u.timestamp).abs() < 60_000_000_000,
             "timestamp is now"
         );
+
+        // An image a container's rootfs uses is refused (containerd would drop its
+        // references and keep the content); once the rootfs is gone it can go.
+        let image = |args: &[&str]| {
+            run(Command::new(workspace_bin("berth"))
+                .arg("image")
+                .arg("--root")
+                .arg(&store)
+                .args(args))
+            .expect("berth image")
+        };
+        image(&["mount", "c1", &f.app.tag]);
+        let e = c.remove(&f.app.tag).await.expect_err("in use");
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("c1"), "names the container: {e:?}");
+        assert_eq!(c.list(None).await.len(), 1, "nothing removed");
+        image(&["unmount", "c1"]);
+        c.remove(&f.app.tag).await.expect("remove once unused");
+        assert!(c.list(None).await.is_empty());
     });
 }
 
