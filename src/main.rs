@@ -28,6 +28,12 @@ enum Command {
     /// Run OCI containers with runc's command line.
     Oci(Box<berth::oci::cli::OciArgs>),
     /// Serve the CRI (runtime.v1) on a root-only unix socket.
+    ///
+    /// Served today: the whole ImageService over berth's image store, and Version, Status
+    /// and RuntimeConfig; every other RuntimeService call answers UNIMPLEMENTED. The
+    /// socket is root-only (0600, in a 0700 directory when berth creates it). SIGTERM or
+    /// SIGINT stops the server: running calls finish (up to --shutdown-grace) and the
+    /// socket is removed. See docs/cri.md.
     Cri(berth::cri::cli::CriArgs),
 }
 

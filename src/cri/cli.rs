@@ -24,13 +24,7 @@ pub const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
 /// Per-registry settings, as `berth image` reads them.
 pub const DEFAULT_REGISTRY_CONFIG: &str = "/etc/berth/registries.yaml";
 
-/// Serve the CRI (RuntimeService and ImageService, runtime.v1) on a unix socket.
-///
-/// Served today: the whole ImageService over berth's image store, and Version, Status
-/// and RuntimeConfig; every other RuntimeService call answers UNIMPLEMENTED. The socket
-/// is root-only (0600, in a 0700 directory when berth creates it). SIGTERM or SIGINT
-/// stops the server: running calls finish (up to --shutdown-grace) and the socket is
-/// removed.
+/// `berth cri`'s flags (the command's help text is on its subcommand in main.rs).
 #[derive(Debug, Args)]
 pub struct CriArgs {
     /// The endpoint to serve: unix:///path/to/socket (or an absolute path).

@@ -123,6 +123,9 @@ async fn run_pull(
     key: String,
     tx: watch::Sender<Option<Outcome>>,
 ) {
+    // Unregistered however the task ends (a panic included), so that no later caller
+    // joins a pull that will never answer.
+    let _entry = Entry { table, key };
     let t = Instant::now();
     tracing::info!(image = %reference, "pulling");
     let progress = Progress::lines(Box::new(LogLines::new(&reference)));
@@ -139,8 +142,23 @@ async fn run_pull(
             Err((image_code(&e), e.to_string()))
         }
     };
-    table.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    drop(_entry);
     let _ = tx.send(Some(outcome));
+}
+
+/// A pull's place in the table of pulls under way; removed on drop.
+struct Entry {
+    table: InFlightTable,
+    key: String,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// The credentials an `AuthConfig` gives for `registry`. Credentials that name another
