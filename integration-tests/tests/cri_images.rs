@@ -621,6 +621,55 @@ fn du(dir: &Path) -> (u64, u64) {
     (num(&["-sx", "--block-size=1"]), num(&["-sx", "--inodes"]))
 }
 
+/// Whether the server on `sock` answers an HTTP/2 client preface (with its own
+/// SETTINGS) from a forked child, run as uid/gid 65534 when `as_nobody`.
+fn speaks_to(sock: &Path, as_nobody: bool) -> bool {
+    use nix::sys::socket::{SockaddrLike, UnixAddr};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+    let addr = UnixAddr::new(sock).expect("socket address");
+    // SAFETY: the child makes only async-signal-safe system calls through libc (no
+    // allocation, no locks) and leaves with _exit, so forking a threaded process is sound.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            // SAFETY: plain system calls on memory this frame owns; see above.
+            let code = unsafe {
+                let dropped = !as_nobody
+                    || (libc::setgroups(0, std::ptr::null()) == 0
+                        && libc::setgid(65534) == 0
+                        && libc::setuid(65534) == 0);
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+                let tv = libc::timeval {
+                    tv_sec: 5,
+                    tv_usec: 0,
+                };
+                let mut buf = [0u8; 64];
+                if !dropped || fd < 0 || libc::connect(fd, addr.as_ptr().cast(), addr.len()) != 0 {
+                    2
+                } else {
+                    libc::write(fd, preface.as_ptr().cast(), preface.len());
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVTIMEO,
+                        (&raw const tv).cast(),
+                        std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                    );
+                    i32::from(libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) > 0)
+                }
+            };
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
+            WaitStatus::Exited(_, 1) => true,
+            WaitStatus::Exited(_, 0) => false,
+            other => panic!("probe failed to connect: {other:?}"),
+        },
+    }
+}
+
 #[test]
 fn cri_images_against_berth() {
     require_root!();
@@ -761,8 +810,10 @@ fn cri_socket_version_status_and_unimplemented() {
         let mut c = berth.wait_up().await.expect("up");
 
         // Root-only: a 0700 directory, a 0600 socket owned by root.
-        let d = std::fs::metadata(&sock_dir).expect("socket dir");
-        assert_eq!(d.permissions().mode() & 0o777, 0o700);
+        for d in [env.dir().join("run"), sock_dir.clone()] {
+            let m = std::fs::metadata(&d).expect("socket dir");
+            assert_eq!(m.permissions().mode() & 0o777, 0o700, "{}", d.display());
+        }
         let s = std::fs::symlink_metadata(&sock).expect("socket");
         assert!(s.file_type().is_socket());
         assert_eq!(s.permissions().mode() & 0o777, 0o600);
@@ -842,6 +893,26 @@ fn cri_socket_version_status_and_unimplemented() {
                 .expect_err("not served");
         assert_eq!(e.code(), Code::Unimplemented);
         assert!(e.message().contains("ListContainers"), "{e:?}");
+
+        // Even with the socket opened up by hand, berth speaks only to its own uid.
+        assert!(
+            speaks_to(&sock, false),
+            "the probe hears the server as root"
+        );
+        for d in [env.dir().join("run"), sock_dir.clone()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        }
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))
+            .expect("chmod socket");
+        assert!(!speaks_to(&sock, true), "a connection as nobody is dropped");
+        let log = berth.log();
+        assert!(
+            log.contains("refused a CRI connection from another user") && log.contains("65534"),
+            "{log}"
+        );
+        c.rt.version(cri::VersionRequest::default())
+            .await
+            .expect("root is still served");
 
         // A second server on a live socket is refused and leaves it alone.
         let out = env
