@@ -775,6 +775,48 @@ fn cri_images_against_containerd() {
     let cd = Containerd::start(&env, &dir, Some(&cri_toml)).expect("containerd");
     tokio_rt().block_on(async {
         let mut c = connect(&cd.sock).await.expect("connect");
+        // The runtime calls berth answers, as containerd answers them: the same version
+        // fields and NetworkReady wording; RuntimeConfig is newer than containerd 1.6.
+        let v =
+            c.rt.version(cri::VersionRequest::default())
+                .await
+                .expect("Version")
+                .into_inner();
+        assert_eq!(
+            (
+                v.version.as_str(),
+                v.runtime_name.as_str(),
+                v.runtime_api_version.as_str()
+            ),
+            ("0.1.0", "containerd", "v1")
+        );
+        let st =
+            c.rt.status(cri::StatusRequest { verbose: false })
+                .await
+                .expect("Status")
+                .into_inner()
+                .status
+                .expect("status")
+                .conditions;
+        assert_eq!(
+            (st[0].r#type.as_str(), st[0].status),
+            ("RuntimeReady", true)
+        );
+        assert_eq!(
+            (st[1].r#type.as_str(), st[1].status),
+            ("NetworkReady", false)
+        );
+        assert_eq!(st[1].reason, "NetworkPluginNotReady");
+        assert!(
+            st[1].message.starts_with("Network plugin returns error: "),
+            "{}",
+            st[1].message
+        );
+        let e =
+            c.rt.runtime_config(cri::RuntimeConfigRequest {})
+                .await
+                .expect_err("1.6");
+        assert_eq!(e.code(), Code::Unimplemented);
         image_cases(Peer::Containerd, &mut c, &f).await;
         let fs = c
             .img
