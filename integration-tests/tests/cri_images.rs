@@ -2,7 +2,8 @@
 //! ImageService against Debian's docker-registry (plain HTTP, TLS with the test CA,
 //! basic auth), Version/Status/RuntimeConfig, UNIMPLEMENTED for the runtime calls not
 //! served yet, bad requests, the socket's permissions, a stale socket, SIGKILL and
-//! restart, SIGTERM. The image cases also run against containerd's CRI plugin (the
+//! restart, SIGTERM (with the grace running calls get). The image cases also run against
+//! containerd's CRI plugin (the
 //! peer), so the assertions encode containerd's behaviour; where berth answers
 //! differently on purpose, the case says so for each peer.
 
@@ -1035,4 +1036,74 @@ fn cri_survives_sigkill_and_restarts_with_its_images() {
         "{}",
         berth.log()
     );
+}
+
+#[test]
+fn cri_sigterm_waits_for_running_calls_at_most_the_grace() {
+    require_root!();
+    let env = TestEnv::new().expect("test env");
+    // A "registry" that accepts connections and never answers, in the host netns.
+    let (hang, host) = env.host.run(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let host = l.local_addr().expect("addr").to_string();
+        (l, host)
+    });
+    let cfg = env.dir().join("registries.yaml");
+    std::fs::write(
+        &cfg,
+        format!("registries:\n  \"{host}\":\n    plainHttp: true\n"),
+    )
+    .expect("registries.yaml");
+    let root = env.dir().join("state");
+    let sock = env.dir().join("run/berth.sock");
+    let extra = vec![
+        "--registry-config".to_string(),
+        cfg.display().to_string(),
+        "--shutdown-grace".into(),
+        "2".into(),
+    ];
+    let mut berth = BerthCri::start(&env, &sock, &root, &extra).expect("berth cri");
+    let signalled = tokio_rt().block_on(async {
+        let mut c = berth.wait_up().await.expect("up");
+        let mut puller = c.clone();
+        let reference = format!("{host}/stuck:v1");
+        let pull = tokio::spawn(async move { puller.pull(&reference, None).await });
+        // The pull is under way once berth has logged it.
+        for _ in 0..100 {
+            if berth.log().contains("stuck:v1") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(berth.log().contains("pulling"), "{}", berth.log());
+        c.rt.version(cri::VersionRequest::default())
+            .await
+            .expect("up");
+        let pid = berth.child.as_ref().expect("running").id();
+        let t = std::time::Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        let r = pull.await.expect("join");
+        assert!(r.is_err(), "the stuck pull cannot succeed: {r:?}");
+        t
+    });
+    let child = berth.child.as_mut().expect("running");
+    let st = child.wait().expect("wait");
+    berth.child = None;
+    let waited = signalled.elapsed();
+    assert!(st.success(), "{st}: {}", berth.log());
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "waited {waited:?} for the running pull, the grace being 2 s"
+    );
+    assert!(
+        berth.log().contains("still running after the grace period"),
+        "{}",
+        berth.log()
+    );
+    assert!(!sock.exists(), "socket removed");
+    drop(hang);
 }

@@ -292,6 +292,16 @@ mod tests {
             credentials_for(Some(&hub), "docker.io"),
             Ok(Some(Credentials::Basic { .. }))
         ));
+        let token = auth(|a| a.identity_token = "refresh".into());
+        assert!(matches!(
+            credentials_for(Some(&token), "r"),
+            Ok(Some(Credentials::IdentityToken(t))) if t == "refresh"
+        ));
+        let bearer = auth(|a| a.registry_token = "bearer".into());
+        assert!(matches!(
+            credentials_for(Some(&bearer), "r"),
+            Ok(Some(Credentials::RegistryToken(t))) if t == "bearer"
+        ));
         let bad = auth(|a| a.auth = "%%%".into());
         let e = credentials_for(Some(&bad), "r").expect_err("not base64");
         assert!(e.to_string().contains("auth.auth"), "{e}");
