@@ -2,10 +2,9 @@
 //! ImageService against Debian's docker-registry (plain HTTP, TLS with the test CA,
 //! basic auth), Version/Status/RuntimeConfig, UNIMPLEMENTED for the runtime calls not
 //! served yet, bad requests, the socket's permissions, a stale socket, SIGKILL and
-//! restart, SIGTERM (with the grace running calls get). The image cases also run against
-//! containerd's CRI plugin (the
-//! peer), so the assertions encode containerd's behaviour; where berth answers
-//! differently on purpose, the case says so for each peer.
+//! restart, SIGTERM (and the grace running calls get). The image cases also run against
+//! containerd's CRI plugin (the peer), so the assertions encode containerd's behaviour;
+//! where berth answers differently on purpose, the case says so for each peer.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
