@@ -21,12 +21,6 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
-    /// Manage images: pull, import, ls, inspect, rm, prune.
-    Image(berth::image::cli::ImageArgs),
-    /// Run the node's CNI network by hand: add, del, check, gc, status, default-conflist.
-    Cni(berth::net::cni::cli::CniArgs),
-    /// Run OCI containers with runc's command line.
-    Oci(Box<berth::oci::cli::OciArgs>),
     /// Serve the CRI (runtime.v1) on a root-only unix socket.
     ///
     /// Served today: the whole ImageService over berth's image store, and Version, Status
@@ -35,6 +29,12 @@ enum Command {
     /// SIGINT stops the server: running calls finish (up to --shutdown-grace) and the
     /// socket is removed. See docs/cri.md.
     Cri(berth::cri::cli::CriArgs),
+    /// Manage images: pull, import, ls, inspect, rm, prune.
+    Image(berth::image::cli::ImageArgs),
+    /// Run the node's CNI network by hand: add, del, check, gc, status, default-conflist.
+    Cni(berth::net::cni::cli::CniArgs),
+    /// Run OCI containers with runc's command line.
+    Oci(Box<berth::oci::cli::OciArgs>),
 }
 
 fn main() -> ExitCode {
