@@ -332,6 +332,9 @@ struct Fixture {
     app: Expect,
     /// `<auth host>/private/busybox:1.0`, config User "nobody".
     private: Expect,
+    /// `<http host>/multi:v1`, an index of an arm64 and an amd64 image (no User): the
+    /// amd64 one is pulled, and the index counts in its size.
+    multi: Expect,
 }
 
 fn fixture(env: &TestEnv) -> Fixture {
@@ -340,19 +343,81 @@ fn fixture(env: &TestEnv) -> Fixture {
     set_user(&mut app, "1000:1000");
     let mut private = fixtures::build(&Image::Busybox, &dir.join("busybox")).expect("fixture");
     set_user(&mut private, "nobody");
+    let arm = fixtures::build(&Image::Busybox, &dir.join("arm")).expect("fixture");
+    let amd = fixtures::build(
+        &Image::Exit {
+            code: 3,
+            after_ms: 0,
+        },
+        &dir.join("amd"),
+    )
+    .expect("fixture");
+    let multi_dir = dir.join("multi");
+    let index = write_index(&multi_dir, &[(&arm, "arm64"), (&amd, "amd64")]);
     // Both registries and the pushes run in the "host" netns, where the peers run.
     env.host.run(|| {
         let http = Registry::start(env.id(), Mode::Http).expect("registry");
         let auth = Registry::start(env.id(), Mode::TlsBasicAuth).expect("registry");
         let app_ref = http.push(&app, "app", "v1").expect("push");
         let private_ref = auth.push(&private, "private/busybox", "1.0").expect("push");
+        let multi_ref = format!("{}/multi:v1", http.host());
+        run(Command::new("skopeo")
+            .args(["copy", "--all", "--quiet", "--insecure-policy"])
+            .arg("--dest-tls-verify=false")
+            .arg(format!("oci:{}:latest", multi_dir.display()))
+            .arg(format!("docker://{multi_ref}")))
+        .expect("push the index");
+        let mut multi = expect(&amd, &multi_ref);
+        multi.repo_digest = format!("{}/multi@{}", http.host(), index.0);
+        multi.size += index.1;
         Fixture {
             app: expect(&app, &app_ref),
             private: expect(&private, &private_ref),
+            multi,
             http,
             auth,
         }
     })
+}
+
+/// Writes an OCI layout in `dir` whose `latest` is an index of `images` (layout, arch);
+/// returns the index's digest and size.
+fn write_index(dir: &Path, images: &[(&OciLayout, &str)]) -> (String, u64) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    let mut manifests = Vec::new();
+    for (l, arch) in images {
+        for e in std::fs::read_dir(l.dir.join("blobs/sha256"))
+            .expect("blobs")
+            .flatten()
+        {
+            std::fs::copy(e.path(), blobs.join(e.file_name())).expect("copy blob");
+        }
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": l.manifest_digest, "size": blob(l, &l.manifest_digest).len(),
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .expect("json");
+    let digest = sha256(&index);
+    std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), &index).expect("index");
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), top.to_string()).expect("index.json");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("oci-layout");
+    (digest, index.len() as u64)
 }
 
 /// berth's per-registry settings for the fixture.
@@ -438,6 +503,11 @@ async fn image_cases(peer: Peer, c: &mut Cri, f: &Fixture) {
         private.id
     );
     assert_eq!(c.pull(&app.tag, None).await.expect("plain HTTP"), app.id);
+    assert_eq!(
+        c.pull(&f.multi.tag, None).await.expect("through an index"),
+        f.multi.id,
+        "{peer:?}: the host's platform (amd64) is chosen"
+    );
     // Credentials are sent only to the server they name.
     let for_server = |server: String| cri::AuthConfig {
         username: USER.into(),
@@ -459,8 +529,8 @@ async fn image_cases(peer: Peer, c: &mut Cri, f: &Fixture) {
 
     // List and status report both images as containerd does.
     let images = c.list(None).await;
-    assert_eq!(images.len(), 2, "{peer:?}: {images:?}");
-    for (img, e) in images.iter().zip(sorted([app, private])) {
+    assert_eq!(images.len(), 3, "{peer:?}: {images:?}");
+    for (img, e) in images.iter().zip(sorted(vec![app, private, &f.multi])) {
         check_image(img, e);
     }
     let streamed = c
@@ -489,7 +559,7 @@ async fn image_cases(peer: Peer, c: &mut Cri, f: &Fixture) {
             assert!(c.list(Some("no/such:image")).await.is_empty());
         }
         // containerd ignores ListImages' filter.
-        Peer::Containerd => assert_eq!(filtered.len(), 2),
+        Peer::Containerd => assert_eq!(filtered.len(), 3),
     }
     for name in [
         app.tag.clone(),
@@ -580,10 +650,13 @@ async fn image_cases(peer: Peer, c: &mut Cri, f: &Fixture) {
         .await
         .expect("unknown image is OK");
     c.remove(&app.id).await.expect("remove by ID");
+    c.remove(&f.multi.repo_digest)
+        .await
+        .expect("remove by repo digest");
     assert!(c.list(None).await.is_empty(), "{peer:?}");
 }
 
-fn sorted(mut e: [&Expect; 2]) -> [&Expect; 2] {
+fn sorted(mut e: Vec<&Expect>) -> Vec<&Expect> {
     e.sort_by(|a, b| a.id.cmp(&b.id));
     e
 }
@@ -1024,7 +1097,7 @@ fn cri_survives_sigkill_and_restarts_with_its_images() {
         let mut c = berth.wait_up().await.expect("up again");
         let images = c.list(None).await;
         assert_eq!(images.len(), 2, "{images:?}");
-        for (img, e) in images.iter().zip(sorted([&f.app, &f.private])) {
+        for (img, e) in images.iter().zip(sorted(vec![&f.app, &f.private])) {
             check_image(img, e);
         }
         let st = c.status(&f.private.tag, true).await.expect("status");
