@@ -175,17 +175,10 @@ pub async fn serve(
         .map_err(io("set non-blocking", &path))?;
     let listener = tokio::net::UnixListener::from_std(std_listener).map_err(io("listen", &path))?;
     let me = nix::unistd::geteuid().as_raw();
-    let incoming = UnixListenerStream::new(listener).filter_map(move |conn| match conn {
-        Ok(stream) => match stream.peer_cred() {
-            Ok(cred) if cred.uid() == me => Some(Ok(stream)),
-            Ok(cred) => {
-                tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "refused a CRI connection from another user");
-                None
-            }
-            Err(e) => Some(Err(e)),
-        },
-        Err(e) => Some(Err(e)),
-    });
+    let socket_path = Arc::new(path.clone());
+    let incoming = UnixListenerStream::new(listener)
+        .then(move |conn| admit(conn, me, socket_path.clone()))
+        .filter_map(|conn| conn.map(Ok::<_, std::io::Error>));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(RuntimeGrpc(runtime)))
@@ -213,6 +206,32 @@ pub async fn serve(
     drop(socket);
     tracing::info!(socket = %path.display(), "CRI server stopped");
     result
+}
+
+/// A connection the server takes: from a peer with the server's own uid. A failed
+/// accept (out of file descriptors, say) fails again at once until it clears, so it
+/// pauses the accept loop briefly rather than let it spin.
+async fn admit(
+    conn: std::io::Result<tokio::net::UnixStream>,
+    me: u32,
+    socket: Arc<PathBuf>,
+) -> Option<tokio::net::UnixStream> {
+    match conn.and_then(|s| s.peer_cred().map(|c| (s, c))) {
+        Ok((stream, cred)) if cred.uid() == me => Some(stream),
+        Ok((_, cred)) => {
+            tracing::warn!(
+                uid = cred.uid(),
+                pid = ?cred.pid(),
+                "refused a CRI connection from another user"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(socket = %socket.display(), "accept: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
 }
 
 #[cfg(test)]
