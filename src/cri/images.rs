@@ -264,6 +264,116 @@ impl ImageApi for Images {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::metadata::RuntimeConfig;
+    use crate::sys::overlay::RecordingOverlay;
+
+    /// The service in-process, as the kubelet holds it: a `dyn ImageApi`, no gRPC.
+    #[tokio::test]
+    async fn in_process_calls_without_grpc() {
+        let dir = std::env::temp_dir().join(format!("berth-unit-criimages-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = ImageStore::open(
+            &dir,
+            Arc::new(RecordingOverlay::default()),
+            Default::default(),
+        )
+        .expect("store");
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"User":"1000:1000"},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let id = store.content.put(config, "config").expect("config blob");
+        let manifest = store.content.put(b"{}", "manifest").expect("manifest blob");
+        let rec = ImageRecord {
+            id: id.clone(),
+            manifest: manifest.clone(),
+            repo_tags: vec!["reg.local/app:v1".into()],
+            repo_digests: vec![format!("reg.local/app@{manifest}")],
+            layers: vec![],
+            diff_ids: vec![],
+            chain_ids: vec![],
+            size: 42,
+            created: None,
+            platform: "linux/amd64".into(),
+            config: RuntimeConfig {
+                user: "1000:1000".into(),
+                ..Default::default()
+            },
+            stored_at: 0,
+            last_used: 0,
+        };
+        store.meta.save(vec![rec]).expect("record");
+        let api: Arc<dyn ImageApi> = Arc::new(Images::new(store, PullConfig::default()));
+
+        let all = api
+            .list_images(Default::default())
+            .await
+            .expect("list")
+            .images;
+        assert_eq!(all.len(), 1);
+        let img = &all[0];
+        assert_eq!(img.id, id.to_string());
+        assert_eq!(img.uid, Some(cri::Int64Value { value: 1000 }));
+        assert_eq!(img.size, 42, "no index: the record's size");
+        let none = cri::ListImagesRequest {
+            filter: Some(cri::ImageFilter {
+                image: Some(cri::ImageSpec {
+                    image: "reg.local/other:v1".into(),
+                    ..Default::default()
+                }),
+            }),
+        };
+        assert!(api.list_images(none).await.expect("list").images.is_empty());
+
+        let status = |image: &str, verbose| cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose,
+        };
+        let st = api
+            .image_status(status("reg.local/app:v1", true))
+            .await
+            .expect("status");
+        assert_eq!(st.image.as_ref().map(|i| i.id.as_str()), Some(id.as_str()));
+        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).expect("json");
+        assert_eq!(info["imageSpec"]["config"]["User"], "1000:1000");
+        let st = api
+            .image_status(status(&id.hex()[..12], false))
+            .await
+            .expect("by prefix");
+        assert!(st.image.is_some() && st.info.is_empty());
+
+        let fs = api
+            .image_fs_info(Default::default())
+            .await
+            .expect("fs info");
+        let used = fs.image_filesystems[0]
+            .used_bytes
+            .as_ref()
+            .expect("bytes")
+            .value;
+        assert!(used > 0);
+
+        let rm = |image: &str| cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+        };
+        api.remove_image(rm("reg.local/app:v1"))
+            .await
+            .expect("remove");
+        api.remove_image(rm("reg.local/app:v1"))
+            .await
+            .expect("again: not an error");
+        let st = api
+            .image_status(status(id.as_str(), false))
+            .await
+            .expect("status");
+        assert!(st.image.is_none());
+        let e = api.remove_image(rm("")).await.expect_err("empty");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 
     #[test]
     fn image_user_splits_like_containerd() {
