@@ -4,6 +4,7 @@
 //! parts together with their real kernel seams and runs them.
 
 pub mod cgroups;
+pub mod cri;
 pub mod image;
 pub mod net;
 pub mod oci;

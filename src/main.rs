@@ -21,6 +21,14 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
+    /// Serve the CRI (runtime.v1) on a root-only unix socket.
+    ///
+    /// Served today: the whole ImageService over berth's image store, and Version, Status
+    /// and RuntimeConfig; every other RuntimeService call answers UNIMPLEMENTED. The
+    /// socket is root-only (0600, in a 0700 directory when berth creates it). SIGTERM or
+    /// SIGINT stops the server: running calls finish (up to --shutdown-grace) and the
+    /// socket is removed. See docs/cri.md.
+    Cri(berth::cri::cli::CriArgs),
     /// Manage images: pull, import, ls, inspect, rm, prune.
     Image(berth::image::cli::ImageArgs),
     /// Run the node's CNI network by hand: add, del, check, gc, status, default-conflist.
@@ -57,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Image(args) => berth::image::cli::run(args)?,
         Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
+        Command::Cri(args) => berth::cri::cli::run(args)?,
     }
     Ok(())
 }

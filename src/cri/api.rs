@@ -1,0 +1,52 @@
+//! berth's own CRI service traits: the CRI v1 calls as async Rust methods taking and
+//! returning the `runtime.v1` messages. The kubelet calls them in-process (no gRPC hop);
+//! the gRPC server ([`super::grpc`]) is a thin adapter over the same traits; a remote CRI
+//! runtime (containerd, CRI-O) can stand behind them too.
+//!
+//! The futures are boxed so that both traits can be used as `dyn` objects: the kubelet
+//! picks the in-process runtime or a remote one at startup.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cri_proto::v1 as cri;
+
+use super::error::CriError;
+
+/// The future every CRI method returns.
+pub type CriFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CriError>> + Send + 'a>>;
+
+/// The CRI ImageService.
+pub trait ImageApi: Send + Sync + 'static {
+    /// Every image, or only the one `filter.image` names (as CRI-O reads the filter).
+    fn list_images(&self, req: cri::ListImagesRequest) -> CriFuture<'_, cri::ListImagesResponse>;
+    /// The image `image.image` names; an image that is not stored is an empty answer,
+    /// not an error.
+    fn image_status(&self, req: cri::ImageStatusRequest)
+    -> CriFuture<'_, cri::ImageStatusResponse>;
+    /// Pulls `image.image` with the credentials in `auth`; answers the image ID.
+    fn pull_image(&self, req: cri::PullImageRequest) -> CriFuture<'_, cri::PullImageResponse>;
+    /// Removes the image `image.image` names, with all its tags; an image that is not
+    /// stored is not an error.
+    fn remove_image(&self, req: cri::RemoveImageRequest)
+    -> CriFuture<'_, cri::RemoveImageResponse>;
+    /// The filesystem the images live on and what they use of it.
+    fn image_fs_info(
+        &self,
+        req: cri::ImageFsInfoRequest,
+    ) -> CriFuture<'_, cri::ImageFsInfoResponse>;
+}
+
+/// The part of the CRI RuntimeService berth serves today: what the runtime is and
+/// whether it is ready. Sandbox and container calls join this trait as the runtime
+/// (`src/runtime/`) lands; until then the gRPC adapter answers them UNIMPLEMENTED.
+pub trait RuntimeApi: Send + Sync + 'static {
+    fn version(&self, req: cri::VersionRequest) -> CriFuture<'_, cri::VersionResponse>;
+    /// RuntimeReady and NetworkReady; with `verbose`, details in `info`.
+    fn status(&self, req: cri::StatusRequest) -> CriFuture<'_, cri::StatusResponse>;
+    /// The cgroup driver the runtime uses.
+    fn runtime_config(
+        &self,
+        req: cri::RuntimeConfigRequest,
+    ) -> CriFuture<'_, cri::RuntimeConfigResponse>;
+}

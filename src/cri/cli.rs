@@ -1,0 +1,142 @@
+//! `berth cri`: the CRI runtime and image services on a root-only unix socket, for
+//! crictl, critest or an upstream kubelet (`--container-runtime-endpoint`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::image_pull::PullConfig;
+use super::images::Images;
+use super::runtime_info::RuntimeInfo;
+use super::server::{BoundSocket, DEFAULT_LISTEN, serve, socket_path};
+use crate::image::ImageStore;
+use crate::image::pull::{DEFAULT_MAX_CONCURRENT, PullOptions};
+use crate::image::registry::RegistryHosts;
+use crate::image::unpack::UnpackOptions;
+use crate::sys::overlay::LinuxOverlay;
+
+/// berth's state root by default.
+pub const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
+/// Per-registry settings, as `berth image` reads them.
+pub const DEFAULT_REGISTRY_CONFIG: &str = "/etc/berth/registries.yaml";
+
+/// `berth cri`'s flags (the command's help text is on its subcommand in main.rs).
+#[derive(Debug, Args)]
+pub struct CriArgs {
+    /// The endpoint to serve: unix:///path/to/socket (or an absolute path).
+    #[arg(long, env = "BERTH_CRI_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// berth's state directory.
+    #[arg(long, env = "BERTH_ROOT", default_value = DEFAULT_STATE_ROOT)]
+    pub root: PathBuf,
+
+    /// The image store (default: <root>/images, where `berth image` keeps it).
+    #[arg(long, env = "BERTH_IMAGE_ROOT")]
+    pub image_root: Option<PathBuf>,
+
+    /// Per-registry settings (YAML): mirrors, plainHttp, insecureSkipVerify, caFiles.
+    /// Default: /etc/berth/registries.yaml when it exists.
+    #[arg(long, env = "BERTH_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+
+    /// Layers one pull downloads at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrent_downloads: u16,
+
+    /// Allow character and block device nodes in layers (refused by default).
+    #[arg(long)]
+    pub allow_device_nodes: bool,
+
+    /// CNI configuration directory; NetworkReady is true when a valid list is in it.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+
+    /// Seconds running calls may take to finish after SIGTERM before berth exits anyway.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+/// Runs `berth cri` until SIGTERM or SIGINT.
+pub fn run(args: CriArgs) -> anyhow::Result<()> {
+    let path = socket_path(&args.listen)?;
+    if !nix::unistd::geteuid().is_root() {
+        tracing::warn!("not running as root: pulls cannot keep file owners in layers");
+    }
+    let image_root = args
+        .image_root
+        .clone()
+        .unwrap_or_else(|| args.root.join("images"));
+    let hosts = load_hosts(args.registry_config.as_deref())?;
+    // Bound before the async runtime starts any thread: see BoundSocket::bind.
+    let socket = BoundSocket::bind(&path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let stop = stop_signal().context("install SIGTERM/SIGINT handlers")?;
+        let store = ImageStore::open(
+            &image_root,
+            Arc::new(LinuxOverlay),
+            UnpackOptions {
+                allow_devices: args.allow_device_nodes,
+            },
+        )
+        .with_context(|| format!("open the image store at {}", image_root.display()))?;
+        tracing::info!(
+            images = %image_root.display(),
+            count = store.images().map(|i| i.len()).unwrap_or(0),
+            cni_conf_dir = %args.cni_conf_dir.display(),
+            "image store open"
+        );
+        let images = Images::new(
+            store,
+            PullConfig {
+                hosts,
+                options: PullOptions {
+                    max_concurrent: args.max_concurrent_downloads.into(),
+                    ..PullOptions::default()
+                },
+            },
+        );
+        let runtime = RuntimeInfo {
+            cni_conf_dir: args.cni_conf_dir,
+        };
+        serve(
+            socket,
+            Arc::new(images),
+            Arc::new(runtime),
+            stop,
+            Duration::from_secs(args.shutdown_grace),
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// Completes at the first SIGTERM or SIGINT. The handlers are installed now, so a signal
+/// that arrives before the server runs is not lost.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}
+
+fn load_hosts(path: Option<&Path>) -> anyhow::Result<RegistryHosts> {
+    let default = Path::new(DEFAULT_REGISTRY_CONFIG);
+    match path {
+        Some(p) => Ok(RegistryHosts::load(p)?),
+        None if default.exists() => Ok(RegistryHosts::load(default)?),
+        None => Ok(RegistryHosts::default()),
+    }
+}

@@ -1,0 +1,211 @@
+//! The gRPC face of the CRI services: tonic's `RuntimeService` and `ImageService` over
+//! berth's [`RuntimeApi`] and [`ImageApi`]. Each call is logged with its duration, and an
+//! error becomes the status [`CriError`] maps it to. RuntimeService calls the runtime does
+//! not serve yet answer UNIMPLEMENTED, naming the call.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cri_proto::v1 as cri;
+use cri_proto::{ImageService, RuntimeService};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::api::{ImageApi, RuntimeApi};
+use super::error::CriError;
+
+/// Messages a listing stream carries at most per response, well under gRPC's 4 MiB.
+const STREAM_BATCH: usize = 100;
+
+type Answer<T> = Result<Response<T>, Status>;
+
+/// A server-streaming answer.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Runs one call, logging it, and turns its result into a gRPC answer.
+async fn serve<T>(
+    rpc: &'static str,
+    fut: impl std::future::Future<Output = Result<T, CriError>>,
+) -> Answer<T> {
+    let t = Instant::now();
+    let r = fut.await;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    match r {
+        Ok(v) => {
+            tracing::debug!(rpc, ms, "ok");
+            Ok(Response::new(v))
+        }
+        Err(e) => {
+            tracing::info!(rpc, ms, code = ?e.code(), "failed: {e}");
+            Err(e.into())
+        }
+    }
+}
+
+fn not_served(rpc: &'static str) -> Status {
+    tracing::debug!(rpc, "not served");
+    Status::unimplemented(format!(
+        "{rpc} is not implemented by berth yet: this runtime serves images, Version, Status \
+         and RuntimeConfig only"
+    ))
+}
+
+/// The ImageService on the socket.
+#[derive(Clone)]
+pub struct ImageGrpc(pub Arc<dyn ImageApi>);
+
+impl std::fmt::Debug for ImageGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImageGrpc")
+    }
+}
+
+#[tonic::async_trait]
+impl ImageService for ImageGrpc {
+    async fn list_images(
+        &self,
+        r: Request<cri::ListImagesRequest>,
+    ) -> Answer<cri::ListImagesResponse> {
+        serve("ListImages", self.0.list_images(r.into_inner())).await
+    }
+
+    type StreamImagesStream = BoxStream<cri::StreamImagesResponse>;
+
+    /// ListImages' answer in batches, for nodes with more images than one message holds.
+    async fn stream_images(
+        &self,
+        r: Request<cri::StreamImagesRequest>,
+    ) -> Answer<Self::StreamImagesStream> {
+        let req = cri::ListImagesRequest {
+            filter: r.into_inner().filter,
+        };
+        let list = serve("StreamImages", self.0.list_images(req))
+            .await?
+            .into_inner();
+        let batches: Vec<Result<cri::StreamImagesResponse, Status>> = list
+            .images
+            .chunks(STREAM_BATCH)
+            .map(|c| Ok(cri::StreamImagesResponse { images: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+    }
+
+    async fn image_status(
+        &self,
+        r: Request<cri::ImageStatusRequest>,
+    ) -> Answer<cri::ImageStatusResponse> {
+        serve("ImageStatus", self.0.image_status(r.into_inner())).await
+    }
+
+    async fn pull_image(
+        &self,
+        r: Request<cri::PullImageRequest>,
+    ) -> Answer<cri::PullImageResponse> {
+        serve("PullImage", self.0.pull_image(r.into_inner())).await
+    }
+
+    async fn remove_image(
+        &self,
+        r: Request<cri::RemoveImageRequest>,
+    ) -> Answer<cri::RemoveImageResponse> {
+        serve("RemoveImage", self.0.remove_image(r.into_inner())).await
+    }
+
+    async fn image_fs_info(
+        &self,
+        r: Request<cri::ImageFsInfoRequest>,
+    ) -> Answer<cri::ImageFsInfoResponse> {
+        serve("ImageFsInfo", self.0.image_fs_info(r.into_inner())).await
+    }
+}
+
+/// The RuntimeService on the socket.
+#[derive(Clone)]
+pub struct RuntimeGrpc(pub Arc<dyn RuntimeApi>);
+
+impl std::fmt::Debug for RuntimeGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuntimeGrpc")
+    }
+}
+
+/// The RuntimeService impl: the calls served, then `async fn $name(..) -> UNIMPLEMENTED`
+/// for each call not served yet. The whole impl is built here so that `async_trait`
+/// sees every method.
+macro_rules! runtime_service {
+    (
+        served { $($served:tt)* }
+        not_served { $($name:ident($req:ident) -> $resp:ty = $rpc:literal;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl RuntimeService for RuntimeGrpc {
+            $($served)*
+            $(
+                async fn $name(&self, _r: Request<cri::$req>) -> Answer<$resp> {
+                    Err(not_served($rpc))
+                }
+            )*
+        }
+    };
+}
+
+runtime_service! {
+served {
+    async fn version(&self, r: Request<cri::VersionRequest>) -> Answer<cri::VersionResponse> {
+        serve("Version", self.0.version(r.into_inner())).await
+    }
+
+    async fn status(&self, r: Request<cri::StatusRequest>) -> Answer<cri::StatusResponse> {
+        serve("Status", self.0.status(r.into_inner())).await
+    }
+
+    async fn runtime_config(
+        &self,
+        r: Request<cri::RuntimeConfigRequest>,
+    ) -> Answer<cri::RuntimeConfigResponse> {
+        serve("RuntimeConfig", self.0.runtime_config(r.into_inner())).await
+    }
+
+    type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
+    type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
+    type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = BoxStream<cri::StreamPodSandboxStatsResponse>;
+    type GetContainerEventsStream = BoxStream<cri::ContainerEventResponse>;
+    type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
+}
+not_served {
+        run_pod_sandbox(RunPodSandboxRequest) -> cri::RunPodSandboxResponse = "RunPodSandbox";
+        stop_pod_sandbox(StopPodSandboxRequest) -> cri::StopPodSandboxResponse = "StopPodSandbox";
+        remove_pod_sandbox(RemovePodSandboxRequest) -> cri::RemovePodSandboxResponse = "RemovePodSandbox";
+        pod_sandbox_status(PodSandboxStatusRequest) -> cri::PodSandboxStatusResponse = "PodSandboxStatus";
+        list_pod_sandbox(ListPodSandboxRequest) -> cri::ListPodSandboxResponse = "ListPodSandbox";
+        stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
+        create_container(CreateContainerRequest) -> cri::CreateContainerResponse = "CreateContainer";
+        start_container(StartContainerRequest) -> cri::StartContainerResponse = "StartContainer";
+        stop_container(StopContainerRequest) -> cri::StopContainerResponse = "StopContainer";
+        remove_container(RemoveContainerRequest) -> cri::RemoveContainerResponse = "RemoveContainer";
+        list_containers(ListContainersRequest) -> cri::ListContainersResponse = "ListContainers";
+        stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
+        container_status(ContainerStatusRequest) -> cri::ContainerStatusResponse = "ContainerStatus";
+        update_container_resources(UpdateContainerResourcesRequest) -> cri::UpdateContainerResourcesResponse = "UpdateContainerResources";
+        reopen_container_log(ReopenContainerLogRequest) -> cri::ReopenContainerLogResponse = "ReopenContainerLog";
+        exec_sync(ExecSyncRequest) -> cri::ExecSyncResponse = "ExecSync";
+        exec(ExecRequest) -> cri::ExecResponse = "Exec";
+        attach(AttachRequest) -> cri::AttachResponse = "Attach";
+        port_forward(PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
+        container_stats(ContainerStatsRequest) -> cri::ContainerStatsResponse = "ContainerStats";
+        list_container_stats(ListContainerStatsRequest) -> cri::ListContainerStatsResponse = "ListContainerStats";
+        stream_container_stats(StreamContainerStatsRequest) -> Self::StreamContainerStatsStream = "StreamContainerStats";
+        pod_sandbox_stats(PodSandboxStatsRequest) -> cri::PodSandboxStatsResponse = "PodSandboxStats";
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> cri::ListPodSandboxStatsResponse = "ListPodSandboxStats";
+        stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
+        update_runtime_config(UpdateRuntimeConfigRequest) -> cri::UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
+        checkpoint_container(CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
+        get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+        stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";
+        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> cri::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
+    }
+}

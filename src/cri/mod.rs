@@ -1,0 +1,23 @@
+//! The CRI: berth's RuntimeService and ImageService traits with the CRI v1 shape
+//! ([`api`]), the in-process image service over `src/image` ([`images`]), the runtime's
+//! Version/Status/RuntimeConfig ([`runtime_info`]), the gRPC adapter ([`grpc`]) and the
+//! root-only socket it is served on ([`server`], `berth cri`).
+//!
+//! This module owns the translation between CRI messages and berth's subsystems and the
+//! socket file; it must not reach into the image store's files itself (it goes through
+//! `ImageStore`), except to measure their disk use.
+
+pub mod api;
+pub mod cli;
+pub mod error;
+pub mod grpc;
+pub mod image_pull;
+pub mod imagefs;
+pub mod images;
+pub mod runtime_info;
+pub mod server;
+
+pub use api::{CriFuture, ImageApi, RuntimeApi};
+pub use error::CriError;
+pub use images::Images;
+pub use runtime_info::RuntimeInfo;
