@@ -50,3 +50,56 @@ pub trait RuntimeApi: Send + Sync + 'static {
         req: cri::RuntimeConfigRequest,
     ) -> CriFuture<'_, cri::RuntimeConfigResponse>;
 }
+
+/// The sandbox and container calls of the CRI RuntimeService.
+pub trait PodApi: Send + Sync + 'static {
+    fn run_pod_sandbox(
+        &self,
+        req: cri::RunPodSandboxRequest,
+    ) -> CriFuture<'_, cri::RunPodSandboxResponse>;
+    fn stop_pod_sandbox(
+        &self,
+        req: cri::StopPodSandboxRequest,
+    ) -> CriFuture<'_, cri::StopPodSandboxResponse>;
+    fn remove_pod_sandbox(
+        &self,
+        req: cri::RemovePodSandboxRequest,
+    ) -> CriFuture<'_, cri::RemovePodSandboxResponse>;
+    fn pod_sandbox_status(
+        &self,
+        req: cri::PodSandboxStatusRequest,
+    ) -> CriFuture<'_, cri::PodSandboxStatusResponse>;
+    fn list_pod_sandbox(
+        &self,
+        req: cri::ListPodSandboxRequest,
+    ) -> CriFuture<'_, cri::ListPodSandboxResponse>;
+    fn create_container(
+        &self,
+        req: cri::CreateContainerRequest,
+    ) -> CriFuture<'_, cri::CreateContainerResponse>;
+    fn start_container(
+        &self,
+        req: cri::StartContainerRequest,
+    ) -> CriFuture<'_, cri::StartContainerResponse>;
+    fn stop_container(
+        &self,
+        req: cri::StopContainerRequest,
+    ) -> CriFuture<'_, cri::StopContainerResponse>;
+    fn remove_container(
+        &self,
+        req: cri::RemoveContainerRequest,
+    ) -> CriFuture<'_, cri::RemoveContainerResponse>;
+    fn list_containers(
+        &self,
+        req: cri::ListContainersRequest,
+    ) -> CriFuture<'_, cri::ListContainersResponse>;
+    fn container_status(
+        &self,
+        req: cri::ContainerStatusRequest,
+    ) -> CriFuture<'_, cri::ContainerStatusResponse>;
+    fn exec_sync(&self, req: cri::ExecSyncRequest) -> CriFuture<'_, cri::ExecSyncResponse>;
+    fn reopen_container_log(
+        &self,
+        req: cri::ReopenContainerLogRequest,
+    ) -> CriFuture<'_, cri::ReopenContainerLogResponse>;
+}

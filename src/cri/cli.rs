@@ -11,12 +11,17 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::image_pull::PullConfig;
 use super::images::Images;
+use super::pods::Pods;
 use super::runtime_info::RuntimeInfo;
 use super::server::{BoundSocket, DEFAULT_LISTEN, serve, socket_path};
 use crate::image::ImageStore;
 use crate::image::pull::{DEFAULT_MAX_CONCURRENT, PullOptions};
 use crate::image::registry::RegistryHosts;
 use crate::image::unpack::UnpackOptions;
+use crate::net::cni::InvokerConfig;
+use crate::runtime::container::{ContainerConfig, Containers};
+use crate::runtime::sandbox::{SandboxConfig, Sandboxes};
+use crate::runtime::spec::RuntimeOptions;
 use crate::sys::overlay::LinuxOverlay;
 
 /// berth's state root by default.
@@ -55,6 +60,15 @@ pub struct CriArgs {
     /// CNI configuration directory; NetworkReady is true when a valid list is in it.
     #[arg(long, default_value = "/etc/cni/net.d")]
     pub cni_conf_dir: PathBuf,
+
+    /// Directories holding the CNI plugin binaries, searched in order.
+    #[arg(long = "cni-bin-dir", default_values = ["/usr/lib/berth/cni", "/opt/cni/bin"])]
+    pub cni_bin_dirs: Vec<PathBuf>,
+
+    /// Runtime state that does not outlive a reboot: the pods' holder sockets and
+    /// namespace files.
+    #[arg(long, env = "BERTH_STATE_DIR", default_value = "/run/berth")]
+    pub state_dir: PathBuf,
 
     /// Seconds running calls may take to finish after SIGTERM before berth exits anyway.
     #[arg(long, default_value_t = 10)]
@@ -104,6 +118,39 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
                 },
             },
         );
+        let sandboxes = Sandboxes::open(SandboxConfig {
+            records: args.root.join("sandboxes"),
+            state_dir: args.state_dir.clone(),
+            holder_binary: None,
+            holder_env: vec![],
+            cni: InvokerConfig {
+                conf_dir: args.cni_conf_dir.clone(),
+                bin_dirs: args.cni_bin_dirs.clone(),
+                cache_dir: args.root.join("cni/results"),
+                ..InvokerConfig::default()
+            },
+        })
+        .await
+        .context("recover the pod sandboxes")?;
+        let containers = Containers::open(
+            ContainerConfig {
+                records: args.root.join("containers"),
+                options: RuntimeOptions {
+                    restrict_oom_score_adj: !sandboxes.facts().can_lower_oom_score_adj,
+                    ..RuntimeOptions::default()
+                },
+            },
+            images.store().clone(),
+            sandboxes.clone(),
+        )
+        .await
+        .context("recover the containers")?;
+        tracing::info!(
+            sandboxes = sandboxes.list(None).len(),
+            containers = containers.all().len(),
+            state = %args.state_dir.display(),
+            "runtime state recovered"
+        );
         let runtime = RuntimeInfo {
             cni_conf_dir: args.cni_conf_dir,
         };
@@ -111,6 +158,10 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
             socket,
             Arc::new(images),
             Arc::new(runtime),
+            Arc::new(Pods {
+                sandboxes,
+                containers,
+            }),
             stop,
             Duration::from_secs(args.shutdown_grace),
         )

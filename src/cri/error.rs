@@ -34,6 +34,13 @@ pub enum CriError {
         code: Code,
         message: String,
     },
+    /// The in-process runtime failed; the error names the sandbox or container and field.
+    #[error("{rpc}: {source}")]
+    Runtime {
+        rpc: &'static str,
+        #[source]
+        source: crate::runtime::error::RuntimeError,
+    },
     /// A blocking task died before it answered.
     #[error("{rpc}: {what}: {reason}")]
     Internal {
@@ -68,6 +75,10 @@ impl CriError {
         }
     }
 
+    pub(crate) fn runtime(rpc: &'static str, source: crate::runtime::error::RuntimeError) -> Self {
+        CriError::Runtime { rpc, source }
+    }
+
     /// The gRPC status code this error is answered with.
     pub fn code(&self) -> Code {
         match self {
@@ -75,6 +86,17 @@ impl CriError {
             CriError::Image { source, .. } => image_code(source),
             CriError::Failed { code, .. } => *code,
             CriError::Internal { .. } => Code::Internal,
+            CriError::Runtime { source, .. } => {
+                use crate::runtime::error::Code as R;
+                match source.code() {
+                    R::NotFound => Code::NotFound,
+                    R::InvalidArgument => Code::InvalidArgument,
+                    R::AlreadyExists => Code::AlreadyExists,
+                    R::FailedPrecondition => Code::FailedPrecondition,
+                    R::DeadlineExceeded => Code::DeadlineExceeded,
+                    R::Internal => Code::Internal,
+                }
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use cri_proto::{ImageService, RuntimeService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::api::{ImageApi, RuntimeApi};
+use super::api::{ImageApi, PodApi, RuntimeApi};
 use super::error::CriError;
 
 /// Messages a listing stream carries at most per response, well under gRPC's 4 MiB.
@@ -45,10 +45,7 @@ async fn serve<T>(
 
 fn not_served(rpc: &'static str) -> Status {
     tracing::debug!(rpc, "not served");
-    Status::unimplemented(format!(
-        "{rpc} is not implemented by berth yet: this runtime serves images, Version, Status \
-         and RuntimeConfig only"
-    ))
+    Status::unimplemented(format!("{rpc} is not implemented by berth yet"))
 }
 
 /// The ImageService on the socket.
@@ -120,9 +117,9 @@ impl ImageService for ImageGrpc {
     }
 }
 
-/// The RuntimeService on the socket.
+/// The RuntimeService on the socket: what the runtime is, and its pods.
 #[derive(Clone)]
-pub struct RuntimeGrpc(pub Arc<dyn RuntimeApi>);
+pub struct RuntimeGrpc(pub Arc<dyn RuntimeApi>, pub Arc<dyn PodApi>);
 
 impl std::fmt::Debug for RuntimeGrpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +164,47 @@ served {
         serve("RuntimeConfig", self.0.runtime_config(r.into_inner())).await
     }
 
+
+    async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Answer<cri::RunPodSandboxResponse> {
+        serve("RunPodSandbox", self.1.run_pod_sandbox(r.into_inner())).await
+    }
+    async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Answer<cri::StopPodSandboxResponse> {
+        serve("StopPodSandbox", self.1.stop_pod_sandbox(r.into_inner())).await
+    }
+    async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Answer<cri::RemovePodSandboxResponse> {
+        serve("RemovePodSandbox", self.1.remove_pod_sandbox(r.into_inner())).await
+    }
+    async fn pod_sandbox_status(&self, r: Request<cri::PodSandboxStatusRequest>) -> Answer<cri::PodSandboxStatusResponse> {
+        serve("PodSandboxStatus", self.1.pod_sandbox_status(r.into_inner())).await
+    }
+    async fn list_pod_sandbox(&self, r: Request<cri::ListPodSandboxRequest>) -> Answer<cri::ListPodSandboxResponse> {
+        serve("ListPodSandbox", self.1.list_pod_sandbox(r.into_inner())).await
+    }
+    async fn create_container(&self, r: Request<cri::CreateContainerRequest>) -> Answer<cri::CreateContainerResponse> {
+        serve("CreateContainer", self.1.create_container(r.into_inner())).await
+    }
+    async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Answer<cri::StartContainerResponse> {
+        serve("StartContainer", self.1.start_container(r.into_inner())).await
+    }
+    async fn stop_container(&self, r: Request<cri::StopContainerRequest>) -> Answer<cri::StopContainerResponse> {
+        serve("StopContainer", self.1.stop_container(r.into_inner())).await
+    }
+    async fn remove_container(&self, r: Request<cri::RemoveContainerRequest>) -> Answer<cri::RemoveContainerResponse> {
+        serve("RemoveContainer", self.1.remove_container(r.into_inner())).await
+    }
+    async fn list_containers(&self, r: Request<cri::ListContainersRequest>) -> Answer<cri::ListContainersResponse> {
+        serve("ListContainers", self.1.list_containers(r.into_inner())).await
+    }
+    async fn container_status(&self, r: Request<cri::ContainerStatusRequest>) -> Answer<cri::ContainerStatusResponse> {
+        serve("ContainerStatus", self.1.container_status(r.into_inner())).await
+    }
+    async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Answer<cri::ExecSyncResponse> {
+        serve("ExecSync", self.1.exec_sync(r.into_inner())).await
+    }
+    async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Answer<cri::ReopenContainerLogResponse> {
+        serve("ReopenContainerLog", self.1.reopen_container_log(r.into_inner())).await
+    }
+
     type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
     type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
     type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
@@ -175,22 +213,9 @@ served {
     type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
 }
 not_served {
-        run_pod_sandbox(RunPodSandboxRequest) -> cri::RunPodSandboxResponse = "RunPodSandbox";
-        stop_pod_sandbox(StopPodSandboxRequest) -> cri::StopPodSandboxResponse = "StopPodSandbox";
-        remove_pod_sandbox(RemovePodSandboxRequest) -> cri::RemovePodSandboxResponse = "RemovePodSandbox";
-        pod_sandbox_status(PodSandboxStatusRequest) -> cri::PodSandboxStatusResponse = "PodSandboxStatus";
-        list_pod_sandbox(ListPodSandboxRequest) -> cri::ListPodSandboxResponse = "ListPodSandbox";
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
-        create_container(CreateContainerRequest) -> cri::CreateContainerResponse = "CreateContainer";
-        start_container(StartContainerRequest) -> cri::StartContainerResponse = "StartContainer";
-        stop_container(StopContainerRequest) -> cri::StopContainerResponse = "StopContainer";
-        remove_container(RemoveContainerRequest) -> cri::RemoveContainerResponse = "RemoveContainer";
-        list_containers(ListContainersRequest) -> cri::ListContainersResponse = "ListContainers";
         stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
-        container_status(ContainerStatusRequest) -> cri::ContainerStatusResponse = "ContainerStatus";
         update_container_resources(UpdateContainerResourcesRequest) -> cri::UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(ReopenContainerLogRequest) -> cri::ReopenContainerLogResponse = "ReopenContainerLog";
-        exec_sync(ExecSyncRequest) -> cri::ExecSyncResponse = "ExecSync";
         exec(ExecRequest) -> cri::ExecResponse = "Exec";
         attach(AttachRequest) -> cri::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> cri::PortForwardResponse = "PortForward";

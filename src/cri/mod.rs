@@ -1,5 +1,6 @@
 //! The CRI: berth's RuntimeService and ImageService traits with the CRI v1 shape
-//! ([`api`]), the in-process image service over `src/image` ([`images`]), the runtime's
+//! ([`api`]), the in-process image service over `src/image` ([`images`]), the sandbox and
+//! container calls over the in-process runtime `src/runtime` ([`pods`]), the runtime's
 //! Version/Status/RuntimeConfig ([`runtime_info`]), the gRPC adapter ([`grpc`]) and the
 //! root-only socket it is served on ([`server`], `berth cri`).
 //!
@@ -14,10 +15,12 @@ pub mod grpc;
 pub mod image_pull;
 pub mod imagefs;
 pub mod images;
+pub mod pods;
 pub mod runtime_info;
 pub mod server;
 
-pub use api::{CriFuture, ImageApi, RuntimeApi};
+pub use api::{CriFuture, ImageApi, PodApi, RuntimeApi};
 pub use error::CriError;
 pub use images::Images;
+pub use pods::Pods;
 pub use runtime_info::RuntimeInfo;

@@ -162,6 +162,7 @@ pub async fn serve(
     mut socket: BoundSocket,
     images: Arc<dyn ImageApi>,
     runtime: Arc<dyn RuntimeApi>,
+    pods: Arc<dyn super::api::PodApi>,
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) -> Result<(), ServeError> {
@@ -181,7 +182,7 @@ pub async fn serve(
         .filter_map(|conn| conn.map(Ok::<_, std::io::Error>));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(RuntimeGrpc(runtime)))
+        .add_service(RuntimeServiceServer::new(RuntimeGrpc(runtime, pods)))
         .add_service(ImageServiceServer::new(ImageGrpc(images)))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;

@@ -1,0 +1,326 @@
+//! `berth cri` serving sandboxes and containers on its socket, driven over gRPC the way
+//! the kubelet drives it, and the runtime's promise under kill -9: pods and containers
+//! keep running while the daemon is gone, exits that happen meanwhile are reported with
+//! their real codes after the restart, and everything is removed cleanly at the end.
+
+#![allow(clippy::unwrap_used)] // a failed step of a test is a test failure
+
+mod cni_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use berth_integration_tests::fixtures::{self, Image};
+use berth_integration_tests::util::{ID_ENV, run, wait_for, workspace_bin};
+use berth_integration_tests::{TestEnv, require_root};
+use cni_common::berth_bin_dir;
+use cri_proto::v1 as cri;
+use cri_proto::{ImageServiceClient, RuntimeServiceClient};
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+struct Daemon {
+    args: Vec<String>,
+    child: Option<Child>,
+    sock: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(&mut self, env: &TestEnv) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = env
+            .host
+            .command(workspace_bin("berth").to_str().unwrap())
+            .env(ID_ENV, env.id())
+            .env("BERTH_LOG", "info")
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let sock = self.sock.clone();
+        wait_for(Duration::from_secs(30), || {
+            std::os::unix::net::UnixStream::connect(&sock).ok()
+        })
+        .unwrap_or_else(|| panic!("berth cri never listened: {}", self.logs()));
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            c.wait().unwrap();
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn connect(sock: &Path) -> (RuntimeServiceClient<Channel>, ImageServiceClient<Channel>) {
+    let sock = sock.to_path_buf();
+    let channel = Endpoint::try_from("http://[::1]:1")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let sock = sock.clone();
+            async move {
+                let s = tokio::net::UnixStream::connect(sock).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        }))
+        .await
+        .unwrap();
+    (
+        RuntimeServiceClient::new(channel.clone()),
+        ImageServiceClient::new(channel),
+    )
+}
+
+fn sandbox_config(logs: &Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "survivor".into(),
+            uid: "uid-survivor".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "survivor".into(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(cri::LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+fn container(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "example.com/busybox:latest".into(),
+            ..Default::default()
+        }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(cri::LinuxContainerConfig::default()),
+        ..Default::default()
+    }
+}
+
+fn setup(env: &TestEnv) -> Daemon {
+    let root = env.subdir("berth").unwrap();
+    let conf_dir = env.subdir("net.d").unwrap();
+    let ipam = env.subdir("ipam").unwrap();
+    let list = json!({
+        "cniVersion": "1.0.0", "name": "pods",
+        "plugins": [{"type": "berth-bridge", "bridge": "cbr0", "isGateway": true,
+                     "ipam": {"type": "berth-host-local", "dataDir": ipam,
+                              "ranges": [[{"subnet": "10.244.79.0/24"}]]}}]
+    });
+    std::fs::write(conf_dir.join("10-pods.conflist"), list.to_string()).unwrap();
+    let layout = fixtures::build(&Image::Busybox, &env.subdir("layout").unwrap()).unwrap();
+    run(std::process::Command::new(workspace_bin("berth"))
+        .arg("image")
+        .arg("--root")
+        .arg(root.join("images"))
+        .args(["import", "--name", "example.com/busybox"])
+        .arg(&layout.dir))
+    .unwrap();
+    let sock = env.dir().join("cri.sock");
+    let args = vec![
+        "cri".to_string(),
+        "--listen".into(),
+        format!("unix://{}", sock.display()),
+        "--root".into(),
+        root.to_string_lossy().into_owned(),
+        "--state-dir".into(),
+        env.subdir("run").unwrap().to_string_lossy().into_owned(),
+        "--cni-conf-dir".into(),
+        conf_dir.to_string_lossy().into_owned(),
+        "--cni-bin-dir".into(),
+        berth_bin_dir().to_string_lossy().into_owned(),
+    ];
+    Daemon {
+        args,
+        child: None,
+        sock,
+        log: env.dir().join("berth-cri.log"),
+    }
+}
+
+fn pid_of(info: &std::collections::HashMap<String, String>) -> i64 {
+    serde_json::from_str::<serde_json::Value>(&info["info"]).unwrap()["pid"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
+    require_root!();
+    let env = TestEnv::new().unwrap();
+    let mut d = setup(&env);
+    d.start(&env);
+    let logs = env.subdir("logs").unwrap();
+    let sock = d.sock.clone();
+    let (sid, sleeper, quitter, sleeper_pid) = env.host.block_on(|| async {
+        let (mut rt, _) = connect(&sock).await;
+        let sid = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(sandbox_config(&logs)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mut ids = vec![];
+        for (name, cmd) in [
+            ("sleeper", &["sleep", "3600"][..]),
+            ("quitter", &["sh", "-c", "sleep 3; exit 7"][..]),
+        ] {
+            let id = rt
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: sid.clone(),
+                    config: Some(container(name, cmd)),
+                    sandbox_config: Some(sandbox_config(&logs)),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        let st = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: ids[0].clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let pid = pid_of(&st.info);
+        (sid, ids[0].clone(), ids[1].clone(), pid)
+    });
+    assert!(sleeper_pid > 0);
+
+    // The daemon dies; the quitter exits while nobody is listening.
+    d.kill9();
+    std::thread::sleep(Duration::from_secs(4));
+    d.start(&env);
+
+    env.host.block_on(|| async {
+        let (mut rt, _) = connect(&sock).await;
+        let pods = rt
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].id, sid);
+        assert_eq!(pods[0].state, cri::PodSandboxState::SandboxReady as i32);
+
+        let st = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: sleeper.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let s = st.status.unwrap();
+        assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+        assert_eq!(pid_of(&st.info), sleeper_pid, "the same process, untouched");
+
+        let q = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: quitter.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(q.state, cri::ContainerState::ContainerExited as i32);
+        assert_eq!((q.exit_code, q.reason.as_str()), (7, "Error"));
+        assert!(q.finished_at > q.started_at && q.started_at > 0);
+
+        let r = rt
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: sleeper.clone(),
+                cmd: vec!["hostname".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "survivor");
+
+        let unknown = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: "ffffffff".into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+
+        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        })
+        .await
+        .unwrap();
+        let left = rt
+            .list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+    });
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            (!Path::new(&format!("/proc/{sleeper_pid}")).exists()).then_some(())
+        })
+        .is_some(),
+        "the sleeper outlived its pod"
+    );
+    d.stop();
+    assert!(!d.sock.exists());
+}
