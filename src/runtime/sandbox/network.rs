@@ -71,6 +71,48 @@ pub fn pod_ips(result: &Value) -> Vec<String> {
     v4
 }
 
+/// Brings up `lo` in the network namespace at `netns`, as containerd's always-present
+/// loopback network does before the pod's own network is added: without it, containers
+/// of a pod cannot reach each other on 127.0.0.1.
+pub fn loopback_up(netns: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(netns)?;
+    // setns moves only the calling thread; a short-lived thread keeps the caller's own
+    // namespace untouched.
+    std::thread::scope(|s| {
+        s.spawn(|| -> std::io::Result<()> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let sock = nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Inet,
+                nix::sys::socket::SockType::Datagram,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(std::io::Error::from)?;
+            // SAFETY: ifreq is plain old data; zeroed is a valid value for it.
+            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+                *d = *s as libc::c_char;
+            }
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+            // SAFETY: SIOCGIFFLAGS reads the flags of the named interface into `req`, a
+            // valid ifreq that outlives the call.
+            if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: the flags member of the union is the one SIOCGIFFLAGS filled in.
+            unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+            // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq naming "lo".
+            if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("loopback thread panicked")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,46 +183,4 @@ mod tests {
         assert_eq!(pod_ips(&r), vec!["10.88.0.5", "fd00::5"]);
         assert!(pod_ips(&json!({})).is_empty());
     }
-}
-
-/// Brings up `lo` in the network namespace at `netns`, as containerd's always-present
-/// loopback network does before the pod's own network is added: without it, containers
-/// of a pod cannot reach each other on 127.0.0.1.
-pub fn loopback_up(netns: &Path) -> std::io::Result<()> {
-    let file = std::fs::File::open(netns)?;
-    // setns moves only the calling thread; a short-lived thread keeps the caller's own
-    // namespace untouched.
-    std::thread::scope(|s| {
-        s.spawn(|| -> std::io::Result<()> {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)?;
-            let sock = nix::sys::socket::socket(
-                nix::sys::socket::AddressFamily::Inet,
-                nix::sys::socket::SockType::Datagram,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(std::io::Error::from)?;
-            // SAFETY: ifreq is plain old data; zeroed is a valid value for it.
-            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-            for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-                *d = *s as libc::c_char;
-            }
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-            // SAFETY: SIOCGIFFLAGS reads the flags of the named interface into `req`, a
-            // valid ifreq that outlives the call.
-            if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: the flags member of the union is the one SIOCGIFFLAGS filled in.
-            unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-            // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq naming "lo".
-            if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("loopback thread panicked")))
-    })
 }
