@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use cri_proto::v1 as api;
+pub use cri_proto::v1 as api;
 use cri_proto::{ImageServiceClient, RuntimeServiceClient};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
