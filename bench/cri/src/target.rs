@@ -115,6 +115,12 @@ struct BerthCri {
 
 impl BerthCri {
     fn start(env: &TestEnv, berth: &Path) -> anyhow::Result<Self> {
+        if !berth.exists() {
+            bail!(
+                "berth: not built yet: no binary at {} (cargo build --release -p berth)",
+                berth.display()
+            );
+        }
         let help = Command::new(berth)
             .args(["cri", "--help"])
             .stdout(Stdio::null())
