@@ -145,6 +145,7 @@ cri_cases!(
         bad_requests,
         images,
         stats_and_streaming_urls,
+        update_resources_and_reopen_log,
     }
 );
 
@@ -788,4 +789,66 @@ async fn stats_and_streaming_urls(c: &mut CriClient, t: &Target) -> anyhow::Resu
         assert!(url.contains(&format!("/{what}/")), "{what}: {url}");
     }
     remove_pod(c, &id).await
+}
+
+/// UpdateContainerResources changes a running container's limits (seen from inside, in
+/// its memory cgroup, and in ContainerStatus); ReopenContainerLog makes the runtime start
+/// a new file at log_path after the old one was moved away, as kubelet's log rotation
+/// does.
+async fn update_resources_and_reopen_log(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    let pod = t.pod("update");
+    let id = run_pod(c, &pod).await?;
+    let spec = ContainerSpec::new(
+        "ticker",
+        &t.busybox,
+        &["sh", "-c", "while :; do echo tick; usleep 100000; done"],
+    );
+    let cid = run_container(c, &id, &pod, &spec).await?;
+    let limit: i64 = 64 << 20;
+    c.update_container_resources(
+        &cid,
+        cri::api::LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            cpu_shares: 512,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let inside = sh(c, &cid, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").await?;
+    assert_eq!(inside.trim(), limit.to_string(), "limit seen from inside");
+    let st = c.container_status(&cid, true).await?;
+    let res = st
+        .status
+        .and_then(|s| s.resources)
+        .and_then(|r| r.linux)
+        .context("no resources in ContainerStatus")?;
+    assert_eq!(res.memory_limit_in_bytes, limit);
+    // containerd's verbose status carries its record of the container as JSON.
+    assert!(st.info.contains_key("info"), "{:?}", st.info.keys());
+
+    let log = pod.log_directory.join(&spec.log_path);
+    let rotated = log.with_extension("log.1");
+    let has_ticks = |p: &Path| std::fs::read_to_string(p).is_ok_and(|s| s.contains("tick"));
+    wait_until(|| has_ticks(&log)).await.context("first log")?;
+    std::fs::rename(&log, &rotated)?;
+    c.reopen_container_log(&cid).await?;
+    wait_until(|| has_ticks(&log))
+        .await
+        .context("no new log file after ReopenContainerLog")?;
+    assert!(has_ticks(&rotated));
+    // Reopening the log of a container that is not running is refused.
+    c.stop_container(&cid, 0).await?;
+    let e = c.reopen_container_log(&cid).await.expect_err("stopped");
+    assert_eq!(e.code(), Code::Unknown, "{e:?}");
+    remove_pod(c, &id).await
+}
+
+/// Waits up to 10 s for `check`.
+async fn wait_until(mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        ensure!(Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
