@@ -148,32 +148,14 @@ fn containerd_cri_sandboxes_on_berths_network() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let dir = env.subdir("containerd").expect("dir");
-    let bin = env.subdir("cni-bin").expect("bin");
-    for p in [
-        "berth-bridge",
-        "berth-host-local",
-        "berth-portmap",
-        "berth-loopback",
-    ] {
-        std::fs::copy(berth_bin_dir().join(p), bin.join(p)).expect("install plugin");
-    }
-    // containerd's CRI plugin sets up `lo` with a plugin of type "loopback".
-    std::os::unix::fs::symlink("berth-loopback", bin.join("loopback")).expect("loopback");
     let ipam_dir = env.subdir("ipam").expect("ipam");
-    let list = json!({
-        "cniVersion": "1.0.0", "name": "berth",
-        "plugins": [
-            {"type": "berth-bridge", "bridge": "berth0", "isGateway": true, "isDefaultGateway": true,
-             "ipMasq": true, "hairpinMode": true,
-             "ipam": {"type": "berth-host-local", "dataDir": ipam_dir,
-                      "ranges": [[{"subnet": "10.244.21.0/24"}]]}},
-            {"type": "berth-portmap", "capabilities": {"portMappings": true}}
-        ]
-    });
-    let network = CriNetwork {
-        bin_dir: bin,
-        conflist: list,
-    };
+    let network = CriNetwork::berth(
+        &berth_bin_dir(),
+        &dir.join("cni-bin"),
+        "10.244.21.0/24",
+        &ipam_dir,
+    )
+    .expect("berth's plugins");
     let peer = CriPeer::start(&env, &dir, &network).expect("containerd with CRI");
     let logs = env.subdir("pod-logs").expect("logs");
     let cgroup = format!("/{}", env.cgroups().name());

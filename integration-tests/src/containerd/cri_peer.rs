@@ -90,19 +90,50 @@ impl CriNetwork {
     pub fn reference(subnet: &str, ipam_dir: &Path) -> Self {
         CriNetwork {
             bin_dir: PathBuf::from("/usr/lib/cni"),
-            conflist: json!({
-                "cniVersion": "1.0.0", "name": "cri-peer",
-                "plugins": [
-                    {"type": "bridge", "bridge": "cri0", "isGateway": true, "ipMasq": true,
-                     "hairpinMode": true,
-                     "ipam": {"type": "host-local", "dataDir": ipam_dir,
-                              "ranges": [[{"subnet": subnet}]],
-                              "routes": [{"dst": "0.0.0.0/0"}]}},
-                    {"type": "portmap", "capabilities": {"portMappings": true}}
-                ]
-            }),
+            conflist: chain("cri-peer", "", "cri0", subnet, ipam_dir),
         }
     }
+
+    /// berth's plugins (`berth-bridge`, `berth-host-local`, `berth-portmap`, and
+    /// `berth-loopback` as the `loopback` containerd runs for `lo`), copied from
+    /// `built` into `bin_dir`, in the same chain as [`CriNetwork::reference`] on bridge
+    /// `berth0`; the network is called `berth` (host-local keeps its leases under
+    /// `ipam_dir/berth`).
+    pub fn berth(
+        built: &Path,
+        bin_dir: &Path,
+        subnet: &str,
+        ipam_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(bin_dir)?;
+        for p in ["bridge", "host-local", "portmap", "loopback"] {
+            let name = format!("berth-{p}");
+            std::fs::copy(built.join(&name), bin_dir.join(&name))
+                .with_context(|| format!("install {name} from {}", built.display()))?;
+        }
+        std::os::unix::fs::symlink("berth-loopback", bin_dir.join("loopback"))
+            .context("loopback -> berth-loopback")?;
+        Ok(CriNetwork {
+            bin_dir: bin_dir.to_path_buf(),
+            conflist: chain("berth", "berth-", "berth0", subnet, ipam_dir),
+        })
+    }
+}
+
+/// bridge (gateway, masquerade, hairpin) with host-local IPAM and a default route, then
+/// portmap, with plugin types prefixed by `prefix`.
+fn chain(name: &str, prefix: &str, bridge: &str, subnet: &str, ipam_dir: &Path) -> Value {
+    json!({
+        "cniVersion": "1.0.0", "name": name,
+        "plugins": [
+            {"type": format!("{prefix}bridge"), "bridge": bridge, "isGateway": true,
+             "ipMasq": true, "hairpinMode": true,
+             "ipam": {"type": format!("{prefix}host-local"), "dataDir": ipam_dir,
+                      "ranges": [[{"subnet": subnet}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": format!("{prefix}portmap"), "capabilities": {"portMappings": true}}
+        ]
+    })
 }
 
 /// containerd with its CRI plugin, ready to serve: the peer of berth's CRI server.
