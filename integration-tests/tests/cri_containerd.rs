@@ -615,7 +615,8 @@ async fn container_events(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
 
 /// Bad requests and the codes containerd answers them with: unknown ids are NotFound
 /// (except the removes, which are idempotent and succeed), a sandbox or container name
-/// already in use is Unknown ("failed to reserve ... name"), a missing image is NotFound.
+/// already in use is Unknown ("failed to reserve ... name"), a missing image is NotFound,
+/// an invalid security context is Unknown.
 /// None of them changes what is running.
 async fn bad_requests(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     let nope = "0123456789abcdef-not-there";
@@ -681,6 +682,42 @@ async fn bad_requests(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
         "{}",
         e.message()
     );
+    // An invalid security context is refused at CreateContainer: a user name the image
+    // does not know, a Localhost seccomp profile that does not exist (containerd: Unknown,
+    // with the reason in the message). containerd 1.6 accepts an unknown capability name
+    // (runc only warns), so that case is not encoded here.
+    let base = ContainerSpec::new("badsc", &t.busybox, &["true"]).config(&pod);
+    let sc = base
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .context("security context")?;
+    let bad_user = cri::api::LinuxContainerSecurityContext {
+        run_as_username: "nosuchuser".into(),
+        ..sc.clone()
+    };
+    let bad_seccomp = cri::api::LinuxContainerSecurityContext {
+        seccomp: Some(cri::api::SecurityProfile {
+            profile_type: cri::api::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: "/nonexistent/profile.json".into(),
+        }),
+        ..sc
+    };
+    for (bad, words) in [
+        (bad_user, "no users found"),
+        (bad_seccomp, "/nonexistent/profile.json"),
+    ] {
+        let mut cfg = base.clone();
+        if let Some(l) = cfg.linux.as_mut() {
+            l.security_context = Some(bad);
+        }
+        let e = c
+            .create_container(&id, &cfg, &pod.config())
+            .await
+            .expect_err("invalid security context");
+        assert_eq!(e.code(), Code::Unknown, "{e:?}");
+        assert!(e.message().contains(words), "{}", e.message());
+    }
     // Nothing changed: one sandbox, one container, still running.
     assert_eq!(c.list_pod_sandbox(None).await?.len(), 1);
     let all = c.list_containers(None).await?;
