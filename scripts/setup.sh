@@ -17,8 +17,6 @@ packages=(
   nftables iproute2 conntrack util-linux procps
   # the demo's HTTP client
   wget
-  # the CNI tests' CRI client (drives containerd's CRI plugin)
-  python3-grpcio
 )
 
 missing=()

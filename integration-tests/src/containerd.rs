@@ -5,6 +5,10 @@
 //! still uses a few fixed paths (/run/containerd/{s,fifo}): a test mounts a fresh tmpfs on
 //! /run in its private mount namespace first. On drop, the tasks the test registered in
 //! [`Containerd::tasks`] are killed and deleted, then containerd is stopped.
+//!
+//! [`CriPeer`] is the same containerd with its CRI plugin configured as a node runs it
+//! (runc, cgroupfs driver, `restrict_oom_score_adj`, a pause image built from busybox, a
+//! CNI conflist of the test's choosing): the peer berth's CRI tests run against.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,6 +19,10 @@ use anyhow::{Context, bail};
 use crate::TestEnv;
 use crate::fixtures::{Image, build};
 use crate::util::{ID_ENV, run, wait_for};
+
+mod cri_peer;
+
+pub use cri_peer::{CRI_NAMESPACE, CriNetwork, CriPeer, PrivatePaths, on_own_runtime};
 
 /// The containerd namespace [`Containerd::ctr`] works in.
 pub const NAMESPACE: &str = "berth";

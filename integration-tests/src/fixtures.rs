@@ -26,6 +26,9 @@ pub enum Image {
     Exit { code: u8, after_ms: u64 },
     /// Ignores SIGTERM and sleeps forever; only SIGKILL stops it.
     IgnoreSigterm,
+    /// A pod sandbox's placeholder, like Kubernetes' pause: sleeps forever and exits 0 on
+    /// SIGTERM or SIGINT (as PID 1 it has to handle them itself).
+    Pause,
     /// Writes `per_sec` numbered lines a second to stdout and to stderr.
     Chatty { per_sec: u32 },
     /// Three layers: busybox; files under /data and /opq; then a whiteout of /data/gone,
@@ -68,6 +71,7 @@ impl Image {
             Image::Httpd { port } => format!("httpd-{port}"),
             Image::Exit { code, after_ms } => format!("exit-{code}-after-{after_ms}ms"),
             Image::IgnoreSigterm => "ignore-sigterm".into(),
+            Image::Pause => "pause".into(),
             Image::Chatty { per_sec } => format!("chatty-{per_sec}"),
             Image::MultiLayer => "multilayer".into(),
             Image::RandomLayers { count, mib } => format!("random-{count}x{mib}m"),
@@ -101,6 +105,11 @@ impl Image {
                 sh(format!("usleep {}; exit {code}", after_ms * 1000))
             }
             Image::IgnoreSigterm => sh("trap '' TERM; while true; do sleep 1; done".into()),
+            // `wait` returns when a trapped signal arrives; a plain `sleep` in the
+            // foreground would delay the exit until it ends.
+            Image::Pause => sh(
+                "trap 'exit 0' TERM INT; while true; do sleep 2147483647 & wait $!; done".into(),
+            ),
             Image::Chatty { per_sec } => sh(format!(
                 "i=0; while true; do i=$((i+1)); echo \"out $i\"; echo \"err $i\" >&2; usleep {}; done",
                 1_000_000 / per_sec.max(&1)
@@ -469,6 +478,7 @@ mod tests {
                 after_ms: 10,
             },
             Image::IgnoreSigterm,
+            Image::Pause,
             Image::Chatty { per_sec: 10 },
             Image::MultiLayer,
             Image::RandomLayers { count: 5, mib: 10 },

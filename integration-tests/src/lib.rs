@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 pub mod containerd;
+pub mod cri;
 pub mod env;
 pub mod fixtures;
 pub mod gate;

@@ -1,5 +1,5 @@
 //! A real consumer of berth's plugins: Debian's containerd (1.6), through its CRI plugin (the
-//! path kubelet takes) and through `ctr run --cni`,
+//! path kubelet takes, driven by the harness's Rust CRI client) and through `ctr run --cni`,
 //! which sets containers up through go-cni and libcni (the libraries containerd's CRI
 //! plugin uses), configured with berth's conflist and plugins.
 //!
@@ -17,121 +17,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_integration_tests::containerd::Containerd;
+use berth_integration_tests::containerd::{Containerd, CriNetwork, CriPeer, PrivatePaths};
+use berth_integration_tests::cri::{CriClient, PodSpec};
 use berth_integration_tests::fixtures::Image;
 use berth_integration_tests::util::run;
 use berth_integration_tests::{TestEnv, require_root};
 use cni_common::berth_bin_dir;
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use serde_json::{Value, json};
-
-/// Mounts made over machine paths in the test's private mount namespace; undone on drop.
-struct Overlays(Vec<PathBuf>);
-
-impl Overlays {
-    fn new(tmp: &Path) -> anyhow::Result<Self> {
-        let mut done = Overlays(Vec::new());
-        for target in ["/run", "/opt"] {
-            mount(
-                Some("tmpfs"),
-                target,
-                Some("tmpfs"),
-                MsFlags::empty(),
-                Some("mode=755"),
-            )
-            .with_context(|| format!("tmpfs on {target}"))?;
-            done.0.push(target.into());
-        }
-        for (target, tag) in [("/etc", "etc"), ("/var/lib", "varlib")] {
-            let (up, work) = (
-                tmp.join(format!("{tag}-up")),
-                tmp.join(format!("{tag}-work")),
-            );
-            std::fs::create_dir_all(&up)?;
-            std::fs::create_dir_all(&work)?;
-            let opts = format!(
-                "lowerdir={target},upperdir={},workdir={}",
-                up.display(),
-                work.display()
-            );
-            mount(
-                Some("overlay"),
-                target,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(opts.as_str()),
-            )
-            .with_context(|| format!("overlay on {target}"))?;
-            done.0.push(target.into());
-        }
-        Ok(done)
-    }
-}
-
-impl Drop for Overlays {
-    fn drop(&mut self) {
-        for p in self.0.iter().rev() {
-            let _ = umount2(p, MntFlags::MNT_DETACH);
-        }
-    }
-}
-
-/// containerd with the sandboxes a test made through its CRI plugin, stopped and removed
-/// on drop before containerd itself stops.
-struct Cri<'a> {
-    cd: Containerd<'a>,
-    sandboxes: Vec<String>,
-}
-
-impl<'a> std::ops::Deref for Cri<'a> {
-    type Target = Containerd<'a>;
-    fn deref(&self) -> &Containerd<'a> {
-        &self.cd
-    }
-}
-
-impl<'a> std::ops::DerefMut for Cri<'a> {
-    fn deref_mut(&mut self) -> &mut Containerd<'a> {
-        &mut self.cd
-    }
-}
-
-impl Cri<'_> {
-    /// The test's CRI client (cni_common/cri_client.py), run from the "host" netns.
-    fn cri(&self, args: &[&str]) -> anyhow::Result<String> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cni_common/cri_client.py");
-        let out = run(self
-            .cd
-            .env()
-            .host
-            .command("/usr/bin/python3")
-            .arg(script)
-            .arg(&self.cd.sock)
-            .args(args))?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-}
-
-impl Drop for Cri<'_> {
-    fn drop(&mut self) {
-        for sb in &self.sandboxes {
-            let _ = self.cri(&["stop", sb]);
-            let _ = self.cri(&["remove", sb]);
-        }
-    }
-}
-
-/// Starts containerd with its CRI plugin off, or on with `cri` (extra TOML for it).
-fn start_containerd<'a>(
-    env: &'a TestEnv,
-    dir: &Path,
-    cri: Option<&str>,
-) -> anyhow::Result<Cri<'a>> {
-    Ok(Cri {
-        cd: Containerd::start(env, dir, cri)?,
-        sandboxes: Vec::new(),
-    })
-}
 
 /// The task's pid, from `ctr task ls`.
 fn task_pid(cd: &Containerd<'_>, id: &str) -> anyhow::Result<u32> {
@@ -159,7 +51,8 @@ fn containerd_runs_containers_on_berths_network() {
     let env = TestEnv::new().expect("env");
     let dir = env.subdir("containerd").expect("dir");
     let bins = berth_bin_dir();
-    let _overlays = Overlays::new(&dir).expect("private /run, /opt, /etc, /var/lib");
+    let _paths = PrivatePaths::new(&dir, &["/run", "/opt"], &["/etc", "/var/lib"])
+        .expect("private /run, /opt, /etc, /var/lib");
     std::fs::create_dir_all("/etc/cni/net.d").expect("conf dir");
     std::fs::create_dir_all("/opt/cni/bin").expect("bin dir");
     for p in [
@@ -183,7 +76,7 @@ fn containerd_runs_containers_on_berths_network() {
     });
     std::fs::write("/etc/cni/net.d/10-berth.conflist", list.to_string()).expect("conflist");
 
-    let mut cd = start_containerd(&env, &dir, None).expect("containerd");
+    let mut cd = Containerd::start(&env, &dir, None).expect("containerd");
     let httpd = cd
         .import(&Image::Httpd { port: 8080 }, &dir)
         .expect("import httpd");
@@ -255,74 +148,53 @@ fn containerd_cri_sandboxes_on_berths_network() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let dir = env.subdir("containerd").expect("dir");
-    let _overlays = Overlays::new(&dir).expect("private /run, /opt, /etc, /var/lib");
-    let bin = env.subdir("cni-bin").expect("bin");
-    for p in [
-        "berth-bridge",
-        "berth-host-local",
-        "berth-portmap",
-        "berth-loopback",
-    ] {
-        std::fs::copy(berth_bin_dir().join(p), bin.join(p)).expect("install plugin");
-    }
-    // containerd's CRI plugin sets up `lo` with a plugin of type "loopback".
-    std::os::unix::fs::symlink("berth-loopback", bin.join("loopback")).expect("loopback");
-    let conf_dir = env.subdir("net.d").expect("net.d");
     let ipam_dir = env.subdir("ipam").expect("ipam");
-    let list = json!({
-        "cniVersion": "1.0.0", "name": "berth",
-        "plugins": [
-            {"type": "berth-bridge", "bridge": "berth0", "isGateway": true, "isDefaultGateway": true,
-             "ipMasq": true, "hairpinMode": true,
-             "ipam": {"type": "berth-host-local", "dataDir": ipam_dir,
-                      "ranges": [[{"subnet": "10.244.21.0/24"}]]}},
-            {"type": "berth-portmap", "capabilities": {"portMappings": true}}
-        ]
-    });
-    std::fs::write(conf_dir.join("10-berth.conflist"), list.to_string()).expect("conflist");
-    let cri = format!(
-        r#"[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "berth.test/ignore-sigterm:latest"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{bin}"
-    conf_dir = "{conf}"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        Root = "{runc}"
-"#,
-        bin = bin.display(),
-        conf = conf_dir.display(),
-        runc = dir.join("runc").display(),
-    );
-    let mut cd = start_containerd(&env, &dir, Some(&cri)).expect("containerd with CRI");
-    cd.import_in("k8s.io", &Image::IgnoreSigterm, &dir)
-        .expect("import sandbox image");
+    let network = CriNetwork::berth(
+        &berth_bin_dir(),
+        &dir.join("cni-bin"),
+        "10.244.21.0/24",
+        &ipam_dir,
+    )
+    .expect("berth's plugins");
+    let peer = CriPeer::start(&env, &dir, &network).expect("containerd with CRI");
     let logs = env.subdir("pod-logs").expect("logs");
     let cgroup = format!("/{}", env.cgroups().name());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut cri = rt
+        .block_on(CriClient::connect(&peer.endpoint))
+        .expect("connect to containerd's CRI");
     let mut pods = Vec::new();
-    for (name, ports) in [("pod-a", vec!["8090:80"]), ("pod-b", vec![])] {
-        let mut args = vec!["run", name, name, "default", &cgroup];
-        let log = logs.join(name);
-        let log = log.to_str().expect("utf-8");
-        args.push(log);
-        args.extend(ports.iter().copied());
-        let id = cd.cri(&args).unwrap_or_else(|e| {
-            panic!(
-                "RunPodSandbox {name}: {e:#}\ncontainerd log: {}",
-                std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
-            )
-        });
-        cd.sandboxes.push(id.clone());
-        let status = cd.cri(&["status", &id]).expect("PodSandboxStatus");
-        let (ip, pid) = status.split_once(' ').expect("ip and pid");
+    for (name, ports) in [("pod-a", vec![(8090, 80)]), ("pod-b", vec![])] {
+        let mut pod = PodSpec::new(name, &logs.join(name), "");
+        pod.cgroup_parent = format!("{cgroup}/pod{}", pod.uid);
+        pod.port_mappings = ports
+            .into_iter()
+            .map(|(h, c)| (h, c, berth_integration_tests::cri::api::Protocol::Tcp))
+            .collect();
+        let (id, ip, pid) = rt
+            .block_on(async {
+                let id = cri.run_pod_sandbox(&pod.config()).await?;
+                let st = cri.pod_sandbox_status(&id, true).await?;
+                let ip = st.status.and_then(|s| s.network).map(|n| n.ip);
+                // containerd's verbose status: info["info"] is JSON with the pause pid.
+                let info: Value = serde_json::from_str(st.info.get("info").map_or("{}", |s| s))?;
+                anyhow::Ok((id, ip, info["pid"].as_u64()))
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "RunPodSandbox {name}: {e:#}\ncontainerd log: {}",
+                    peer.containerd().log()
+                )
+            });
         let ip: std::net::IpAddr = ip
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} has no IP: {status:?}"));
+            .as_deref()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("{name} has no IP: {ip:?}"));
         assert!(ip.to_string().starts_with("10.244.21."), "{name} got {ip}");
+        let pid = pid.unwrap_or_else(|| panic!("{name}: no pid in verbose status"));
         pods.push((id, ip, PathBuf::from(format!("/proc/{pid}/ns/net"))));
     }
     let (a_ip, a_ns) = (pods[0].1, &pods[0].2);
@@ -366,9 +238,12 @@ fn containerd_cri_sandboxes_on_berths_network() {
             .unwrap_or(0)
     };
     assert_eq!(allocations(), 2);
-    for id in std::mem::take(&mut cd.sandboxes) {
-        cd.cri(&["stop", &id]).expect("StopPodSandbox");
-        cd.cri(&["remove", &id]).expect("RemovePodSandbox");
+    for (id, _, _) in &pods {
+        rt.block_on(async {
+            cri.stop_pod_sandbox(id).await?;
+            cri.remove_pod_sandbox(id).await
+        })
+        .expect("StopPodSandbox + RemovePodSandbox");
     }
     assert_eq!(
         allocations(),
