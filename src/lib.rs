@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod image;
 pub mod net;
 pub mod oci;
+pub mod runtime;
 pub mod store;
 pub mod sys;
 pub mod version;
