@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn full_cache_refuses_until_entries_expire() {
-        let c = RequestCache::new(Duration::from_millis(50), 3);
+        // Long enough that a slow machine does not expire entries between the inserts.
+        let c = RequestCache::new(Duration::from_millis(1000), 3);
         let tokens: Vec<_> = (0..3)
             .map(|i| c.insert(pf(&i.to_string())).unwrap())
             .collect();
@@ -147,7 +148,7 @@ mod tests {
         // Using one frees a place.
         assert!(c.consume(&tokens[1]).is_some());
         c.insert(pf("y")).unwrap();
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(c.len(), 0);
         c.insert(pf("z")).unwrap();
     }

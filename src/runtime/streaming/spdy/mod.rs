@@ -7,5 +7,8 @@ pub mod dictionary;
 pub mod frame;
 pub mod zlib;
 
+#[cfg(test)]
+mod tests;
+
 pub use conn::{ConnOptions, Connection, RecvHalf, SendHalf, SpdyStream, StreamFilter};
 pub use frame::{Frame, HeaderBlock};
