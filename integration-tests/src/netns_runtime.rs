@@ -140,10 +140,10 @@ impl NetnsRuntime {
         let master = pty.master;
         // kubectl sends its terminal's size right after the streams open; start the process
         // with it, as a container runtime would.
-        if let Some(rx) = io.resize.as_mut() {
-            if let Ok(Some(size)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-                set_winsize(&master, size);
-            }
+        if let Some(rx) = io.resize.as_mut()
+            && let Ok(Some(size)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await
+        {
+            set_winsize(&master, size);
         }
         let mut c = self.netns.command(&cmd[0]);
         c.args(&cmd[1..]);
@@ -196,15 +196,14 @@ impl NetnsRuntime {
             })
         });
         let status = child.wait().await.map_err(|e| err("wait", e))?;
-        if let Some(t) = out_task {
-            if tokio::time::timeout(Duration::from_secs(5), t)
+        if let Some(t) = out_task
+            && tokio::time::timeout(Duration::from_secs(5), t)
                 .await
                 .is_err()
-            {
-                return Err(RuntimeError(
-                    "tty output did not end after the process exited".into(),
-                ));
-            }
+        {
+            return Err(RuntimeError(
+                "tty output did not end after the process exited".into(),
+            ));
         }
         for t in [stdin_task, resizer].into_iter().flatten() {
             t.abort();

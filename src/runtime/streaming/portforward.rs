@@ -114,20 +114,20 @@ pub async fn serve<R: StreamingRuntime>(
             continue;
         }
         *slot = Some(stream);
-        if pair.error.is_some() && pair.data.is_some() {
-            if let Some(Pair {
+        if pair.error.is_some()
+            && pair.data.is_some()
+            && let Some(Pair {
                 data: Some(data),
                 error: Some(error),
             }) = pairs.remove(&id)
-            {
-                forwards.spawn(forward(
-                    runtime.clone(),
-                    sandbox_id.clone(),
-                    id,
-                    data,
-                    error,
-                ));
-            }
+        {
+            forwards.spawn(forward(
+                runtime.clone(),
+                sandbox_id.clone(),
+                id,
+                data,
+                error,
+            ));
         }
     }
     forwards.abort_all();

@@ -194,10 +194,10 @@ pub async fn serve<R: StreamingRuntime>(
         } else {
             outcome.v1_bytes()
         };
-        if !bytes.is_empty() {
-            if let Err(e) = err.write_all(&bytes).await {
-                tracing::debug!(error = %e, "remotecommand: could not report the outcome");
-            }
+        if !bytes.is_empty()
+            && let Err(e) = err.write_all(&bytes).await
+        {
+            tracing::debug!(error = %e, "remotecommand: could not report the outcome");
         }
         let _ = err.shutdown().await;
     }

@@ -74,13 +74,13 @@ impl StreamingConfig {
                 reason: "must be at least 1".into(),
             });
         }
-        if let Some(u) = &self.base_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.ends_with('/') {
-                return Err(StreamingError::Config {
-                    field: "base_url",
-                    reason: format!("{u:?} is not an http(s) URL without a trailing slash"),
-                });
-            }
+        if let Some(u) = &self.base_url
+            && (!(u.starts_with("http://") || u.starts_with("https://")) || u.ends_with('/'))
+        {
+            return Err(StreamingError::Config {
+                field: "base_url",
+                reason: format!("{u:?} is not an http(s) URL without a trailing slash"),
+            });
         }
         Ok(())
     }

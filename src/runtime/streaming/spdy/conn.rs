@@ -311,10 +311,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     // The consumer may have dropped its half; the data has nowhere to go then.
                     let _ = tx.send(data).await;
                 }
-                if flags & frame::FLAG_FIN != 0 {
-                    if let Some(fl) = fl {
-                        remote_finished(&shared, stream_id, &fl);
-                    }
+                if flags & frame::FLAG_FIN != 0
+                    && let Some(fl) = fl
+                {
+                    remote_finished(&shared, stream_id, &fl);
                 }
             }
             Frame::RstStream { stream_id, status } => {
@@ -401,7 +401,7 @@ async fn on_syn_stream(
 ) {
     let reset = |status| Out::Frame(Frame::RstStream { stream_id, status });
     let last = shared.last_stream_id.load(Ordering::SeqCst);
-    if stream_id % 2 == 0 || stream_id <= last {
+    if stream_id.is_multiple_of(2) || stream_id <= last {
         tracing::warn!(
             stream_id,
             last,
