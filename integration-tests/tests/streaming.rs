@@ -384,27 +384,7 @@ fn port_forward_carries_http_into_the_pod() {
             .spawn()
             .unwrap(),
     );
-    let mut pf = Reap(
-        rig.kubectl(&[
-            "port-forward",
-            &format!("pod/{POD}"),
-            "--address=127.0.0.1",
-            ":8080",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    let mut line = String::new();
-    let mut out = std::io::BufReader::new(pf.0.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
-    let port: u16 = line
-        .split_once("127.0.0.1:")
-        .and_then(|(_, r)| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no local port in {line:?}"));
+    let (_pf, port) = port_forward(&rig, 8080, Stdio::null());
     let get = |path: &str| -> String {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -563,5 +543,154 @@ fn bad_upgrade_requests_get_kubelets_errors() {
         rig.server
             .get_port_forward(&PortForwardRequest::default())
             .is_err()
+    );
+}
+
+/// Starts `kubectl port-forward` to `remote` and returns it with the local port it chose.
+fn port_forward(rig: &Rig, remote: u16, stderr: Stdio) -> (Reap, u16) {
+    let mut pf = Reap(
+        rig.kubectl(&[
+            "port-forward",
+            &format!("pod/{POD}"),
+            "--address=127.0.0.1",
+            &format!(":{remote}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap(),
+    );
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(pf.0.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    // Keep reading: kubectl dies of SIGPIPE if its "Handling connection" lines go nowhere.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let port = line
+        .split_once("127.0.0.1:")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no local port in {line:?}"));
+    (pf, port)
+}
+
+#[test]
+fn port_forward_to_a_closed_port_reports_the_error_to_kubectl() {
+    require_root!();
+    let rig = rig(StreamingConfig::default());
+    // Nothing listens on port 9 inside the pod's namespace.
+    let (mut pf, port) = port_forward(&rig, 9, Stdio::piped());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "data from a closed port: {buf:?}");
+    // The error comes back on the pair's error stream with closeConnection, so kubectl
+    // drops the session and exits.
+    let mut stderr = pf.0.stderr.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pf.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "kubectl port-forward kept running after the error"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).unwrap();
+    assert!(
+        err.contains(&format!("error forwarding port 9 to pod {SANDBOX}")),
+        "kubectl said: {err}"
+    );
+    assert!(err.contains("refused"), "kubectl said: {err}");
+}
+
+#[test]
+fn a_client_that_opens_too_few_streams_is_dropped_after_the_creation_timeout() {
+    use berth::runtime::streaming::spdy::frame::{self, Frame, FrameHead, HeaderBlock};
+    use berth::runtime::streaming::spdy::zlib::{HeaderCompressor, HeaderDecompressor};
+    require_root!();
+    let rig = rig(StreamingConfig {
+        stream_creation_timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let url = rig
+        .server
+        .get_exec(&ExecRequest {
+            stdin: true,
+            ..exec_req()
+        })
+        .unwrap();
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        text(&head).starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{}",
+        text(&head)
+    );
+    assert!(text(&head).contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
+    // Only the error stream; stdout and stdin never come.
+    let mut z = HeaderCompressor::new().unwrap();
+    let mut out = Vec::new();
+    let mut headers = HeaderBlock::default();
+    headers.insert("streamType", "error");
+    let syn = Frame::SynStream {
+        stream_id: 1,
+        associated_to: 0,
+        priority: 0,
+        slot: 0,
+        flags: 0,
+        headers,
+    };
+    frame::encode(&syn, &mut z, &mut out).unwrap();
+    s.write_all(&out).unwrap();
+    let start = Instant::now();
+    let mut d = HeaderDecompressor::new();
+    let mut frames = Vec::new();
+    loop {
+        let mut h = [0u8; 8];
+        if s.read_exact(&mut h).is_err() {
+            break;
+        }
+        let h = FrameHead::parse(h);
+        let mut p = vec![0u8; h.payload_len()];
+        s.read_exact(&mut p).unwrap();
+        frames.push(frame::decode(h, &p, &mut d).unwrap());
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    assert_eq!(
+        frames,
+        vec![
+            Frame::SynReply {
+                stream_id: 1,
+                flags: 0,
+                headers: HeaderBlock::default()
+            },
+            Frame::RstStream {
+                stream_id: 1,
+                status: frame::rst::CANCEL
+            },
+            Frame::GoAway {
+                last_good_stream_id: 1,
+                status: frame::goaway::OK
+            },
+        ]
     );
 }
