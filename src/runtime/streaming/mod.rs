@@ -17,6 +17,9 @@ pub mod server;
 pub mod spdy;
 pub mod status;
 
+#[cfg(test)]
+mod tests;
+
 pub use backend::{
     DuplexStream, RuntimeError, SessionIo, StreamIn, StreamOut, StreamingRuntime, TerminalSize,
 };
