@@ -31,6 +31,8 @@ const MAX_DATA_FRAME: usize = 32 * 1024;
 const OUT_QUEUE: usize = 128;
 /// Data frames buffered per inbound stream before the reader waits for the consumer.
 const IN_QUEUE: usize = 32;
+/// How long closing waits for the last frames to go out, and then for the client to hang up.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Decides whether a stream the client opens is accepted; `Err` resets it with CANCEL.
 pub type StreamFilter = Box<dyn Fn(&HeaderBlock) -> Result<(), String> + Send + Sync>;
@@ -153,32 +155,31 @@ impl Connection {
             ids
         };
         self.shared.going_away.store(true, Ordering::SeqCst);
-        for id in open {
-            let _ = self
-                .shared
-                .out
-                .send(Out::Frame(Frame::RstStream {
+        let out = self.shared.out.clone();
+        let last = self.shared.last_stream_id.load(Ordering::SeqCst);
+        let mut writer = self.writer;
+        let flush = async {
+            for id in open {
+                let rst = Frame::RstStream {
                     stream_id: id,
                     status: frame::rst::CANCEL,
-                }))
-                .await;
-        }
-        let last = self.shared.last_stream_id.load(Ordering::SeqCst);
-        let _ = self
-            .shared
-            .out
-            .send(Out::Frame(Frame::GoAway {
+                };
+                let _ = out.send(Out::Frame(rst)).await;
+            }
+            let bye = Frame::GoAway {
                 last_good_stream_id: last,
                 status: frame::goaway::OK,
-            }))
-            .await;
-        let _ = self.shared.out.send(Out::Shutdown).await;
-        let _ = self.writer.await;
+            };
+            let _ = out.send(Out::Frame(bye)).await;
+            let _ = out.send(Out::Shutdown).await;
+            let _ = (&mut writer).await;
+        };
+        // A client that stops reading must not hold the session forever.
+        if tokio::time::timeout(CLOSE_WAIT, flush).await.is_err() {
+            writer.abort();
+        }
         let mut reader = self.reader;
-        if tokio::time::timeout(Duration::from_secs(10), &mut reader)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(CLOSE_WAIT, &mut reader).await.is_err() {
             reader.abort();
         }
     }
