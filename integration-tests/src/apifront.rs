@@ -264,7 +264,10 @@ async fn serve(
             .push(format!("{method} {target}"));
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let prefix = format!("/api/v1/namespaces/{}/pods/{}", pod.namespace, pod.name);
-        if method == "GET" {
+        let streaming = ["/exec", "/attach", "/portforward"]
+            .iter()
+            .any(|s| path == format!("{prefix}{s}"));
+        if method == "GET" && !streaming {
             let body = if path == prefix {
                 Some(pod_json(pod))
             } else {

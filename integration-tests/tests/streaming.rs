@@ -694,3 +694,42 @@ fn a_client_that_opens_too_few_streams_is_dropped_after_the_creation_timeout() {
         ]
     );
 }
+
+#[test]
+fn kubectl_preferring_websockets_falls_back_to_spdy() {
+    require_root!();
+    let rig = rig(StreamingConfig::default());
+    // kubectl's default: a websocket upgrade first. berth refuses it like a SPDY-only
+    // kubelet (400, no X-Stream-Protocol-Version) and kubectl retries over SPDY.
+    let mut cmd = rig.kubectl(&["exec", "-i", POD, "--", "cat"]);
+    cmd.env_remove("KUBECTL_REMOTE_COMMAND_WEBSOCKETS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"fell back\n")
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(60), &rig.front);
+    assert!(
+        out.status.success(),
+        "kubectl: {out:?}; front saw {:?}",
+        rig.front.seen()
+    );
+    assert_eq!(text(&out.stdout), "fell back\n");
+    // The websocket attempt (a GET) and the SPDY retry (a POST), each with its own URL.
+    let upgrades: Vec<_> = rig
+        .front
+        .seen()
+        .into_iter()
+        .filter(|l| l.contains("/exec?"))
+        .collect();
+    assert_eq!(upgrades.len(), 2, "front saw {upgrades:?}");
+    assert!(
+        upgrades[0].starts_with("GET ") && upgrades[1].starts_with("POST "),
+        "{upgrades:?}"
+    );
+}
