@@ -75,11 +75,15 @@ impl StreamingConfig {
             });
         }
         if let Some(u) = &self.base_url
-            && (!(u.starts_with("http://") || u.starts_with("https://")) || u.ends_with('/'))
+            && !u
+                .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"))
+                .is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#']))
         {
+            // The routes are served at the root, so a base URL cannot carry a path.
             return Err(StreamingError::Config {
                 field: "base_url",
-                reason: format!("{u:?} is not an http(s) URL without a trailing slash"),
+                reason: format!("{u:?} is not http(s)://host[:port] without a path"),
             });
         }
         Ok(())
@@ -347,4 +351,49 @@ fn route(head: &RequestHead) -> Option<(&'static str, &str)> {
         _ => return None,
     };
     Some((method, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_validated_by_field() {
+        assert!(StreamingConfig::default().validate().is_ok());
+        let with = |u: &str| {
+            StreamingConfig {
+                base_url: Some(u.into()),
+                ..Default::default()
+            }
+            .validate()
+        };
+        assert!(with("http://10.0.0.1:10010").is_ok());
+        for bad in ["10.0.0.1:1", "http://", "http://h/prefix", "https://h/"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("streaming server config: base_url:"),
+                "{bad}: {e}"
+            );
+        }
+        let e = StreamingConfig {
+            max_in_flight: 0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "streaming server config: max_in_flight: must be at least 1"
+        );
+        let e = StreamingConfig {
+            request_ttl: Duration::ZERO,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "streaming server config: request_ttl: must be greater than zero"
+        );
+    }
 }

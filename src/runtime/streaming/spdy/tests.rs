@@ -370,3 +370,28 @@ async fn a_connection_replies_echoes_pings_and_carries_bytes() {
     drop(c);
     closing.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_idle_timeout() {
+    let (server_io, mut client_io) = tokio::io::duplex(1024);
+    let opts = ConnOptions {
+        idle_timeout: Duration::from_millis(200),
+    };
+    let (conn, mut incoming) =
+        Connection::serve(server_io, Bytes::new(), opts, Box::new(|_| Ok(())));
+    let start = std::time::Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), incoming.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    let closing = tokio::spawn(conn.close());
+    let mut rest = Vec::new();
+    client_io.read_to_end(&mut rest).await.unwrap();
+    // Only the GOAWAY: nothing was open.
+    assert_eq!(rest.len(), 16);
+    assert_eq!(&rest[..4], &[0x80, 0x03, 0x00, 0x07]);
+    closing.await.unwrap();
+}
