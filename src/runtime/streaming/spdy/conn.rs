@@ -10,23 +10,20 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
 
 use super::frame::{self, Frame, FrameHead, HeaderBlock};
+use super::stream::{MAX_DATA_FRAME, RecvHalf, SendHalf, SpdyStream};
 use super::zlib::{HeaderCompressor, HeaderDecompressor};
 
-/// Data frames berth sends carry at most this many bytes.
-const MAX_DATA_FRAME: usize = 32 * 1024;
 /// Frames queued for the writer before stream writers wait.
 const OUT_QUEUE: usize = 128;
 /// Data frames buffered per inbound stream before the reader waits for the consumer.
@@ -37,16 +34,16 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Decides whether a stream the client opens is accepted; `Err` resets it with CANCEL.
 pub type StreamFilter = Box<dyn Fn(&HeaderBlock) -> Result<(), String> + Send + Sync>;
 
-enum Out {
+pub(super) enum Out {
     Frame(Frame),
     Shutdown,
 }
 
 #[derive(Debug, Default)]
-struct Flags {
-    reset: AtomicBool,
-    local_fin: AtomicBool,
-    remote_fin: AtomicBool,
+pub(super) struct Flags {
+    pub(super) reset: AtomicBool,
+    pub(super) local_fin: AtomicBool,
+    pub(super) remote_fin: AtomicBool,
 }
 
 struct Entry {
@@ -54,15 +51,22 @@ struct Entry {
     flags: Arc<Flags>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     streams: Mutex<HashMap<u32, Entry>>,
-    out: mpsc::Sender<Out>,
+    pub(super) out: mpsc::Sender<Out>,
     last_stream_id: AtomicU32,
     going_away: AtomicBool,
 }
 
 impl Shared {
-    fn forget_if_closed(&self, id: u32, flags: &Flags) {
+    pub(super) fn forget(&self, id: u32) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    pub(super) fn forget_if_closed(&self, id: u32, flags: &Flags) {
         if flags.local_fin.load(Ordering::SeqCst) && flags.remote_fin.load(Ordering::SeqCst) {
             self.streams
                 .lock()
@@ -461,202 +465,4 @@ async fn on_syn_stream(
         },
     };
     let _ = accept.send(stream).await;
-}
-
-/// One stream the client opened: its headers, and both directions of bytes.
-#[derive(Debug)]
-pub struct SpdyStream {
-    id: u32,
-    headers: HeaderBlock,
-    recv: RecvHalf,
-    send: SendHalf,
-}
-
-impl SpdyStream {
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    pub fn headers(&self) -> &HeaderBlock {
-        &self.headers
-    }
-
-    pub fn into_split(self) -> (RecvHalf, SendHalf) {
-        (self.recv, self.send)
-    }
-}
-
-/// The client-to-server direction of a stream; EOF when the client half-closes or resets.
-#[derive(Debug)]
-pub struct RecvHalf {
-    rx: mpsc::Receiver<Bytes>,
-    pending: Bytes,
-}
-
-impl AsyncRead for RecvHalf {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pending.is_empty() {
-            match ready!(self.rx.poll_recv(cx)) {
-                Some(b) => self.pending = b,
-                None => return Poll::Ready(Ok(())),
-            }
-        }
-        let n = self.pending.len().min(buf.remaining());
-        buf.put_slice(&self.pending.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The server-to-client direction of a stream. Shutdown (or drop) sends the FIN.
-pub struct SendHalf {
-    id: u32,
-    tx: PollSender<Out>,
-    flags: Arc<Flags>,
-    shared: Arc<Shared>,
-    fin_sent: bool,
-}
-
-impl std::fmt::Debug for SendHalf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendHalf")
-            .field("id", &self.id)
-            .field("fin_sent", &self.fin_sent)
-            .finish()
-    }
-}
-
-fn gone(id: u32) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::BrokenPipe,
-        format!("spdy stream {id} was reset or its connection closed"),
-    )
-}
-
-impl SendHalf {
-    /// Sends RST_STREAM(CANCEL): neither side may use the stream any more.
-    pub async fn reset(mut self) {
-        self.fin_sent = true;
-        self.flags.reset.store(true, Ordering::SeqCst);
-        self.shared
-            .streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-        let _ = self
-            .shared
-            .out
-            .send(Out::Frame(Frame::RstStream {
-                stream_id: self.id,
-                status: frame::rst::CANCEL,
-            }))
-            .await;
-    }
-
-    fn fin_frame(&self) -> Out {
-        Out::Frame(Frame::Data {
-            stream_id: self.id,
-            flags: frame::FLAG_FIN,
-            data: Bytes::new(),
-        })
-    }
-
-    fn after_fin(&mut self) {
-        self.fin_sent = true;
-        self.flags.local_fin.store(true, Ordering::SeqCst);
-        self.shared.forget_if_closed(self.id, &self.flags);
-    }
-}
-
-impl AsyncWrite for SendHalf {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let id = self.id;
-        if self.fin_sent || self.flags.reset.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(gone(id)));
-        }
-        if ready!(self.tx.poll_reserve(cx)).is_err() {
-            return Poll::Ready(Err(gone(id)));
-        }
-        let n = data.len().min(MAX_DATA_FRAME);
-        let f = Frame::Data {
-            stream_id: id,
-            flags: 0,
-            data: Bytes::copy_from_slice(&data[..n]),
-        };
-        if self.tx.send_item(Out::Frame(f)).is_err() {
-            return Poll::Ready(Err(gone(id)));
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The writer task flushes the socket whenever its queue runs empty.
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.fin_sent || self.flags.reset.load(Ordering::SeqCst) {
-            return Poll::Ready(Ok(()));
-        }
-        if ready!(self.tx.poll_reserve(cx)).is_err() {
-            return Poll::Ready(Ok(()));
-        }
-        let fin = self.fin_frame();
-        let _ = self.tx.send_item(fin);
-        self.after_fin();
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for SendHalf {
-    fn drop(&mut self) {
-        if self.fin_sent || self.flags.reset.load(Ordering::SeqCst) {
-            return;
-        }
-        let fin = self.fin_frame();
-        self.after_fin();
-        if let Err(mpsc::error::TrySendError::Full(fin)) = self.shared.out.try_send(fin) {
-            let out = self.shared.out.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = out.send(fin).await;
-                });
-            }
-        }
-    }
-}
-
-impl AsyncRead for SpdyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.recv).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for SpdyStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.send).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.send).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.send).poll_shutdown(cx)
-    }
 }

@@ -5,10 +5,12 @@
 pub mod conn;
 pub mod dictionary;
 pub mod frame;
+pub mod stream;
 pub mod zlib;
 
 #[cfg(test)]
 mod tests;
 
-pub use conn::{ConnOptions, Connection, RecvHalf, SendHalf, SpdyStream, StreamFilter};
+pub use conn::{ConnOptions, Connection, StreamFilter};
 pub use frame::{Frame, HeaderBlock};
+pub use stream::{RecvHalf, SendHalf, SpdyStream};
