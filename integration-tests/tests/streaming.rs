@@ -733,3 +733,25 @@ fn kubectl_preferring_websockets_falls_back_to_spdy() {
         "{upgrades:?}"
     );
 }
+
+#[test]
+fn exec_ends_when_the_process_exits_though_stdin_stays_open() {
+    require_root!();
+    let rig = rig(StreamingConfig::default());
+    let mut child = rig
+        .kubectl(&["exec", "-i", POD, "--", "sh", "-c", "head -n 1; exit 4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One line, and stdin is never closed: an interactive user who has not typed ^D.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"first line\nsecond line never read\n")
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(30), &rig.front);
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(4), "kubectl: {out:?}");
+    assert_eq!(text(&out.stdout), "first line\n");
+}
