@@ -312,7 +312,7 @@ fn exec_tty_gets_the_terminal_size_and_its_changes() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Reap(cmd.spawn().unwrap());
     drop(cmd);
     let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -343,7 +343,7 @@ fn exec_tty_gets_the_terminal_size_and_its_changes() {
     // The kernel signals SIGWINCH to kubectl, which sends the new size on the resize stream.
     pty.set_size(40, 120);
     wait_for("40 120", &mut seen);
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(3), "terminal showed {:?}", text(&seen));
 }
 
