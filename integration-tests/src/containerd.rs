@@ -20,7 +20,7 @@ use crate::TestEnv;
 use crate::fixtures::{Image, build};
 use crate::util::{ID_ENV, run, wait_for};
 
-mod cri_peer;
+pub mod cri_peer;
 
 pub use cri_peer::{CRI_NAMESPACE, CriNetwork, CriPeer, PrivatePaths, on_own_runtime};
 

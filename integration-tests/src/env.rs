@@ -79,6 +79,21 @@ impl TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// Whatever the test started and left running (a holder whose pod was never removed
+    /// because an assertion failed first) is killed before the cgroups and the temp dir
+    /// go, so a failed test does not leave processes behind.
+    fn drop(&mut self) {
+        for (pid, cmd) in crate::leak::marked(&self.id) {
+            eprintln!("harness: killing leftover process {pid}: {cmd}");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Moves the calling thread into a new mount namespace where mounts made by the test
 /// stay private (`rslave`: the machine's mounts still show up, ours never leave).
 fn enter_private_mount_ns() -> anyhow::Result<()> {

@@ -138,6 +138,14 @@ pub fn find(scope: &str) -> Vec<String> {
 /// Processes (other than this one) marked with `scope` in their environment or named
 /// with it on their command line.
 fn processes(scope: &str) -> Vec<String> {
+    marked(scope)
+        .into_iter()
+        .map(|(pid, cmd)| format!("process {pid}: {cmd}"))
+        .collect()
+}
+
+/// The pids and command lines of the processes [`find`] reports for `scope`.
+pub fn marked(scope: &str) -> Vec<(i32, String)> {
     let me = std::process::id().to_string();
     let marker = format!("{ID_ENV}={scope}");
     let mut out = Vec::new();
@@ -151,8 +159,10 @@ fn processes(scope: &str) -> Vec<String> {
             .split(|b| *b == 0)
             .any(|v| v.starts_with(marker.as_bytes()));
         let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if marked || cmd.contains(scope) {
-            out.push(format!("process {pid}: {}", cmd.trim()));
+        if (marked || cmd.contains(scope))
+            && let Ok(pid) = pid.parse()
+        {
+            out.push((pid, cmd.trim().to_string()));
         }
     }
     out

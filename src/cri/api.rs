@@ -102,4 +102,24 @@ pub trait PodApi: Send + Sync + 'static {
         &self,
         req: cri::ReopenContainerLogRequest,
     ) -> CriFuture<'_, cri::ReopenContainerLogResponse>;
+    fn update_container_resources(
+        &self,
+        req: cri::UpdateContainerResourcesRequest,
+    ) -> CriFuture<'_, cri::UpdateContainerResourcesResponse>;
+    fn container_stats(
+        &self,
+        req: cri::ContainerStatsRequest,
+    ) -> CriFuture<'_, cri::ContainerStatsResponse>;
+    fn list_container_stats(
+        &self,
+        req: cri::ListContainerStatsRequest,
+    ) -> CriFuture<'_, cri::ListContainerStatsResponse>;
+    fn pod_sandbox_stats(
+        &self,
+        req: cri::PodSandboxStatsRequest,
+    ) -> CriFuture<'_, cri::PodSandboxStatsResponse>;
+    fn list_pod_sandbox_stats(
+        &self,
+        req: cri::ListPodSandboxStatsRequest,
+    ) -> CriFuture<'_, cri::ListPodSandboxStatsResponse>;
 }

@@ -94,7 +94,9 @@ impl CriError {
                     R::AlreadyExists => Code::AlreadyExists,
                     R::FailedPrecondition => Code::FailedPrecondition,
                     R::DeadlineExceeded => Code::DeadlineExceeded,
-                    R::Internal => Code::Internal,
+                    // containerd answers failures it does not classify (an exec that
+                    // cannot start, a kernel refusal) UNKNOWN; clients match on it.
+                    R::Internal => Code::Unknown,
                 }
             }
         }

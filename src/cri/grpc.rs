@@ -204,6 +204,21 @@ served {
     async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Answer<cri::ReopenContainerLogResponse> {
         serve("ReopenContainerLog", self.1.reopen_container_log(r.into_inner())).await
     }
+    async fn update_container_resources(&self, r: Request<cri::UpdateContainerResourcesRequest>) -> Answer<cri::UpdateContainerResourcesResponse> {
+        serve("UpdateContainerResources", self.1.update_container_resources(r.into_inner())).await
+    }
+    async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Answer<cri::ContainerStatsResponse> {
+        serve("ContainerStats", self.1.container_stats(r.into_inner())).await
+    }
+    async fn list_container_stats(&self, r: Request<cri::ListContainerStatsRequest>) -> Answer<cri::ListContainerStatsResponse> {
+        serve("ListContainerStats", self.1.list_container_stats(r.into_inner())).await
+    }
+    async fn pod_sandbox_stats(&self, r: Request<cri::PodSandboxStatsRequest>) -> Answer<cri::PodSandboxStatsResponse> {
+        serve("PodSandboxStats", self.1.pod_sandbox_stats(r.into_inner())).await
+    }
+    async fn list_pod_sandbox_stats(&self, r: Request<cri::ListPodSandboxStatsRequest>) -> Answer<cri::ListPodSandboxStatsResponse> {
+        serve("ListPodSandboxStats", self.1.list_pod_sandbox_stats(r.into_inner())).await
+    }
 
     type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
     type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
@@ -215,15 +230,10 @@ served {
 not_served {
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
         stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
-        update_container_resources(UpdateContainerResourcesRequest) -> cri::UpdateContainerResourcesResponse = "UpdateContainerResources";
         exec(ExecRequest) -> cri::ExecResponse = "Exec";
         attach(AttachRequest) -> cri::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
-        container_stats(ContainerStatsRequest) -> cri::ContainerStatsResponse = "ContainerStats";
-        list_container_stats(ListContainerStatsRequest) -> cri::ListContainerStatsResponse = "ListContainerStats";
         stream_container_stats(StreamContainerStatsRequest) -> Self::StreamContainerStatsStream = "StreamContainerStats";
-        pod_sandbox_stats(PodSandboxStatsRequest) -> cri::PodSandboxStatsResponse = "PodSandboxStats";
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> cri::ListPodSandboxStatsResponse = "ListPodSandboxStats";
         stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
         update_runtime_config(UpdateRuntimeConfigRequest) -> cri::UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
         checkpoint_container(CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";

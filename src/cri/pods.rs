@@ -214,4 +214,70 @@ impl PodApi for Pods {
             Ok(cri::ReopenContainerLogResponse {})
         })
     }
+
+    fn update_container_resources(
+        &self,
+        req: cri::UpdateContainerResourcesRequest,
+    ) -> CriFuture<'_, cri::UpdateContainerResourcesResponse> {
+        Box::pin(async move {
+            let linux = req.linux.ok_or_else(|| {
+                CriError::invalid("UpdateContainerResources", "linux", "is required")
+            })?;
+            wrap(
+                "UpdateContainerResources",
+                self.containers
+                    .update_resources(&req.container_id, linux)
+                    .await,
+            )?;
+            Ok(cri::UpdateContainerResourcesResponse {})
+        })
+    }
+
+    fn container_stats(
+        &self,
+        req: cri::ContainerStatsRequest,
+    ) -> CriFuture<'_, cri::ContainerStatsResponse> {
+        Box::pin(async move {
+            let stats = wrap(
+                "ContainerStats",
+                self.containers.container_stats(&req.container_id),
+            )?;
+            Ok(cri::ContainerStatsResponse { stats: Some(stats) })
+        })
+    }
+
+    fn list_container_stats(
+        &self,
+        req: cri::ListContainerStatsRequest,
+    ) -> CriFuture<'_, cri::ListContainerStatsResponse> {
+        Box::pin(async move {
+            Ok(cri::ListContainerStatsResponse {
+                stats: self.containers.list_container_stats(req.filter),
+            })
+        })
+    }
+
+    fn pod_sandbox_stats(
+        &self,
+        req: cri::PodSandboxStatsRequest,
+    ) -> CriFuture<'_, cri::PodSandboxStatsResponse> {
+        Box::pin(async move {
+            let stats = wrap(
+                "PodSandboxStats",
+                self.containers.pod_sandbox_stats(&req.pod_sandbox_id),
+            )?;
+            Ok(cri::PodSandboxStatsResponse { stats: Some(stats) })
+        })
+    }
+
+    fn list_pod_sandbox_stats(
+        &self,
+        req: cri::ListPodSandboxStatsRequest,
+    ) -> CriFuture<'_, cri::ListPodSandboxStatsResponse> {
+        Box::pin(async move {
+            Ok(cri::ListPodSandboxStatsResponse {
+                stats: self.containers.list_pod_sandbox_stats(req.filter),
+            })
+        })
+    }
 }

@@ -51,6 +51,8 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("container {container} is not running")]
+    NotRunning { container: String },
     #[error("sandbox {sandbox} is not ready: {reason}")]
     NotReady { sandbox: String, reason: String },
     #[error("{0}")]
@@ -110,7 +112,7 @@ impl RuntimeError {
                 }
             }
             Self::Network { .. } | Self::Internal(_) | Self::Io { .. } => Code::Internal,
-            Self::NotReady { .. } => Code::FailedPrecondition,
+            Self::NotReady { .. } | Self::NotRunning { .. } => Code::FailedPrecondition,
         }
     }
 }

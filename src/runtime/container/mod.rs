@@ -14,6 +14,7 @@
 //! record here holds only what the kubelet asked for and what berth made for it.
 
 mod ops;
+mod stats;
 mod status;
 
 use std::collections::HashMap;
@@ -54,6 +55,8 @@ struct Inner {
     images: Arc<ImageStore>,
     sandboxes: Sandboxes,
     table: Mutex<Table>,
+    /// The previous CPU sample per container and sandbox, for the nano-cores rate.
+    sampler: crate::runtime::stats::CpuSampler,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -74,6 +77,7 @@ impl Containers {
                 store,
                 images,
                 sandboxes,
+                sampler: Default::default(),
                 table: Mutex::new(Table {
                     index: IdIndex::new("container"),
                     names: NameRegistrar::new("container"),

@@ -379,10 +379,61 @@ impl Containers {
             .await
     }
 
-    /// ReopenContainerLog.
+    /// UpdateContainerResources: the new limits written to the container's cgroup, and
+    /// kept in its record (ContainerStatus reports them).
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: cri_proto::v1::LinuxContainerResources,
+    ) -> Result<()> {
+        let mut rec = self.get(id)?;
+        let mut cfg = rec.config().map_err(RuntimeError::Internal)?;
+        let object = crate::runtime::spec::object_name(
+            cfg.metadata.as_ref().map_or("", |m| m.name.as_str()),
+            None,
+        );
+        let mut warnings = vec![];
+        let oci = crate::runtime::spec::resources::update_resources(
+            &object,
+            &resources,
+            &self.inner.sandboxes.facts().cgroups,
+            &mut warnings,
+        )?;
+        for w in &warnings {
+            tracing::warn!(container = %rec.id, "{w}");
+        }
+        let cg = self.cgroup_of(&rec).ok_or_else(|| RuntimeError::NotReady {
+            sandbox: rec.sandbox_id.clone(),
+            reason: format!("container {} has no cgroup (not running)", rec.id),
+        })?;
+        let layout = crate::cgroups::Layout::detect();
+        let writes = crate::cgroups::plan(&layout, &oci)
+            .and_then(|w| cg.apply(&w))
+            .map_err(|e| RuntimeError::invalid("linux", e.to_string()));
+        writes?;
+        cfg.linux.get_or_insert_with(Default::default).resources = Some(resources);
+        rec.set_config(&cfg);
+        self.inner.store.save(&rec.id, &rec)?;
+        lock(&self.inner.table).records.insert(rec.id.clone(), rec);
+        Ok(())
+    }
+
+    /// ReopenContainerLog. A container that is not running is refused and no file is
+    /// made (the CRI allows either; containerd refuses).
     pub async fn reopen_log(&self, id: &str) -> Result<()> {
         let rec = self.get(id)?;
         let sb = self.inner.sandboxes.get(&rec.sandbox_id)?;
+        let cid = rec.id.clone();
+        let state = self
+            .inner
+            .sandboxes
+            .with_holder(&sb, move |c| c.container_state(&cid))
+            .await?;
+        if state.state != ContainerState::Running {
+            return Err(RuntimeError::NotRunning {
+                container: rec.id.clone(),
+            });
+        }
         let cid = rec.id.clone();
         self.inner
             .sandboxes

@@ -79,6 +79,14 @@ impl Containers {
             mounts: cfg.mounts.clone(),
             log_path: rec.log_path.clone(),
             stop_signal: cfg.stop_signal,
+            resources: cfg
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|r| cri_proto::v1::ContainerResources {
+                    linux: Some(r),
+                    windows: None,
+                }),
             ..Default::default()
         };
         if let Some(i) = &info {

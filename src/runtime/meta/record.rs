@@ -107,9 +107,14 @@ impl ContainerRecord {
         }
     }
 
-    /// The config the container was created from.
+    /// The config the container was created from (with later resource updates).
     pub fn config(&self) -> Result<ContainerConfig, String> {
         decode(&self.config)
+    }
+
+    /// Replaces the recorded config (UpdateContainerResources keeps the new limits here).
+    pub fn set_config(&mut self, config: &ContainerConfig) {
+        self.config = B64.encode(config.encode_to_vec());
     }
 }
 

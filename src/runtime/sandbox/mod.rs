@@ -148,13 +148,25 @@ impl Sandboxes {
 
     /// The files the sandbox serves its containers (/etc/hostname, /etc/hosts,
     /// /etc/resolv.conf), next to its record.
+    /// The pod's /dev/shm is a tmpfs of its own shared by its containers (the node's for
+    /// a host-IPC pod), as containerd gives it.
     pub fn files(&self, id: &str) -> crate::runtime::spec::SandboxFiles {
         let dir = self.inner.cfg.records.join(id);
+        let host_ipc = self
+            .get(id)
+            .ok()
+            .and_then(|e| e.snapshot().config().ok())
+            .and_then(|c| c.linux?.security_context?.namespace_options)
+            .is_some_and(|n| n.ipc == cri_proto::v1::NamespaceMode::Node as i32);
         crate::runtime::spec::SandboxFiles {
             hostname: Some(dir.join("hostname")),
             hosts: Some(dir.join("hosts")),
             resolv_conf: Some(dir.join("resolv.conf")),
-            shm: None,
+            shm: Some(if host_ipc {
+                std::path::PathBuf::from("/dev/shm")
+            } else {
+                dir.join("shm")
+            }),
         }
     }
 

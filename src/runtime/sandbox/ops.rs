@@ -258,6 +258,23 @@ impl Sandboxes {
             ResolvConf::CopyHost => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
         };
         let hosts = std::fs::read("/etc/hosts").unwrap_or_default();
+        if plan.ipc == crate::runtime::spec::sandbox::Mode::Pod {
+            let shm = &dir.join("shm");
+            std::fs::create_dir_all(shm).map_err(io("create", shm))?;
+            let size = plan
+                .shm_size
+                .unwrap_or(crate::runtime::spec::sandbox::DEFAULT_SHM_SIZE);
+            nix::mount::mount(
+                Some("shm"),
+                shm,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID
+                    | nix::mount::MsFlags::MS_NODEV
+                    | nix::mount::MsFlags::MS_NOEXEC,
+                Some(format!("mode=1777,size={size}").as_str()),
+            )
+            .map_err(|e| io("mount tmpfs on", shm)(e.into()))?;
+        }
         for (path, bytes) in [
             (files.hostname, plan.hostname_file.clone().into_bytes()),
             (files.hosts, hosts),
@@ -285,7 +302,7 @@ impl Sandboxes {
         let state_dir = self.inner.cfg.state_dir.clone();
         let r = rec.clone();
         let _ = tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &r)).await;
-        let _ = std::fs::remove_dir_all(self.inner.cfg.records.join(&rec.id));
+        remove_files(&self.inner.cfg.records.join(&rec.id));
     }
 
     /// StopPodSandbox: every container killed, the network released. Idempotent.
@@ -372,12 +389,7 @@ impl Sandboxes {
             .await
             .map_err(|e| RuntimeError::Internal(format!("remove panicked: {e}")))??;
         self.inner.store.remove(&rec.id)?;
-        let files = self.inner.cfg.records.join(&rec.id);
-        if let Err(e) = std::fs::remove_dir_all(&files)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(sandbox = %rec.id, error = %e, "remove the sandbox's files");
-        }
+        remove_files(&self.inner.cfg.records.join(&rec.id));
         let mut t = lock(&self.inner.table);
         t.index.remove(&rec.id);
         t.names.release(&rec.name, &rec.id);
@@ -474,6 +486,19 @@ impl Sandboxes {
             })
             .filter(|s| sandbox_matches(&filter, s))
             .collect()
+    }
+}
+
+/// Removes a sandbox's files dir, its /dev/shm tmpfs unmounted first.
+fn remove_files(dir: &std::path::Path) {
+    let shm = dir.join("shm");
+    if shm.exists() {
+        let _ = nix::mount::umount2(&shm, nix::mount::MntFlags::MNT_DETACH);
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "remove the sandbox's files");
     }
 }
 
