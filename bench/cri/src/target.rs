@@ -3,15 +3,13 @@
 //! Debian's containerd with its CRI plugin, and `berth cri`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth_integration_tests::TestEnv;
+use berth_integration_tests::berth_cri::BerthCri;
 use berth_integration_tests::containerd::{CriNetwork, CriPeer};
 use berth_integration_tests::cri::CriClient;
-use berth_integration_tests::fixtures::{Image, build};
-use berth_integration_tests::util::ID_ENV;
+use berth_integration_tests::fixtures::Image;
 use serde_json::Value;
 
 use crate::procfs;
@@ -34,7 +32,7 @@ pub struct Target<'a> {
     pub daemon: u32,
     // Held for their Drop, which stops the runtime and cleans up after it.
     _containerd: Option<Box<CriPeer<'a>>>,
-    _berth: Option<BerthCri>,
+    _berth: Option<Box<BerthCri<'a>>>,
 }
 
 /// The per-pod processes a runtime keeps, by role.
@@ -64,14 +62,29 @@ impl<'a> Target<'a> {
                 })
             }
             Kind::Berth => {
-                let b = BerthCri::start(env, berth)?;
+                if !berth.exists() {
+                    bail!(
+                        "berth: not built: no binary at {} (cargo build --release -p berth \
+                         -p berth-cni-plugins)",
+                        berth.display()
+                    );
+                }
+                let dir = env.subdir("berth")?;
+                let ipam = env.subdir("ipam-berth")?;
+                let built = berth
+                    .parent()
+                    .context("the berth binary's directory")?
+                    .to_path_buf();
+                let net = CriNetwork::berth(&built, &dir.join("cni-bin"), "10.244.41.0/24", &ipam)?;
+                let b = BerthCri::start(env, &dir, &net)?;
+                let busybox = b.import(&Image::Busybox)?;
                 Ok(Target {
                     kind,
                     endpoint: b.endpoint.clone(),
-                    busybox: b.busybox.clone(),
-                    daemon: b.child.id(),
+                    busybox,
+                    daemon: b.pid().context("berth cri pid")?,
                     _containerd: None,
-                    _berth: Some(b),
+                    _berth: Some(Box::new(b)),
                 })
             }
         }
@@ -102,96 +115,6 @@ impl<'a> Target<'a> {
                 roles: vec![("holder", vec![pid])],
             }),
         }
-    }
-}
-
-/// `berth cri` on a socket in the env's temp dir, with its own state root.
-#[derive(Debug)]
-struct BerthCri {
-    child: Child,
-    endpoint: String,
-    busybox: String,
-}
-
-impl BerthCri {
-    fn start(env: &TestEnv, berth: &Path) -> anyhow::Result<Self> {
-        if !berth.exists() {
-            bail!(
-                "berth: not built yet: no binary at {} (cargo build --release -p berth)",
-                berth.display()
-            );
-        }
-        let help = Command::new(berth)
-            .args(["cri", "--help"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !help.is_ok_and(|s| s.success()) {
-            bail!(
-                "berth: not built yet: {} has no `cri` subcommand (build it: cargo build --release -p berth)",
-                berth.display()
-            );
-        }
-        let root = env.subdir("berth")?;
-        let images = root.join("images");
-        let layout = build(&Image::Busybox, &env.subdir("layouts")?.join("busybox"))?;
-        let name = format!("berth.test/{}", Image::Busybox.name());
-        let out = Command::new(berth)
-            .args(["image", "import", "--name", &name, "--root"])
-            .arg(&images)
-            .arg(&layout.dir)
-            .output()
-            .context("berth image import")?;
-        if !out.status.success() {
-            bail!(
-                "berth image import: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let endpoint = format!("unix://{}", root.join("berth.sock").display());
-        let log = std::fs::File::create(root.join("berth.log"))?;
-        let child = env
-            .host
-            .command(berth.to_str().context("berth path is not UTF-8")?)
-            .env(ID_ENV, env.id())
-            .args(["cri", "--listen", &endpoint, "--root"])
-            .arg(&root)
-            .arg("--image-root")
-            .arg(&images)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start berth cri")?;
-        let b = BerthCri {
-            child,
-            endpoint,
-            busybox: format!("{name}:latest"),
-        };
-        let ep = b.endpoint.clone();
-        berth_integration_tests::containerd::on_own_runtime(move || async move {
-            CriClient::wait_ready(&ep, Duration::from_secs(20))
-                .await
-                .map(|_| ())
-        })?;
-        Ok(b)
-    }
-}
-
-impl Drop for BerthCri {
-    fn drop(&mut self) {
-        // SIGTERM lets it remove its socket; then make sure it is gone.
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
