@@ -25,7 +25,7 @@ pub mod server;
 
 use std::path::{Path, PathBuf};
 
-pub use client::{Client, SpawnOptions};
+pub use client::{Client, Events, SpawnOptions};
 pub use proto::{
     ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
     HolderInfo, WireError,

@@ -18,7 +18,7 @@ use super::exec::ExecRun;
 use super::now_ns;
 use super::ns::Namespaces;
 use super::proto::{
-    Body, ContainerEvent, ContainerInfo, Envelope, ErrorCode, EventKind, HolderInfo,
+    Body, ContainerEvent, ContainerInfo, Envelope, ErrorCode, EventKind, FrameError, HolderInfo,
     PROTOCOL_VERSION, Request, Response, WireError, decode, encode,
 };
 use crate::oci::Exit;
@@ -231,8 +231,19 @@ impl Server {
             let frame = match decode::<serde_json::Value>(&mut c.inbox) {
                 Ok(Some(v)) => v,
                 Ok(None) => break,
+                // the frame was read whole: the stream is still in step
+                Err(FrameError::Json(e)) => {
+                    let _ = encode(
+                        &Response::Err {
+                            id: 0,
+                            error: werr(ErrorCode::InvalidArgument, format!("bad request: {e}")),
+                        },
+                        &mut c.outbox,
+                    );
+                    continue;
+                }
                 Err(e) => {
-                    // the stream cannot be resynchronised: answer and hang up
+                    // a bad length cannot be stepped over: answer and hang up
                     let _ = encode(
                         &Response::Err {
                             id: 0,
