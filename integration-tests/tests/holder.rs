@@ -560,10 +560,40 @@ fn exec_sync_output_exit_code_and_timeout() {
     require_root!();
     let env = TestEnv::new().expect("env");
     let (h, mut c) = Holder::spawn(&env, "exec", PodOptions::default());
-    let b = h.bundle(&env, "target", "sleep 1000");
+    let sh = |s: &str| vec!["/bin/sh".to_string(), "-c".into(), s.into()];
+    let mut b = h.bundle(&env, "target", "sleep 1000");
+    b.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.spec["linux"]["seccomp"] =
+        serde_json::to_value(berth::oci::seccomp_default::runtime_default(&[])).expect("seccomp");
     let info = c.create_container(req(&b, None)).expect("create");
     c.start_container("target").expect("start");
-    let sh = |s: &str| vec!["/bin/sh".to_string(), "-c".into(), s.into()];
+    // the exec'd process is confined as the container's own: user, capabilities, seccomp,
+    // no_new_privs, cgroup, namespaces
+    let r = c
+        .exec_sync(
+            "target",
+            &sh("cat /proc/self/status; cat /proc/self/cgroup >&2; \
+                 for n in net mnt pid uts; do readlink /proc/self/ns/$n; done"),
+            Duration::from_secs(10),
+        )
+        .expect("exec status");
+    let status = String::from_utf8_lossy(&r.stdout).to_string();
+    for field in ["Uid", "Gid", "CapEff", "CapBnd", "Seccomp", "NoNewPrivs"] {
+        let line = |s: &str| {
+            s.lines()
+                .find(|l| l.starts_with(&format!("{field}:")))
+                .map(str::to_string)
+        };
+        let init = std::fs::read_to_string(format!("/proc/{}/status", info.pid)).expect("status");
+        assert_eq!(line(&status), line(&init), "{field}");
+    }
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let init_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", info.pid)).expect("cgroup");
+    assert_eq!(String::from_utf8_lossy(&r.stderr), init_cg);
+    let links: Vec<String> = status.lines().rev().take(4).map(str::to_string).collect();
+    for (kind, link) in ["uts", "pid", "mnt", "net"].iter().zip(&links) {
+        assert_eq!(*link, ns_link(info.pid, kind), "{kind}");
+    }
     let r = c
         .exec_sync(
             "target",

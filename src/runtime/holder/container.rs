@@ -60,6 +60,8 @@ pub struct Container {
     pub out: [Option<OutPipe>; 2],
     /// The write end of the stdin pipe, kept open so the container does not see EOF.
     pub stdin: Option<OwnedFd>,
+    /// Built at the first ExecSync; `Some(None)`: this container uses the OCI runtime's exec.
+    pub(crate) exec: Option<Option<super::exec_spawn::ExecTemplate>>,
 }
 
 impl Container {
@@ -241,6 +243,7 @@ impl Pod {
                 }),
             ],
             stdin: stdin_keep,
+            exec: None,
         };
         self.containers.insert(id.into(), c);
         tracing::info!(container = id, pid = info.pid, "created");

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod container;
 mod exec;
+mod exec_spawn;
 pub mod log;
 pub mod ns;
 pub mod proto;

@@ -328,7 +328,7 @@ impl Server {
                 id,
                 cmd,
                 timeout_ms,
-            } => match ExecRun::start(&self.pod, &id, cmd, timeout_ms, conn, req_id) {
+            } => match ExecRun::start(&mut self.pod, &id, cmd, timeout_ms, conn, req_id) {
                 Ok(run) => {
                     self.execs.push(run);
                     return None;
