@@ -39,8 +39,8 @@ fn run() -> Result<(), String> {
     let result = measure(n, &berth, &dir, &tag);
     for h in berth::cgroups::Layout::detect().hierarchies {
         let parent = h.mount.join(&tag);
-        for c in ["c1", "c2", "runc"] {
-            let _ = std::fs::remove_dir(parent.join(c));
+        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(e.path());
         }
         let _ = std::fs::remove_dir(parent);
     }
@@ -57,7 +57,17 @@ fn run() -> Result<(), String> {
     w(&mut out, "holder memory with 2 running containers".into())?;
     w(
         &mut out,
-        format!("  RSS {} KiB, PSS {} KiB", r.rss_kib, r.pss_kib),
+        format!(
+            "  pod 1 of {PODS}: RSS {} KiB, PSS {} KiB, private dirty {} KiB",
+            r.rss_kib, r.pss_kib, r.dirty_kib
+        ),
+    )?;
+    w(
+        &mut out,
+        format!(
+            "  mean PSS of the {PODS} holders {} KiB (they share the binary's text)",
+            r.pss_many_kib
+        ),
     )?;
     w(
         &mut out,
@@ -96,9 +106,14 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// Pods running at once for the shared-memory figure.
+const PODS: usize = 4;
+
 struct Figures {
     rss_kib: u64,
     pss_kib: u64,
+    dirty_kib: u64,
+    pss_many_kib: u64,
     holder_cpu: Duration,
     client_cpu: Duration,
     holder_wall: Duration,
@@ -109,22 +124,55 @@ fn measure(n: usize, berth: &Path, dir: &Path, tag: &str) -> Result<Figures, Str
     let rootfs = dir.join("rootfs");
     make_rootfs(&rootfs)?;
     let state = dir.join("state");
-    let mut c = Client::spawn(&SpawnOptions {
-        binary: Some(berth.to_path_buf()),
-        state_dir: state.clone(),
-        pod_id: "bench".into(),
-        pod: PodOptions {
-            hostname: Some("bench".into()),
-            ..Default::default()
-        },
-        env: vec![],
-    })
-    .map_err(|e| e.to_string())?;
-    let res = measure_holder(n, &mut c, &state, &rootfs, tag);
-    if let Err(e) = c.shutdown() {
-        let _ = writeln!(std::io::stderr(), "shutdown: {e}");
+    let mut clients = Vec::new();
+    let res = (|| {
+        for i in 0..PODS {
+            let pod_id = format!("bench{i}");
+            let c = Client::spawn(&SpawnOptions {
+                binary: Some(berth.to_path_buf()),
+                state_dir: state.clone(),
+                pod_id: pod_id.clone(),
+                pod: PodOptions {
+                    hostname: Some(pod_id.clone()),
+                    ..Default::default()
+                },
+                env: vec![],
+            })
+            .map_err(|e| e.to_string())?;
+            clients.push(c);
+            let c = clients.last_mut().ok_or("no client")?;
+            start_pod(c, &state, &pod_id, &rootfs, tag)?;
+            if i == 0 {
+                // the first pod alone, after its exec template is built
+                exec_n(c, 3)?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let pids: Vec<i32> = clients
+            .iter_mut()
+            .map(|c| c.hello().map(|h| h.pid).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let mut many = 0;
+        for c in clients.iter_mut().skip(1) {
+            exec_n(c, 3)?;
+        }
+        for pid in &pids {
+            many += smaps_rollup(*pid)?.1;
+        }
+        Ok::<_, String>((pids[0], many / PODS as u64))
+    })();
+    let first = res.and_then(|(pid, many)| {
+        let c = clients.first_mut().ok_or("no client")?;
+        let (rss, pss, dirty) = single_pod_memory(pid)?;
+        let (hcpu, ccpu, wall) = measure_exec(n, c, pid)?;
+        Ok((rss, pss, dirty, many, hcpu, ccpu, wall))
+    });
+    for c in clients {
+        if let Err(e) = c.shutdown() {
+            let _ = writeln!(std::io::stderr(), "shutdown: {e}");
+        }
     }
-    let (rss_kib, pss_kib, holder_cpu, client_cpu, holder_wall) = res?;
+    let (rss_kib, pss_kib, dirty_kib, pss_many_kib, holder_cpu, client_cpu, holder_wall) = first?;
     let runc = if Path::new(RUNC).exists() {
         Some(measure_runc(n, dir, &rootfs, tag)?)
     } else {
@@ -133,6 +181,8 @@ fn measure(n: usize, berth: &Path, dir: &Path, tag: &str) -> Result<Figures, Str
     Ok(Figures {
         rss_kib,
         pss_kib,
+        dirty_kib,
+        pss_many_kib,
         holder_cpu,
         client_cpu,
         holder_wall,
@@ -140,19 +190,48 @@ fn measure(n: usize, berth: &Path, dir: &Path, tag: &str) -> Result<Figures, Str
     })
 }
 
-type HolderFigures = (u64, u64, Duration, Duration, Duration);
+fn exec_n(c: &mut Client, n: usize) -> Result<(), String> {
+    for _ in 0..n {
+        let r = c
+            .exec_sync("c1", &["/bin/true".to_string()], Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        if r.exit_code != 0 {
+            return Err(format!("/bin/true exited {}", r.exit_code));
+        }
+    }
+    Ok(())
+}
 
-fn measure_holder(
-    n: usize,
+/// RSS, PSS and private dirty memory of one holder (while the others run: alone, its PSS
+/// would be its RSS).
+fn single_pod_memory(pid: i32) -> Result<(u64, u64, u64), String> {
+    let s =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).map_err(|e| e.to_string())?;
+    let field = |name: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    print_mappings(pid);
+    Ok((field("Rss:"), field("Pss:"), field("Private_Dirty:")))
+}
+
+fn start_pod(
     c: &mut Client,
     state: &Path,
+    pod_id: &str,
     rootfs: &Path,
     tag: &str,
-) -> Result<HolderFigures, String> {
-    let pid = c.hello().map_err(|e| e.to_string())?.pid;
-    let ns = state.join("pods/bench/ns");
+) -> Result<(), String> {
+    let ns = state.join("pods").join(pod_id).join("ns");
     for id in ["c1", "c2"] {
-        let mut spec = spec(rootfs, tag, id, &["/bin/sleep", "1000000"]);
+        let mut spec = spec(
+            rootfs,
+            tag,
+            &format!("{pod_id}-{id}"),
+            &["/bin/sleep", "1000000"],
+        );
         spec["linux"]["namespaces"] = serde_json::json!([
             {"type": "pid"}, {"type": "mount"},
             {"type": "network", "path": ns.join("net")},
@@ -163,36 +242,27 @@ fn measure_holder(
         c.create_container(CreateContainer {
             id: id.into(),
             spec,
-            log_path: Some(state.join(format!("logs/{id}.log"))),
+            log_path: Some(state.join(format!("logs/{pod_id}-{id}.log"))),
             stdin: false,
             tty: false,
         })
         .map_err(|e| e.to_string())?;
         c.start_container(id).map_err(|e| e.to_string())?;
     }
-    let cmd = vec!["/bin/true".to_string()];
-    // warm up, then settle so the figures are the steady state
-    for _ in 0..3 {
-        c.exec_sync("c1", &cmd, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let (rss, pss) = smaps_rollup(pid)?;
+    Ok(())
+}
+
+fn measure_exec(
+    n: usize,
+    c: &mut Client,
+    pid: i32,
+) -> Result<(Duration, Duration, Duration), String> {
     let h0 = proc_cpu(pid)?;
     let c0 = self_cpu();
     let t = Instant::now();
-    for _ in 0..n {
-        let r = c
-            .exec_sync("c1", &cmd, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        if r.exit_code != 0 {
-            return Err(format!("/bin/true exited {}", r.exit_code));
-        }
-    }
+    exec_n(c, n)?;
     let wall = t.elapsed();
-    let hcpu = proc_cpu(pid)? - h0;
-    let ccpu = self_cpu() - c0;
-    Ok((rss, pss, hcpu, ccpu, wall))
+    Ok((proc_cpu(pid)? - h0, self_cpu() - c0, wall))
 }
 
 fn measure_runc(
@@ -275,6 +345,41 @@ fn proc_cpu(pid: i32) -> Result<Duration, String> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// The holder's biggest mappings by PSS, on stderr: where its memory goes.
+fn print_mappings(pid: i32) {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return;
+    };
+    let mut maps: Vec<(u64, u64, String)> = Vec::new();
+    for line in s.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let perms = f.next().unwrap_or("");
+            let name = f.nth(3).unwrap_or("[anon]");
+            maps.push((0, 0, format!("{perms} {name}")));
+        } else if let Some(m) = maps.last_mut() {
+            let v = || {
+                line.split_whitespace()
+                    .nth(1)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0)
+            };
+            if first == "Pss:" {
+                m.0 += v();
+            } else if first == "Private_Dirty:" {
+                m.1 += v();
+            }
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "holder mappings (PSS KiB, private dirty KiB):");
+    for (pss, dirty, name) in maps.iter().take(8) {
+        let _ = writeln!(err, "  {pss:>6} {dirty:>6} {name}");
+    }
 }
 
 fn smaps_rollup(pid: i32) -> Result<(u64, u64), String> {

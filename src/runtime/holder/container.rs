@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::Process;
 
 use super::log::{LogFile, Splitter, Stream};
 use super::proto::{
@@ -53,7 +53,9 @@ pub struct OutPipe {
 #[derive(Debug)]
 pub struct Container {
     pub info: ContainerInfo,
-    pub spec: Spec,
+    /// The spec's process: what an ExecSync starts from (the rest of the spec stays on
+    /// disk, in the OCI runtime's state).
+    pub process: Process,
     pub cgroup: Option<Cgroup>,
     pub log: Option<LogFile>,
     /// stdout, stderr; None once at EOF.
@@ -199,9 +201,10 @@ impl Pod {
             })?;
             (None, f.into())
         };
+        let process = spec.process().clone().unwrap_or_default();
         let opts = CreateOptions {
             bundle: self.dir.dir.clone(),
-            spec: Some(spec.clone()),
+            spec: Some(spec),
             stdio: Some([
                 stdin_child.as_raw_fd(),
                 out_w.as_raw_fd(),
@@ -227,7 +230,7 @@ impl Pod {
         self.save(&info);
         let c = Container {
             info: info.clone(),
-            spec,
+            process,
             cgroup: st.cgroup,
             log,
             out: [

@@ -57,12 +57,23 @@ impl ExecRun {
             ));
         }
         if c.exec.is_none() {
+            // read once: the spec the OCI runtime saved at create
+            let spec = crate::oci::spec::load(id, &pod.rt.root.dir(id))
+                .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
+            let linux = spec.linux().clone().unwrap_or_default();
             c.exec = Some(ExecTemplate::new(
                 id,
-                &c.spec,
+                &c.process,
+                &linux,
                 c.info.pid,
                 c.cgroup.as_ref(),
             )?);
+            drop((spec, linux));
+            // what parsing and compiling allocated goes back to the kernel
+            // SAFETY: malloc_trim only releases free heap memory.
+            unsafe {
+                libc::malloc_trim(0);
+            }
         }
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -77,7 +88,7 @@ impl ExecRun {
         let pid = match &mut c.exec {
             Some(Some(t)) => t.spawn(id, &cmd, stdio)?,
             _ => {
-                let mut process = c.spec.process().clone().unwrap_or_default();
+                let mut process = c.process.clone();
                 process.set_args(Some(cmd));
                 process.set_terminal(Some(false));
                 let opts = ExecOptions {

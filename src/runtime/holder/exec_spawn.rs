@@ -13,7 +13,7 @@ use std::io::{Read, Seek};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::{CloneFlags, setns};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{Linux, LinuxNamespaceType, Process};
 
 use super::container::werr;
 use super::proto::{ErrorCode, WireError};
@@ -47,11 +47,11 @@ impl ExecTemplate {
     /// container needs the OCI runtime's exec.
     pub fn new(
         id: &str,
-        spec: &Spec,
+        process: &Process,
+        linux: &Linux,
         pid: i32,
         cgroup: Option<&Cgroup>,
     ) -> Result<Option<ExecTemplate>, WireError> {
-        let linux = spec.linux().clone().unwrap_or_default();
         let has = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
         if has(LinuxNamespaceType::User)
             || has(LinuxNamespaceType::Time)
@@ -63,10 +63,10 @@ impl ExecTemplate {
         {
             return Ok(None);
         }
-        let mut process = spec.process().clone().unwrap_or_default();
+        let mut process = process.clone();
         process.set_terminal(Some(false));
         process.set_args(Some(vec!["/bin/true".into()]));
-        let mut plan = process_plan(id, &process, &linux, &PlanOptions::default(), false)
+        let mut plan = process_plan(id, &process, linux, &PlanOptions::default(), false)
             .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
         let bpf = match plan.seccomp.take() {
             Some(ctx) => Some(export_bpf(&ctx).map_err(|e| internal(id, "seccomp", e))?),
