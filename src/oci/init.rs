@@ -128,7 +128,10 @@ pub(crate) fn set_stdio(stdio: [RawFd; 3]) -> Result<(), String> {
         // SAFETY: dup2 onto 0..=2 of this (forked, single-threaded) process; the copy made
         // by dup2 has no close-on-exec flag, so the program gets it.
         if unsafe { libc::dup2(*fd, i as RawFd) } < 0 {
-            return Err(format!("dup2 stdio {i}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "dup2 stdio {i}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         let _ = nix::unistd::close(*fd);
     }
