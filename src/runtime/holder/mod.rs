@@ -27,6 +27,7 @@ pub mod server;
 use std::path::{Path, PathBuf};
 
 pub use client::{Client, Events, SpawnOptions};
+pub use ns::PodOptions;
 pub use proto::{
     ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
     HolderInfo, WireError,
