@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod client;
+mod conn;
 pub mod container;
 mod exec;
 mod exec_spawn;
