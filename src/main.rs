@@ -40,6 +40,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A holder lives as long as its pod: it parses only its own arguments, so that what the
+    // whole command line would allocate never reaches its heap.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "holder") {
+        return holder_main();
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
@@ -53,6 +58,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `berth holder` (see [`berth::runtime::holder::cli`]).
+#[derive(Debug, Parser)]
+#[command(name = "berth holder")]
+struct HolderCli {
+    #[arg(long, env = "BERTH_LOG", default_value = "info")]
+    log_level: String,
+    #[command(flatten)]
+    args: berth::runtime::holder::cli::HolderArgs,
+}
+
+fn holder_main() -> ExitCode {
+    let cli = HolderCli::parse_from(std::env::args_os().skip(1));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    std::process::exit(berth::runtime::holder::cli::main(cli.args))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -51,6 +51,17 @@ pub fn main(args: HolderArgs) -> i32 {
     let mut ready = args
         .ready_fd
         .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    // Only stdio and the ready pipe are the holder's: whatever else the spawner left open
+    // would be kept open as long as the pod lives.
+    let keep = args.ready_fd.unwrap_or(2).max(2) as u32;
+    // SAFETY: close_range only closes fds of this process, none of which are in use yet
+    // (the ready fd is kept).
+    unsafe {
+        if keep > 2 {
+            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    }
     if !args.foreground {
         match crate::sys::clone::fork() {
             Ok(0) => {

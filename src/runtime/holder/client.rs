@@ -315,7 +315,11 @@ impl Client {
     /// Kills and removes every container, releases the pod's namespaces and files; the
     /// holder exits.
     pub fn shutdown(mut self) -> Result<()> {
-        self.done(Request::Shutdown)
+        self.done(Request::Shutdown)?;
+        // the holder closes its end as it exits
+        let mut rest = Vec::new();
+        let _ = self.stream.read_to_end(&mut rest);
+        Ok(())
     }
 }
 

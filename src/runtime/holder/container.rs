@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::Process;
 
 use super::log::{LogFile, Splitter, Stream};
 use super::proto::{
@@ -53,13 +53,17 @@ pub struct OutPipe {
 #[derive(Debug)]
 pub struct Container {
     pub info: ContainerInfo,
-    pub spec: Spec,
+    /// The spec's process: what an ExecSync starts from (the rest of the spec stays on
+    /// disk, in the OCI runtime's state).
+    pub process: Process,
     pub cgroup: Option<Cgroup>,
     pub log: Option<LogFile>,
     /// stdout, stderr; None once at EOF.
     pub out: [Option<OutPipe>; 2],
     /// The write end of the stdin pipe, kept open so the container does not see EOF.
     pub stdin: Option<OwnedFd>,
+    /// Built at the first ExecSync; `Some(None)`: this container uses the OCI runtime's exec.
+    pub(crate) exec: Option<Option<super::exec_spawn::ExecTemplate>>,
 }
 
 impl Container {
@@ -197,9 +201,10 @@ impl Pod {
             })?;
             (None, f.into())
         };
+        let process = spec.process().clone().unwrap_or_default();
         let opts = CreateOptions {
             bundle: self.dir.dir.clone(),
-            spec: Some(spec.clone()),
+            spec: Some(spec),
             stdio: Some([
                 stdin_child.as_raw_fd(),
                 out_w.as_raw_fd(),
@@ -225,7 +230,7 @@ impl Pod {
         self.save(&info);
         let c = Container {
             info: info.clone(),
-            spec,
+            process,
             cgroup: st.cgroup,
             log,
             out: [
@@ -241,6 +246,7 @@ impl Pod {
                 }),
             ],
             stdin: stdin_keep,
+            exec: None,
         };
         self.containers.insert(id.into(), c);
         tracing::info!(container = id, pid = info.pid, "created");

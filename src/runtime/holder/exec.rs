@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 
 use super::container::{Pod, set_nonblocking, werr};
+use super::exec_spawn::ExecTemplate;
 use super::proto::{ContainerState, ErrorCode, ExecResult, MAX_EXEC_OUTPUT, WireError};
 use crate::oci::{self, ExecOptions};
 
@@ -32,14 +33,17 @@ impl ExecRun {
     /// Starts `cmd` in container `id` with the container's own process settings (user,
     /// env, cwd, capabilities, seccomp), as containerd's ExecSync does.
     pub fn start(
-        pod: &Pod,
+        pod: &mut Pod,
         id: &str,
         cmd: Vec<String>,
         timeout_ms: u64,
         conn: u64,
         req: u64,
     ) -> Result<ExecRun, WireError> {
-        let c = pod.get(id)?;
+        let c = pod
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| super::container::not_found(id))?;
         if c.info.state != ContainerState::Running {
             return Err(werr(
                 ErrorCode::FailedPrecondition,
@@ -52,9 +56,25 @@ impl ExecRun {
                 format!("container {id}: exec: cmd is empty"),
             ));
         }
-        let mut process = c.spec.process().clone().unwrap_or_default();
-        process.set_args(Some(cmd));
-        process.set_terminal(Some(false));
+        if c.exec.is_none() {
+            // read once: the spec the OCI runtime saved at create
+            let spec = crate::oci::spec::load(id, &pod.rt.root.dir(id))
+                .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
+            let linux = spec.linux().clone().unwrap_or_default();
+            c.exec = Some(ExecTemplate::new(
+                id,
+                &c.process,
+                &linux,
+                c.info.pid,
+                c.cgroup.as_ref(),
+            )?);
+            drop((spec, linux));
+            // what parsing and compiling allocated goes back to the kernel
+            // SAFETY: malloc_trim only releases free heap memory.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: pipe: {e}")))
@@ -64,14 +84,22 @@ impl ExecRun {
         let null: OwnedFd = std::fs::File::open("/dev/null")
             .map_err(|e| werr(ErrorCode::Internal, format!("/dev/null: {e}")))?
             .into();
-        let opts = ExecOptions {
-            stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
-            ..Default::default()
+        let stdio = [null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        let pid = match &mut c.exec {
+            Some(Some(t)) => t.spawn(id, &cmd, stdio)?,
+            _ => {
+                let mut process = c.process.clone();
+                process.set_args(Some(cmd));
+                process.set_terminal(Some(false));
+                let opts = ExecOptions {
+                    stdio: Some(stdio),
+                    ..Default::default()
+                };
+                pod.rt
+                    .exec(id, &process, &opts)
+                    .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: exec: {e}")))?
+            }
         };
-        let pid = pod
-            .rt
-            .exec(id, &process, &opts)
-            .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: exec: {e}")))?;
         drop((null, out_w, err_w));
         set_nonblocking(&out_r);
         set_nonblocking(&err_r);

@@ -16,8 +16,10 @@
 
 pub mod cli;
 pub mod client;
+mod conn;
 pub mod container;
 mod exec;
+mod exec_spawn;
 pub mod log;
 pub mod ns;
 pub mod proto;
@@ -26,7 +28,8 @@ pub mod server;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub use client::{Client, SpawnOptions};
+pub use client::{Client, Events, SpawnOptions};
+pub use ns::PodOptions;
 pub use proto::{
     ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
     HolderInfo, WireError,

@@ -4,36 +4,25 @@
 //! queued and written as its socket takes them, so a slow client never stalls the pod.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
+use super::conn::Conn;
 use super::container::{Pod, werr};
 use super::exec::ExecRun;
 use super::now_ns;
 use super::ns::Namespaces;
 use super::proto::{
-    Body, ContainerEvent, ContainerInfo, Envelope, ErrorCode, EventKind, HolderInfo,
-    PROTOCOL_VERSION, Request, Response, WireError, decode, encode,
+    Body, ContainerEvent, ContainerInfo, ErrorCode, EventKind, HolderInfo, PROTOCOL_VERSION,
+    Request, Response, WireError, encode,
 };
 use crate::oci::Exit;
-
-/// A client whose unsent answers grow past this is dropped (it stopped reading).
-const MAX_OUTBOX: usize = 64 << 20;
-
-#[derive(Debug)]
-struct Conn {
-    stream: UnixStream,
-    inbox: Vec<u8>,
-    outbox: Vec<u8>,
-    subscribed: bool,
-    closed: bool,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -47,15 +36,15 @@ enum Token {
 /// The holder's state while it serves.
 #[derive(Debug)]
 pub struct Server {
-    pod: Pod,
-    ns: Namespaces,
-    listener: UnixListener,
-    sigfd: SignalFd,
-    conns: BTreeMap<u64, Conn>,
-    next_conn: u64,
-    execs: Vec<ExecRun>,
-    buf: Vec<u8>,
-    shutdown: Option<(u64, u64)>,
+    pub(super) pod: Pod,
+    pub(super) ns: Namespaces,
+    pub(super) listener: UnixListener,
+    pub(super) sigfd: SignalFd,
+    pub(super) conns: BTreeMap<u64, Conn>,
+    pub(super) next_conn: u64,
+    pub(super) execs: Vec<ExecRun>,
+    pub(super) buf: Vec<u8>,
+    pub(super) shutdown: Option<(u64, u64)>,
 }
 
 impl Server {
@@ -68,7 +57,7 @@ impl Server {
             conns: BTreeMap::new(),
             next_conn: 1,
             execs: Vec::new(),
-            buf: vec![0; 64 << 10],
+            buf: vec![0; 16 << 10],
             shutdown: None,
         }
     }
@@ -164,139 +153,16 @@ impl Server {
         }
     }
 
-    fn accept(&mut self) {
-        loop {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept");
-                    return;
-                }
-            };
-            // The socket is root-only by its mode; the peer's uid is checked as well.
-            let cred =
-                nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials);
-            if !cred.is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw()) {
-                tracing::warn!("refused a client of another user");
-                continue;
-            }
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
-            let id = self.next_conn;
-            self.next_conn += 1;
-            self.conns.insert(
-                id,
-                Conn {
-                    stream,
-                    inbox: Vec::new(),
-                    outbox: Vec::new(),
-                    subscribed: false,
-                    closed: false,
-                },
-            );
-        }
-    }
-
-    fn on_conn(&mut self, id: u64, revents: libc::c_short) {
-        if revents & libc::POLLOUT != 0 {
-            self.flush_one(id);
-        }
-        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
-            return;
-        }
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        loop {
-            match c.stream.read(&mut self.buf) {
-                Ok(0) => {
-                    c.closed = true;
-                    break;
-                }
-                Ok(n) => c.inbox.extend_from_slice(&self.buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    c.closed = true;
-                    break;
-                }
-            }
-        }
-        loop {
-            let Some(c) = self.conns.get_mut(&id) else {
-                return;
-            };
-            let frame = match decode::<serde_json::Value>(&mut c.inbox) {
-                Ok(Some(v)) => v,
-                Ok(None) => break,
-                Err(e) => {
-                    // the stream cannot be resynchronised: answer and hang up
-                    let _ = encode(
-                        &Response::Err {
-                            id: 0,
-                            error: werr(ErrorCode::InvalidArgument, e.to_string()),
-                        },
-                        &mut c.outbox,
-                    );
-                    c.inbox.clear();
-                    c.closed = true;
-                    break;
-                }
-            };
-            let req_id = frame
-                .get("id")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0);
-            let answer = match serde_json::from_value::<Envelope>(frame) {
-                Err(e) => Some(Err(werr(
-                    ErrorCode::InvalidArgument,
-                    format!("bad request: {e}"),
-                ))),
-                Ok(env) if env.v != PROTOCOL_VERSION => Some(Err(werr(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "protocol version {} is not spoken here (the holder speaks {PROTOCOL_VERSION})",
-                        env.v
-                    ),
-                ))),
-                Ok(env) => self.handle(id, env.id, env.req),
-            };
-            if let Some(a) = answer {
-                self.answer(id, req_id, a);
-            }
-        }
-        if self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.closed && c.outbox.is_empty())
-        {
-            self.conns.remove(&id);
-        }
-    }
-
-    fn answer(&mut self, conn: u64, req: u64, a: Result<Body, WireError>) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let r = match a {
-            Ok(body) => Response::Ok { id: req, body },
-            Err(error) => Response::Err { id: req, error },
-        };
-        if let Err(e) = encode(&r, &mut c.outbox) {
-            let _ = encode(
-                &Response::Err {
-                    id: req,
-                    error: werr(ErrorCode::Internal, e.to_string()),
-                },
-                &mut c.outbox,
-            );
-        }
-    }
-
-    /// Carries out one request; None when the answer comes later.
-    fn handle(&mut self, conn: u64, req_id: u64, req: Request) -> Option<Result<Body, WireError>> {
+    pub(super) fn handle(
+        &mut self,
+        conn: u64,
+        req_id: u64,
+        req: Request,
+    ) -> Option<Result<Body, WireError>> {
+        let trim = matches!(
+            req,
+            Request::CreateContainer(_) | Request::RemoveContainer { .. }
+        );
         let r = match req {
             Request::Hello => Ok(Body::Hello(self.hello())),
             Request::CreateContainer(c) => self.pod.create(c).map(|info| {
@@ -317,7 +183,7 @@ impl Server {
                 id,
                 cmd,
                 timeout_ms,
-            } => match ExecRun::start(&self.pod, &id, cmd, timeout_ms, conn, req_id) {
+            } => match ExecRun::start(&mut self.pod, &id, cmd, timeout_ms, conn, req_id) {
                 Ok(run) => {
                     self.execs.push(run);
                     return None;
@@ -325,24 +191,7 @@ impl Server {
                 Err(e) => Err(e),
             },
             Request::ReopenLog { id } => self.pod.reopen_log(&id).map(|()| Body::Done),
-            Request::RemoveContainer { id } => {
-                let info = self.pod.get(&id).map(|c| c.info.clone());
-                match self.pod.remove(&id, &mut self.buf) {
-                    Ok(stopped) => {
-                        if let Some(s) = stopped {
-                            self.event(EventKind::Stopped, &s);
-                        }
-                        if let Ok(mut info) = info {
-                            if let Some(s) = self.pod.containers.get(&id) {
-                                info = s.info.clone();
-                            }
-                            self.event(EventKind::Deleted, &info);
-                        }
-                        Ok(Body::Done)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            Request::RemoveContainer { id } => self.remove(&id).map(|()| Body::Done),
             Request::ListContainers => Ok(Body::Containers {
                 containers: self.list(),
             }),
@@ -359,7 +208,25 @@ impl Server {
                 return None;
             }
         };
+        if trim {
+            // creating and removing allocate and free the most: give it back
+            // SAFETY: malloc_trim only releases free heap memory.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
         Some(r)
+    }
+
+    /// Removes a container (killing it first) and announces its stop and deletion.
+    fn remove(&mut self, id: &str) -> Result<(), WireError> {
+        let before = self.pod.get(id).map(|c| c.info.clone())?;
+        let stopped = self.pod.remove(id, &mut self.buf)?;
+        if let Some(s) = &stopped {
+            self.event(EventKind::Stopped, s);
+        }
+        self.event(EventKind::Deleted, stopped.as_ref().unwrap_or(&before));
+        Ok(())
     }
 
     fn hello(&self) -> HolderInfo {
@@ -442,69 +309,26 @@ impl Server {
         }
     }
 
-    fn flush(&mut self) {
-        let ids: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.outbox.is_empty() || c.closed)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            self.flush_one(id);
-        }
-    }
-
-    fn flush_one(&mut self, id: u64) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        while !c.outbox.is_empty() {
-            match c.stream.write(&c.outbox) {
-                Ok(0) => break,
-                Ok(n) => {
-                    c.outbox.drain(..n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    c.closed = true;
-                    c.outbox.clear();
-                }
-            }
-        }
-        if c.outbox.len() > MAX_OUTBOX {
-            tracing::warn!(conn = id, "dropped a client that stopped reading");
-            c.closed = true;
-            c.outbox.clear();
-        }
-        if c.closed && c.outbox.is_empty() {
-            self.conns.remove(&id);
-        }
-    }
-
     /// Kills and removes every container, releases the namespaces and the pod's files,
     /// answers the request and returns (the holder then exits).
     fn do_shutdown(&mut self, conn: u64, req: u64) {
         tracing::info!("shutting down");
-        for e in self.execs.drain(..) {
+        let execs: Vec<ExecRun> = self.execs.drain(..).collect();
+        for e in execs {
             let pid = nix::unistd::Pid::from_raw(e.pid);
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+            let msg = format!(
+                "container {}: exec killed: the pod is shutting down",
+                e.container
+            );
+            self.answer(e.conn, e.req, Err(werr(ErrorCode::FailedPrecondition, msg)));
         }
         let mut errs = Vec::new();
         let ids: Vec<String> = self.pod.containers.keys().cloned().collect();
         for id in ids {
-            let info = self.pod.get(&id).map(|c| c.info.clone());
-            match self.pod.remove(&id, &mut self.buf) {
-                Ok(stopped) => {
-                    if let Some(s) = stopped {
-                        self.event(EventKind::Stopped, &s);
-                    }
-                    if let Ok(info) = info {
-                        self.event(EventKind::Deleted, &info);
-                    }
-                }
-                Err(e) => errs.push(e.message),
+            if let Err(e) = self.remove(&id) {
+                errs.push(e.message);
             }
         }
         errs.extend(self.ns.release());

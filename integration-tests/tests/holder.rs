@@ -1,0 +1,810 @@
+//! The per-pod holder (`berth holder`) driven through its client library, as the CRI
+//! service drives it: busybox containers in the pod's namespaces, their CRI logs, exits,
+//! ExecSync, a client killed mid-life, shutdown, and bad requests.
+
+mod oci_common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth::runtime::holder::proto::CreateContainer;
+use berth::runtime::holder::{
+    Client, ContainerEvent, ContainerState, ErrorCode, EventKind, Events, HolderError,
+    SpawnOptions, ns::PodOptions,
+};
+use berth_integration_tests::util::{ID_ENV, wait_for};
+use berth_integration_tests::{TestEnv, require_root};
+use oci_common::Bundle;
+use serde_json::{Value, json};
+
+/// The berth binary next to this test's deps dir (built by `cargo build -p berth`).
+fn berth_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("berth"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p berth` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running holder; killed on drop if the test did not shut it down.
+struct Holder {
+    state: PathBuf,
+    pod_id: String,
+    pid: i32,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(self.dir().join("holder.log"))
+        {
+            eprintln!("holder.log:\n{log}");
+        }
+        // a holder that was told to shut down exits on its own
+        wait_for(Duration::from_secs(2), || (!alive(self.pid)).then_some(()));
+        if alive(self.pid) {
+            eprintln!("test: killing holder {} left running", self.pid);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::SIGKILL,
+            );
+            wait_for(Duration::from_secs(5), || (!alive(self.pid)).then_some(()));
+        }
+    }
+}
+
+impl Holder {
+    fn spawn(env: &TestEnv, pod_id: &str, pod: PodOptions) -> (Holder, Client) {
+        let state = env.subdir("state").expect("state");
+        let mut c = Client::spawn(&SpawnOptions {
+            binary: Some(berth_bin()),
+            state_dir: state.clone(),
+            pod_id: pod_id.into(),
+            pod,
+            env: vec![
+                (ID_ENV.into(), env.id().into()),
+                ("BERTH_LOG".into(), "debug".into()),
+            ],
+        })
+        .expect("spawn holder");
+        let pid = c.hello().expect("hello").pid;
+        (
+            Holder {
+                state,
+                pod_id: pod_id.into(),
+                pid,
+            },
+            c,
+        )
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.state, &self.pod_id).expect("connect")
+    }
+
+    fn events(&self) -> Watch {
+        let (_, ev) = self.client().subscribe().expect("subscribe");
+        ev.set_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        Watch::new(ev)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.state.join("pods").join(&self.pod_id)
+    }
+
+    fn ns(&self, kind: &str) -> PathBuf {
+        self.dir().join("ns").join(kind)
+    }
+
+    fn bundle(&self, env: &TestEnv, id: &str, script: &str) -> Bundle {
+        pod_bundle(env, &self.dir(), &self.pod_id, id, script)
+    }
+}
+
+/// A busybox container running `sh -c script` in the pod's net, ipc and uts namespaces
+/// (by path), in the pod's pid namespace when it has one or else its own, with its cgroup
+/// under the test's parent.
+fn pod_bundle(env: &TestEnv, pod_dir: &Path, pod_id: &str, id: &str, script: &str) -> Bundle {
+    let mut b = Bundle::new(env, id, script);
+    b.spec["root"]["path"] = json!(b.dir.join("rootfs"));
+    b.spec.as_object_mut().expect("spec").remove("hostname");
+    let mut ns = vec![json!({"type": "mount"})];
+    for (kind, oci) in [("net", "network"), ("ipc", "ipc"), ("uts", "uts")] {
+        ns.push(json!({"type": oci, "path": pod_dir.join("ns").join(kind)}));
+    }
+    let pid = pod_dir.join("ns/pid");
+    if pid.exists() {
+        ns.push(json!({"type": "pid", "path": pid}));
+    } else {
+        ns.push(json!({"type": "pid"}));
+    }
+    b.spec["linux"]["namespaces"] = Value::Array(ns);
+    b.spec["linux"]["cgroupsPath"] = json!(format!("/{}/{pod_id}-{id}", env.id()));
+    b
+}
+
+fn req(b: &Bundle, log: Option<PathBuf>) -> CreateContainer {
+    CreateContainer {
+        id: b.id.clone(),
+        spec: b.spec.clone(),
+        log_path: log,
+        stdin: false,
+        tty: false,
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn ns_link(pid: i32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .expect("ns link")
+        .display()
+        .to_string()
+}
+
+/// A subscribed connection and the events read from it so far.
+struct Watch {
+    ev: Events,
+    seen: Vec<ContainerEvent>,
+}
+
+impl Watch {
+    fn new(ev: Events) -> Watch {
+        Watch { ev, seen: vec![] }
+    }
+
+    /// The event `kind` of container `id`, seen before or waited for.
+    fn wait(&mut self, id: &str, kind: EventKind) -> ContainerEvent {
+        loop {
+            if let Some(e) = self.seen.iter().find(|e| e.id == id && e.kind == kind) {
+                return e.clone();
+            }
+            let e = self.ev.next_event().unwrap_or_else(|e| {
+                panic!("waiting for {kind:?} of {id}: {e}; seen {:?}", self.seen)
+            });
+            self.seen.push(e);
+        }
+    }
+}
+
+/// Parses Go's RFC3339Nano as CRI logs carry it; returns nanoseconds since the epoch.
+fn parse_rfc3339_nano(s: &str) -> Option<i128> {
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let rest = rest.strip_suffix('Z')?;
+    let (hms, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    if frac.len() > 9 || frac.ends_with('0') || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    // days from civil (proleptic Gregorian)
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let nanos: i128 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) as i128) * 1_000_000_000 + nanos)
+}
+
+/// (time, stream, tag, text) of each record of a CRI log file.
+fn records(path: &Path) -> Vec<(i128, String, String, String)> {
+    let text = std::fs::read_to_string(path).expect("log");
+    assert!(text.ends_with('\n'), "log does not end in a newline");
+    text.lines()
+        .map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let ts = f.next().expect("ts");
+            let t = parse_rfc3339_nano(ts).unwrap_or_else(|| panic!("bad timestamp {ts:?}"));
+            let stream = f.next().expect("stream").to_string();
+            let tag = f.next().expect("tag").to_string();
+            assert!(stream == "stdout" || stream == "stderr", "{l}");
+            assert!(tag == "P" || tag == "F", "{l}");
+            (t, stream, tag, f.next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i128
+}
+
+#[test]
+fn logs_in_cri_format_and_long_lines_split() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let (h, mut c) = Holder::spawn(&env, "logs", PodOptions::default());
+    let mut ev = h.events();
+    let t0 = now_ns();
+    let b = h.bundle(
+        &env,
+        "logger",
+        "echo hello; echo oops >&2; printf 'a\\r\\nb\\n'; echo; \
+         head -c 40960 /dev/zero | tr '\\0' x; echo; \
+         while [ ! -e /out/go ]; do usleep 10000; done; echo after-reopen; printf tail",
+    );
+    let log = env.dir().join("logs/logger/0.log");
+    c.create_container(req(&b, Some(log.clone())))
+        .expect("create");
+    c.start_container("logger").expect("start");
+    // rotate as kubelet does: rename, then ask for a reopen
+    wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|s| s.matches(" F ").count() >= 5 && s.contains(&"x".repeat(100)))
+            .then_some(())
+    })
+    .expect("first lines logged");
+    // the 40 KiB line's last record must be there before the rename
+    wait_for(Duration::from_secs(10), || {
+        let r = records(&log);
+        r.iter()
+            .any(|(_, _, tag, t)| tag == "F" && t.len() == 8192)
+            .then_some(())
+    })
+    .expect("long line logged");
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    c.reopen_log("logger").expect("reopen");
+    std::fs::write(b.out.join("go"), "").expect("go");
+    let stopped = ev.wait("logger", EventKind::Stopped);
+    assert_eq!(stopped.container.exit.expect("exit").code, 0);
+    let t1 = now_ns();
+
+    let first = records(&rotated);
+    for (t, ..) in &first {
+        assert!(
+            *t >= t0 - 1_000_000_000 && *t <= t1,
+            "timestamp {t} outside the test"
+        );
+    }
+    let times: Vec<i128> = first.iter().map(|r| r.0).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timestamps go back");
+    let out: Vec<(&str, &str)> = first
+        .iter()
+        .filter(|r| r.1 == "stdout")
+        .map(|r| (r.2.as_str(), r.3.as_str()))
+        .collect();
+    let err: Vec<(&str, &str)> = first
+        .iter()
+        .filter(|r| r.1 == "stderr")
+        .map(|r| (r.2.as_str(), r.3.as_str()))
+        .collect();
+    assert_eq!(err, vec![("F", "oops")]);
+    let x = |n| "x".repeat(n);
+    let (x16, x8) = (x(16384), x(8192));
+    assert_eq!(
+        out,
+        vec![
+            ("F", "hello"),
+            ("F", "a"),
+            ("F", "b"),
+            ("F", ""),
+            ("P", x16.as_str()),
+            ("P", x16.as_str()),
+            ("F", x8.as_str()),
+        ]
+    );
+    // after the reopen: the new file; the text left without a newline at EOF is partial
+    let second: Vec<(String, String, String)> = records(&log)
+        .into_iter()
+        .map(|(_, s, t, x)| (s, t, x))
+        .collect();
+    assert_eq!(
+        second,
+        vec![
+            ("stdout".into(), "F".into(), "after-reopen".into()),
+            ("stdout".into(), "P".into(), "tail".into())
+        ]
+    );
+    c.remove_container("logger").expect("remove");
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn containers_share_the_pods_namespaces() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let pod = PodOptions {
+        hostname: Some("holder-pod".into()),
+        ..Default::default()
+    };
+    let (h, mut c) = Holder::spawn(&env, "share", pod);
+    let a = h.bundle(
+        &env,
+        "a",
+        "hostname > /out/h; touch /dev/mqueue/berth-q && touch /out/ipc; sleep 1000",
+    );
+    let b = h.bundle(
+        &env,
+        "b",
+        "ls /dev/mqueue > /out/ipcs; hostname > /out/h; touch /out/done; sleep 1000",
+    );
+    let ia = c.create_container(req(&a, None)).expect("create a");
+    c.start_container("a").expect("start a");
+    a.wait_out("ipc");
+    let ib = c.create_container(req(&b, None)).expect("create b");
+    c.start_container("b").expect("start b");
+    b.wait_out("done");
+    for kind in ["net", "ipc", "uts"] {
+        let holder = ns_link(h.pid, kind);
+        assert_eq!(ns_link(ia.pid, kind), holder, "{kind}");
+        assert_eq!(ns_link(ib.pid, kind), holder, "{kind}");
+        let own = std::fs::read_link(format!("/proc/self/ns/{kind}")).expect("own ns");
+        assert_ne!(holder, own.display().to_string(), "{kind} is the test's");
+        // the bind-mounted file is the same namespace (same inode)
+        let ino =
+            |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("ns"));
+        assert_eq!(
+            ino(&h.ns(kind)),
+            ino(Path::new(&format!("/proc/{}/ns/{kind}", h.pid)))
+        );
+    }
+    // each container has its own pid namespace in a pod that does not share it
+    assert_ne!(ns_link(ia.pid, "pid"), ns_link(ib.pid, "pid"));
+    assert_eq!(a.read_out("h").trim(), "holder-pod");
+    assert_eq!(b.read_out("h").trim(), "holder-pod");
+    // b sees the message queue a made in the shared ipc namespace
+    let key_line = b.read_out("ipcs");
+    assert!(key_line.contains("berth-q"), "{key_line}");
+    let info = c.hello().expect("hello");
+    let kinds: Vec<&str> = info.namespaces.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, vec!["net", "ipc", "uts"]);
+    c.shutdown().expect("shutdown");
+
+    // a pod that shares its pid namespace: both containers in it, seeing each other
+    let pod = PodOptions {
+        share_pid: true,
+        ..Default::default()
+    };
+    let (h2, mut c2) = Holder::spawn(&env, "sharepid", pod);
+    let p = h2.bundle(&env, "p1", "sleep 1000");
+    let q = h2.bundle(
+        &env,
+        "p2",
+        "ps > /out/ps.tmp; mv /out/ps.tmp /out/ps; sleep 1000",
+    );
+    let ip = c2.create_container(req(&p, None)).expect("create p1");
+    c2.start_container("p1").expect("start p1");
+    let iq = c2.create_container(req(&q, None)).expect("create p2");
+    c2.start_container("p2").expect("start p2");
+    let ps = q.wait_out("ps");
+    let pidns = ns_link(ip.pid, "pid");
+    assert_eq!(ns_link(iq.pid, "pid"), pidns);
+    assert_ne!(pidns, ns_link(h2.pid, "pid"));
+    assert!(ps.contains("sleep 1000"), "p2 does not see p1: {ps}");
+    c2.shutdown().expect("shutdown");
+}
+
+#[test]
+fn exits_recorded_with_code_signal_and_oom() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let (h, mut c) = Holder::spawn(&env, "exits", PodOptions::default());
+    let mut ev = h.events();
+    let code = h.bundle(&env, "code", "exit 3");
+    let sig = h.bundle(&env, "sig", "sleep 1000");
+    // pid 1 of its pid namespace: a signal without a handler is ignored, so TERM is trapped
+    let term = h.bundle(
+        &env,
+        "term",
+        "trap 'exit 5' TERM; touch /out/trapped; while true; do usleep 10000; done",
+    );
+    let mut oom = h.bundle(
+        &env,
+        "oom",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+    );
+    oom.spec["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432});
+    for b in [&code, &sig, &term, &oom] {
+        c.create_container(req(b, None)).expect("create");
+        let e = ev.wait(&b.id, EventKind::Created);
+        assert_eq!(e.container.state, ContainerState::Created);
+    }
+    let before = now_ns();
+    for id in ["code", "sig", "term", "oom"] {
+        c.start_container(id).expect("start");
+        ev.wait(id, EventKind::Started);
+    }
+    let e = ev.wait("code", EventKind::Stopped);
+    let x = e.container.exit.expect("exit");
+    assert_eq!((x.code, x.signal, x.oom_killed), (3, None, false));
+    c.signal("sig", 9, false).expect("signal");
+    let e = ev.wait("sig", EventKind::Stopped);
+    let x = e.container.exit.expect("exit");
+    assert_eq!((x.code, x.signal, x.oom_killed), (137, Some(9), false));
+    term.wait_out("trapped");
+    c.signal("term", 15, false).expect("signal");
+    let e = ev.wait("term", EventKind::Stopped);
+    let x = e.container.exit.expect("exit");
+    assert_eq!((x.code, x.signal, x.oom_killed), (5, None, false));
+    let e = ev.wait("oom", EventKind::Stopped);
+    let x = e.container.exit.expect("exit");
+    assert!(x.oom_killed, "{x:?}");
+    // the records on disk say the same, with times in order
+    for id in ["code", "sig", "term", "oom"] {
+        let live = c.container_state(id).expect("state");
+        let path = h.dir().join("containers").join(format!("{id}.json"));
+        let disk: berth::runtime::holder::ContainerInfo =
+            serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("json");
+        assert_eq!(disk, live);
+        assert_eq!(live.state, ContainerState::Exited);
+        assert!(i128::from(live.created_at) <= before);
+        assert!(i128::from(live.started_at) >= before);
+        assert!(live.finished_at >= live.started_at);
+        assert!(i128::from(live.finished_at) <= now_ns());
+    }
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn holder_outlives_its_client() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let state = env.subdir("state").expect("state");
+    let b = pod_bundle(
+        &env,
+        &state.join("pods/orphan"),
+        "orphan",
+        "lives",
+        "while [ ! -e /out/go ]; do usleep 10000; done; exit 7",
+    );
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    // The "daemon": a child process that spawns the holder, creates and starts the
+    // container, then is SIGKILLed.
+    // SAFETY: the child only uses the client library and then sleeps; it never returns
+    // into the test harness.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        drop(r);
+        let res = (|| -> Result<(), HolderError> {
+            let mut c = Client::spawn(&SpawnOptions {
+                binary: Some(berth_bin()),
+                state_dir: state.clone(),
+                pod_id: "orphan".into(),
+                pod: PodOptions::default(),
+                env: vec![(ID_ENV.into(), env.id().into())],
+            })?;
+            c.create_container(CreateContainer {
+                id: "lives".into(),
+                spec: b.spec.clone(),
+                log_path: None,
+                stdin: false,
+                tty: false,
+            })?;
+            c.start_container("lives")?;
+            let pid = c.hello()?.pid;
+            nix::unistd::write(&w, format!("{pid}\n").as_bytes())
+                .map_err(|e| HolderError::Closed { pod: e.to_string() })?;
+            // keep the connection open while being killed
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })();
+        let _ = nix::unistd::write(&w, format!("error {res:?}\n").as_bytes());
+        // SAFETY: leaves the forked child without running the harness's destructors.
+        unsafe { libc::_exit(1) };
+    }
+    drop(w);
+    let mut line = String::new();
+    // one line: the holder's pid, or why the child failed
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::fs::File::from(r)),
+        &mut line,
+    )
+    .ok();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), nix::sys::signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+    let holder_pid: i32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("client child: {line}"));
+    let guard = Holder {
+        state: state.clone(),
+        pod_id: "orphan".into(),
+        pid: holder_pid,
+    };
+    assert!(alive(holder_pid), "the holder died with its client");
+    // a new client finds the running container, then its exit as an event
+    let mut c = guard.client();
+    let list = c.list_containers().expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].state, ContainerState::Running);
+    assert!(alive(list[0].pid));
+    let (snapshot, ev) = guard.client().subscribe().expect("subscribe");
+    assert_eq!(snapshot, list);
+    ev.set_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut ev = Watch::new(ev);
+    std::fs::write(b.out.join("go"), "").expect("go");
+    let e = ev.wait("lives", EventKind::Stopped);
+    assert_eq!(e.container.exit.expect("exit").code, 7);
+    c.remove_container("lives").expect("remove");
+    let e = ev.wait("lives", EventKind::Deleted);
+    assert_eq!(e.id, "lives");
+    c.shutdown().expect("shutdown");
+    drop(guard);
+}
+
+#[test]
+fn exec_sync_output_exit_code_and_timeout() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let (h, mut c) = Holder::spawn(&env, "exec", PodOptions::default());
+    let sh = |s: &str| vec!["/bin/sh".to_string(), "-c".into(), s.into()];
+    let mut b = h.bundle(&env, "target", "sleep 1000");
+    b.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.spec["linux"]["seccomp"] =
+        serde_json::to_value(berth::oci::seccomp_default::runtime_default(&[])).expect("seccomp");
+    let info = c.create_container(req(&b, None)).expect("create");
+    c.start_container("target").expect("start");
+    // the exec'd process is confined as the container's own: user, capabilities, seccomp,
+    // no_new_privs, cgroup, namespaces
+    let r = c
+        .exec_sync(
+            "target",
+            &sh("cat /proc/self/status; cat /proc/self/cgroup >&2; \
+                 for n in net mnt pid uts; do readlink /proc/self/ns/$n; done"),
+            Duration::from_secs(10),
+        )
+        .expect("exec status");
+    let status = String::from_utf8_lossy(&r.stdout).to_string();
+    for field in ["Uid", "Gid", "CapEff", "CapBnd", "Seccomp", "NoNewPrivs"] {
+        let line = |s: &str| {
+            s.lines()
+                .find(|l| l.starts_with(&format!("{field}:")))
+                .map(str::to_string)
+        };
+        let init = std::fs::read_to_string(format!("/proc/{}/status", info.pid)).expect("status");
+        assert_eq!(line(&status), line(&init), "{field}");
+    }
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let init_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", info.pid)).expect("cgroup");
+    assert_eq!(String::from_utf8_lossy(&r.stderr), init_cg);
+    let links: Vec<String> = status.lines().rev().take(4).map(str::to_string).collect();
+    for (kind, link) in ["uts", "pid", "mnt", "net"].iter().zip(&links) {
+        assert_eq!(*link, ns_link(info.pid, kind), "{kind}");
+    }
+    let r = c
+        .exec_sync(
+            "target",
+            &sh("echo out; echo err >&2; hostname; exit 4"),
+            Duration::from_secs(10),
+        )
+        .expect("exec");
+    assert_eq!(r.exit_code, 4);
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!(
+            "out\n{}\n",
+            nix::unistd::gethostname()
+                .expect("hostname")
+                .to_string_lossy()
+        )
+    );
+    assert_eq!(String::from_utf8_lossy(&r.stderr), "err\n");
+    // a big output arrives whole
+    let r = c
+        .exec_sync("target", &sh("head -c 300000 /dev/zero"), Duration::ZERO)
+        .expect("exec big");
+    assert_eq!((r.exit_code, r.stdout.len()), (0, 300_000));
+    // a slow exec is killed at its timeout while the holder serves other calls
+    let mut slow = h.client();
+    let t = std::thread::spawn(move || {
+        let start = Instant::now();
+        let r = slow.exec_sync(
+            "target",
+            &["sleep".into(), "30".into()],
+            Duration::from_millis(500),
+        );
+        (r, start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    assert_eq!(c.list_containers().expect("list").len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "list waited for the exec"
+    );
+    let (r, took) = t.join().expect("thread");
+    let e = r.expect_err("timeout");
+    assert_eq!(e.code(), Some(ErrorCode::DeadlineExceeded), "{e}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // the container runs on; its sleep 30 is gone
+    let st = c.container_state("target").expect("state");
+    assert_eq!(st.state, ContainerState::Running);
+    assert_eq!(st.pid, info.pid);
+    let ps = c
+        .exec_sync("target", &["ps".into()], Duration::from_secs(5))
+        .expect("ps");
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 30"));
+    // a missing program is an error, not an exit code from nowhere
+    let e = c.exec_sync("target", &["/no/such".into()], Duration::from_secs(5));
+    match e {
+        Ok(r) => assert_ne!(r.exit_code, 0),
+        Err(e) => assert!(e.to_string().contains("/no/such"), "{e}"),
+    }
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn shutdown_leaves_nothing_behind() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let (h, mut c) = Holder::spawn(
+        &env,
+        "bye",
+        PodOptions {
+            hostname: Some("bye".into()),
+            share_pid: true,
+            ..Default::default()
+        },
+    );
+    let mut pids = vec![];
+    let mut bundles = vec![];
+    for (i, id) in ["one", "two"].iter().enumerate() {
+        let b = h.bundle(&env, id, "sleep 1000");
+        let mut r = req(&b, Some(env.dir().join(format!("logs/{id}.log"))));
+        r.stdin = i == 0;
+        pids.push(c.create_container(r).expect("create").pid);
+        c.start_container(id).expect("start");
+        bundles.push(b);
+    }
+    let holder_dir = h.dir();
+    assert!(holder_dir.join("ns/pid").exists());
+    c.shutdown().expect("shutdown");
+    wait_for(Duration::from_secs(10), || (!alive(h.pid)).then_some(())).expect("holder exits");
+    for pid in pids {
+        assert!(!alive(pid), "container {pid} left running");
+    }
+    assert!(!holder_dir.exists(), "{} left", holder_dir.display());
+    let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&h.state.display().to_string()),
+        "mounts left under the state dir"
+    );
+    for b in &bundles {
+        for ctl in ["memory", "pids", "cpu"] {
+            let dir = env
+                .cgroups()
+                .dir(ctl)
+                .expect("ctl")
+                .join(format!("bye-{}", b.id));
+            assert!(!dir.exists(), "{} left", dir.display());
+        }
+    }
+    // nothing of the pod in the process table either (the pod's pid 1 included)
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|e| e.windows(env.id().len()).any(|w| w == env.id().as_bytes()))
+        })
+        .map(|p| p.to_string())
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let (h, mut c) = Holder::spawn(&env, "bad", PodOptions::default());
+    let b = h.bundle(&env, "good", "sleep 1000");
+    let info = c.create_container(req(&b, None)).expect("create");
+    c.start_container("good").expect("start");
+    let code = |r: Result<_, HolderError>| -> (ErrorCode, String) {
+        let e = r.map(|_: ()| ()).expect_err("must fail");
+        (e.code().unwrap_or(ErrorCode::Internal), e.to_string())
+    };
+    let (k, m) = code(c.start_container("nope").map(drop));
+    assert_eq!(k, ErrorCode::NotFound);
+    assert!(m.contains("nope"), "{m}");
+    let (k, m) = code(c.create_container(req(&b, None)).map(drop));
+    assert_eq!(k, ErrorCode::AlreadyExists);
+    assert!(m.contains("good"), "{m}");
+    let (k, m) = code(c.start_container("good").map(drop));
+    assert_eq!(k, ErrorCode::FailedPrecondition, "{m}");
+    let mut bad = h.bundle(&env, "badspec", "true");
+    bad.spec["ociVersion"] = json!("2.0.0");
+    let (k, m) = code(c.create_container(req(&bad, None)).map(drop));
+    assert_eq!(k, ErrorCode::InvalidArgument);
+    assert!(m.contains("ociVersion"), "{m}");
+    bad.spec["ociVersion"] = json!("1.0.2");
+    bad.spec["process"]["args"] = json!("not a list");
+    let (k, m) = code(c.create_container(req(&bad, None)).map(drop));
+    assert_eq!(k, ErrorCode::InvalidArgument, "{m}");
+    let mut r = req(&h.bundle(&env, "relog", "true"), Some("rel/log".into()));
+    r.id = "relog".into();
+    let (k, m) = code(c.create_container(r).map(drop));
+    assert_eq!(k, ErrorCode::InvalidArgument);
+    assert!(m.contains("log_path"), "{m}");
+    let (k, m) = code(c.signal("good", 999, false));
+    assert_eq!(k, ErrorCode::InvalidArgument);
+    assert!(m.contains("999"), "{m}");
+    let (k, _) = code(
+        c.exec_sync("nope", &["true".into()], Duration::ZERO)
+            .map(drop),
+    );
+    assert_eq!(k, ErrorCode::NotFound);
+    let (k, m) = code(
+        c.create_container(CreateContainer {
+            id: "../x".into(),
+            ..req(&b, None)
+        })
+        .map(drop),
+    );
+    assert_eq!(k, ErrorCode::InvalidArgument, "{m}");
+    // garbage on the socket: an error answer, and the holder serves on
+    {
+        use std::io::{Read, Write};
+        let mut s =
+            std::os::unix::net::UnixStream::connect(h.dir().join("holder.sock")).expect("connect");
+        s.write_all(&7u32.to_be_bytes()).expect("w");
+        s.write_all(b"garbage").expect("w");
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).expect("answer");
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).expect("answer");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["err"]["error"]["code"], "invalid_argument", "{v}");
+        let mut wrong_version = Vec::new();
+        berth::runtime::holder::proto::encode(
+            &json!({"v": 99, "id": 5, "req": {"op": "hello"}}),
+            &mut wrong_version,
+        )
+        .expect("enc");
+        s.write_all(&wrong_version).expect("w");
+        s.read_exact(&mut len).expect("answer");
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).expect("answer");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert!(
+            v["err"]["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("version 99"),
+            "{v}"
+        );
+    }
+    // nothing changed
+    let list = c.list_containers().expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, "good");
+    assert_eq!(list[0].state, ContainerState::Running);
+    assert_eq!(list[0].pid, info.pid);
+    assert!(alive(info.pid));
+    assert!(!h.dir().join("oci/badspec").exists());
+    c.shutdown().expect("shutdown");
+}

@@ -1,0 +1,265 @@
+//! The cheap path into a running container for ExecSync: one fork of the (small) holder,
+//! no intermediate process, nothing read from disk, the seccomp filter compiled once per
+//! container and loaded as raw BPF.
+//!
+//! Everything that does not change between execs of one container (the process plan, the
+//! BPF program, the namespace fds, the cgroup.procs files) is built at its first exec. The
+//! pid namespace is entered the way `setns(2)` allows for it: the holder sets the namespace
+//! its next child is born in, forks, and switches back. Containers this path does not cover
+//! (user or time namespace, seccomp flags, personality) use the OCI runtime's exec.
+
+use std::ffi::CString;
+use std::io::{Read, Seek};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sched::{CloneFlags, setns};
+use oci_spec::runtime::{Linux, LinuxNamespaceType, Process};
+
+use super::container::werr;
+use super::proto::{ErrorCode, WireError};
+use crate::cgroups::Cgroup;
+use crate::oci::plan::{PlanOptions, ProcessPlan, process_plan};
+
+/// What every exec into one container shares.
+#[derive(Debug)]
+pub struct ExecTemplate {
+    plan: ProcessPlan,
+    /// The compiled seccomp filter (struct sock_filter array).
+    bpf: Option<Vec<u8>>,
+    /// Namespaces to join in the child, mount last.
+    ns: Vec<(CloneFlags, OwnedFd)>,
+    /// The container's pid namespace, when not the holder's.
+    pid_ns: Option<OwnedFd>,
+    /// The holder's own pid namespace, to switch back to.
+    own_pid_ns: OwnedFd,
+    procs: Vec<CString>,
+}
+
+fn internal(id: &str, what: &str, e: impl std::fmt::Display) -> WireError {
+    werr(
+        ErrorCode::Internal,
+        format!("container {id}: exec: {what}: {e}"),
+    )
+}
+
+impl ExecTemplate {
+    /// Builds the template for container `id` whose init is `pid`; None when the
+    /// container needs the OCI runtime's exec.
+    pub fn new(
+        id: &str,
+        process: &Process,
+        linux: &Linux,
+        pid: i32,
+        cgroup: Option<&Cgroup>,
+    ) -> Result<Option<ExecTemplate>, WireError> {
+        let has = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
+        if has(LinuxNamespaceType::User)
+            || has(LinuxNamespaceType::Time)
+            || linux.personality().is_some()
+            || linux
+                .seccomp()
+                .as_ref()
+                .is_some_and(|s| s.flags().as_ref().is_some_and(|f| !f.is_empty()))
+        {
+            return Ok(None);
+        }
+        let mut process = process.clone();
+        process.set_terminal(Some(false));
+        process.set_args(Some(vec!["/bin/true".into()]));
+        let mut plan = process_plan(id, &process, linux, &PlanOptions::default(), false)
+            .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
+        let bpf = match plan.seccomp.take() {
+            Some(ctx) => Some(export_bpf(&ctx).map_err(|e| internal(id, "seccomp", e))?),
+            None => None,
+        };
+        let open = |p: String| -> Result<OwnedFd, WireError> {
+            std::fs::File::open(&p)
+                .map(OwnedFd::from)
+                .map_err(|e| internal(id, &p, e))
+        };
+        let ino = |p: &str| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        };
+        let mut ns = Vec::new();
+        for (flag, name) in [
+            (CloneFlags::CLONE_NEWIPC, "ipc"),
+            (CloneFlags::CLONE_NEWUTS, "uts"),
+            (CloneFlags::CLONE_NEWNET, "net"),
+            (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+            (CloneFlags::CLONE_NEWNS, "mnt"),
+        ] {
+            let theirs = format!("/proc/{pid}/ns/{name}");
+            if ino(&theirs).is_some() && ino(&theirs) != ino(&format!("/proc/self/ns/{name}")) {
+                ns.push((flag, open(theirs)?));
+            }
+        }
+        let theirs = format!("/proc/{pid}/ns/pid");
+        let pid_ns = if ino(&theirs) != ino("/proc/self/ns/pid") {
+            Some(open(theirs)?)
+        } else {
+            None
+        };
+        let own_pid_ns = open("/proc/self/ns/pid".into())?;
+        let procs = cgroup
+            .map(|cg| {
+                cg.unique_dirs()
+                    .iter()
+                    .filter_map(|d| {
+                        CString::new(d.join("cgroup.procs").as_os_str().as_encoded_bytes()).ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(ExecTemplate {
+            plan,
+            bpf,
+            ns,
+            pid_ns,
+            own_pid_ns,
+            procs,
+        }))
+    }
+
+    /// Starts `args` in the container with `stdio`; returns its pid (the holder's child).
+    pub fn spawn(
+        &mut self,
+        id: &str,
+        args: &[String],
+        stdio: [RawFd; 3],
+    ) -> Result<i32, WireError> {
+        self.plan.args = args
+            .iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                werr(
+                    ErrorCode::InvalidArgument,
+                    format!("container {id}: exec: cmd holds a NUL byte"),
+                )
+            })?;
+        if let Some(ns) = &self.pid_ns {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(|e| internal(id, "setns pid", e))?;
+        }
+        let pid = crate::sys::clone::fork();
+        if pid == Ok(0) {
+            let err = self.child(stdio);
+            // stderr is the exec's own by now (or still the holder's log)
+            let _ =
+                nix::unistd::write(std::io::stderr(), format!("berth exec: {err}\n").as_bytes());
+            crate::sys::clone::exit_now(127);
+        }
+        if self.pid_ns.is_some() {
+            // the holder's next children are born in its own pid namespace again
+            if let Err(e) = setns(self.own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID) {
+                tracing::error!(error = %e, "setns back to the holder's pid namespace");
+            }
+        }
+        pid.map_err(|e| internal(id, "fork", e))
+    }
+
+    /// In the forked child: becomes the process. Returns only on failure.
+    fn child(&self, stdio: [RawFd; 3]) -> String {
+        if let Err(e) = crate::oci::init::set_stdio(stdio) {
+            return e;
+        }
+        for p in &self.procs {
+            // SAFETY: a valid NUL-terminated path; "0" moves the writing process.
+            let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            // SAFETY: writes 1 byte from a static buffer to the fd just opened.
+            if fd < 0 || unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return format!("join cgroup {:?}: {}", p, std::io::Error::last_os_error());
+            }
+            // SAFETY: closes the fd opened above.
+            unsafe { libc::close(fd) };
+        }
+        for (flag, fd) in &self.ns {
+            if let Err(e) = setns(fd.as_fd(), *flag) {
+                return format!("join namespace {flag:?}: {e}");
+            }
+        }
+        let p = &self.plan;
+        if let Some(adj) = p.oom_score_adj
+            && let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        {
+            return format!("process.oomScoreAdj: {e}");
+        }
+        // Without no_new_privs the filter can only be loaded while CAP_SYS_ADMIN is held.
+        if !p.no_new_privs
+            && let Err(e) = self.load_bpf()
+        {
+            return e;
+        }
+        let exe = match crate::oci::init::setup_process(p, false) {
+            Ok(exe) => exe,
+            Err(e) => return e,
+        };
+        // SAFETY: marks this process's fds from 3 up close-on-exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+        }
+        if p.no_new_privs {
+            if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+                return format!("no_new_privs: {e}");
+            }
+            if let Err(e) = self.load_bpf() {
+                return e;
+            }
+        }
+        crate::oci::init::reset_signals();
+        let err = nix::unistd::execve(&exe, &p.args, &p.env).unwrap_err();
+        format!("exec {}: {err}", exe.to_string_lossy())
+    }
+
+    fn load_bpf(&self) -> Result<(), String> {
+        let Some(bpf) = &self.bpf else { return Ok(()) };
+        let prog = libc::sock_fprog {
+            len: (bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
+            filter: bpf.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: prog points to a whole BPF program that outlives the call.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if r < 0 {
+            return Err(format!(
+                "load seccomp filter: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The filter as the kernel takes it (libseccomp 2.5 exports only to an fd).
+fn export_bpf(ctx: &libseccomp::ScmpFilterContext) -> std::io::Result<Vec<u8>> {
+    let name = c"berth-seccomp";
+    // SAFETY: a valid NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just made and is owned by nobody else.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    ctx.export_bpf(f.as_fd()).map_err(std::io::Error::other)?;
+    f.rewind()?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    if v.is_empty() || v.len() % std::mem::size_of::<libc::sock_filter>() != 0 {
+        return Err(std::io::Error::other(
+            "libseccomp exported no whole program",
+        ));
+    }
+    Ok(v)
+}
