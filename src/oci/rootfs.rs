@@ -260,23 +260,68 @@ pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), St
 fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
     let dev = plan.rootfs.join("dev");
     mkdir_p(&dev)?;
+    // The spec's modes are exact (as runc, with the umask cleared while nodes are made);
+    // restored below, and the init sets the process's own umask later.
+    let umask = nix::sys::stat::umask(Mode::empty());
+    let made = make_nodes(mnt, plan, &dev, in_userns);
+    nix::sys::stat::umask(umask);
+    made?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let p = dev.join(link);
+        // what is already there (the spec's own, or the image's) is kept
+        match symlink(to, &p) {
+            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(format!("symlink {}: {err}", p.display()));
+            }
+            _ => {}
+        }
+    }
+    let ptmx = dev.join("ptmx");
+    if dev.join("pts").is_dir() {
+        match symlink("pts/ptmx", &ptmx) {
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&ptmx);
+                symlink("pts/ptmx", &ptmx).map_err(e("symlink /dev/ptmx"))?;
+            }
+            r => r.map_err(e("symlink /dev/ptmx"))?,
+        }
+    }
+    Ok(())
+}
+
+/// The spec's device nodes (and the default ones) under `dev`, with the umask cleared.
+fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Result<(), String> {
     for d in &plan.devices {
         let target = resolve_in_root(&plan.rootfs, &d.path).map_err(e("linux.devices"))?;
-        if let Some(p) = target.parent() {
+        if let Some(p) = target.parent()
+            && p != dev
+        {
             mkdir_p(p)?;
         }
-        if std::fs::symlink_metadata(&target).is_ok() {
-            let _ = std::fs::remove_file(&target);
-        }
-        let made = if in_userns {
-            Err(nix::errno::Errno::EPERM)
-        } else {
+        let node = || {
             mknod(
                 &target,
                 SFlag::from_bits_truncate(d.kind),
                 Mode::from_bits_truncate(d.mode & 0o7777),
                 makedev(d.major, d.minor),
             )
+        };
+        let made = if in_userns {
+            Err(nix::errno::Errno::EPERM)
+        } else {
+            match node() {
+                // whatever the image has there (a file, a symlink) is replaced
+                Err(nix::errno::Errno::EEXIST) => {
+                    let _ = std::fs::remove_file(&target);
+                    node()
+                }
+                r => r,
+            }
         };
         match made {
             Ok(()) => {
@@ -286,15 +331,13 @@ fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), Strin
                     Some(nix::unistd::Gid::from_raw(d.gid)),
                 )
                 .map_err(e(format!("chown {}", target.display())))?;
-                // mknod applies the umask; the spec's mode is exact.
-                std::fs::set_permissions(
-                    &target,
-                    std::os::unix::fs::PermissionsExt::from_mode(d.mode & 0o7777),
-                )
-                .map_err(e(format!("chmod {}", target.display())))?;
             }
             Err(nix::errno::Errno::EPERM) => {
-                // In a user namespace mknod is refused: bind the host's node instead.
+                // In a user namespace mknod is refused: bind the host's node instead,
+                // onto a new file (never through what the image left there).
+                if std::fs::symlink_metadata(&target).is_ok() {
+                    let _ = std::fs::remove_file(&target);
+                }
                 std::fs::File::create(&target)
                     .map_err(e(format!("create {}", target.display())))?;
                 mnt.mount(Some(&d.path), &target, None, MsFlags::MS_BIND, None)
@@ -302,24 +345,6 @@ fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), Strin
             }
             Err(err) => return Err(format!("mknod {}: {err}", target.display())),
         }
-    }
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        let p = dev.join(link);
-        if std::fs::symlink_metadata(&p).is_err() {
-            symlink(to, &p).map_err(e(format!("symlink {}", p.display())))?;
-        }
-    }
-    let ptmx = dev.join("ptmx");
-    if dev.join("pts").is_dir() {
-        if std::fs::symlink_metadata(&ptmx).is_ok() {
-            let _ = std::fs::remove_file(&ptmx);
-        }
-        symlink("pts/ptmx", &ptmx).map_err(e("symlink /dev/ptmx"))?;
     }
     Ok(())
 }
