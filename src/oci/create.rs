@@ -120,9 +120,14 @@ impl Runtime {
             path: opts.bundle.clone(),
             source,
         })?;
-        let spec = match &opts.spec {
-            Some(s) => s.clone(),
-            None => super::spec::load(id, &bundle)?,
+        // The bundle's own bytes are what is kept (they parse to this spec); an in-memory
+        // spec is serialized.
+        let (spec, spec_json) = match &opts.spec {
+            Some(s) => (s.clone(), None),
+            None => {
+                let (s, b) = super::spec::load_with_bytes(id, &bundle)?;
+                (s, Some(b))
+            }
         };
         let linux = spec.linux().clone().unwrap_or_default();
         let cg_path = linux
@@ -184,8 +189,11 @@ impl Runtime {
                 "a mount namespace is required",
             ));
         }
-        let spec_json = serde_json::to_vec(&spec)
-            .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?;
+        let spec_json = match spec_json {
+            Some(b) => b,
+            None => serde_json::to_vec(&spec)
+                .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?,
+        };
         write_file(&dir.join("config.json"), &spec_json, Durability::Replace).map_err(
             |source| OciError::Io {
                 id: id.into(),
