@@ -12,6 +12,7 @@ mod layout;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -122,6 +123,9 @@ impl Cgroup {
 
     /// Writes the planned files.
     pub fn apply(&self, writes: &[FileWrite]) -> Result<()> {
+        // Consecutive writes to one file (a v1 device list: a rule per write) share one
+        // open file; each value is still its own write(2), at offset 0.
+        let mut open: Option<(PathBuf, std::fs::File)> = None;
         for w in writes {
             let Some(dir) = self.dirs.get(&w.controller) else {
                 return Err(CgroupError::MissingController {
@@ -131,7 +135,20 @@ impl Cgroup {
                 });
             };
             let p = dir.join(&w.file);
-            std::fs::write(&p, &w.value).map_err(|e| CgroupError::Invalid {
+            let written = match &open {
+                Some((q, f)) if *q == p => f.write_all_at(w.value.as_bytes(), 0),
+                _ => std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&p)
+                    .and_then(|f| {
+                        f.write_all_at(w.value.as_bytes(), 0)?;
+                        open = Some((p.clone(), f));
+                        Ok(())
+                    }),
+            };
+            written.map_err(|e| CgroupError::Invalid {
                 field: w.field.clone(),
                 reason: if e.kind() == std::io::ErrorKind::NotFound {
                     format!(
@@ -260,8 +277,12 @@ fn read_pids(dir: &Path) -> Result<Vec<i32>> {
 }
 
 fn remove_dir(dir: &Path, kill: bool) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
+    // The common case, a cgroup whose processes are gone and that has no sub-cgroups,
+    // is one rmdir; the kernel refuses it (EBUSY) while either remains.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
     }
     // Sub-cgroups a container made for itself go first.
     if let Ok(rd) = std::fs::read_dir(dir) {

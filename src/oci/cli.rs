@@ -478,13 +478,13 @@ fn run(args: OciArgs) -> CliResult {
 }
 
 fn create(rt: &Runtime, c: &CreateArgs) -> Result<super::state::State, String> {
-    let spec = super::spec::load(&c.id, &c.bundle).map_err(s)?;
     let _ = c.no_new_keyring;
+    // create reads config.json from the bundle (and keeps its bytes)
     rt.create(
         &c.id,
         &CreateOptions {
             bundle: c.bundle.clone(),
-            spec: Some(spec),
+            spec: None,
             pid_file: c.pid_file.clone(),
             console_socket: c.console_socket.clone(),
             plan: PlanOptions {

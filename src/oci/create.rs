@@ -123,9 +123,14 @@ impl Runtime {
             path: opts.bundle.clone(),
             source,
         })?;
-        let spec = match &opts.spec {
-            Some(s) => s.clone(),
-            None => super::spec::load(id, &bundle)?,
+        // The bundle's own bytes are what is kept (they parse to this spec); an in-memory
+        // spec is serialized.
+        let (spec, spec_json) = match &opts.spec {
+            Some(s) => (s.clone(), None),
+            None => {
+                let (s, b) = super::spec::load_with_bytes(id, &bundle)?;
+                (s, Some(b))
+            }
         };
         let linux = spec.linux().clone().unwrap_or_default();
         let cg_path = linux
@@ -187,8 +192,11 @@ impl Runtime {
                 "a mount namespace is required",
             ));
         }
-        let spec_json = serde_json::to_vec(&spec)
-            .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?;
+        let spec_json = match spec_json {
+            Some(b) => b,
+            None => serde_json::to_vec(&spec)
+                .map_err(|e| OciError::spec(id, "config.json", e.to_string()))?,
+        };
         write_file(&dir.join("config.json"), &spec_json, Durability::Replace).map_err(
             |source| OciError::Io {
                 id: id.into(),
@@ -426,6 +434,13 @@ pub(crate) fn spawn(
     // The intermediate reports the init's pid (P) after clone returns, while the init
     // already runs: its H and R can arrive before P. Both wait for the pid here.
     let mut init = 0;
+    // The intermediate exits right after sending P; it is reaped once the init is ready
+    // (long gone by then), not at P, which would block the runtime once more for it.
+    let reap = |pids: &mut Vec<i32>, init: i32| {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s1), None);
+        pids.retain(|p| *p != s1);
+        init
+    };
     let mut hooks_waiting = false;
     let mut ready = false;
     let run_hooks = |init: i32, on_hooks: &mut dyn FnMut(i32) -> Result<Vec<u8>>| -> Result<()> {
@@ -457,20 +472,18 @@ pub(crate) fn spawn(
                     .parse()
                     .map_err(|_| init_err("bad pid message".into()))?;
                 pids.push(init);
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s1), None);
-                pids.retain(|p| *p != s1);
                 if hooks_waiting {
                     hooks_waiting = false;
                     run_hooks(init, &mut on_hooks)?;
                 }
                 if ready {
-                    return Ok(init);
+                    return Ok(reap(pids, init));
                 }
             }
             Some(b'H') if init == 0 => hooks_waiting = true,
             Some(b'H') => run_hooks(init, &mut on_hooks)?,
             Some(b'R') if init == 0 => ready = true,
-            Some(b'R') => return Ok(init),
+            Some(b'R') => return Ok(reap(pids, init)),
             Some(b'E') => return Err(init_err(String::from_utf8_lossy(&msg[1..]).into_owned())),
             _ => {
                 return Err(init_err(

@@ -17,6 +17,13 @@ use super::plan::{MountPlan, Plan};
 /// symlinks as the container would. A relative symlink that climbs above the rootfs is
 /// refused: that is a spec (or image) trying to mount onto the host.
 pub fn resolve_in_root(root: &Path, dest: &Path) -> Result<PathBuf, String> {
+    resolve(root, dest).map(|(p, _)| p)
+}
+
+/// [`resolve_in_root`], also telling whether the result is a directory that exists (as
+/// the walk saw it; a mount point that does not is made by the caller).
+fn resolve(root: &Path, dest: &Path) -> Result<(PathBuf, bool), String> {
+    let mut is_dir = false;
     let mut todo: Vec<PathBuf> = dest
         .components()
         .filter_map(|c| match c {
@@ -29,6 +36,7 @@ pub fn resolve_in_root(root: &Path, dest: &Path) -> Result<PathBuf, String> {
     let mut cur: Vec<PathBuf> = Vec::new();
     let mut links = 0;
     while let Some(c) = todo.pop() {
+        is_dir = false;
         if c.as_os_str() == ".." {
             if cur.pop().is_none() {
                 return Err(format!("{} climbs above the rootfs", dest.display()));
@@ -72,10 +80,14 @@ pub fn resolve_in_root(root: &Path, dest: &Path) -> Result<PathBuf, String> {
                     }
                 }
             }
-            _ => cur.push(c),
+            Ok(md) => {
+                is_dir = md.is_dir();
+                cur.push(c);
+            }
+            Err(_) => cur.push(c),
         }
     }
-    Ok(root.join(cur.iter().collect::<PathBuf>()))
+    Ok((root.join(cur.iter().collect::<PathBuf>()), is_dir))
 }
 
 fn e<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> String {
@@ -92,44 +104,45 @@ fn mkdir_p(p: &Path) -> Result<(), String> {
 
 /// Creates the mount point for `m` and mounts it.
 fn do_mount(mnt: &dyn Mounter, plan: &Plan, m: &MountPlan) -> Result<(), String> {
-    let field = format!("mounts[{}] ({})", m.index, m.destination.display());
-    let target = resolve_in_root(&plan.rootfs, &m.destination).map_err(e(&field))?;
+    let field = || format!("mounts[{}] ({})", m.index, m.destination.display());
+    let fail = |what: &str, err: &dyn std::fmt::Display| format!("{}{what}: {err}", field());
+    let (target, is_dir) = resolve(&plan.rootfs, &m.destination).map_err(|err| fail("", &err))?;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-        return mount_cgroup(mnt, plan, m, &target, &field);
+        return mount_cgroup(mnt, plan, m, &target, &field());
     }
     if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         if src.is_dir() {
-            mkdir_p(&target)?;
+            if !is_dir {
+                mkdir_p(&target)?;
+            }
         } else {
             if let Some(parent) = target.parent() {
                 mkdir_p(parent)?;
             }
             if !target.exists() {
-                std::fs::File::create(&target).map_err(e(format!("{field}: create")))?;
+                std::fs::File::create(&target).map_err(|err| fail(": create", &err))?;
             }
         }
         let rec = m.flags & MsFlags::MS_REC;
         mnt.mount(Some(src), &target, None, MsFlags::MS_BIND | rec, None)
-            .map_err(e(format!("{field}: bind {}", src.display())))?;
+            .map_err(|err| fail(&format!(": bind {}", src.display()), &err))?;
         // A bind ignores its other flags: they need a remount.
         let extra = m.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
-            remount(mnt, &target, extra).map_err(e(format!("{field}: remount")))?;
+            remount(mnt, &target, extra).map_err(|err| fail(": remount", &err))?;
         }
     } else {
-        mkdir_p(&target)?;
+        if !is_dir {
+            mkdir_p(&target)?;
+        }
         let data = if m.data.is_empty() {
             None
         } else {
             Some(m.data.as_str())
         };
-        let src = m
-            .source
-            .as_deref()
-            .unwrap_or(Path::new(&m.fstype))
-            .to_path_buf();
-        let res = mnt.mount(Some(&src), &target, Some(m.fstype.as_str()), m.flags, data);
+        let src = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
+        let res = mnt.mount(Some(src), &target, Some(m.fstype.as_str()), m.flags, data);
         match res {
             // sysfs in a container that joined a netns it does not own (or a userns) is
             // refused; bind the host's instead, as runc does.
@@ -141,9 +154,9 @@ fn do_mount(mnt: &dyn Mounter, plan: &Plan, m: &MountPlan) -> Result<(), String>
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None,
                 )
-                .map_err(e(format!("{field}: bind /sys")))?;
+                .map_err(|err| fail(": bind /sys", &err))?;
                 remount(mnt, &target, m.flags | MsFlags::MS_RDONLY)
-                    .map_err(e(format!("{field}: remount")))?;
+                    .map_err(|err| fail(": remount", &err))?;
             }
             Err(nix::errno::Errno::EPERM) if m.fstype == "mqueue" => {
                 mnt.mount(
@@ -153,14 +166,14 @@ fn do_mount(mnt: &dyn Mounter, plan: &Plan, m: &MountPlan) -> Result<(), String>
                     MsFlags::MS_BIND,
                     None,
                 )
-                .map_err(e(format!("{field}: bind /dev/mqueue")))?;
+                .map_err(|err| fail(": bind /dev/mqueue", &err))?;
             }
-            r => r.map_err(e(format!("{field}: mount {}", m.fstype)))?,
+            r => r.map_err(|err| fail(&format!(": mount {}", m.fstype), &err))?,
         }
     }
     for p in &m.propagation {
         mnt.mount(None, &target, None, *p, None)
-            .map_err(e(format!("{field}: propagation")))?;
+            .map_err(|err| fail(": propagation", &err))?;
     }
     Ok(())
 }
@@ -260,23 +273,68 @@ pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), St
 fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
     let dev = plan.rootfs.join("dev");
     mkdir_p(&dev)?;
+    // The spec's modes are exact (as runc, with the umask cleared while nodes are made);
+    // restored below, and the init sets the process's own umask later.
+    let umask = nix::sys::stat::umask(Mode::empty());
+    let made = make_nodes(mnt, plan, &dev, in_userns);
+    nix::sys::stat::umask(umask);
+    made?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let p = dev.join(link);
+        // what is already there (the spec's own, or the image's) is kept
+        match symlink(to, &p) {
+            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(format!("symlink {}: {err}", p.display()));
+            }
+            _ => {}
+        }
+    }
+    let ptmx = dev.join("ptmx");
+    if dev.join("pts").is_dir() {
+        match symlink("pts/ptmx", &ptmx) {
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&ptmx);
+                symlink("pts/ptmx", &ptmx).map_err(e("symlink /dev/ptmx"))?;
+            }
+            r => r.map_err(e("symlink /dev/ptmx"))?,
+        }
+    }
+    Ok(())
+}
+
+/// The spec's device nodes (and the default ones) under `dev`, with the umask cleared.
+fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Result<(), String> {
     for d in &plan.devices {
         let target = resolve_in_root(&plan.rootfs, &d.path).map_err(e("linux.devices"))?;
-        if let Some(p) = target.parent() {
+        if let Some(p) = target.parent()
+            && p != dev
+        {
             mkdir_p(p)?;
         }
-        if std::fs::symlink_metadata(&target).is_ok() {
-            let _ = std::fs::remove_file(&target);
-        }
-        let made = if in_userns {
-            Err(nix::errno::Errno::EPERM)
-        } else {
+        let node = || {
             mknod(
                 &target,
                 SFlag::from_bits_truncate(d.kind),
                 Mode::from_bits_truncate(d.mode & 0o7777),
                 makedev(d.major, d.minor),
             )
+        };
+        let made = if in_userns {
+            Err(nix::errno::Errno::EPERM)
+        } else {
+            match node() {
+                // whatever the image has there (a file, a symlink) is replaced
+                Err(nix::errno::Errno::EEXIST) => {
+                    let _ = std::fs::remove_file(&target);
+                    node()
+                }
+                r => r,
+            }
         };
         match made {
             Ok(()) => {
@@ -286,15 +344,13 @@ fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), Strin
                     Some(nix::unistd::Gid::from_raw(d.gid)),
                 )
                 .map_err(e(format!("chown {}", target.display())))?;
-                // mknod applies the umask; the spec's mode is exact.
-                std::fs::set_permissions(
-                    &target,
-                    std::os::unix::fs::PermissionsExt::from_mode(d.mode & 0o7777),
-                )
-                .map_err(e(format!("chmod {}", target.display())))?;
             }
             Err(nix::errno::Errno::EPERM) => {
-                // In a user namespace mknod is refused: bind the host's node instead.
+                // In a user namespace mknod is refused: bind the host's node instead,
+                // onto a new file (never through what the image left there).
+                if std::fs::symlink_metadata(&target).is_ok() {
+                    let _ = std::fs::remove_file(&target);
+                }
                 std::fs::File::create(&target)
                     .map_err(e(format!("create {}", target.display())))?;
                 mnt.mount(Some(&d.path), &target, None, MsFlags::MS_BIND, None)
@@ -302,24 +358,6 @@ fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), Strin
             }
             Err(err) => return Err(format!("mknod {}: {err}", target.display())),
         }
-    }
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        let p = dev.join(link);
-        if std::fs::symlink_metadata(&p).is_err() {
-            symlink(to, &p).map_err(e(format!("symlink {}", p.display())))?;
-        }
-    }
-    let ptmx = dev.join("ptmx");
-    if dev.join("pts").is_dir() {
-        if std::fs::symlink_metadata(&ptmx).is_ok() {
-            let _ = std::fs::remove_file(&ptmx);
-        }
-        symlink("pts/ptmx", &ptmx).map_err(e("symlink /dev/ptmx"))?;
     }
     Ok(())
 }
@@ -377,40 +415,37 @@ pub fn finish(mnt: &dyn Mounter, plan: &Plan) -> Result<(), String> {
         std::fs::write(&p, v).map_err(e(format!("linux.sysctl[{k}]")))?;
     }
     for p in &plan.readonly {
-        if std::fs::symlink_metadata(p).is_err() {
-            continue;
+        // a path the container does not have is skipped (as runc)
+        match mnt.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+            Err(nix::errno::Errno::ENOENT) => continue,
+            r => r.map_err(e(format!("linux.readonlyPaths {}", p.display())))?,
         }
-        mnt.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-            .map_err(e(format!("linux.readonlyPaths {}", p.display())))?;
         remount(mnt, p, MsFlags::MS_RDONLY).map_err(e(format!(
             "linux.readonlyPaths {}: remount ro",
             p.display()
         )))?;
     }
     for p in &plan.masked {
-        match std::fs::metadata(p) {
-            Ok(md) if md.is_dir() => {
-                mnt.mount(
-                    Some(Path::new("tmpfs")),
-                    p,
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY,
-                    None,
-                )
-                .map_err(e(format!("linux.maskedPaths {}", p.display())))?;
-            }
-            Ok(_) => {
-                mnt.mount(
-                    Some(Path::new("/dev/null")),
-                    p,
-                    None,
-                    MsFlags::MS_BIND,
-                    None,
-                )
-                .map_err(e(format!("linux.maskedPaths {}", p.display())))?;
-            }
-            Err(_) => {}
-        }
+        // /dev/null over a file; a directory refuses it (ENOTDIR) and gets an empty
+        // read-only tmpfs; a path the container does not have is skipped (as runc).
+        let masked = match mnt.mount(
+            Some(Path::new("/dev/null")),
+            p,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        ) {
+            Err(nix::errno::Errno::ENOTDIR) => mnt.mount(
+                Some(Path::new("tmpfs")),
+                p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            ),
+            Err(nix::errno::Errno::ENOENT) => Ok(()),
+            r => r,
+        };
+        masked.map_err(e(format!("linux.maskedPaths {}", p.display())))?;
     }
     if plan.readonly_root {
         remount(mnt, Path::new("/"), MsFlags::MS_RDONLY).map_err(e("root.readonly"))?;

@@ -35,6 +35,11 @@ const NAMESPACES: &[&str] = &[
 
 /// Reads `<bundle>/config.json` and parses it, with field-naming errors.
 pub fn load(id: &str, bundle: &Path) -> Result<Spec> {
+    load_with_bytes(id, bundle).map(|(spec, _)| spec)
+}
+
+/// [`load`], also returning the file's bytes (what the runtime keeps a copy of).
+pub fn load_with_bytes(id: &str, bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     let p = bundle.join("config.json");
     let bytes = std::fs::read(&p).map_err(|source| OciError::Io {
         id: id.into(),
@@ -42,7 +47,7 @@ pub fn load(id: &str, bundle: &Path) -> Result<Spec> {
         path: p.clone(),
         source,
     })?;
-    parse(id, &bytes)
+    Ok((parse(id, &bytes)?, bytes))
 }
 
 /// Parses config.json bytes.

@@ -172,7 +172,21 @@ impl State {
 
 /// (state letter, start time) of a process, from /proc/<pid>/stat.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    use std::io::Read;
+    // One read: the kernel formats the whole file on every read(2), and the line is a
+    // few hundred bytes (read_to_string would probe with growing reads).
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let s = std::str::from_utf8(&buf[..n]).ok()?;
     // comm may hold spaces and parens: fields start after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     let mut f = rest.split(' ');
