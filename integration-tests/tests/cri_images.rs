@@ -997,17 +997,17 @@ fn cri_socket_version_status_and_unimplemented() {
         );
 
         let e =
-            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest::default())
+            c.rt.checkpoint_container(cri::CheckpointContainerRequest::default())
                 .await
                 .expect_err("not served");
         assert_eq!(e.code(), Code::Unimplemented);
-        assert!(e.message().contains("RunPodSandbox"), "{e:?}");
+        assert!(e.message().contains("CheckpointContainer"), "{e:?}");
         let e =
-            c.rt.list_containers(cri::ListContainersRequest::default())
+            c.rt.get_container_events(cri::GetEventsRequest::default())
                 .await
                 .expect_err("not served");
         assert_eq!(e.code(), Code::Unimplemented);
-        assert!(e.message().contains("ListContainers"), "{e:?}");
+        assert!(e.message().contains("GetContainerEvents"), "{e:?}");
 
         // Even with the socket opened up by hand, berth speaks only to its own uid.
         assert!(

@@ -143,21 +143,37 @@ impl ExecTemplate {
             setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
                 .map_err(|e| internal(id, "setns pid", e))?;
         }
+        // Closed by a successful execve (close-on-exec); a child that cannot start its
+        // program writes why into it first, so a failed start is an error of the call,
+        // as runc exec's is, not an exit code of a program that never ran.
+        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| internal(id, "pipe", e))?;
         let pid = crate::sys::clone::fork();
         if pid == Ok(0) {
+            drop(status_r);
             let err = self.child(stdio);
-            // stderr is the exec's own by now (or still the holder's log)
-            let _ =
-                nix::unistd::write(std::io::stderr(), format!("berth exec: {err}\n").as_bytes());
+            let _ = nix::unistd::write(&status_w, err.as_bytes());
             crate::sys::clone::exit_now(127);
         }
+        drop(status_w);
         if self.pid_ns.is_some() {
             // the holder's next children are born in its own pid namespace again
             if let Err(e) = setns(self.own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID) {
                 tracing::error!(error = %e, "setns back to the holder's pid namespace");
             }
         }
-        pid.map_err(|e| internal(id, "fork", e))
+        let pid = pid.map_err(|e| internal(id, "fork", e))?;
+        let mut why = String::new();
+        let _ = std::fs::File::from(status_r).read_to_string(&mut why);
+        if !why.is_empty() {
+            // It has exited (or is about to): reap it here, it was never an exec.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            return Err(werr(
+                ErrorCode::Internal,
+                format!("container {id}: exec: {why}"),
+            ));
+        }
+        Ok(pid)
     }
 
     /// In the forked child: becomes the process. Returns only on failure.
