@@ -87,22 +87,7 @@ fn on_containerd(case: Case) {
         logs: env.subdir("pod-logs").expect("logs"),
         cgroup_parent: format!("/{}", env.cgroups().name()),
     };
-    let endpoint = peer.endpoint.clone();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let mut c = CriClient::connect(&endpoint).await?;
-            case(&mut c, &target).await
-        });
-    if let Err(e) = result {
-        panic!(
-            "{e:#}\ncontainerd log (tail):\n{}",
-            tail(&peer.containerd().log(), 40)
-        );
-    }
+    drive(case, &peer.endpoint, &target, || peer.containerd().log());
 }
 
 /// Runs `case` against a fresh `berth cri` on berth's own CNI plugins.
@@ -129,18 +114,23 @@ fn on_berth(case: Case) {
         logs: env.subdir("pod-logs").expect("logs"),
         cgroup_parent: format!("/{}", env.cgroups().name()),
     };
-    let endpoint = berth.endpoint.clone();
+    drive(case, &berth.endpoint, &target, || berth.log());
+}
+
+/// Runs `case` with a client on `endpoint`; a failure panics with the tail of the
+/// runtime's log.
+fn drive(case: Case, endpoint: &str, target: &Target, log: impl Fn() -> String) {
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime")
         .block_on(async {
-            let mut c = CriClient::connect(&endpoint).await?;
-            case(&mut c, &target).await
+            let mut c = CriClient::connect(endpoint).await?;
+            case(&mut c, target).await
         });
     if let Err(e) = result {
-        panic!("{e:#}\nberth cri log (tail):\n{}", tail(&berth.log(), 40));
+        panic!("{e:#}\n{} log (tail):\n{}", target.name, tail(&log(), 40));
     }
 }
 

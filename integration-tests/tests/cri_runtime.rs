@@ -8,78 +8,17 @@
 mod cni_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use berth_integration_tests::fixtures::{self, Image};
-use berth_integration_tests::util::{ID_ENV, run, wait_for, workspace_bin};
+use berth_integration_tests::berth_cri::BerthCri;
+use berth_integration_tests::containerd::CriNetwork;
+use berth_integration_tests::fixtures::Image;
+use berth_integration_tests::util::wait_for;
 use berth_integration_tests::{TestEnv, require_root};
 use cni_common::berth_bin_dir;
 use cri_proto::v1 as cri;
 use cri_proto::{ImageServiceClient, RuntimeServiceClient};
-use serde_json::json;
 use tonic::transport::{Channel, Endpoint, Uri};
-
-struct Daemon {
-    args: Vec<String>,
-    child: Option<Child>,
-    sock: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(&mut self, env: &TestEnv) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = env
-            .host
-            .command(workspace_bin("berth").to_str().unwrap())
-            .env(ID_ENV, env.id())
-            .env("BERTH_LOG", "info")
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let sock = self.sock.clone();
-        wait_for(Duration::from_secs(30), || {
-            std::os::unix::net::UnixStream::connect(&sock).ok()
-        })
-        .unwrap_or_else(|| panic!("berth cri never listened: {}", self.logs()));
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            c.wait().unwrap();
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 async fn connect(sock: &Path) -> (RuntimeServiceClient<Channel>, ImageServiceClient<Channel>) {
     let sock = sock.to_path_buf();
@@ -115,61 +54,20 @@ fn sandbox_config(logs: &Path) -> cri::PodSandboxConfig {
     }
 }
 
-fn container(name: &str, cmd: &[&str]) -> cri::ContainerConfig {
+fn container(name: &str, image: &str, cmd: &[&str]) -> cri::ContainerConfig {
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: name.into(),
             attempt: 0,
         }),
         image: Some(cri::ImageSpec {
-            image: "example.com/busybox:latest".into(),
+            image: image.into(),
             ..Default::default()
         }),
         command: cmd.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}.log"),
         linux: Some(cri::LinuxContainerConfig::default()),
         ..Default::default()
-    }
-}
-
-fn setup(env: &TestEnv) -> Daemon {
-    let root = env.subdir("berth").unwrap();
-    let conf_dir = env.subdir("net.d").unwrap();
-    let ipam = env.subdir("ipam").unwrap();
-    let list = json!({
-        "cniVersion": "1.0.0", "name": "pods",
-        "plugins": [{"type": "berth-bridge", "bridge": "cbr0", "isGateway": true,
-                     "ipam": {"type": "berth-host-local", "dataDir": ipam,
-                              "ranges": [[{"subnet": "10.244.79.0/24"}]]}}]
-    });
-    std::fs::write(conf_dir.join("10-pods.conflist"), list.to_string()).unwrap();
-    let layout = fixtures::build(&Image::Busybox, &env.subdir("layout").unwrap()).unwrap();
-    run(std::process::Command::new(workspace_bin("berth"))
-        .arg("image")
-        .arg("--root")
-        .arg(root.join("images"))
-        .args(["import", "--name", "example.com/busybox"])
-        .arg(&layout.dir))
-    .unwrap();
-    let sock = env.dir().join("cri.sock");
-    let args = vec![
-        "cri".to_string(),
-        "--listen".into(),
-        format!("unix://{}", sock.display()),
-        "--root".into(),
-        root.to_string_lossy().into_owned(),
-        "--state-dir".into(),
-        env.subdir("run").unwrap().to_string_lossy().into_owned(),
-        "--cni-conf-dir".into(),
-        conf_dir.to_string_lossy().into_owned(),
-        "--cni-bin-dir".into(),
-        berth_bin_dir().to_string_lossy().into_owned(),
-    ];
-    Daemon {
-        args,
-        child: None,
-        sock,
-        log: env.dir().join("berth-cri.log"),
     }
 }
 
@@ -183,10 +81,19 @@ fn pid_of(info: &std::collections::HashMap<String, String>) -> i64 {
 fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
     require_root!();
     let env = TestEnv::new().unwrap();
-    let mut d = setup(&env);
-    d.start(&env);
+    let dir = env.subdir("berth").unwrap();
+    let ipam = env.subdir("ipam").unwrap();
+    let net = CriNetwork::berth(
+        &berth_bin_dir(),
+        &dir.join("cni-bin"),
+        "10.244.79.0/24",
+        &ipam,
+    )
+    .unwrap();
+    let mut d = BerthCri::start(&env, &dir, &net).unwrap();
+    let image = d.import(&Image::Busybox).unwrap();
     let logs = env.subdir("logs").unwrap();
-    let sock = d.sock.clone();
+    let sock = PathBuf::from(&d.endpoint);
     let (sid, sleeper, quitter, sleeper_pid) = env.host.block_on(|| async {
         let (mut rt, _) = connect(&sock).await;
         let sid = rt
@@ -206,7 +113,7 @@ fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
             let id = rt
                 .create_container(cri::CreateContainerRequest {
                     pod_sandbox_id: sid.clone(),
-                    config: Some(container(name, cmd)),
+                    config: Some(container(name, &image, cmd)),
                     sandbox_config: Some(sandbox_config(&logs)),
                 })
                 .await
@@ -236,7 +143,7 @@ fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
     // The daemon dies; the quitter exits while nobody is listening.
     d.kill9();
     std::thread::sleep(Duration::from_secs(4));
-    d.start(&env);
+    d.restart().unwrap();
 
     env.host.block_on(|| async {
         let (mut rt, _) = connect(&sock).await;
@@ -321,6 +228,6 @@ fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
         .is_some(),
         "the sleeper outlived its pod"
     );
-    d.stop();
-    assert!(!d.sock.exists());
+    drop(d);
+    assert!(!sock.exists(), "SIGTERM removes the socket");
 }
