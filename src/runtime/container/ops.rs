@@ -96,7 +96,9 @@ impl Containers {
                 .into_owned();
         }
         let made = async {
-            self.inner.store.save(&id, &rec)?;
+            self.inner
+                .store
+                .save_with(&id, &rec, crate::store::Durability::Replace)?;
             self.make(&mut rec, &cfg, &sandbox_cfg, &image, &sb).await
         }
         .await;

@@ -67,12 +67,19 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
 
     /// Writes the record of `id`, durable when this returns.
     pub fn save(&self, id: &str, record: &T) -> Result<(), MetaError> {
+        self.save_with(id, record, Durability::Durable)
+    }
+
+    /// Writes the record of `id` replaced whole; `Durability::Replace` for a step that
+    /// only matters while the machine is up (it survives a crash of the daemon, not a
+    /// power loss, after which the processes it describes are gone too).
+    pub fn save_with(&self, id: &str, record: &T, durability: Durability) -> Result<(), MetaError> {
         let path = self.path(id)?;
         let bytes = serde_json::to_vec(record).map_err(|e| MetaError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        write_file(&path, &bytes, Durability::Durable).map_err(|source| MetaError::Io {
+        write_file(&path, &bytes, durability).map_err(|source| MetaError::Io {
             op: "write",
             path,
             source,

@@ -19,6 +19,7 @@ use crate::runtime::holder::{Client, ContainerState, EventKind, SpawnOptions, no
 use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, sandbox_name};
 use crate::runtime::spec::sandbox::ResolvConf;
 use crate::runtime::spec::{SandboxOptions, SandboxPlan, sandbox_plan};
+use crate::store::Durability;
 
 /// The one runtime handler berth has; "" selects it too (the CRI default).
 pub const RUNTIME_HANDLER: &str = "berth";
@@ -154,7 +155,7 @@ impl Sandboxes {
 
         let mut rec = SandboxRecord::new(id.clone(), name, now_ns(), &cfg);
         rec.runtime_handler = handler;
-        self.inner.store.save(&id, &rec)?;
+        self.inner.store.save_with(&id, &rec, Durability::Replace)?;
         match self.make(&mut rec, &cfg, opts, &plan).await {
             Ok(()) => {}
             Err(e) => {
@@ -211,7 +212,9 @@ impl Sandboxes {
             .map(|(_, p)| p.to_string_lossy().into_owned());
         rec.netns = if host_network { None } else { netns };
         // Recorded before CNI runs, so a crash during ADD is undone with the right netns.
-        self.inner.store.save(&rec.id, rec)?;
+        self.inner
+            .store
+            .save_with(&rec.id, rec, Durability::Replace)?;
         if let Some(ns) = &rec.netns {
             loopback_up(std::path::Path::new(ns)).map_err(|source| RuntimeError::Io {
                 kind: "sandbox",
@@ -329,7 +332,9 @@ impl Sandboxes {
         }
         let mut updated = rec;
         updated.phase = Phase::Stopped;
-        self.inner.store.save(&updated.id, &updated)?;
+        self.inner
+            .store
+            .save_with(&updated.id, &updated, Durability::Replace)?;
         *lock(&entry.record) = updated;
         tracing::info!("sandbox stopped");
         Ok(())
