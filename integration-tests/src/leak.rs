@@ -21,6 +21,10 @@ pub struct Snapshot {
     pub links: BTreeSet<String>,
     pub netns: BTreeSet<String>,
     pub mounts: BTreeSet<String>,
+    /// Cgroup directories one and two levels below each hierarchy's root: a test that
+    /// made a cgroup outside its own `berth-test-*` parent (say, a runtime's default
+    /// `/berth/<id>`) shows up here.
+    pub cgroups: BTreeSet<String>,
     /// What [`find_all`] saw when the snapshot was taken: left by an earlier, interrupted
     /// run rather than by the suite being checked.
     pub leftovers: BTreeSet<String>,
@@ -38,6 +42,7 @@ impl Snapshot {
                 .filter_map(|l| l.split(' ').nth(4))
                 .map(crate::util::unescape_mount_path)
                 .collect(),
+            cgroups: cgroup_dirs(),
             leftovers: find_all().into_iter().collect(),
         }
     }
@@ -49,6 +54,7 @@ impl Snapshot {
             ("link", &self.links),
             ("netns", &self.netns),
             ("mount", &self.mounts),
+            ("cgroup", &self.cgroups),
             ("leftover", &self.leftovers),
         ] {
             for name in set {
@@ -68,6 +74,7 @@ impl Snapshot {
                 Some(("link", n)) => snap.links.insert(n.to_string()),
                 Some(("netns", n)) => snap.netns.insert(n.to_string()),
                 Some(("mount", n)) => snap.mounts.insert(n.to_string()),
+                Some(("cgroup", n)) => snap.cgroups.insert(n.to_string()),
                 Some(("leftover", n)) => snap.leftovers.insert(n.to_string()),
                 _ => false,
             };
@@ -82,6 +89,7 @@ impl Snapshot {
             ("link", &self.links, &before.links),
             ("named netns", &self.netns, &before.netns),
             ("mount", &self.mounts, &before.mounts),
+            ("cgroup", &self.cgroups, &before.cgroups),
             ("left behind:", &self.leftovers, &before.leftovers),
         ] {
             out.extend(
@@ -92,6 +100,27 @@ impl Snapshot {
         }
         out
     }
+}
+
+/// Cgroup directories one and two levels deep in every hierarchy.
+fn cgroup_dirs() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for h in crate::cgroup::hierarchies() {
+        for n in names_in(&h.mount) {
+            let dir = h.mount.join(&n);
+            if !dir.is_dir() {
+                continue;
+            }
+            out.insert(dir.display().to_string());
+            for m in names_in(&dir) {
+                let sub = dir.join(&m);
+                if sub.is_dir() {
+                    out.insert(sub.display().to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Everything on the machine named with `scope` (a prefix such as `berth-test-`, or one

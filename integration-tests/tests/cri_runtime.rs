@@ -39,7 +39,7 @@ async fn connect(sock: &Path) -> (RuntimeServiceClient<Channel>, ImageServiceCli
     )
 }
 
-fn sandbox_config(logs: &Path) -> cri::PodSandboxConfig {
+fn sandbox_config(logs: &Path, cgroup_parent: &str) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: "survivor".into(),
@@ -49,7 +49,10 @@ fn sandbox_config(logs: &Path) -> cri::PodSandboxConfig {
         }),
         hostname: "survivor".into(),
         log_directory: logs.to_string_lossy().into_owned(),
-        linux: Some(cri::LinuxPodSandboxConfig::default()),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -94,11 +97,12 @@ fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
     let image = d.import(&Image::Busybox).unwrap();
     let logs = env.subdir("logs").unwrap();
     let sock = PathBuf::from(&d.endpoint);
+    let cgroup_parent = format!("/{}/survivor", env.cgroups().name());
     let (sid, sleeper, quitter, sleeper_pid) = env.host.block_on(|| async {
         let (mut rt, _) = connect(&sock).await;
         let sid = rt
             .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(sandbox_config(&logs)),
+                config: Some(sandbox_config(&logs, &cgroup_parent)),
                 runtime_handler: String::new(),
             })
             .await
@@ -114,7 +118,7 @@ fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
                 .create_container(cri::CreateContainerRequest {
                     pod_sandbox_id: sid.clone(),
                     config: Some(container(name, &image, cmd)),
-                    sandbox_config: Some(sandbox_config(&logs)),
+                    sandbox_config: Some(sandbox_config(&logs, &cgroup_parent)),
                 })
                 .await
                 .unwrap()
@@ -230,4 +234,99 @@ fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
     );
     drop(d);
     assert!(!sock.exists(), "SIGTERM removes the socket");
+}
+
+/// The kubelet's whole pod cycle 200 times; afterwards nothing of the pods is left: no
+/// sandbox or container record, holder, holder state, rootfs, IP lease, veth, network
+/// namespace file or cgroup.
+#[test]
+fn two_hundred_pod_cycles_leave_nothing_behind() {
+    use berth_integration_tests::cri::{ContainerSpec, CriClient, PodSpec};
+    require_root!();
+    let env = TestEnv::new().unwrap();
+    let dir = env.subdir("berth").unwrap();
+    let ipam = env.subdir("ipam").unwrap();
+    let net = CriNetwork::berth(
+        &berth_bin_dir(),
+        &dir.join("cni-bin"),
+        "10.244.80.0/24",
+        &ipam,
+    )
+    .unwrap();
+    let d = BerthCri::start(&env, &dir, &net).unwrap();
+    let image = d.import(&Image::Busybox).unwrap();
+    let logs = env.subdir("logs").unwrap();
+    let parent = format!("/{}", env.cgroups().name());
+    let links = || {
+        let out = env
+            .host
+            .command("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let endpoint = d.endpoint.clone();
+    env.host.block_on(|| async {
+        let mut c = CriClient::connect(&endpoint).await.unwrap();
+        for i in 0..200 {
+            let pod = PodSpec::new(
+                &format!("cycle-{i}"),
+                &logs.join(format!("cycle-{i}")),
+                &parent,
+            );
+            let cfg = pod.config();
+            let sid = c.run_pod_sandbox(&cfg).await.unwrap();
+            let spec = ContainerSpec::new("app", &image, &["sleep", "3600"]);
+            let cid = c
+                .create_container(&sid, &spec.config(&pod), &cfg)
+                .await
+                .unwrap();
+            c.start_container(&cid).await.unwrap();
+            c.stop_container(&cid, 0).await.unwrap();
+            c.remove_container(&cid).await.unwrap();
+            c.stop_pod_sandbox(&sid).await.unwrap();
+            c.remove_pod_sandbox(&sid).await.unwrap();
+        }
+        assert!(c.list_pod_sandbox(None).await.unwrap().is_empty());
+        assert!(c.list_containers(None).await.unwrap().is_empty());
+    });
+    let count = |p: PathBuf| std::fs::read_dir(&p).map(|d| d.count()).unwrap_or(0);
+    let root = PathBuf::from(&d.root);
+    assert_eq!(count(root.join("sandboxes")), 0, "sandbox records or files");
+    assert_eq!(count(root.join("containers")), 0, "container records");
+    assert_eq!(count(root.join("images/rootfs")), 0, "container rootfs");
+    assert_eq!(count(dir.join("run/pods")), 0, "holder state");
+    let leases: Vec<_> = std::fs::read_dir(ipam.join("berth"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .parse::<std::net::IpAddr>()
+                        .is_ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leases.is_empty(), "IP leases left: {leases:?}");
+    // lo and the bridge: every pod's veth is gone.
+    assert_eq!(links(), 2, "links left in the host netns");
+    let holders = berth_integration_tests::leak::marked(env.id())
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("berth holder"))
+        .count();
+    assert_eq!(holders, 0, "holders left running");
+    for (_, cg) in env.cgroups().dirs() {
+        let children: Vec<_> = std::fs::read_dir(cg)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .collect();
+        assert!(
+            children.is_empty(),
+            "cgroups left under {}: {children:?}",
+            cg.display()
+        );
+    }
 }

@@ -34,6 +34,8 @@ struct Rt {
     sandboxes: Sandboxes,
     containers: Containers,
     logs: std::path::PathBuf,
+    /// The test's own cgroup parent: containers never land in the machine's root cgroups.
+    cgroup_parent: String,
 }
 
 fn runtime(env: &TestEnv) -> Rt {
@@ -94,6 +96,7 @@ fn runtime(env: &TestEnv) -> Rt {
         sandboxes,
         containers,
         logs: env.subdir("logs").unwrap(),
+        cgroup_parent: format!("/{}", env.cgroups().name()),
     }
 }
 
@@ -107,7 +110,10 @@ fn pod(rt: &Rt, name: &str) -> PodSandboxConfig {
         }),
         hostname: name.into(),
         log_directory: rt.logs.join(name).to_string_lossy().into_owned(),
-        linux: Some(LinuxPodSandboxConfig::default()),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("{}/pod-{name}", rt.cgroup_parent),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
