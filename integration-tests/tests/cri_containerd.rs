@@ -196,10 +196,10 @@ cri_cases!(
     berth,
     super::on_berth,
     unsupported {
-        container_events: "berth's CRI does not serve GetContainerEvents yet (issue 6 open)",
         streaming_urls: "berth's CRI does not serve Exec/Attach/PortForward yet (issue 6 open)",
     },
     cases {
+        container_events,
         version_and_status,
         pod_lifecycle_and_lists,
         two_containers_share_localhost_and_ipc,

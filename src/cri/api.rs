@@ -13,6 +13,10 @@ use cri_proto::v1 as cri;
 
 use super::error::CriError;
 
+/// A stream of container events (GetContainerEvents).
+pub type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = cri::ContainerEventResponse> + Send>>;
+
 /// The future every CRI method returns.
 pub type CriFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CriError>> + Send + 'a>>;
 
@@ -122,4 +126,6 @@ pub trait PodApi: Send + Sync + 'static {
         &self,
         req: cri::ListPodSandboxStatsRequest,
     ) -> CriFuture<'_, cri::ListPodSandboxStatsResponse>;
+    /// Every container event from now on, as the pods' holders report them.
+    fn container_events(&self) -> EventStream;
 }

@@ -220,6 +220,12 @@ served {
         serve("ListPodSandboxStats", self.1.list_pod_sandbox_stats(r.into_inner())).await
     }
 
+    async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Answer<Self::GetContainerEventsStream> {
+        use tokio_stream::StreamExt;
+        tracing::debug!(rpc = "GetContainerEvents", "subscribed");
+        Ok(Response::new(Box::pin(self.1.container_events().map(Ok))))
+    }
+
     type StreamPodSandboxesStream = BoxStream<cri::StreamPodSandboxesResponse>;
     type StreamContainersStream = BoxStream<cri::StreamContainersResponse>;
     type StreamContainerStatsStream = BoxStream<cri::StreamContainerStatsResponse>;
@@ -237,7 +243,6 @@ not_served {
         stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
         update_runtime_config(UpdateRuntimeConfigRequest) -> cri::UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
         checkpoint_container(CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
-        get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
         list_metric_descriptors(ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
         stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";

@@ -6,6 +6,7 @@ use cri_proto::v1 as cri;
 use super::api::{CriFuture, PodApi};
 use super::error::CriError;
 use crate::runtime::container::Containers;
+use crate::runtime::events::PodEvent;
 use crate::runtime::sandbox::Sandboxes;
 
 /// The in-process pod runtime.
@@ -279,5 +280,58 @@ impl PodApi for Pods {
                 stats: self.containers.list_pod_sandbox_stats(req.filter),
             })
         })
+    }
+
+    fn container_events(&self) -> super::api::EventStream {
+        use tokio_stream::StreamExt;
+        let me = self.clone();
+        let rx = self.sandboxes.events().subscribe();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx)
+            .filter_map(|r| match r {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!("a GetContainerEvents client fell behind: {e}");
+                    None
+                }
+            })
+            .then(move |e| {
+                let me = me.clone();
+                async move { me.event_response(e).await }
+            });
+        Box::pin(stream)
+    }
+}
+
+impl Pods {
+    /// The CRI form of a holder's event: its type and time, with the container's and the
+    /// sandbox's status as they are now (a deleted container has none).
+    async fn event_response(&self, e: PodEvent) -> cri::ContainerEventResponse {
+        use crate::runtime::holder::EventKind;
+        let kind = match e.event.kind {
+            EventKind::Created => cri::ContainerEventType::ContainerCreatedEvent,
+            EventKind::Started => cri::ContainerEventType::ContainerStartedEvent,
+            EventKind::Stopped => cri::ContainerEventType::ContainerStoppedEvent,
+            EventKind::Deleted => cri::ContainerEventType::ContainerDeletedEvent,
+        };
+        let containers_statuses = if e.event.kind == EventKind::Deleted {
+            vec![]
+        } else {
+            self.containers
+                .status(&e.event.id, false)
+                .await
+                .map(|(s, _)| vec![s])
+                .unwrap_or_default()
+        };
+        cri::ContainerEventResponse {
+            container_id: e.event.id.clone(),
+            container_event_type: kind as i32,
+            created_at: e.event.time,
+            pod_sandbox_status: self
+                .sandboxes
+                .status(&e.sandbox_id, false)
+                .ok()
+                .map(|(s, _)| s),
+            containers_statuses,
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod holder;
 pub mod meta;
 pub mod sandbox;

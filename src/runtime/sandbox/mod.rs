@@ -86,6 +86,7 @@ struct Inner {
     store: RecordStore<SandboxRecord>,
     cni: Invoker,
     facts: crate::runtime::spec::HostFacts,
+    events: crate::runtime::events::EventHub,
     table: Mutex<Table>,
 }
 
@@ -106,6 +107,7 @@ impl Sandboxes {
                 store,
                 cni,
                 facts: crate::runtime::spec::HostFacts::detect(),
+                events: Default::default(),
                 table: Mutex::new(Table {
                     index: IdIndex::new("sandbox"),
                     names: NameRegistrar::new("sandbox"),
@@ -139,6 +141,23 @@ impl Sandboxes {
         let mut v: Vec<_> = t.entries.iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// The container events of every pod's holder.
+    pub fn events(&self) -> &crate::runtime::events::EventHub {
+        &self.inner.events
+    }
+
+    /// Starts forwarding sandbox `id`'s container events (a failure is logged: the pod
+    /// works, only its events are missing).
+    pub(super) async fn watch(&self, id: &str) {
+        let hub = self.inner.events.clone();
+        let state_dir = self.inner.cfg.state_dir.clone();
+        let sid = id.to_string();
+        let r = tokio::task::spawn_blocking(move || hub.watch(&state_dir, &sid)).await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(sandbox = %id, error = %e, "no container events from this pod");
+        }
     }
 
     /// The host facts specs are built with (detected once at start).

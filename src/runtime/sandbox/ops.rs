@@ -167,12 +167,16 @@ impl Sandboxes {
                 return Err(e);
             }
         }
-        let mut t = lock(&self.inner.table);
-        t.index.insert(&id);
-        t.entries
-            .insert(id.clone(), Arc::new(super::Entry::new(rec)));
+        {
+            let mut t = lock(&self.inner.table);
+            t.index.insert(&id);
+            t.entries
+                .insert(id.clone(), Arc::new(super::Entry::new(rec)));
+        }
         guard.armed = false;
-        tracing::info!("sandbox ready");
+        drop(_g);
+        self.watch(&id).await;
+        tracing::info!(sandbox = %id, "sandbox ready");
         Ok(id)
     }
 

@@ -30,12 +30,18 @@ impl Sandboxes {
                 self.inner.store.remove(&id)?;
                 continue;
             }
-            let mut t = lock(&self.inner.table);
-            if let Err(e) = t.names.reserve(&rec.name, &id) {
-                tracing::error!(sandbox = %id, error = %e, "duplicate sandbox name on disk");
+            let watch = rec.phase == Phase::Ready && super::ops::holder_alive(&rec);
+            {
+                let mut t = lock(&self.inner.table);
+                if let Err(e) = t.names.reserve(&rec.name, &id) {
+                    tracing::error!(sandbox = %id, error = %e, "duplicate sandbox name on disk");
+                }
+                t.index.insert(&id);
+                t.entries.insert(id.clone(), Arc::new(Entry::new(rec)));
             }
-            t.index.insert(&id);
-            t.entries.insert(id, Arc::new(Entry::new(rec)));
+            if watch {
+                self.watch(&id).await;
+            }
         }
         Ok(())
     }
