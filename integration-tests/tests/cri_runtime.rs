@@ -330,3 +330,107 @@ fn two_hundred_pod_cycles_leave_nothing_behind() {
         );
     }
 }
+
+/// The pod ids of the running `berth holder` processes of this test.
+fn running_holders(env: &TestEnv) -> std::collections::BTreeSet<String> {
+    berth_integration_tests::leak::marked(env.id())
+        .into_iter()
+        .filter_map(|(_, cmd)| {
+            let mut words = cmd.split(' ');
+            words.find(|w| *w == "--pod-id")?;
+            cmd.contains(" holder ")
+                .then(|| words.next().map(str::to_string))
+                .flatten()
+        })
+        .collect()
+}
+
+/// kill -9 of the daemon while RunPodSandbox is in flight, at several points of it: after
+/// the restart every sandbox the daemon knows is READY and nothing else is left (no
+/// holder of a pod it does not know, no IP lease, no pod state).
+#[test]
+fn kill_9_during_run_pod_sandbox_leaves_a_ready_pod_or_nothing() {
+    use berth_integration_tests::containerd::cri_peer::on_own_runtime;
+    use berth_integration_tests::cri::{CriClient, PodSpec};
+    require_root!();
+    let env = TestEnv::new().unwrap();
+    let dir = env.subdir("berth").unwrap();
+    let ipam = env.subdir("ipam").unwrap();
+    let net = CriNetwork::berth(
+        &berth_bin_dir(),
+        &dir.join("cni-bin"),
+        "10.244.81.0/24",
+        &ipam,
+    )
+    .unwrap();
+    let mut d = BerthCri::start(&env, &dir, &net).unwrap();
+    let logs = env.subdir("logs").unwrap();
+    let parent = format!("/{}", env.cgroups().name());
+    for (i, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80].into_iter().enumerate() {
+        let pod = PodSpec::new(&format!("inflight-{i}"), &logs, &parent);
+        let cfg = pod.config();
+        let ep = d.endpoint.clone();
+        let call = std::thread::spawn(move || {
+            on_own_runtime(move || async move {
+                let mut c = CriClient::connect(&ep).await?;
+                Ok(c.run_pod_sandbox(&cfg).await.ok())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        d.kill9();
+        let _ = call.join();
+        d.restart().unwrap();
+        let ep = d.endpoint.clone();
+        let pods = on_own_runtime(move || async move {
+            let mut c = CriClient::connect(&ep).await?;
+            Ok(c.list_pod_sandbox(None).await?)
+        })
+        .unwrap();
+        for p in &pods {
+            assert_eq!(
+                p.state,
+                cri::PodSandboxState::SandboxReady as i32,
+                "a half-made sandbox survived the restart (kill after {delay_ms} ms)"
+            );
+        }
+        let known: std::collections::BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
+        let holders = running_holders(&env);
+        assert!(
+            holders.is_subset(&known),
+            "holders of unknown pods after a kill at {delay_ms} ms: {:?}",
+            holders.difference(&known).collect::<Vec<_>>()
+        );
+    }
+    // Everything removed through CRI leaves nothing.
+    let ep = d.endpoint.clone();
+    on_own_runtime(move || async move {
+        let mut c = CriClient::connect(&ep).await?;
+        for p in c.list_pod_sandbox(None).await? {
+            c.stop_pod_sandbox(&p.id).await?;
+            c.remove_pod_sandbox(&p.id).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(running_holders(&env).is_empty());
+    let leases: Vec<_> = std::fs::read_dir(ipam.join("berth"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .parse::<std::net::IpAddr>()
+                        .is_ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leases.is_empty(), "IP leases left: {leases:?}");
+    let pods_dir = dir.join("run/pods");
+    assert_eq!(
+        std::fs::read_dir(&pods_dir).map(|d| d.count()).unwrap_or(0),
+        0,
+        "pod state left in {}",
+        pods_dir.display()
+    );
+}

@@ -511,6 +511,26 @@ fn remove_files(dir: &std::path::Path) {
     }
 }
 
+/// The `berth holder` processes of sandbox `id`, found by their command line: a daemon
+/// killed while a holder was starting never learnt its pid, and the holder may not be
+/// listening yet when the restarted daemon rolls the sandbox back.
+fn holders_of(id: &str) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"holder"[..])
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--pod-id" && w[1] == id.as_bytes())
+        })
+        .collect()
+}
+
 /// Asks the holder to shut down; if it cannot be reached but its process still runs
 /// (matching start time), it is killed. Either way its pod directory is removed.
 pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) -> Result<()> {
@@ -518,9 +538,13 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
         Ok(()) => {}
         Err(e) => {
             tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown; killing it");
+            let mut pids = holders_of(&rec.id);
             if holder_alive(rec) {
+                pids.push(rec.holder_pid);
+            }
+            for pid in pids {
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(rec.holder_pid),
+                    nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
