@@ -74,6 +74,24 @@ fn container(name: &str, image: &str, cmd: &[&str]) -> cri::ContainerConfig {
     }
 }
 
+/// `berth cri` on berth's CNI plugins (bridge `berth0` on `subnet`), state in `dir`.
+fn start_berth<'a>(env: &'a TestEnv, dir: &Path, ipam: &Path, subnet: &str) -> BerthCri<'a> {
+    let net = CriNetwork::berth(&berth_bin_dir(), &dir.join("cni-bin"), subnet, ipam).unwrap();
+    BerthCri::start(env, dir, &net).unwrap()
+}
+
+/// The IP leases host-local holds for the `berth` network.
+fn leases(ipam: &Path) -> Vec<String> {
+    std::fs::read_dir(ipam.join("berth"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn pid_of(info: &std::collections::HashMap<String, String>) -> i64 {
     serde_json::from_str::<serde_json::Value>(&info["info"]).unwrap()["pid"]
         .as_i64()
@@ -84,16 +102,8 @@ fn pid_of(info: &std::collections::HashMap<String, String>) -> i64 {
 fn pods_survive_kill_9_of_the_daemon_and_exits_meanwhile_are_reported() {
     require_root!();
     let env = TestEnv::new().unwrap();
-    let dir = env.subdir("berth").unwrap();
-    let ipam = env.subdir("ipam").unwrap();
-    let net = CriNetwork::berth(
-        &berth_bin_dir(),
-        &dir.join("cni-bin"),
-        "10.244.79.0/24",
-        &ipam,
-    )
-    .unwrap();
-    let mut d = BerthCri::start(&env, &dir, &net).unwrap();
+    let (dir, ipam) = (env.subdir("berth").unwrap(), env.subdir("ipam").unwrap());
+    let mut d = start_berth(&env, &dir, &ipam, "10.244.79.0/24");
     let image = d.import(&Image::Busybox).unwrap();
     let logs = env.subdir("logs").unwrap();
     let sock = PathBuf::from(&d.endpoint);
@@ -244,16 +254,8 @@ fn two_hundred_pod_cycles_leave_nothing_behind() {
     use berth_integration_tests::cri::{ContainerSpec, CriClient, PodSpec};
     require_root!();
     let env = TestEnv::new().unwrap();
-    let dir = env.subdir("berth").unwrap();
-    let ipam = env.subdir("ipam").unwrap();
-    let net = CriNetwork::berth(
-        &berth_bin_dir(),
-        &dir.join("cni-bin"),
-        "10.244.80.0/24",
-        &ipam,
-    )
-    .unwrap();
-    let d = BerthCri::start(&env, &dir, &net).unwrap();
+    let (dir, ipam) = (env.subdir("berth").unwrap(), env.subdir("ipam").unwrap());
+    let d = start_berth(&env, &dir, &ipam, "10.244.80.0/24");
     let image = d.import(&Image::Busybox).unwrap();
     let logs = env.subdir("logs").unwrap();
     let parent = format!("/{}", env.cgroups().name());
@@ -297,18 +299,7 @@ fn two_hundred_pod_cycles_leave_nothing_behind() {
     assert_eq!(count(root.join("containers")), 0, "container records");
     assert_eq!(count(root.join("images/rootfs")), 0, "container rootfs");
     assert_eq!(count(dir.join("run/pods")), 0, "holder state");
-    let leases: Vec<_> = std::fs::read_dir(ipam.join("berth"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .parse::<std::net::IpAddr>()
-                        .is_ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let leases = leases(&ipam);
     assert!(leases.is_empty(), "IP leases left: {leases:?}");
     // lo and the bridge: every pod's veth is gone.
     assert_eq!(links(), 2, "links left in the host netns");
@@ -354,16 +345,8 @@ fn kill_9_during_run_pod_sandbox_leaves_a_ready_pod_or_nothing() {
     use berth_integration_tests::cri::{CriClient, PodSpec};
     require_root!();
     let env = TestEnv::new().unwrap();
-    let dir = env.subdir("berth").unwrap();
-    let ipam = env.subdir("ipam").unwrap();
-    let net = CriNetwork::berth(
-        &berth_bin_dir(),
-        &dir.join("cni-bin"),
-        "10.244.81.0/24",
-        &ipam,
-    )
-    .unwrap();
-    let mut d = BerthCri::start(&env, &dir, &net).unwrap();
+    let (dir, ipam) = (env.subdir("berth").unwrap(), env.subdir("ipam").unwrap());
+    let mut d = start_berth(&env, &dir, &ipam, "10.244.81.0/24");
     let logs = env.subdir("logs").unwrap();
     let parent = format!("/{}", env.cgroups().name());
     for (i, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80].into_iter().enumerate() {
@@ -413,18 +396,7 @@ fn kill_9_during_run_pod_sandbox_leaves_a_ready_pod_or_nothing() {
     })
     .unwrap();
     assert!(running_holders(&env).is_empty());
-    let leases: Vec<_> = std::fs::read_dir(ipam.join("berth"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .parse::<std::net::IpAddr>()
-                        .is_ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let leases = leases(&ipam);
     assert!(leases.is_empty(), "IP leases left: {leases:?}");
     let pods_dir = dir.join("run/pods");
     assert_eq!(
