@@ -181,10 +181,11 @@ fn lifecycle(which: &str) {
         "deleted a running container"
     );
     // exec as containerd's shim does it: an OCI process JSON, detached, with a pid file
+    // (the output file appears whole, by rename, so the test never reads it half-written)
     let process = env.dir().join("process.json");
     let pf = env.dir().join("exec.pid");
     let proc_json = json!({"terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/",
-        "args": ["/bin/sh", "-c", "echo via-process > /out/p"], "env": ["PATH=/bin"]});
+        "args": ["/bin/sh", "-c", "echo via-process > /out/p.tmp; mv /out/p.tmp /out/p"], "env": ["PATH=/bin"]});
     std::fs::write(&process, proc_json.to_string()).expect("process.json");
     let (ps_, pfs) = (process.display().to_string(), pf.display().to_string());
     cli.ok(
