@@ -17,14 +17,9 @@ use berth_integration_tests::{TestEnv, require_root};
 use oci_common::Bundle;
 use serde_json::{Value, json};
 
-/// The berth binary next to this test's deps dir (built by `cargo build -p berth`).
+/// The berth binary of this build (`cargo build -p berth`, as scripts/test.sh does).
 fn berth_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("berth"))
-        .expect("target dir");
+    let bin = berth_integration_tests::util::workspace_bin("berth");
     assert!(
         bin.exists(),
         "{} missing: run `cargo build -p berth` first",

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cri_proto::v1::{
-    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox,
-    PodSandboxConfig, PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    LinuxPodSandboxStatus, Namespace, NamespaceOption, PodIp, PodSandbox, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 
 use super::network::{attachment, loopback_up, pod_ips};
@@ -35,53 +35,31 @@ fn namespace_options(cfg: &PodSandboxConfig) -> NamespaceOption {
         .unwrap_or_default()
 }
 
-/// What the holder must make, from the request; refuses what berth cannot honour.
-pub fn pod_options(cfg: &PodSandboxConfig) -> Result<PodOptions> {
-    let ns = namespace_options(cfg);
-    let mode = |v: i32, field: &str| {
-        NamespaceMode::try_from(v)
-            .map_err(|_| RuntimeError::invalid(field, format!("unknown namespace mode {v}")))
-    };
-    let net = mode(
-        ns.network,
-        "config.linux.security_context.namespace_options.network",
-    )?;
-    let ipc = mode(
-        ns.ipc,
-        "config.linux.security_context.namespace_options.ipc",
-    )?;
-    let pid = mode(
-        ns.pid,
-        "config.linux.security_context.namespace_options.pid",
-    )?;
-    if ns.userns_options.as_ref().is_some_and(|u| {
-        NamespaceMode::try_from(u.mode) == Ok(NamespaceMode::Pod)
-            && (!u.uids.is_empty() || !u.gids.is_empty())
-    }) {
-        return Err(RuntimeError::invalid(
-            "config.linux.security_context.namespace_options.userns_options",
-            "pod user namespaces are not supported by berth yet",
-        ));
+/// The sandbox settings berth plans with. The holder does not apply sysctls yet, so none
+/// are added by default (containerd adds the unprivileged-port and ping ones).
+fn plan_options() -> SandboxOptions {
+    SandboxOptions {
+        enable_unprivileged_ports: false,
+        enable_unprivileged_icmp: false,
+        restrict_oom_score_adj: true,
     }
-    if matches!(net, NamespaceMode::Container | NamespaceMode::Target) {
-        return Err(RuntimeError::invalid(
-            "config.linux.security_context.namespace_options.network",
-            "a sandbox network namespace is POD or NODE",
-        ));
-    }
-    let sysctls = cfg.linux.as_ref().map(|l| l.sysctls.len()).unwrap_or(0);
-    if sysctls > 0 {
+}
+
+/// What the holder must make, from the checked plan; refuses what berth cannot honour
+/// yet (the plan has already refused what no runtime could).
+pub fn pod_options(plan: &SandboxPlan) -> Result<PodOptions> {
+    if !plan.sysctls.is_empty() {
         return Err(RuntimeError::invalid(
             "config.linux.sysctls",
             "pod sysctls are not applied by berth yet; refusing rather than ignoring them",
         ));
     }
-    let host_network = net == NamespaceMode::Node;
+    let ns = plan.holder_namespaces();
     Ok(PodOptions {
-        hostname: (!host_network && !cfg.hostname.is_empty()).then(|| cfg.hostname.clone()),
-        host_network,
-        host_ipc: ipc == NamespaceMode::Node,
-        share_pid: pid == NamespaceMode::Pod,
+        hostname: ns.uts.then(|| plan.hostname.clone()),
+        host_network: !ns.network,
+        host_ipc: !ns.ipc,
+        share_pid: ns.pid,
     })
 }
 
@@ -128,21 +106,10 @@ impl Sandboxes {
             .metadata
             .clone()
             .ok_or_else(|| RuntimeError::invalid("config.metadata", "is required"))?;
-        let opts = pod_options(&cfg)?;
         let name = sandbox_name(&meta)?;
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("sandbox id: {e}")))?;
-        // The holder does not apply sysctls yet, so none are added by default (containerd
-        // adds the unprivileged-port and ping ones); explicit ones were refused above.
-        let plan = sandbox_plan(
-            &id,
-            &cfg,
-            &SandboxOptions {
-                enable_unprivileged_ports: false,
-                enable_unprivileged_icmp: false,
-                restrict_oom_score_adj: true,
-            },
-            &self.inner.facts,
-        )?;
+        let plan = sandbox_plan(&id, &cfg, &plan_options(), &self.inner.facts)?;
+        let opts = pod_options(&plan)?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let mut guard = NameGuard {
             sb: self,
@@ -568,10 +535,18 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cri_proto::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext};
+    use cri_proto::v1::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, PodSandboxMetadata,
+    };
 
     fn with_ns(ns: NamespaceOption) -> PodSandboxConfig {
         PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
             hostname: "web".into(),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
@@ -584,9 +559,14 @@ mod tests {
         }
     }
 
+    fn opts(cfg: &PodSandboxConfig) -> Result<PodOptions> {
+        let facts = crate::runtime::spec::HostFacts::default();
+        pod_options(&sandbox_plan("t", cfg, &plan_options(), &facts)?)
+    }
+
     #[test]
     fn namespace_modes_map_to_holder_options() {
-        let o = pod_options(&with_ns(NamespaceOption {
+        let o = opts(&with_ns(NamespaceOption {
             pid: NamespaceMode::Container as i32,
             ..Default::default()
         }))
@@ -600,7 +580,7 @@ mod tests {
                 share_pid: false
             }
         );
-        let o = pod_options(&with_ns(NamespaceOption {
+        let o = opts(&with_ns(NamespaceOption {
             network: NamespaceMode::Node as i32,
             ipc: NamespaceMode::Node as i32,
             pid: NamespaceMode::Pod as i32,
@@ -616,7 +596,7 @@ mod tests {
 
     #[test]
     fn what_berth_cannot_honour_is_refused_by_field() {
-        let bad = pod_options(&with_ns(NamespaceOption {
+        let bad = opts(&with_ns(NamespaceOption {
             network: NamespaceMode::Container as i32,
             ..Default::default()
         }))
@@ -630,7 +610,7 @@ mod tests {
             l.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
         }
         assert!(
-            pod_options(&cfg)
+            opts(&cfg)
                 .unwrap_err()
                 .to_string()
                 .contains("config.linux.sysctls")
