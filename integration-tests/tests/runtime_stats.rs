@@ -51,12 +51,14 @@ fn stats_move_when_a_process_burns_cpu_and_memory() {
         t0,
         read_cgroup(&cg).unwrap().cpu_usage_ns.unwrap(),
     );
+    // Usage also counts the page cache of python itself, so wait on the resident set:
+    // the 48 MiB buffer is resident only once python has finished filling it.
     let grown = wait_for(Duration::from_secs(20), || {
         let s = read_cgroup(&cg).unwrap();
         let m = s.memory.clone()?;
-        (m.usage >= idle_mem + (48 << 20)).then_some(s)
+        (m.usage >= idle_mem + (48 << 20) && m.rss >= 48 << 20).then_some(s)
     })
-    .expect("memory usage never grew by 48 MiB");
+    .expect("the cgroup's resident memory never grew by 48 MiB");
     assert_eq!(grown.pids, Some(1));
     let mem = memory_usage(now_ns(), grown.memory.as_ref().unwrap());
     assert!(mem.working_set_bytes.unwrap().value >= 48 << 20, "{mem:?}");
