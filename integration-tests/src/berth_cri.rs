@@ -25,6 +25,7 @@ pub struct BerthCri<'a> {
     pub root: PathBuf,
     dir: PathBuf,
     args: Vec<String>,
+    bin: PathBuf,
     test_id: String,
     child: Option<Child>,
     log: PathBuf,
@@ -32,8 +33,18 @@ pub struct BerthCri<'a> {
 }
 
 impl<'a> BerthCri<'a> {
-    /// Starts `berth cri` with its state in `dir` and the pod network `net`.
+    /// Starts the workspace's `berth cri` with its state in `dir` and the pod network `net`.
     pub fn start(env: &'a TestEnv, dir: &Path, net: &CriNetwork) -> anyhow::Result<Self> {
+        Self::start_binary(env, dir, net, &workspace_bin("berth"))
+    }
+
+    /// Starts `bin cri` (a berth binary, or a wrapper that execs one) like [`Self::start`].
+    pub fn start_binary(
+        env: &'a TestEnv,
+        dir: &Path,
+        net: &CriNetwork,
+        bin: &Path,
+    ) -> anyhow::Result<Self> {
         let root = dir.join("root");
         let conf_dir = dir.join("net.d");
         std::fs::create_dir_all(&conf_dir)?;
@@ -57,6 +68,7 @@ impl<'a> BerthCri<'a> {
             root,
             dir: dir.to_path_buf(),
             args,
+            bin: bin.to_path_buf(),
             test_id: env.id().to_string(),
             child: None,
             log: dir.join("berth-cri.log"),
@@ -71,7 +83,7 @@ impl<'a> BerthCri<'a> {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let bin = workspace_bin("berth");
+        let bin = &self.bin;
         let child = self
             .host
             .command(bin.to_str().context("utf-8 path")?)

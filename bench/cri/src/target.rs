@@ -76,7 +76,7 @@ impl<'a> Target<'a> {
                     .context("the berth binary's directory")?
                     .to_path_buf();
                 let net = CriNetwork::berth(&built, &dir.join("cni-bin"), "10.244.41.0/24", &ipam)?;
-                let b = BerthCri::start(env, &dir, &net)?;
+                let b = BerthCri::start_binary(env, &dir, &net, berth)?;
                 let busybox = b.import(&Image::Busybox)?;
                 Ok(Target {
                     kind,

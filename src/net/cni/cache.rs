@@ -77,7 +77,10 @@ impl Cache {
             path: path.clone(),
             source: std::io::Error::other(err),
         })?;
-        crate::store::write_file(&path, &body, crate::store::Durability::Durable)
+        // Replaced whole but not fsynced, as libcni writes its cache: after a power loss the
+        // pod's record still names the attachment, and a DEL without a cached result is
+        // valid CNI.
+        crate::store::write_file(&path, &body, crate::store::Durability::Replace)
             .map_err(Self::err(&path))
     }
 

@@ -127,12 +127,14 @@ impl Pod {
         self.dir.records().join(format!("{id}.json"))
     }
 
-    /// Writes the container's record (temp file, fsync, rename).
+    /// Writes the container's record (temp file, rename). No fsync: the record lives in
+    /// the runtime state dir (tmpfs /run in production) and describes processes that do not
+    /// outlive the machine; the rename alone keeps it whole across a daemon or holder crash.
     pub fn save(&self, info: &ContainerInfo) {
         let p = self.record_path(&info.id);
         let res = serde_json::to_vec(info)
             .map_err(std::io::Error::other)
-            .and_then(|b| write_file(&p, &b, Durability::Durable));
+            .and_then(|b| write_file(&p, &b, Durability::Replace));
         if let Err(e) = res {
             tracing::error!(container = %info.id, path = %p.display(), error = %e, "write record");
         }
