@@ -189,6 +189,7 @@ cri_cases!(
         stats,
         streaming_urls,
         update_resources_and_reopen_log,
+        update_runtime_config,
     }
 );
 
@@ -200,6 +201,7 @@ cri_cases!(
     },
     cases {
         container_events,
+        streamed_lists,
         version_and_status,
         pod_lifecycle_and_lists,
         two_containers_share_localhost_and_ipc,
@@ -210,6 +212,7 @@ cri_cases!(
         images,
         stats,
         update_resources_and_reopen_log,
+        update_runtime_config,
     }
 );
 
@@ -225,6 +228,147 @@ fn containerd_1_6_answers_get_container_events_unimplemented() {
             Ok(())
         })
     });
+}
+
+/// UpdateRuntimeConfig takes kubelet's pod CIDRs (one or a dual-stack pair, or none) and
+/// refuses one that is not a CIDR.
+async fn update_runtime_config(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    use cri::api;
+    let req = |cidr: &str| api::UpdateRuntimeConfigRequest {
+        runtime_config: Some(api::RuntimeConfig {
+            network_config: Some(api::NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    for ok in ["", "10.244.7.0/24", "10.244.7.0/24,fd00:7::/64"] {
+        c.runtime
+            .update_runtime_config(req(ok))
+            .await
+            .with_context(|| format!("UpdateRuntimeConfig {ok:?}"))?;
+    }
+    let e = c
+        .runtime
+        .update_runtime_config(req("10.244.300.0/24"))
+        .await
+        .expect_err("a bad CIDR");
+    ensure!(
+        e.code() == t.code(Code::Unknown, Code::InvalidArgument),
+        "{e:?}"
+    );
+    ensure!(e.message().contains("10.244.300.0/24"), "{e:?}");
+    Ok(())
+}
+
+/// What containerd 1.6 answers the list calls' streaming forms with (they came with
+/// Kubernetes 1.33): the code that makes kubelet fall back on the plain lists.
+#[test]
+fn containerd_1_6_answers_streamed_lists_unimplemented() {
+    berth_integration_tests::require_root!();
+    on_containerd(|c, _| {
+        Box::pin(async move {
+            let e = c
+                .runtime
+                .stream_pod_sandboxes(cri::api::StreamPodSandboxesRequest::default())
+                .await
+                .expect_err("StreamPodSandboxes");
+            assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+            Ok(())
+        })
+    });
+}
+
+/// StreamPodSandboxes, StreamContainers, StreamContainerStats and StreamPodSandboxStats
+/// carry what their list calls answer, with the same filters.
+async fn streamed_lists(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    use cri::api;
+    let pod = t.pod("streamed");
+    let id = run_pod(c, &pod).await?;
+    let cid = run_container(c, &id, &pod, &sleeper("app", t)).await?;
+    let other = t.pod("streamed-other");
+    let other_id = run_pod(c, &other).await?;
+
+    let mut sandboxes = Vec::new();
+    let mut s = c
+        .runtime
+        .stream_pod_sandboxes(api::StreamPodSandboxesRequest::default())
+        .await?
+        .into_inner();
+    while let Some(m) = s.message().await? {
+        sandboxes.extend(m.pod_sandboxes.into_iter().map(|p| p.id));
+    }
+    sandboxes.sort();
+    let mut listed: Vec<String> = c
+        .list_pod_sandbox(None)
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    listed.sort();
+    ensure!(
+        sandboxes == listed,
+        "streamed {sandboxes:?}, listed {listed:?}"
+    );
+    ensure!(sandboxes.contains(&id) && sandboxes.contains(&other_id));
+
+    let filter = api::ContainerFilter {
+        pod_sandbox_id: id.clone(),
+        ..Default::default()
+    };
+    let mut s = c
+        .runtime
+        .stream_containers(api::StreamContainersRequest {
+            filter: Some(filter),
+        })
+        .await?
+        .into_inner();
+    let mut containers = Vec::new();
+    while let Some(m) = s.message().await? {
+        containers.extend(m.containers.into_iter().map(|c| c.id));
+    }
+    ensure!(containers == [cid.clone()], "{containers:?}");
+
+    let mut s = c
+        .runtime
+        .stream_container_stats(api::StreamContainerStatsRequest {
+            filter: Some(api::ContainerStatsFilter {
+                pod_sandbox_id: id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut stats = Vec::new();
+    while let Some(m) = s.message().await? {
+        stats.extend(m.container_stats);
+    }
+    ensure!(stats.len() == 1, "{stats:?}");
+    let attrs = stats[0].attributes.as_ref().context("attributes")?;
+    ensure!(attrs.id == cid);
+    ensure!(
+        stats[0].memory.is_some() && stats[0].cpu.is_some(),
+        "{stats:?}"
+    );
+
+    let mut s = c
+        .runtime
+        .stream_pod_sandbox_stats(api::StreamPodSandboxStatsRequest {
+            filter: Some(api::PodSandboxStatsFilter {
+                id: other_id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut pods = Vec::new();
+    while let Some(m) = s.message().await? {
+        pods.extend(m.pod_sandbox_stats);
+    }
+    ensure!(pods.len() == 1, "{pods:?}");
+    ensure!(pods[0].attributes.as_ref().context("attributes")?.id == other_id);
+
+    remove_pod(c, &other_id).await?;
+    remove_pod(c, &id).await
 }
 
 // ---------------------------------------------------------------- helpers
@@ -324,7 +468,11 @@ async fn version_and_status(c: &mut CriClient, t: &Target) -> anyhow::Result<()>
     assert_eq!(v.runtime_api_version, "v1", "{v:?}");
     assert!(!v.runtime_version.is_empty(), "{v:?}");
     let st = c.status(true).await?;
-    let conds = st.status.context("Status without status")?.conditions;
+    let conds = st
+        .status
+        .clone()
+        .context("Status without status")?
+        .conditions;
     for want in ["RuntimeReady", "NetworkReady"] {
         let cond = conds
             .iter()
@@ -334,6 +482,29 @@ async fn version_and_status(c: &mut CriClient, t: &Target) -> anyhow::Result<()>
     }
     // verbose Status carries the runtime's config as JSON in info.
     assert!(!st.info.is_empty(), "verbose Status has no info");
+    // containerd 1.6 predates runtime handlers and features in Status; berth reports its
+    // default handler without recursive read-only mounts or user namespaces, and the
+    // Strict supplemental groups policy.
+    if t.name == "berth" {
+        let h = st.runtime_handlers.first().context("no runtime handler")?;
+        ensure!(
+            st.runtime_handlers.len() == 1 && h.name.is_empty(),
+            "{st:?}"
+        );
+        let f = h.features.as_ref().context("handler without features")?;
+        ensure!(!f.recursive_read_only_mounts && !f.user_namespaces, "{f:?}");
+        ensure!(
+            st.features
+                .as_ref()
+                .is_some_and(|f| f.supplemental_groups_policy),
+            "{st:?}"
+        );
+    } else {
+        ensure!(
+            st.runtime_handlers.is_empty() && st.features.is_none(),
+            "{st:?}"
+        );
+    }
     Ok(())
 }
 

@@ -53,6 +53,12 @@ pub trait RuntimeApi: Send + Sync + 'static {
         &self,
         req: cri::RuntimeConfigRequest,
     ) -> CriFuture<'_, cri::RuntimeConfigResponse>;
+    /// The node's pod CIDRs from kubelet: checked and logged. berth, like containerd without
+    /// a CNI config template, leaves the network config to whoever drops it in the conf dir.
+    fn update_runtime_config(
+        &self,
+        req: cri::UpdateRuntimeConfigRequest,
+    ) -> CriFuture<'_, cri::UpdateRuntimeConfigResponse>;
 }
 
 /// The sandbox and container calls of the CRI RuntimeService.

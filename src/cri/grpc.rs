@@ -48,6 +48,18 @@ fn not_served(rpc: &'static str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by berth yet"))
 }
 
+/// `items` as a stream of responses of at most [`STREAM_BATCH`] items each.
+fn batched<I: Clone + Send + 'static, T: Send + 'static>(
+    items: Vec<I>,
+    wrap: impl Fn(Vec<I>) -> T,
+) -> Response<BoxStream<T>> {
+    let batches: Vec<Result<T, Status>> = items
+        .chunks(STREAM_BATCH)
+        .map(|c| Ok(wrap(c.to_vec())))
+        .collect();
+    Response::new(Box::pin(tokio_stream::iter(batches)))
+}
+
 /// The ImageService on the socket.
 #[derive(Clone)]
 pub struct ImageGrpc(pub Arc<dyn ImageApi>);
@@ -80,12 +92,9 @@ impl ImageService for ImageGrpc {
         let list = serve("StreamImages", self.0.list_images(req))
             .await?
             .into_inner();
-        let batches: Vec<Result<cri::StreamImagesResponse, Status>> = list
-            .images
-            .chunks(STREAM_BATCH)
-            .map(|c| Ok(cri::StreamImagesResponse { images: c.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+        Ok(batched(list.images, |images| cri::StreamImagesResponse {
+            images,
+        }))
     }
 
     async fn image_status(
@@ -165,6 +174,13 @@ served {
     }
 
 
+    async fn update_runtime_config(
+        &self,
+        r: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Answer<cri::UpdateRuntimeConfigResponse> {
+        serve("UpdateRuntimeConfig", self.0.update_runtime_config(r.into_inner())).await
+    }
+
     async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Answer<cri::RunPodSandboxResponse> {
         serve("RunPodSandbox", self.1.run_pod_sandbox(r.into_inner())).await
     }
@@ -220,6 +236,28 @@ served {
         serve("ListPodSandboxStats", self.1.list_pod_sandbox_stats(r.into_inner())).await
     }
 
+    // The list calls' streaming forms (Kubernetes 1.33+): the same answer, in batches.
+    async fn stream_pod_sandboxes(&self, r: Request<cri::StreamPodSandboxesRequest>) -> Answer<Self::StreamPodSandboxesStream> {
+        let req = cri::ListPodSandboxRequest { filter: r.into_inner().filter };
+        let list = serve("StreamPodSandboxes", self.1.list_pod_sandbox(req)).await?.into_inner();
+        Ok(batched(list.items, |pod_sandboxes| cri::StreamPodSandboxesResponse { pod_sandboxes }))
+    }
+    async fn stream_containers(&self, r: Request<cri::StreamContainersRequest>) -> Answer<Self::StreamContainersStream> {
+        let req = cri::ListContainersRequest { filter: r.into_inner().filter };
+        let list = serve("StreamContainers", self.1.list_containers(req)).await?.into_inner();
+        Ok(batched(list.containers, |containers| cri::StreamContainersResponse { containers }))
+    }
+    async fn stream_container_stats(&self, r: Request<cri::StreamContainerStatsRequest>) -> Answer<Self::StreamContainerStatsStream> {
+        let req = cri::ListContainerStatsRequest { filter: r.into_inner().filter };
+        let list = serve("StreamContainerStats", self.1.list_container_stats(req)).await?.into_inner();
+        Ok(batched(list.stats, |container_stats| cri::StreamContainerStatsResponse { container_stats }))
+    }
+    async fn stream_pod_sandbox_stats(&self, r: Request<cri::StreamPodSandboxStatsRequest>) -> Answer<Self::StreamPodSandboxStatsStream> {
+        let req = cri::ListPodSandboxStatsRequest { filter: r.into_inner().filter };
+        let list = serve("StreamPodSandboxStats", self.1.list_pod_sandbox_stats(req)).await?.into_inner();
+        Ok(batched(list.stats, |pod_sandbox_stats| cri::StreamPodSandboxStatsResponse { pod_sandbox_stats }))
+    }
+
     async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Answer<Self::GetContainerEventsStream> {
         use tokio_stream::StreamExt;
         tracing::debug!(rpc = "GetContainerEvents", "subscribed");
@@ -234,14 +272,9 @@ served {
     type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
 }
 not_served {
-        stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
-        stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
         exec(ExecRequest) -> cri::ExecResponse = "Exec";
         attach(AttachRequest) -> cri::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
-        stream_container_stats(StreamContainerStatsRequest) -> Self::StreamContainerStatsStream = "StreamContainerStats";
-        stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
-        update_runtime_config(UpdateRuntimeConfigRequest) -> cri::UpdateRuntimeConfigResponse = "UpdateRuntimeConfig";
         checkpoint_container(CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
         list_metric_descriptors(ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";

@@ -104,8 +104,21 @@ impl RuntimeApi for RuntimeInfo {
                     conditions: vec![runtime, network],
                 }),
                 info,
-                runtime_handlers: Vec::new(),
-                features: None,
+                // One handler, the default (""), as kubelet reads it: berth's runtime does
+                // not make recursive read-only mounts or user-namespaced pods (both are
+                // refused at CreateContainer/RunPodSandbox), and applies the Strict
+                // supplemental groups policy.
+                runtime_handlers: vec![cri::RuntimeHandler {
+                    name: String::new(),
+                    features: Some(cri::RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: false,
+                        user_namespaces: false,
+                    }),
+                }],
+                features: Some(cri::RuntimeFeatures {
+                    supplemental_groups_policy: true,
+                    user_namespaces_host_network: false,
+                }),
             })
         })
     }
@@ -122,11 +135,61 @@ impl RuntimeApi for RuntimeInfo {
             })
         })
     }
+
+    fn update_runtime_config(
+        &self,
+        req: cri::UpdateRuntimeConfigRequest,
+    ) -> CriFuture<'_, cri::UpdateRuntimeConfigResponse> {
+        Box::pin(async move {
+            let cidrs = req
+                .runtime_config
+                .and_then(|c| c.network_config)
+                .map(|n| n.pod_cidr)
+                .unwrap_or_default();
+            let parsed = pod_cidrs(&cidrs).map_err(|reason| {
+                super::error::CriError::invalid(
+                    "UpdateRuntimeConfig",
+                    "runtime_config.network_config.pod_cidr",
+                    reason,
+                )
+            })?;
+            if !parsed.is_empty() {
+                tracing::info!(
+                    pod_cidr = %cidrs,
+                    "node pod CIDRs received; berth writes no CNI config from them, the \
+                     network config in the CNI conf dir is used as it is"
+                );
+            }
+            Ok(cri::UpdateRuntimeConfigResponse {})
+        })
+    }
+}
+
+/// Parses kubelet's comma-separated pod CIDRs (`10.244.1.0/24,fd00:1::/64`); empty: none.
+fn pod_cidrs(s: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .map_err(|e| format!("{c:?} is not a CIDR: {e}"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_cidrs_parse_as_kubelet_sends_them() {
+        assert!(pod_cidrs("").unwrap().is_empty());
+        let v = pod_cidrs("10.244.1.0/24, fd00:1::/64").unwrap();
+        assert_eq!(v.len(), 2);
+        let e = pod_cidrs("10.244.1.0/24,10.244.300.0/24").unwrap_err();
+        assert!(e.contains("10.244.300.0/24"), "{e}");
+        assert!(pod_cidrs("10.0.0.1").is_err());
+    }
 
     #[tokio::test]
     async fn network_ready_follows_the_cni_conf_dir() {
