@@ -79,6 +79,13 @@ pub trait PodApi: Send + Sync + 'static {
         &self,
         req: cri::PodSandboxStatusRequest,
     ) -> CriFuture<'_, cri::PodSandboxStatusResponse>;
+    /// kubelet's notice of a pod's new resources (in-place resize). The pod-level cgroup
+    /// is kubelet's; as containerd without NRI plugins, the runtime checks the sandbox and
+    /// has nothing to apply.
+    fn update_pod_sandbox_resources(
+        &self,
+        req: cri::UpdatePodSandboxResourcesRequest,
+    ) -> CriFuture<'_, cri::UpdatePodSandboxResourcesResponse>;
     fn list_pod_sandbox(
         &self,
         req: cri::ListPodSandboxRequest,

@@ -190,6 +190,9 @@ served {
     async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Answer<cri::RemovePodSandboxResponse> {
         serve("RemovePodSandbox", self.1.remove_pod_sandbox(r.into_inner())).await
     }
+    async fn update_pod_sandbox_resources(&self, r: Request<cri::UpdatePodSandboxResourcesRequest>) -> Answer<cri::UpdatePodSandboxResourcesResponse> {
+        serve("UpdatePodSandboxResources", self.1.update_pod_sandbox_resources(r.into_inner())).await
+    }
     async fn pod_sandbox_status(&self, r: Request<cri::PodSandboxStatusRequest>) -> Answer<cri::PodSandboxStatusResponse> {
         serve("PodSandboxStatus", self.1.pod_sandbox_status(r.into_inner())).await
     }
@@ -279,6 +282,5 @@ not_served {
         list_metric_descriptors(ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
         stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";
-        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> cri::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
     }
 }

@@ -74,6 +74,25 @@ impl PodApi for Pods {
         })
     }
 
+    fn update_pod_sandbox_resources(
+        &self,
+        req: cri::UpdatePodSandboxResourcesRequest,
+    ) -> CriFuture<'_, cri::UpdatePodSandboxResourcesResponse> {
+        Box::pin(async move {
+            let sb = wrap(
+                "UpdatePodSandboxResources",
+                self.sandboxes.get(&req.pod_sandbox_id),
+            )?;
+            tracing::info!(
+                sandbox = %sb.snapshot().id,
+                overhead = ?req.overhead,
+                resources = ?req.resources,
+                "pod resources updated by kubelet; nothing for the runtime to apply"
+            );
+            Ok(cri::UpdatePodSandboxResourcesResponse {})
+        })
+    }
+
     fn pod_sandbox_status(
         &self,
         req: cri::PodSandboxStatusRequest,
