@@ -292,8 +292,9 @@ async fn update_pod_sandbox_resources(c: &mut CriClient, t: &Target) -> anyhow::
     remove_pod(c, &id).await
 }
 
-/// What containerd 1.6 answers the list calls' streaming forms with (they came with
-/// Kubernetes 1.33): the code that makes kubelet fall back on the plain lists.
+/// What containerd 1.6 answers the list calls' streaming forms (they came with Kubernetes
+/// 1.33) and the metrics calls with: the code that makes kubelet fall back on the plain
+/// lists and on cAdvisor.
 #[test]
 fn containerd_1_6_answers_streamed_lists_unimplemented() {
     berth_integration_tests::require_root!();
@@ -305,13 +306,20 @@ fn containerd_1_6_answers_streamed_lists_unimplemented() {
                 .await
                 .expect_err("StreamPodSandboxes");
             assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+            let e = c
+                .runtime
+                .list_pod_sandbox_metrics(cri::api::ListPodSandboxMetricsRequest {})
+                .await
+                .expect_err("ListPodSandboxMetrics");
+            assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
             Ok(())
         })
     });
 }
 
 /// StreamPodSandboxes, StreamContainers, StreamContainerStats and StreamPodSandboxStats
-/// carry what their list calls answer, with the same filters.
+/// carry what their list calls answer, with the same filters; ListPodSandboxMetrics
+/// carries the stats as metrics.
 async fn streamed_lists(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     use cri::api;
     let pod = t.pod("streamed");
@@ -398,6 +406,49 @@ async fn streamed_lists(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     }
     ensure!(pods.len() == 1, "{pods:?}");
     ensure!(pods[0].attributes.as_ref().context("attributes")?.id == other_id);
+
+    // The same stats as metrics: each with as many label values as its descriptor has
+    // keys (kubelet drops any other), the container's memory and the pod's eth0 counters.
+    let descs = c
+        .runtime
+        .list_metric_descriptors(api::ListMetricDescriptorsRequest {})
+        .await?
+        .into_inner()
+        .descriptors;
+    let metrics = c
+        .runtime
+        .list_pod_sandbox_metrics(api::ListPodSandboxMetricsRequest {})
+        .await?
+        .into_inner()
+        .pod_metrics;
+    let mine = metrics
+        .iter()
+        .find(|m| m.pod_sandbox_id == id)
+        .with_context(|| format!("no metrics for {id}: {metrics:?}"))?;
+    let all: Vec<&api::Metric> = mine
+        .metrics
+        .iter()
+        .chain(mine.container_metrics.iter().flat_map(|c| &c.metrics))
+        .collect();
+    for m in &all {
+        let d = descs
+            .iter()
+            .find(|d| d.name == m.name)
+            .with_context(|| format!("{} has no descriptor", m.name))?;
+        ensure!(d.label_keys.len() == m.label_values.len(), "{m:?} vs {d:?}");
+    }
+    let ws = all
+        .iter()
+        .find(|m| m.name == "container_memory_working_set_bytes")
+        .context("no working set metric")?;
+    ensure!(ws.label_values.contains(&cid), "{ws:?}");
+    ensure!(ws.value.as_ref().is_some_and(|v| v.value > 0), "{ws:?}");
+    ensure!(
+        all.iter()
+            .any(|m| m.name == "container_network_receive_bytes_total"
+                && m.label_values.last().is_some_and(|i| i == "eth0")),
+        "{all:?}"
+    );
 
     remove_pod(c, &other_id).await?;
     remove_pod(c, &id).await

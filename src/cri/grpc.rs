@@ -261,6 +261,20 @@ served {
         Ok(batched(list.stats, |pod_sandbox_stats| cri::StreamPodSandboxStatsResponse { pod_sandbox_stats }))
     }
 
+    // The pod and container stats as cAdvisor-named metrics (src/cri/metrics.rs).
+    async fn list_metric_descriptors(&self, _r: Request<cri::ListMetricDescriptorsRequest>) -> Answer<cri::ListMetricDescriptorsResponse> {
+        tracing::debug!(rpc = "ListMetricDescriptors", "ok");
+        Ok(Response::new(cri::ListMetricDescriptorsResponse { descriptors: super::metrics::descriptors() }))
+    }
+    async fn list_pod_sandbox_metrics(&self, _r: Request<cri::ListPodSandboxMetricsRequest>) -> Answer<cri::ListPodSandboxMetricsResponse> {
+        let stats = serve("ListPodSandboxMetrics", self.1.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())).await?.into_inner();
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse { pod_metrics: super::metrics::pod_metrics(&stats.stats) }))
+    }
+    async fn stream_pod_sandbox_metrics(&self, _r: Request<cri::StreamPodSandboxMetricsRequest>) -> Answer<Self::StreamPodSandboxMetricsStream> {
+        let stats = serve("StreamPodSandboxMetrics", self.1.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())).await?.into_inner();
+        Ok(batched(super::metrics::pod_metrics(&stats.stats), |pod_sandbox_metrics| cri::StreamPodSandboxMetricsResponse { pod_sandbox_metrics }))
+    }
+
     async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Answer<Self::GetContainerEventsStream> {
         use tokio_stream::StreamExt;
         tracing::debug!(rpc = "GetContainerEvents", "subscribed");
@@ -279,8 +293,5 @@ not_served {
         attach(AttachRequest) -> cri::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
         checkpoint_container(CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> cri::ListMetricDescriptorsResponse = "ListMetricDescriptors";
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> cri::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
-        stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";
     }
 }
