@@ -82,6 +82,15 @@ impl Client {
                 cmd.arg(flag);
             }
         }
+        for (k, v) in &opts.pod.sysctls {
+            cmd.arg(format!("--sysctl={k}={v}"));
+        }
+        if let Some(cg) = &opts.pod.cgroup {
+            cmd.arg("--cgroup").arg(cg);
+            if let Some(shares) = opts.pod.cpu_shares {
+                cmd.arg("--cpu-shares").arg(shares.to_string());
+            }
+        }
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let wfd = w.as_raw_fd();
         // SAFETY: the closure only calls fcntl, which is async-signal-safe, on an fd that

@@ -22,6 +22,7 @@ mod exec;
 mod exec_spawn;
 pub mod log;
 pub mod ns;
+mod pod_cgroup;
 pub mod proto;
 pub mod server;
 
