@@ -621,6 +621,30 @@ mod tests {
             o.hostname, None,
             "a host-network pod keeps the node's hostname"
         );
+        let mut cfg = with_ns(NamespaceOption::default());
+        if let Some(l) = cfg.linux.as_mut() {
+            l.cgroup_parent = "/kubepods/podu1".into();
+            l.sysctls
+                .insert("net/ipv4/ip_unprivileged_port_start".into(), "1024".into());
+            l.sysctls
+                .insert("kernel.shm_rmid_forced".into(), "1".into());
+        }
+        let o = opts(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            o.cgroup.as_deref(),
+            Some("/kubepods/podu1/t"),
+            "pause's cgroup"
+        );
+        assert_eq!(o.cpu_shares, Some(2));
+        assert_eq!(
+            o.sysctls,
+            vec![
+                ("kernel.shm_rmid_forced".into(), "1".into()),
+                ("net.ipv4.ip_unprivileged_port_start".into(), "1024".into()),
+                ("net.ipv4.ping_group_range".into(), "0 2147483647".into()),
+            ],
+            "dotted, the pod's value over the default"
+        );
     }
 
     #[test]
