@@ -1,6 +1,7 @@
 //! `berth holder`: starts a pod's holder. It detaches (own session, parent exits at once),
 //! makes the pod's namespaces, listens on `<pod>/holder.sock`, reports readiness on
-//! `--ready-fd` (`ok <pid>` or `error: <why>`), then serves until Shutdown.
+//! `--ready-fd` (`ok <pid>`, `error: <why>`, or `invalid error: <why>` when what it was
+//! asked to set up was refused), then serves until Shutdown.
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -55,6 +56,10 @@ pub struct HolderArgs {
     pub foreground: bool,
 }
 
+/// Marks a readiness error caused by what the holder was asked for (the daemon answers
+/// INVALID_ARGUMENT), not by the host.
+pub(crate) const INVALID_PREFIX: &str = "invalid ";
+
 fn parse_sysctl(s: &str) -> std::result::Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -94,7 +99,13 @@ pub fn main(args: HolderArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
-            report(&mut ready, &format!("error: {e}"));
+            let class = match &e {
+                HolderError::Invalid {
+                    field: "sysctl", ..
+                } => INVALID_PREFIX,
+                _ => "",
+            };
+            report(&mut ready, &format!("{class}error: {e}"));
             return 1;
         }
     };

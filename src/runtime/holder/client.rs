@@ -117,13 +117,17 @@ impl Client {
         let _ = std::fs::File::from(r).read_to_string(&mut msg);
         let msg = msg.trim();
         if !msg.starts_with("ok") {
+            let invalid = msg.starts_with(super::cli::INVALID_PREFIX);
             return Err(HolderError::Start {
                 pod: id,
                 message: if msg.is_empty() {
                     "it exited without reporting readiness".into()
                 } else {
-                    msg.trim_start_matches("error: ").to_string()
+                    msg.trim_start_matches(super::cli::INVALID_PREFIX)
+                        .trim_start_matches("error: ")
+                        .to_string()
                 },
+                invalid,
             });
         }
         Client::connect(&opts.state_dir, &opts.pod_id)
