@@ -1131,6 +1131,22 @@ async fn sandbox_process_in_pod_cgroup(c: &mut CriClient, t: &Target) -> anyhow:
         procs >= want,
         "the pod's process count holds the sandbox and the app: {procs}"
     );
+    // The pod's memory holds its container's (the parent holds both cgroups).
+    let ws = |m: Option<&cri::api::MemoryUsage>| {
+        m.and_then(|m| m.working_set_bytes.as_ref())
+            .map_or(0, |v| v.value)
+    };
+    let pod_ws = ws(linux.memory.as_ref());
+    let app_ws = c
+        .container_stats(&cid)
+        .await?
+        .memory
+        .as_ref()
+        .map_or(0, |m| ws(Some(m)));
+    ensure!(
+        app_ws > 0 && pod_ws >= app_ws,
+        "pod working set {pod_ws} < its container's {app_ws}"
+    );
     c.stop_container(&cid, 0).await?;
     c.remove_container(&cid).await?;
     remove_pod(c, &id).await?;
