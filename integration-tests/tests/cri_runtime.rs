@@ -443,8 +443,8 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// kill -9 of the daemon while CreateContainer and StartContainer are in flight, at
 /// several points of them: after each restart every listed container is created, running
 /// or exited and answers ContainerStatus; what a half-made create left (rootfs and its
-/// mount, daemon record, holder record, holder child) is gone; a created container can
-/// still be started. The pod is then stopped and removed, leaving nothing.
+/// mount, daemon record, holder record, holder child) is gone and its name can be used
+/// again; a created container can still be started. The pod is then stopped and removed, leaving nothing.
 #[test]
 fn kill_9_during_create_and_start_container_leaves_consistent_containers() {
     use berth_integration_tests::containerd::cri_peer::on_own_runtime;
@@ -478,6 +478,7 @@ fn kill_9_during_create_and_start_container_leaves_consistent_containers() {
     for (i, (delay_ms, created_first)) in rounds.enumerate() {
         let spec = ContainerSpec::new(&format!("c{i}"), &image, &["sleep", "3600"]);
         let (ccfg, pcfg) = (spec.config(&pod), pod.config());
+        let retry = (ccfg.clone(), pcfg.clone());
         let (ep, sid2) = (d.endpoint.clone(), sid.clone());
         let created = created_first.then(|| {
             let (ep, sid2, ccfg, pcfg) = (ep.clone(), sid2.clone(), ccfg.clone(), pcfg.clone());
@@ -508,14 +509,15 @@ fn kill_9_during_create_and_start_container_leaves_consistent_containers() {
             let mut out = vec![];
             for ctr in c.list_containers(None).await? {
                 let st = c.container_status(&ctr.id, false).await?.status;
-                out.push((ctr.id, ctr.state, st.map(|s| s.state)));
+                let name = ctr.metadata.map(|m| m.name).unwrap_or_default();
+                out.push((ctr.id, ctr.state, st.map(|s| s.state), name));
             }
             Ok(out)
         })
         .unwrap();
         let at = format!("kill after {delay_ms} ms");
         let mut live = 0;
-        for (id, state, status) in &listed {
+        for (id, state, status, _) in &listed {
             assert_eq!(Some(*state), *status, "{id}: list and status agree ({at})");
             assert!(
                 [
@@ -530,7 +532,7 @@ fn kill_9_during_create_and_start_container_leaves_consistent_containers() {
                 live += 1;
             }
         }
-        let ids: Vec<&String> = listed.iter().map(|(id, _, _)| id).collect();
+        let ids: Vec<&String> = listed.iter().map(|(id, _, _, _)| id).collect();
         let known = |name: &String| ids.iter().any(|id| name.starts_with(id.as_str()));
         for (what, dir) in [
             ("daemon record", root.join("containers")),
@@ -559,6 +561,17 @@ fn kill_9_during_create_and_start_container_leaves_consistent_containers() {
             live,
             "one holder child per created or running container ({at}): {listed:?}"
         );
+        // The kubelet retries a create that failed with the same name: a rolled-back
+        // one must have released it.
+        if !listed.iter().any(|l| l.3 == spec.name) {
+            let (ep, sid2) = (d.endpoint.clone(), sid.clone());
+            on_own_runtime(move || async move {
+                let mut c = CriClient::connect(&ep).await?;
+                c.create_container(&sid2, &retry.0, &retry.1).await?;
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("create {} again ({at}): {e:#}", spec.name));
+        }
     }
     // Every container the restarts kept can be started, stopped and removed; the pod then
     // goes leaving nothing.
