@@ -405,4 +405,214 @@ fn kill_9_during_run_pod_sandbox_leaves_a_ready_pod_or_nothing() {
         "pod state left in {}",
         pods_dir.display()
     );
+    // The holders' cgroups (<parent>/<sandbox id>) went with their sandboxes, the rolled
+    // back ones too.
+    for (_, cg) in env.cgroups().dirs() {
+        let left = names_in(cg)
+            .into_iter()
+            .filter(|n| cg.join(n).is_dir())
+            .collect::<Vec<_>>();
+        assert!(
+            left.is_empty(),
+            "cgroups left under {}: {left:?}",
+            cg.display()
+        );
+    }
+}
+
+/// The children of process `pid` (its own thread's list: the holder is single-threaded).
+fn children_of(pid: i64) -> Vec<i64> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The names in `dir` (none when it is missing).
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// kill -9 of the daemon while CreateContainer and StartContainer are in flight, at
+/// several points of them: after each restart every listed container is created, running
+/// or exited and answers ContainerStatus; what a half-made create left (rootfs and its
+/// mount, daemon record, holder record, holder child) is gone and its name can be used
+/// again; a created container can still be started. The pod is then stopped and removed, leaving nothing.
+#[test]
+fn kill_9_during_create_and_start_container_leaves_consistent_containers() {
+    use berth_integration_tests::containerd::cri_peer::on_own_runtime;
+    use berth_integration_tests::cri::{ContainerSpec, CriClient, PodSpec};
+    require_root!();
+    let env = TestEnv::new().unwrap();
+    let (dir, ipam) = (env.subdir("berth").unwrap(), env.subdir("ipam").unwrap());
+    let mut d = start_berth(&env, &dir, &ipam, "10.244.82.0/24");
+    let image = d.import(&Image::Busybox).unwrap();
+    let logs = env.subdir("logs").unwrap();
+    let pod = PodSpec::new("inflight", &logs, &format!("/{}", env.cgroups().name()));
+    let ep = d.endpoint.clone();
+    let cfg = pod.config();
+    let (sid, holder) = on_own_runtime(move || async move {
+        let mut c = CriClient::connect(&ep).await?;
+        let sid = c.run_pod_sandbox(&cfg).await?;
+        let info = c.pod_sandbox_status(&sid, true).await?.info;
+        Ok((sid, pid_of(&info)))
+    })
+    .unwrap();
+    let root = d.root.clone();
+    let holder_records = dir.join("run/pods").join(&sid).join("containers");
+    // Create and start both in flight (a create takes a few tens of ms here), then only
+    // the start, after a create that finished.
+    let both = [0u64, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 60, 80, 120];
+    let start_only = [0u64, 1, 2, 3, 5, 8, 13];
+    let rounds = both
+        .iter()
+        .map(|d| (*d, false))
+        .chain(start_only.iter().map(|d| (*d, true)));
+    for (i, (delay_ms, created_first)) in rounds.enumerate() {
+        let spec = ContainerSpec::new(&format!("c{i}"), &image, &["sleep", "3600"]);
+        let (ccfg, pcfg) = (spec.config(&pod), pod.config());
+        let retry = (ccfg.clone(), pcfg.clone());
+        let (ep, sid2) = (d.endpoint.clone(), sid.clone());
+        let created = created_first.then(|| {
+            let (ep, sid2, ccfg, pcfg) = (ep.clone(), sid2.clone(), ccfg.clone(), pcfg.clone());
+            on_own_runtime(move || async move {
+                let mut c = CriClient::connect(&ep).await?;
+                Ok(c.create_container(&sid2, &ccfg, &pcfg).await?)
+            })
+            .unwrap()
+        });
+        let call = std::thread::spawn(move || {
+            on_own_runtime(move || async move {
+                let mut c = CriClient::connect(&ep).await?;
+                let id = match created {
+                    Some(id) => id,
+                    None => c.create_container(&sid2, &ccfg, &pcfg).await?,
+                };
+                c.start_container(&id).await?;
+                Ok(())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        d.kill9();
+        let _ = call.join();
+        d.restart().unwrap();
+        let ep = d.endpoint.clone();
+        let listed = on_own_runtime(move || async move {
+            let mut c = CriClient::connect(&ep).await?;
+            let mut out = vec![];
+            for ctr in c.list_containers(None).await? {
+                let st = c.container_status(&ctr.id, false).await?.status;
+                let name = ctr.metadata.map(|m| m.name).unwrap_or_default();
+                out.push((ctr.id, ctr.state, st.map(|s| s.state), name));
+            }
+            Ok(out)
+        })
+        .unwrap();
+        let at = format!("kill after {delay_ms} ms");
+        let mut live = 0;
+        for (id, state, status, _) in &listed {
+            assert_eq!(Some(*state), *status, "{id}: list and status agree ({at})");
+            assert!(
+                [
+                    cri::ContainerState::ContainerCreated as i32,
+                    cri::ContainerState::ContainerRunning as i32,
+                    cri::ContainerState::ContainerExited as i32,
+                ]
+                .contains(state),
+                "{id} is {state} after a {at}"
+            );
+            if *state != cri::ContainerState::ContainerExited as i32 {
+                live += 1;
+            }
+        }
+        let ids: Vec<&String> = listed.iter().map(|(id, _, _, _)| id).collect();
+        let known = |name: &String| ids.iter().any(|id| name.starts_with(id.as_str()));
+        for (what, dir) in [
+            ("daemon record", root.join("containers")),
+            ("rootfs", root.join("images/rootfs")),
+            ("holder record", holder_records.clone()),
+        ] {
+            let stray: Vec<String> = names_in(&dir).into_iter().filter(|n| !known(n)).collect();
+            assert!(
+                stray.is_empty(),
+                "{what} of no listed container ({at}): {stray:?}"
+            );
+        }
+        let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", d.pid().unwrap()))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("/images/rootfs/"))
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            mounts.len(),
+            listed.len(),
+            "one rootfs mount per listed container ({at}): {mounts:?}"
+        );
+        assert_eq!(
+            children_of(holder).len(),
+            live,
+            "one holder child per created or running container ({at}): {listed:?}"
+        );
+        // The kubelet retries a create that failed with the same name: a rolled-back
+        // one must have released it.
+        if !listed.iter().any(|l| l.3 == spec.name) {
+            let (ep, sid2) = (d.endpoint.clone(), sid.clone());
+            on_own_runtime(move || async move {
+                let mut c = CriClient::connect(&ep).await?;
+                c.create_container(&sid2, &retry.0, &retry.1).await?;
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("create {} again ({at}): {e:#}", spec.name));
+        }
+    }
+    // Every container the restarts kept can be started, stopped and removed; the pod then
+    // goes leaving nothing.
+    let ep = d.endpoint.clone();
+    let sid2 = sid.clone();
+    on_own_runtime(move || async move {
+        let mut c = CriClient::connect(&ep).await?;
+        for ctr in c.list_containers(None).await? {
+            if ctr.state == cri::ContainerState::ContainerCreated as i32 {
+                c.start_container(&ctr.id).await?;
+            }
+            c.stop_container(&ctr.id, 0).await?;
+            c.remove_container(&ctr.id).await?;
+        }
+        c.stop_pod_sandbox(&sid2).await?;
+        c.remove_pod_sandbox(&sid2).await?;
+        Ok(())
+    })
+    .unwrap();
+    assert!(running_holders(&env).is_empty(), "holders left");
+    assert!(children_of(holder).is_empty());
+    for (what, p) in [
+        ("sandbox records or files", root.join("sandboxes")),
+        ("container records", root.join("containers")),
+        ("container rootfs", root.join("images/rootfs")),
+        ("holder state", dir.join("run/pods")),
+    ] {
+        let left = names_in(&p);
+        assert!(left.is_empty(), "{what} left: {left:?}");
+    }
+    let leases = leases(&ipam);
+    assert!(leases.is_empty(), "IP leases left: {leases:?}");
+    for (_, cg) in env.cgroups().dirs() {
+        let left = names_in(cg)
+            .into_iter()
+            .filter(|n| cg.join(n).is_dir())
+            .collect::<Vec<_>>();
+        assert!(
+            left.is_empty(),
+            "cgroups left under {}: {left:?}",
+            cg.display()
+        );
+    }
 }

@@ -233,9 +233,10 @@ fn bad_sandbox_requests_are_refused_by_field_and_change_nothing() {
         .as_mut()
         .unwrap()
         .sysctls
-        .insert("net.core.somaxconn".into(), "1024".into());
+        .insert("kernel.panic".into(), "10".into());
     let e = env.host.block_on(|| sb.run(sysctl, "")).unwrap_err();
-    assert!(e.to_string().contains("config.linux.sysctls"), "{e}");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.to_string().contains("linux.sysctls[kernel.panic]"), "{e}");
     assert_eq!(
         sb.status("", false).unwrap_err().code(),
         Code::InvalidArgument

@@ -1,6 +1,7 @@
 //! `berth holder`: starts a pod's holder. It detaches (own session, parent exits at once),
 //! makes the pod's namespaces, listens on `<pod>/holder.sock`, reports readiness on
-//! `--ready-fd` (`ok <pid>` or `error: <why>`), then serves until Shutdown.
+//! `--ready-fd` (`ok <pid>`, `error: <why>`, or `invalid error: <why>` when what it was
+//! asked to set up was refused), then serves until Shutdown.
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -37,12 +38,32 @@ pub struct HolderArgs {
     /// Make one pid namespace for all the pod's containers.
     #[arg(long)]
     pub share_pid: bool,
+    /// A sysctl set in the pod's namespaces, `NAME=VALUE` with NAME in dotted form
+    /// (repeatable).
+    #[arg(long = "sysctl", value_parser = parse_sysctl)]
+    pub sysctls: Vec<(String, String)>,
+    /// The holder's cgroup, relative to each hierarchy's root.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// cpu.shares of the holder's cgroup.
+    #[arg(long, requires = "cgroup")]
+    pub cpu_shares: Option<u64>,
     /// An inherited fd to report readiness on (then closed).
     #[arg(long)]
     pub ready_fd: Option<i32>,
     /// Do not detach (for debugging).
     #[arg(long)]
     pub foreground: bool,
+}
+
+/// Marks a readiness error caused by what the holder was asked for (the daemon answers
+/// INVALID_ARGUMENT), not by the host.
+pub(crate) const INVALID_PREFIX: &str = "invalid ";
+
+fn parse_sysctl(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
 /// Runs `berth holder`; returns the process's exit code.
@@ -78,7 +99,13 @@ pub fn main(args: HolderArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
-            report(&mut ready, &format!("error: {e}"));
+            let class = match &e {
+                HolderError::Invalid {
+                    field: "sysctl", ..
+                } => INVALID_PREFIX,
+                _ => "",
+            };
+            report(&mut ready, &format!("{class}error: {e}"));
             return 1;
         }
     };
@@ -166,6 +193,11 @@ fn setup_in(args: &HolderArgs, pod: &PodDir) -> Result<Server> {
     nix::unistd::dup2_stdout(&log).map_err(sys("dup2 stdout"))?;
     nix::unistd::dup2_stderr(&log).map_err(sys("dup2 stderr"))?;
     let _ = std::env::set_current_dir("/");
+    // In the pod's cgroup before anything is forked: the pod init and every container
+    // start from there.
+    if let Some(path) = &args.cgroup {
+        super::pod_cgroup::join(&id, path, args.cpu_shares)?;
+    }
     nix::sys::prctl::set_child_subreaper(true).map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
     // Signals arrive through the signalfd; children get an empty mask back before exec.
     let mut mask = SigSet::empty();
@@ -185,6 +217,9 @@ fn setup_in(args: &HolderArgs, pod: &PodDir) -> Result<Server> {
         host_network: args.host_network,
         host_ipc: args.host_ipc,
         share_pid: args.share_pid,
+        sysctls: args.sysctls.clone(),
+        cgroup: args.cgroup.clone(),
+        cpu_shares: args.cpu_shares,
     };
     let records = pod.records();
     std::fs::DirBuilder::new()

@@ -82,6 +82,15 @@ impl Client {
                 cmd.arg(flag);
             }
         }
+        for (k, v) in &opts.pod.sysctls {
+            cmd.arg(format!("--sysctl={k}={v}"));
+        }
+        if let Some(cg) = &opts.pod.cgroup {
+            cmd.arg("--cgroup").arg(cg);
+            if let Some(shares) = opts.pod.cpu_shares {
+                cmd.arg("--cpu-shares").arg(shares.to_string());
+            }
+        }
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let wfd = w.as_raw_fd();
         // SAFETY: the closure only calls fcntl, which is async-signal-safe, on an fd that
@@ -108,13 +117,17 @@ impl Client {
         let _ = std::fs::File::from(r).read_to_string(&mut msg);
         let msg = msg.trim();
         if !msg.starts_with("ok") {
+            let invalid = msg.starts_with(super::cli::INVALID_PREFIX);
             return Err(HolderError::Start {
                 pod: id,
                 message: if msg.is_empty() {
                     "it exited without reporting readiness".into()
                 } else {
-                    msg.trim_start_matches("error: ").to_string()
+                    msg.trim_start_matches(super::cli::INVALID_PREFIX)
+                        .trim_start_matches("error: ")
+                        .to_string()
                 },
+                invalid,
             });
         }
         Client::connect(&opts.state_dir, &opts.pod_id)

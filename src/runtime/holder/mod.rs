@@ -22,6 +22,7 @@ mod exec;
 mod exec_spawn;
 pub mod log;
 pub mod ns;
+mod pod_cgroup;
 pub mod proto;
 pub mod server;
 
@@ -65,8 +66,14 @@ pub enum HolderError {
     /// The holder refused a request.
     #[error("pod {pod}: {}", error.message)]
     Remote { pod: String, error: WireError },
+    /// The holder reported a failed start; `invalid`: because of what it was asked to
+    /// set up (a pod sysctl the kernel refused), not because of the host.
     #[error("pod {pod}: the holder failed to start: {message}")]
-    Start { pod: String, message: String },
+    Start {
+        pod: String,
+        message: String,
+        invalid: bool,
+    },
     #[error("pod {pod}: the holder closed the connection")]
     Closed { pod: String },
 }
@@ -76,6 +83,7 @@ impl HolderError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             HolderError::Remote { error, .. } => Some(error.code),
+            HolderError::Start { invalid: true, .. } => Some(ErrorCode::InvalidArgument),
             _ => None,
         }
     }

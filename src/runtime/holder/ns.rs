@@ -20,6 +20,14 @@ pub struct PodOptions {
     pub host_ipc: bool,
     /// One pid namespace for all containers of the pod (shareProcessNamespace).
     pub share_pid: bool,
+    /// Sysctls set in the pod's own namespaces before it is ready: (dotted name, value),
+    /// checked by the daemon against the namespaces the pod has.
+    pub sysctls: Vec<(String, String)>,
+    /// The holder's cgroup, relative to each hierarchy's root (containerd's pause
+    /// container cgroup: `<cgroup parent>/<sandbox id>`).
+    pub cgroup: Option<String>,
+    /// cpu.shares of that cgroup (containerd's sandbox CPU shares).
+    pub cpu_shares: Option<u64>,
 }
 
 /// The namespaces the holder holds.
@@ -74,6 +82,11 @@ impl Namespaces {
             && let Some(h) = &opts.hostname
         {
             nix::unistd::sethostname(h).map_err(sys(id, format!("sethostname {h}")))?;
+        }
+        // /proc/sys/{net,kernel,fs/mqueue} act on the writer's own namespaces: set now,
+        // after unshare, they are the pod's (as runc sets a pause container's).
+        for (key, value) in &opts.sysctls {
+            write_sysctl(id, key, value)?;
         }
         for (flag, kind) in [
             (CloneFlags::CLONE_NEWNET, "net"),
@@ -132,6 +145,39 @@ impl Namespaces {
         }
         errs
     }
+}
+
+/// Writes `value` to the sysctl `key` (dotted form) of the caller's namespaces.
+fn write_sysctl(pod: &str, key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(crate::runtime::spec::sandbox::sysctl_proc_path(key));
+    let invalid = |reason: String| HolderError::Invalid {
+        pod: pod.into(),
+        field: "sysctl",
+        reason,
+    };
+    // The daemon checked the name; a link or a climb out of /proc/sys is still refused.
+    if path.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::RootDir
+        )
+    }) {
+        return Err(invalid(format!("{key:?} is not a sysctl name")));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => invalid(format!(
+                "sysctl {key:?}: this kernel has no {}",
+                path.display()
+            )),
+            _ => invalid(format!(
+                "sysctl {key:?}: write {value:?} to {}: {e}",
+                path.display()
+            )),
+        })
 }
 
 /// Bind-mounts the namespace file `src` to `<dir>/<kind>`.

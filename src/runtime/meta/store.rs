@@ -102,6 +102,8 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
 
     /// Every record, with the files that did not decode reported separately (they are
     /// left on disk for an operator to look at; one bad file must not hide the others).
+    /// The temp file of a write another process was killed in is removed: it is never
+    /// renamed now, and only one daemon uses a store (load at start, before it serves).
     pub fn load_all(&self) -> Result<Loaded<T>, MetaError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|source| MetaError::Io {
             op: "read",
@@ -119,6 +121,12 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             // Leftover temp files of an interrupted write start with '.'.
+            if stale_temp(&name) {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "remove a stale temp file");
+                }
+                continue;
+            }
             let Some(id) = name
                 .strip_suffix(".json")
                 .filter(|_| !name.starts_with('.'))
@@ -145,6 +153,17 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
         good.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Loaded { good, bad })
     }
+}
+
+/// Whether `name` is the temp file of a [`crate::store::write_file`] by another process
+/// (`.<name>.tmp-<pid>-<seq>`).
+fn stale_temp(name: &str) -> bool {
+    let Some((_, rest)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else {
+        return false;
+    };
+    rest.split_once('-')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id())
 }
 
 #[cfg(test)]
@@ -176,6 +195,10 @@ mod tests {
         s.remove("a1").unwrap();
         s.remove("a1").unwrap();
         assert!(s.save("../escape", &R { n: 0 }).is_err());
+        assert!(
+            !dir.join(".a1.json.tmp-1-1").exists(),
+            "a killed writer's temp file is removed"
+        );
         assert_eq!(s.load_all().unwrap().good.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -35,32 +35,47 @@ fn namespace_options(cfg: &PodSandboxConfig) -> NamespaceOption {
         .unwrap_or_default()
 }
 
-/// The sandbox settings berth plans with. The holder does not apply sysctls yet, so none
-/// are added by default (containerd adds the unprivileged-port and ping ones).
+/// The sandbox settings berth plans with: containerd 2.x's defaults (a pod with its own
+/// network gets the unprivileged-port and ping sysctls), with the oom_score_adj clamped
+/// to what this process may set.
 fn plan_options() -> SandboxOptions {
     SandboxOptions {
-        enable_unprivileged_ports: false,
-        enable_unprivileged_icmp: false,
         restrict_oom_score_adj: true,
+        ..Default::default()
     }
 }
 
-/// What the holder must make, from the checked plan; refuses what berth cannot honour
-/// yet (the plan has already refused what no runtime could).
+/// What the holder must make, from the checked plan (which has already refused what no
+/// runtime could, e.g. a sysctl of a namespace the pod does not have).
 pub fn pod_options(plan: &SandboxPlan) -> Result<PodOptions> {
-    if !plan.sysctls.is_empty() {
-        return Err(RuntimeError::invalid(
-            "config.linux.sysctls",
-            "pod sysctls are not applied by berth yet; refusing rather than ignoring them",
-        ));
-    }
     let ns = plan.holder_namespaces();
     Ok(PodOptions {
         hostname: ns.uts.then(|| plan.hostname.clone()),
         host_network: !ns.network,
         host_ipc: !ns.ipc,
         share_pid: ns.pid,
+        sysctls: plan
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cgroup: plan.cgroups_path.clone(),
+        cpu_shares: plan.cgroups_path.as_ref().map(|_| plan.cpu_shares),
     })
+}
+
+/// The holder's cgroup of sandbox `rec` (`<cgroup parent>/<id>`), if it has a parent.
+pub(super) fn holder_cgroup(rec: &SandboxRecord) -> Option<crate::cgroups::Cgroup> {
+    let cfg = rec.config().ok()?;
+    let parent = cfg.linux.map(|l| l.cgroup_parent).unwrap_or_default();
+    let path =
+        crate::runtime::spec::cgroups_path("sandbox", "linux.cgroup_parent", &parent, &rec.id)
+            .ok()??;
+    crate::cgroups::Cgroup::at(
+        &crate::cgroups::Layout::detect(),
+        std::path::Path::new(&path),
+    )
+    .ok()
 }
 
 fn check_handler(handler: &str) -> Result<String> {
@@ -517,6 +532,13 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
             }
         }
     }
+    // The holder's cgroup goes once the holder has: whatever is still in it (a holder
+    // on its way out, a pod init) is killed.
+    if let Some(cg) = holder_cgroup(rec)
+        && let Err(e) = cg.remove(true)
+    {
+        tracing::warn!(sandbox = %rec.id, error = %e, "remove the holder's cgroup");
+    }
     // A holder that died leaves its namespace bind mounts and directory behind.
     let dir = state_dir.join("pods").join(&rec.id);
     if dir.exists() {
@@ -577,7 +599,13 @@ mod tests {
                 hostname: Some("web".into()),
                 host_network: false,
                 host_ipc: false,
-                share_pid: false
+                share_pid: false,
+                sysctls: vec![
+                    ("net.ipv4.ip_unprivileged_port_start".into(), "0".into()),
+                    ("net.ipv4.ping_group_range".into(), "0 2147483647".into()),
+                ],
+                cgroup: None,
+                cpu_shares: None,
             }
         );
         let o = opts(&with_ns(NamespaceOption {
@@ -588,9 +616,34 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(o.host_network && o.host_ipc && o.share_pid);
+        assert!(o.sysctls.is_empty(), "no net sysctls on the host network");
         assert_eq!(
             o.hostname, None,
             "a host-network pod keeps the node's hostname"
+        );
+        let mut cfg = with_ns(NamespaceOption::default());
+        if let Some(l) = cfg.linux.as_mut() {
+            l.cgroup_parent = "/kubepods/podu1".into();
+            l.sysctls
+                .insert("net/ipv4/ip_unprivileged_port_start".into(), "1024".into());
+            l.sysctls
+                .insert("kernel.shm_rmid_forced".into(), "1".into());
+        }
+        let o = opts(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            o.cgroup.as_deref(),
+            Some("/kubepods/podu1/t"),
+            "pause's cgroup"
+        );
+        assert_eq!(o.cpu_shares, Some(2));
+        assert_eq!(
+            o.sysctls,
+            vec![
+                ("kernel.shm_rmid_forced".into(), "1".into()),
+                ("net.ipv4.ip_unprivileged_port_start".into(), "1024".into()),
+                ("net.ipv4.ping_group_range".into(), "0 2147483647".into()),
+            ],
+            "dotted, the pod's value over the default"
         );
     }
 
@@ -605,15 +658,18 @@ mod tests {
             bad.to_string().contains("namespace_options.network"),
             "{bad}"
         );
-        let mut cfg = with_ns(NamespaceOption::default());
+        let mut cfg = with_ns(NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            ..Default::default()
+        });
         if let Some(l) = cfg.linux.as_mut() {
             l.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
         }
+        let e = opts(&cfg).unwrap_err();
+        assert_eq!(e.code(), crate::runtime::error::Code::InvalidArgument);
         assert!(
-            opts(&cfg)
-                .unwrap_err()
-                .to_string()
-                .contains("config.linux.sysctls")
+            e.to_string().contains("linux.sysctls[net.ipv4.ip_forward]"),
+            "{e}"
         );
         assert!(check_handler("kata").is_err());
         assert_eq!(check_handler("").ok().as_deref(), Some("berth"));

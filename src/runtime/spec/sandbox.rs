@@ -89,7 +89,8 @@ pub struct SandboxPlan {
     pub network: Mode,
     pub ipc: Mode,
     pub pid: PidMode,
-    /// Sorted, validated against the namespaces the pod has.
+    /// Sorted, in dotted form (see [`sysctl_dotted`]), validated against the namespaces
+    /// the pod has.
     pub sysctls: BTreeMap<String, String>,
     pub port_mappings: Vec<PortMap>,
     /// `<cgroup_parent>/<sandbox id>`, or none without a parent.
@@ -134,14 +135,52 @@ impl SandboxPlan {
 /// containerd's DefaultSandboxCPUshares.
 pub const DEFAULT_SANDBOX_CPU_SHARES: u64 = 2;
 
+/// A sysctl name in its dotted form, as sysctl(8) and runc's
+/// convertSysctlVariableToDotsSeparator read it: a name whose first separator is '/' is
+/// the slash form (`net/ipv4/conf/eth0.100/rp_filter`), whose '.' and '/' swap roles
+/// (`net.ipv4.conf.eth0/100.rp_filter`).
+pub fn sysctl_dotted(key: &str) -> String {
+    match key.find(['.', '/']) {
+        Some(i) if key.as_bytes()[i] == b'/' => key
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect(),
+        _ => key.to_string(),
+    }
+}
+
+/// The file under /proc/sys of a dotted sysctl name (a '/' inside a component is a '.'
+/// of the file name, e.g. an interface `eth0.100`).
+pub fn sysctl_proc_path(dotted: &str) -> String {
+    dotted
+        .split('.')
+        .map(|c| c.replace('/', "."))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// runc's sysctl rule: only sysctls of a namespace the pod has; kernel.hostname has its
 /// own field. `uts` follows the network mode (a host-network pod uses the host's UTS).
-pub fn check_sysctl(object: &str, key: &str, network: Mode, ipc: Mode) -> Result<()> {
+/// Both the dotted and the slash form are accepted; the dotted form is returned.
+pub fn check_sysctl(object: &str, key: &str, network: Mode, ipc: Mode) -> Result<String> {
     let field = format!("linux.sysctls[{key}]");
     let refuse = |reason: String| Err(SpecError::invalid(object, field.clone(), reason));
-    if key.is_empty() || key.contains('/') || key.split('.').any(str::is_empty) {
+    let dotted = sysctl_dotted(key);
+    let bad_component =
+        |c: &str| c.is_empty() || c.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+    if key.is_empty()
+        || key.len() > 256
+        || key.contains(|c: char| c == '=' || c.is_whitespace() || c.is_control())
+        || dotted.split('.').any(bad_component)
+    {
         return refuse(format!("{key:?} is not a sysctl name"));
     }
+    let key = dotted.as_str();
+    let ok = || Ok(key.to_string());
     const IPC: &[&str] = &[
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -154,7 +193,7 @@ pub fn check_sysctl(object: &str, key: &str, network: Mode, ipc: Mode) -> Result
     ];
     if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
         return match ipc {
-            Mode::Pod => Ok(()),
+            Mode::Pod => ok(),
             Mode::Node => refuse(format!(
                 "sysctl {key:?} is not allowed in the host's ipc namespace"
             )),
@@ -162,7 +201,7 @@ pub fn check_sysctl(object: &str, key: &str, network: Mode, ipc: Mode) -> Result
     }
     if key.starts_with("net.") {
         return match network {
-            Mode::Pod => Ok(()),
+            Mode::Pod => ok(),
             Mode::Node => refuse(format!(
                 "sysctl {key:?} is not allowed in the host's network namespace"
             )),
@@ -170,7 +209,7 @@ pub fn check_sysctl(object: &str, key: &str, network: Mode, ipc: Mode) -> Result
     }
     if network == Mode::Pod {
         match key {
-            "kernel.domainname" => return Ok(()),
+            "kernel.domainname" => return ok(),
             "kernel.hostname" => {
                 return refuse(format!(
                     "sysctl {key:?} is not allowed as it conflicts with the hostname field"
@@ -366,16 +405,24 @@ pub fn sandbox_plan(
         None => ResolvConf::CopyHost,
     };
 
-    let mut sysctls: BTreeMap<String, String> = linux
-        .map(|l| l.sysctls.clone().into_iter().collect())
+    let given: BTreeMap<&String, &String> = linux
+        .map(|l| l.sysctls.iter().collect())
         .unwrap_or_default();
-    for (k, v) in &sysctls {
-        check_sysctl(object, k, network, ipc)?;
-        if v.contains(['\n', '\0']) {
+    let mut sysctls: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in given {
+        let dotted = check_sysctl(object, k, network, ipc)?;
+        if v.contains(['\n', '\0']) || v.len() > 4096 {
             return Err(SpecError::invalid(
                 object,
                 format!("linux.sysctls[{k}]"),
-                "the value holds a newline or NUL",
+                "the value holds a newline or NUL, or is longer than 4096 bytes",
+            ));
+        }
+        if sysctls.insert(dotted.clone(), v.clone()).is_some() {
+            return Err(SpecError::invalid(
+                object,
+                format!("linux.sysctls[{k}]"),
+                format!("{dotted:?} is given twice (dotted and slash form)"),
             ));
         }
     }

@@ -189,7 +189,35 @@ fn sysctl_rules() {
         ("kernel.domainname", Mode::Pod, Mode::Node),
     ];
     for (k, n, i) in ok {
-        check_sysctl("p", k, *n, *i).expect(k);
+        assert_eq!(check_sysctl("p", k, *n, *i).expect(k), *k);
+    }
+    // runc's slash form: '.' and '/' swap roles when the first separator is a '/'
+    for (slash, dotted, file) in [
+        (
+            "net/ipv4/ip_forward",
+            "net.ipv4.ip_forward",
+            "net/ipv4/ip_forward",
+        ),
+        (
+            "net/ipv4/conf/eth0.100/rp_filter",
+            "net.ipv4.conf.eth0/100.rp_filter",
+            "net/ipv4/conf/eth0.100/rp_filter",
+        ),
+        (
+            "kernel/shm_rmid_forced",
+            "kernel.shm_rmid_forced",
+            "kernel/shm_rmid_forced",
+        ),
+    ] {
+        assert_eq!(
+            check_sysctl("p", slash, Mode::Pod, Mode::Pod).expect(slash),
+            dotted
+        );
+        assert_eq!(
+            check_sysctl("p", dotted, Mode::Pod, Mode::Pod).expect(dotted),
+            dotted
+        );
+        assert_eq!(sysctl_proc_path(dotted), file);
     }
     let bad: &[(&str, Mode, Mode, &str)] = &[
         (
@@ -224,11 +252,21 @@ fn sysctl_rules() {
         ),
         (
             "net/ipv4/ip_forward",
+            Mode::Node,
+            Mode::Pod,
+            "host's network namespace",
+        ),
+        ("kernel/panic", Mode::Pod, Mode::Pod, "not in a separate"),
+        ("net..x", Mode::Pod, Mode::Pod, "not a sysctl name"),
+        ("net/ipv4//x", Mode::Pod, Mode::Pod, "not a sysctl name"),
+        ("net.ipv4.a=b", Mode::Pod, Mode::Pod, "not a sysctl name"),
+        ("net.ipv4.a b", Mode::Pod, Mode::Pod, "not a sysctl name"),
+        (
+            "net.ipv4.conf./..",
             Mode::Pod,
             Mode::Pod,
             "not a sysctl name",
         ),
-        ("net..x", Mode::Pod, Mode::Pod, "not a sysctl name"),
     ];
     for (k, n, i, want) in bad {
         let e = check_sysctl("p", k, *n, *i).expect_err(k);
@@ -252,6 +290,20 @@ fn sysctl_rules() {
     c.linux.get_or_insert_default().sysctls =
         [("vm.overcommit_memory".to_string(), "1".to_string())].into();
     assert!(plan(&c).is_err());
+    c.linux.get_or_insert_default().sysctls =
+        [("net/ipv4/ip_forward".to_string(), "1".to_string())].into();
+    assert_eq!(
+        plan(&c).expect("slash form").sysctls["net.ipv4.ip_forward"],
+        "1",
+        "planned in dotted form"
+    );
+    c.linux.get_or_insert_default().sysctls = [
+        ("net/ipv4/ip_forward".to_string(), "1".to_string()),
+        ("net.ipv4.ip_forward".to_string(), "0".to_string()),
+    ]
+    .into();
+    let e = plan(&c).expect_err("twice");
+    assert!(e.to_string().contains("given twice"), "{e}");
 }
 
 #[test]
