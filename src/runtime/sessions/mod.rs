@@ -1,0 +1,85 @@
+//! berth's side of the CRI streaming server ([`super::streaming`]): the interactive
+//! sessions behind Exec, Attach and PortForward, run against the pods' holders and
+//! network namespaces.
+//!
+//! The streaming server owns the protocol and hands over plain byte streams; this module
+//! owns where the bytes go: a connection on the pod's loopback (port-forward) or a process
+//! the pod's holder forks into the container with the daemon's pipes or a terminal as its
+//! stdio (exec). It must not reach into a container's files or cgroups itself.
+
+mod dial;
+mod fdio;
+
+use tokio::io::AsyncWriteExt;
+
+use super::container::Containers;
+use super::meta::Phase;
+use super::sandbox::Sandboxes;
+use super::streaming::{DuplexStream, RuntimeError, SessionIo, StreamingRuntime};
+
+pub use dial::dial_loopback;
+pub use fdio::FdStream;
+
+/// The sessions of this node's pods.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pub sandboxes: Sandboxes,
+    pub containers: Containers,
+}
+
+impl StreamingRuntime for Sessions {
+    async fn exec(
+        &self,
+        container_id: &str,
+        _cmd: &[String],
+        _tty: bool,
+        _io: SessionIo,
+    ) -> Result<i32, RuntimeError> {
+        Err(RuntimeError(format!(
+            "container {container_id}: interactive exec is not implemented by berth yet"
+        )))
+    }
+
+    async fn attach(
+        &self,
+        container_id: &str,
+        _tty: bool,
+        _io: SessionIo,
+    ) -> Result<(), RuntimeError> {
+        Err(RuntimeError(format!(
+            "container {container_id}: attach is not implemented by berth yet"
+        )))
+    }
+
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+        stream: Box<dyn DuplexStream>,
+    ) -> std::io::Result<()> {
+        let rec = self
+            .sandboxes
+            .get(sandbox_id)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))?
+            .snapshot();
+        if rec.phase != Phase::Ready {
+            return Err(std::io::Error::other(format!(
+                "sandbox {sandbox_id} is not ready ({:?})",
+                rec.phase
+            )));
+        }
+        let target = dial_loopback(rec.netns.map(Into::into), port).await?;
+        let (mut tr, mut tw) = target.into_split();
+        let (mut sr, mut sw) = tokio::io::split(stream);
+        let up = async {
+            tokio::io::copy(&mut sr, &mut tw).await?;
+            tw.shutdown().await
+        };
+        let down = async {
+            tokio::io::copy(&mut tr, &mut sw).await?;
+            sw.shutdown().await
+        };
+        let (u, d) = tokio::join!(up, down);
+        u.and(d)
+    }
+}
