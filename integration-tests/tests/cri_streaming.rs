@@ -12,10 +12,11 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use berth_integration_tests::TestEnv;
@@ -264,15 +265,26 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A `#[test]` per case and target.
+/// A `#[test]` per case and target; a case the peer fails is an ignored test for the peer
+/// only, with the reason (reported as skipped, never as passed).
 macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
+    (
+        not_on_containerd { $($skip:ident: $why:literal),* $(,)? },
+        $($case:ident),* $(,)?
+    ) => {
         mod berth {
             $(
                 #[test]
                 fn $case() {
                     berth_integration_tests::require_root!();
                     super::on_berth(super::$case);
+                }
+            )*
+            $(
+                #[test]
+                fn $skip() {
+                    berth_integration_tests::require_root!();
+                    super::on_berth(super::$skip);
                 }
             )*
         }
@@ -284,13 +296,27 @@ macro_rules! cases {
                     super::on_containerd(super::$case);
                 }
             )*
+            $(
+                #[test]
+                #[ignore = $why]
+                fn $skip() {
+                    berth_integration_tests::require_root!();
+                    super::on_containerd(super::$skip);
+                }
+            )*
         }
     };
 }
 
 cases!(
+    not_on_containerd {
+        killed_client_leaves_no_exec_behind: "containerd 1.6 leaves the exec'd process running \
+            after its client went away (seen here: the sleep outlives the killed kubectl)",
+    },
     port_forward_fetches_a_page_from_httpd,
     requests_are_checked_before_a_url_is_given,
+    exec_with_stdin_and_exit_codes,
+    exec_with_a_terminal_of_the_clients_size,
 );
 
 // ---------------------------------------------------------------- kubectl
@@ -312,6 +338,54 @@ impl Rig<'_> {
             .env(ID_ENV, self.env.id());
         c
     }
+
+    /// Runs kubectl with `stdin` piped in; its output, within a minute.
+    fn run(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        let mut child = self
+            .kubectl(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = wait_output(child, Duration::from_secs(60), &self.front);
+        feeder.join().unwrap();
+        out
+    }
+}
+
+fn wait_output(
+    child: std::process::Child,
+    limit: Duration,
+    front: &ApiFront,
+) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!(
+                "kubectl did not finish within {limit:?}; the front saw {:?}",
+                front.seen()
+            );
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Kills and reaps a child on every exit path of a test.
@@ -433,4 +507,214 @@ fn requests_are_checked_before_a_url_is_given(rig: &Rig) {
         assert_eq!(codes[2], invalid, "{}: exec without a command", rig.name);
     }
     assert_eq!(codes[3], invalid, "{}: tty and stderr", rig.name);
+}
+
+/// `kubectl exec -i`: stdin reaches the process and its EOF too, stdout and stderr come
+/// back apart, the exit code is kubectl's, and the process runs in the container (it sees
+/// the image's files).
+fn exec_with_stdin_and_exit_codes(rig: &Rig) {
+    let who = rig.name;
+    let out = rig.run(
+        &["exec", "-i", POD, "-c", "app", "--", "wc", "-c"],
+        b"hello berth\n",
+    );
+    assert!(
+        out.status.success(),
+        "{who}: {out:?}; front saw {:?}",
+        rig.front.seen()
+    );
+    assert_eq!(text(&out.stdout).trim(), "12", "{who}: wc -c");
+
+    let input: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let out = rig.run(&["exec", "-i", POD, "--", "cat"], &input);
+    assert!(out.status.success(), "{who}: cat: {:?}", text(&out.stderr));
+    assert!(
+        out.stdout == input,
+        "{who}: cat gave back {} bytes, not the input",
+        out.stdout.len()
+    );
+
+    let out = rig.run(
+        &[
+            "exec",
+            POD,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{who}: {out:?}");
+    assert_eq!(text(&out.stdout), "out\n", "{who}");
+    assert!(
+        text(&out.stderr).contains("err\n"),
+        "{who}: {:?}",
+        text(&out.stderr)
+    );
+
+    // The container's own pid namespace: its pid 1 is its command.
+    let out = rig.run(&["exec", POD, "--", "cat", "/proc/1/cmdline"], b"");
+    assert!(out.status.success(), "{who}: {out:?}");
+    assert_eq!(
+        out.stdout, b"sleep\x003600\x00",
+        "{who}: not in the container"
+    );
+
+    let out = rig.run(&["exec", POD, "--", "/no/such/program"], b"");
+    assert!(!out.status.success(), "{who}: a missing program succeeded");
+}
+
+/// kubectl on a pseudo-terminal of the test's making, so that `-t` gets a real terminal
+/// whose size the test controls.
+struct Pty {
+    master: OwnedFd,
+}
+
+impl Pty {
+    fn set_size(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: the master is open and TIOCSWINSZ only reads `ws`.
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(r, 0, "TIOCSWINSZ");
+    }
+}
+
+/// `kubectl exec -it`: the process runs on a terminal (`tty` names a /dev/pts), of the
+/// size of kubectl's own, which follows kubectl's resizes; the exit code comes back.
+fn exec_with_a_terminal_of_the_clients_size(rig: &Rig) {
+    let p = nix::pty::openpty(None, None).unwrap();
+    let pty = Pty { master: p.master };
+    pty.set_size(30, 100);
+    let script = "tty; stty size; while [ \"$(stty size)\" = \"30 100\" ]; do sleep 0.1; done; \
+                  stty size; exit 3";
+    let mut cmd = rig.kubectl(&["exec", "-i", "-t", POD, "--", "sh", "-c", script]);
+    let slave = p.slave;
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: in the forked child before exec; setsid and ioctl are async-signal-safe and
+    // fd 0 is the pty slave.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Reap(cmd.spawn().unwrap());
+    drop(cmd);
+    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |needle: &str, seen: &mut Vec<u8>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !text(seen).contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.extend(b),
+                Err(_) => panic!(
+                    "{}: no {needle:?} on the terminal; saw {:?}; front saw {:?}",
+                    rig.name,
+                    text(seen),
+                    rig.front.seen()
+                ),
+            }
+        }
+    };
+    wait_for("30 100", &mut seen);
+    assert!(
+        text(&seen).contains("/dev/pts/"),
+        "{}: not on a terminal: {:?}",
+        rig.name,
+        text(&seen)
+    );
+    // The kernel signals SIGWINCH to kubectl, which sends the new size on the resize stream.
+    pty.set_size(40, 120);
+    wait_for("40 120", &mut seen);
+    let status = child.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "{}: terminal showed {:?}",
+        rig.name,
+        text(&seen)
+    );
+}
+
+/// Host pids whose command line is exactly `argv`.
+fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+/// kubectl killed mid-exec: the session's connection closes and the runtime kills what
+/// the exec started, so nothing is left running in the container.
+fn killed_client_leaves_no_exec_behind(rig: &Rig) {
+    // A number of this test process's own, so that tests running at once do not see each
+    // other's sleeps.
+    let secs = (1_000_000 + std::process::id()).to_string();
+    let script = format!("echo ready; sleep {secs}; echo never");
+    let mut kubectl = Reap(
+        rig.kubectl(&["exec", "-i", POD, "--", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(kubectl.0.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(
+        line,
+        "ready\n",
+        "{}: front saw {:?}",
+        rig.name,
+        rig.front.seen()
+    );
+    let argv = ["sleep", secs.as_str()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids_running(&argv).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{}: the exec'd sleep never showed up",
+            rig.name
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = kubectl.0.kill();
+    let _ = kubectl.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = pids_running(&argv);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: the exec's process {left:?} outlived its client by 15 s",
+            rig.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -20,9 +20,11 @@ mod conn;
 pub mod container;
 mod exec;
 mod exec_spawn;
+pub mod fdpass;
 pub mod log;
 pub mod ns;
 pub mod proto;
+pub mod pty;
 pub mod server;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -31,8 +33,8 @@ use std::path::{Path, PathBuf};
 pub use client::{Client, Events, SpawnOptions};
 pub use ns::PodOptions;
 pub use proto::{
-    ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
-    HolderInfo, WireError,
+    ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExecStart,
+    ExitInfo, HolderInfo, WireError,
 };
 
 /// Errors of the holder and of its client.

@@ -145,6 +145,11 @@ impl Server {
                 e.check_deadline(now);
             }
             self.finish_execs();
+            for e in &mut self.execs {
+                if e.attached && !self.conns.contains_key(&e.conn) {
+                    e.orphan();
+                }
+            }
             if let Some((conn, req)) = self.shutdown.take() {
                 self.do_shutdown(conn, req);
                 return;
@@ -190,6 +195,23 @@ impl Server {
                 }
                 Err(e) => Err(e),
             },
+            Request::Exec(start) => {
+                let fds = self
+                    .conns
+                    .get_mut(&conn)
+                    .map(|c| {
+                        let n = start.fd_count().min(c.fds.len());
+                        c.fds.drain(..n).collect()
+                    })
+                    .unwrap_or_default();
+                match ExecRun::start_attached(&mut self.pod, start, fds, conn, req_id) {
+                    Ok(run) => {
+                        self.execs.push(run);
+                        return None;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Request::ReopenLog { id } => self.pod.reopen_log(&id).map(|()| Body::Done),
             Request::RemoveContainer { id } => self.remove(&id).map(|()| Body::Done),
             Request::ListContainers => Ok(Body::Containers {

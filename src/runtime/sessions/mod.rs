@@ -8,6 +8,7 @@
 //! stdio (exec). It must not reach into a container's files or cgroups itself.
 
 mod dial;
+mod exec;
 mod fdio;
 
 use tokio::io::AsyncWriteExt;
@@ -31,13 +32,20 @@ impl StreamingRuntime for Sessions {
     async fn exec(
         &self,
         container_id: &str,
-        _cmd: &[String],
-        _tty: bool,
-        _io: SessionIo,
+        cmd: &[String],
+        tty: bool,
+        io: SessionIo,
     ) -> Result<i32, RuntimeError> {
-        Err(RuntimeError(format!(
-            "container {container_id}: interactive exec is not implemented by berth yet"
-        )))
+        let rec = self
+            .containers
+            .get(container_id)
+            .map_err(|e| RuntimeError(e.to_string()))?;
+        let target = exec::Target {
+            state_dir: self.sandboxes.state_dir().to_path_buf(),
+            pod_id: rec.sandbox_id,
+            container_id: rec.id,
+        };
+        exec::run(target, cmd, tty, io).await
     }
 
     async fn attach(
