@@ -904,27 +904,16 @@ async fn stats(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
 }
 
 /// Exec, Attach and PortForward answer URLs of the runtime's streaming server on
-/// loopback, one path per kind. berth does not serve Attach yet: it answers UNIMPLEMENTED
-/// for a running container (and NOT_FOUND for an unknown one, like the other calls).
+/// loopback, one path per kind.
 async fn streaming_urls(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     let pod = t.pod("urls");
     let id = run_pod(c, &pod).await?;
     let cid = run_container(c, &id, &pod, &sleeper("app", t)).await?;
-    let mut urls = vec![
+    let urls = [
         ("exec", c.exec(&cid, &["sh"], true, true).await?),
+        ("attach", c.attach(&cid, false, true).await?),
         ("portforward", c.port_forward(&id, &[80]).await?),
     ];
-    if t.name == "berth" {
-        let e = c.attach(&cid, false, true).await.expect_err("Attach");
-        ensure!(e.code() == Code::Unimplemented, "Attach: {e:?}");
-        let e = c
-            .attach("no-such-container", false, true)
-            .await
-            .expect_err("Attach");
-        ensure!(e.code() == Code::NotFound, "Attach of an unknown id: {e:?}");
-    } else {
-        urls.push(("attach", c.attach(&cid, false, true).await?));
-    }
     for (what, url) in urls {
         assert!(url.starts_with("http://127.0.0.1:"), "{what}: {url}");
         assert!(url.contains(&format!("/{what}/")), "{what}: {url}");

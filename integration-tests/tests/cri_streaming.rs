@@ -30,6 +30,9 @@ use tonic::Code;
 
 const NS: &str = "default";
 const POD: &str = "web";
+/// The main process of the pod's "app" container (stdin kept open, stdin_once): it answers
+/// the first line, copies the rest of its stdin, says when stdin closed, and sleeps.
+const APP: &str = "read -r l; echo \"main got: $l\"; cat; echo 'stdin closed'; exec sleep 3600";
 
 /// One pod in a running CRI runtime, and kubectl in front of it.
 struct Rig<'a> {
@@ -154,7 +157,11 @@ fn run_case(s: Started<'_>, case: Case) {
     let mut pod = PodSpec::new(POD, &logs, "");
     pod.cgroup_parent = format!("/{}/pod{}", s.env.cgroups().name(), pod.uid);
     let specs = [
-        ContainerSpec::new("app", &s.busybox, &["sleep", "3600"]),
+        ContainerSpec {
+            stdin: true,
+            stdin_once: true,
+            ..ContainerSpec::new("app", &s.busybox, &["sh", "-c", APP])
+        },
         ContainerSpec::new("www", &s.httpd, &[]),
     ];
     let (pod_id, containers) = {
@@ -317,6 +324,7 @@ cases!(
     requests_are_checked_before_a_url_is_given,
     exec_with_stdin_and_exit_codes,
     exec_with_a_terminal_of_the_clients_size,
+    attach_talks_to_the_main_process,
 );
 
 // ---------------------------------------------------------------- kubectl
@@ -556,9 +564,10 @@ fn exec_with_stdin_and_exit_codes(rig: &Rig) {
     // The container's own pid namespace: its pid 1 is its command.
     let out = rig.run(&["exec", POD, "--", "cat", "/proc/1/cmdline"], b"");
     assert!(out.status.success(), "{who}: {out:?}");
-    assert_eq!(
-        out.stdout, b"sleep\x003600\x00",
-        "{who}: not in the container"
+    assert!(
+        out.stdout.starts_with(b"sh\x00-c\x00read -r l;"),
+        "{who}: not in the container: {:?}",
+        text(&out.stdout)
     );
 
     let out = rig.run(&["exec", POD, "--", "/no/such/program"], b"");
@@ -717,4 +726,54 @@ fn killed_client_leaves_no_exec_behind(rig: &Rig) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `kubectl attach -i`: the client's stdin reaches the container's main process and its
+/// output reaches the client; the container has stdin_once, so the client's stdin EOF
+/// closes the container's stdin, and the output goes on after it.
+fn attach_talks_to_the_main_process(rig: &Rig) {
+    let mut kubectl = Reap(
+        rig.kubectl(&["attach", "-i", POD, "-c", "app"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = kubectl.0.stdin.take().unwrap();
+    stdin.write_all(b"knock knock\nsecond line\n").unwrap();
+    drop(stdin);
+    let out = kubectl.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l| l == "stdin closed") {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => seen.push(l),
+            Err(_) => {
+                let _ = kubectl.0.kill();
+                let mut err = String::new();
+                let _ = kubectl.0.stderr.take().unwrap().read_to_string(&mut err);
+                panic!(
+                    "{}: attach showed {seen:?}; kubectl said {err:?}; front saw {:?}",
+                    rig.name,
+                    rig.front.seen()
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        ["main got: knock knock", "second line", "stdin closed"],
+        "{}",
+        rig.name
+    );
 }

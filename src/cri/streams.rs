@@ -14,7 +14,9 @@ use super::error::CriError;
 use crate::runtime::error::RuntimeError;
 use crate::runtime::meta::Phase;
 use crate::runtime::sessions::Sessions;
-use crate::runtime::streaming::{ExecRequest, PortForwardRequest, StreamingError, StreamingServer};
+use crate::runtime::streaming::{
+    AttachRequest, ExecRequest, PortForwardRequest, StreamingError, StreamingServer,
+};
 
 /// The streaming calls over berth's streaming server.
 #[derive(Debug, Clone)]
@@ -89,20 +91,20 @@ impl StreamApi for Streams {
         })
     }
 
-    /// Not served yet: the holder does not keep a container's stdin or fan its output out
-    /// to attached clients. The container is checked first, so an unknown one is still
-    /// NOT_FOUND.
     fn attach(&self, req: cri::AttachRequest) -> CriFuture<'_, cri::AttachResponse> {
         Box::pin(async move {
             let container_id = self.running_container("Attach", &req.container_id).await?;
-            Err(CriError::Failed {
-                rpc: "Attach",
-                object: format!("container {container_id}"),
-                code: Code::Unimplemented,
-                message: "attaching to a container's main process is not implemented by berth \
-                          yet (use Exec)"
-                    .into(),
-            })
+            let url = self
+                .server
+                .get_attach(&AttachRequest {
+                    container_id,
+                    stdin: req.stdin,
+                    tty: req.tty,
+                    stdout: req.stdout,
+                    stderr: req.stderr,
+                })
+                .map_err(|e| streaming("Attach", e))?;
+            Ok(cri::AttachResponse { url })
         })
     }
 

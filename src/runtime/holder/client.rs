@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::ns::PodOptions;
 use super::proto::{
-    Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult, ExecStart,
-    HolderInfo, PROTOCOL_VERSION, Request, Response, decode, encode,
+    AttachStart, Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult,
+    ExecStart, HolderInfo, PROTOCOL_VERSION, Request, Response, decode, encode,
 };
 use super::{HolderError, PodDir, Result};
 
@@ -291,7 +291,18 @@ impl Client {
     /// connection over: the answer, an [`ExecResult`] with the exit code, comes when the
     /// process ends, and closing the connection kills the process. Returns the socket and
     /// the request's id.
-    pub fn start_exec(mut self, start: ExecStart, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
+    pub fn start_exec(self, start: ExecStart, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
+        self.hand_over(Request::Exec(start), fds)
+    }
+
+    /// Sends an Attach with its descriptors (see [`AttachStart`]) and hands the connection
+    /// over: the answer (`done`) comes when the container exits; closing the connection
+    /// detaches. Returns the socket and the request's id.
+    pub fn start_attach(self, start: AttachStart, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
+        self.hand_over(Request::Attach(start), fds)
+    }
+
+    fn hand_over(mut self, req: Request, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
         let id = self.next_id;
         self.next_id += 1;
         let mut frame = Vec::new();
@@ -299,7 +310,7 @@ impl Client {
             &Envelope {
                 v: PROTOCOL_VERSION,
                 id,
-                req: Request::Exec(start),
+                req,
             },
             &mut frame,
         )

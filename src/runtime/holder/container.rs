@@ -62,6 +62,10 @@ pub struct Container {
     pub out: [Option<OutPipe>; 2],
     /// The write end of the stdin pipe, kept open so the container does not see EOF.
     pub stdin: Option<OwnedFd>,
+    /// The first attach with stdin takes `stdin` (see [`super::proto::AttachStart`]).
+    pub stdin_once: bool,
+    /// Clients attached to the main process's output.
+    pub attached: Vec<super::attach::Attacher>,
     /// Built at the first ExecSync; `Some(None)`: this container uses the OCI runtime's exec.
     pub(crate) exec: Option<Option<super::exec_spawn::ExecTemplate>>,
 }
@@ -74,6 +78,9 @@ impl Container {
             match nix::unistd::read(&p.fd, buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    for a in &mut self.attached {
+                        a.feed(p.stream, &buf[..n]);
+                    }
                     let (stream, log) = (p.stream, &mut self.log);
                     p.split.feed(&buf[..n], &mut |tag, text| {
                         if let Some(l) = log.as_mut() {
@@ -246,6 +253,8 @@ impl Pod {
                 }),
             ],
             stdin: stdin_keep,
+            stdin_once: req.stdin_once,
+            attached: Vec::new(),
             exec: None,
         };
         self.containers.insert(id.into(), c);

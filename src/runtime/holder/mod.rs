@@ -14,6 +14,7 @@
 //! This module owns everything under `S/pods/P/` and the processes it forks; it never
 //! touches another pod's files, cgroups it was not told to use, or the host's namespaces.
 
+mod attach;
 pub mod cli;
 pub mod client;
 mod conn;
@@ -33,8 +34,8 @@ use std::path::{Path, PathBuf};
 pub use client::{Client, Events, SpawnOptions};
 pub use ns::PodOptions;
 pub use proto::{
-    ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExecStart,
-    ExitInfo, HolderInfo, WireError,
+    AttachStart, ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult,
+    ExecStart, ExitInfo, HolderInfo, WireError,
 };
 
 /// Errors of the holder and of its client.

@@ -69,6 +69,9 @@ pub enum Request {
     /// connection that asked for it closes. New in version 1's wire without a version
     /// bump: an older holder answers it as a bad request.
     Exec(ExecStart),
+    /// Connects the caller to the container's main process (see [`AttachStart`]); answered
+    /// `done` when the container exits. Closing the connection detaches.
+    Attach(AttachStart),
     /// Reopens the container's log file (after the caller rotated it).
     ReopenLog {
         id: String,
@@ -100,6 +103,34 @@ pub struct CreateContainer {
     /// Give the container a terminal.
     #[serde(default)]
     pub tty: bool,
+    /// The first attach that sends stdin gets the container's stdin itself: when that
+    /// client's stdin ends, the container's does.
+    #[serde(default)]
+    pub stdin_once: bool,
+}
+
+/// Which of the main process's streams an attach wants, and the descriptors with it:
+/// with `stdin`, first a unix socket on which the holder sends the container's stdin (the
+/// pipe's write end; one byte, `o` when it was handed over for good (stdin_once), `d` for
+/// a copy), or closes it without one (the container has no stdin); then one pipe write end
+/// for each of `stdout` and `stderr`, which get a copy of what the process writes from now
+/// on (dropped for a client that does not keep up). They close when the container exits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachStart {
+    pub id: String,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
+}
+
+impl AttachStart {
+    /// How many descriptors the request carries.
+    pub fn fd_count(&self) -> usize {
+        usize::from(self.stdin) + usize::from(self.stdout) + usize::from(self.stderr)
+    }
 }
 
 /// How to run an interactive exec, and which descriptors came with the request.

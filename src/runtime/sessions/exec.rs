@@ -40,7 +40,7 @@ fn err(container: &str, what: &str, e: impl std::fmt::Display) -> RuntimeError {
 
 /// Tasks that end with the session, however it ends.
 #[derive(Default)]
-struct Tasks(Vec<JoinHandle<()>>);
+pub(super) struct Tasks(pub Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {
@@ -50,7 +50,7 @@ impl Drop for Tasks {
     }
 }
 
-/// Where one session's process is: the holder's state dir and the pod.
+/// Where one session's container is: the holder's state dir and the pod.
 pub(super) struct Target {
     pub state_dir: std::path::PathBuf,
     pub pod_id: String,
@@ -123,9 +123,9 @@ pub(super) async fn run(
         // The holder has its own copies now; ours must close so that EOFs reach each side.
         drop(theirs);
         let master = match reply {
-            Some(sock) => {
-                recv_master(&sock).map_err(|e| err(&cid, "exec: receive the terminal", e))?
-            }
+            Some(sock) => recv_fd(&sock)
+                .map_err(|e| err(&cid, "exec: receive the terminal", e))?
+                .map(|(_, fd)| fd),
             None => None,
         };
         Ok::<_, RuntimeError>((stream, id, master))
@@ -178,9 +178,15 @@ pub(super) async fn run(
             }
         }
     }
-    let code = wait_answer(&mut conn, req_id)
-        .await
-        .map_err(|e| RuntimeError(format!("container {cid}: {e}")))?;
+    let code = match wait_answer(&mut conn, req_id).await {
+        Ok(Body::Exec(r)) => r.exit_code,
+        Ok(b) => {
+            return Err(RuntimeError(format!(
+                "container {cid}: exec: unexpected answer {b:?}"
+            )));
+        }
+        Err(e) => return Err(RuntimeError(format!("container {cid}: {e}"))),
+    };
     let drained = tokio::time::timeout(DRAIN, async {
         for o in &mut outputs {
             let _ = o.await;
@@ -198,7 +204,10 @@ pub(super) async fn run(
 }
 
 /// Copies the process's output to the client's stream (or nowhere), then sends EOF.
-async fn copy_out<R: tokio::io::AsyncRead + Unpin>(from: &mut R, mut to: Option<StreamOut>) {
+pub(super) async fn copy_out<R: tokio::io::AsyncRead + Unpin>(
+    from: &mut R,
+    mut to: Option<StreamOut>,
+) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -216,9 +225,10 @@ async fn copy_out<R: tokio::io::AsyncRead + Unpin>(from: &mut R, mut to: Option<
     }
 }
 
-/// The terminal's master, as the holder sends it once the process runs; None when the
-/// holder closed the socket without one (the exec failed: its answer says why).
-fn recv_master(sock: &OwnedFd) -> std::io::Result<Option<OwnedFd>> {
+/// A descriptor the holder sends back (a terminal's master, a container's stdin) with its
+/// one-byte tag; None when the holder closed the socket without one (the request failed:
+/// its answer says why, or there is nothing to send).
+pub(super) fn recv_fd(sock: &OwnedFd) -> std::io::Result<Option<(u8, OwnedFd)>> {
     let tv = nix::sys::time::TimeVal::new(MASTER_WAIT.as_secs() as i64, 0);
     nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv)?;
     let mut fds = Vec::new();
@@ -227,22 +237,25 @@ fn recv_master(sock: &OwnedFd) -> std::io::Result<Option<OwnedFd>> {
         match fdpass::recv_with_fds(sock, &mut b, &mut fds) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-            Ok(_) => return Ok(fds.into_iter().next()),
+            Ok(n) => {
+                let tag = if n == 1 { b[0] } else { 0 };
+                return Ok(fds.into_iter().next().map(|fd| (tag, fd)));
+            }
         }
     }
 }
 
-/// Reads the holder's answer to request `id`: the exit code, or why the exec failed.
-async fn wait_answer(conn: &mut tokio::net::UnixStream, id: u64) -> Result<i32, String> {
+/// Reads the holder's answer to request `id`: its body, or why the request failed.
+pub(super) async fn wait_answer(
+    conn: &mut tokio::net::UnixStream,
+    id: u64,
+) -> Result<Body, String> {
     let mut inbox = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         while let Some(r) = proto::decode::<Response>(&mut inbox).map_err(|e| e.to_string())? {
             match r {
-                Response::Ok {
-                    id: rid,
-                    body: Body::Exec(r),
-                } if rid == id => return Ok(r.exit_code),
+                Response::Ok { id: rid, body } if rid == id => return Ok(body),
                 Response::Err { id: rid, error } if rid == id || rid == 0 => {
                     return Err(error.message);
                 }
@@ -254,7 +267,7 @@ async fn wait_answer(conn: &mut tokio::net::UnixStream, id: u64) -> Result<i32, 
             .await
             .map_err(|e| format!("holder connection: {e}"))?;
         if n == 0 {
-            return Err("the pod's holder closed the connection before the exec ended".into());
+            return Err("the pod's holder closed the connection before the session ended".into());
         }
         inbox.extend_from_slice(&buf[..n]);
     }

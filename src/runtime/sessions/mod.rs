@@ -7,6 +7,7 @@
 //! the pod's holder forks into the container with the daemon's pipes or a terminal as its
 //! stdio (exec). It must not reach into a container's files or cgroups itself.
 
+mod attach;
 mod dial;
 mod exec;
 mod fdio;
@@ -28,6 +29,20 @@ pub struct Sessions {
     pub containers: Containers,
 }
 
+impl Sessions {
+    fn target(&self, container_id: &str) -> Result<exec::Target, RuntimeError> {
+        let rec = self
+            .containers
+            .get(container_id)
+            .map_err(|e| RuntimeError(e.to_string()))?;
+        Ok(exec::Target {
+            state_dir: self.sandboxes.state_dir().to_path_buf(),
+            pod_id: rec.sandbox_id,
+            container_id: rec.id,
+        })
+    }
+}
+
 impl StreamingRuntime for Sessions {
     async fn exec(
         &self,
@@ -36,27 +51,16 @@ impl StreamingRuntime for Sessions {
         tty: bool,
         io: SessionIo,
     ) -> Result<i32, RuntimeError> {
-        let rec = self
-            .containers
-            .get(container_id)
-            .map_err(|e| RuntimeError(e.to_string()))?;
-        let target = exec::Target {
-            state_dir: self.sandboxes.state_dir().to_path_buf(),
-            pod_id: rec.sandbox_id,
-            container_id: rec.id,
-        };
-        exec::run(target, cmd, tty, io).await
+        exec::run(self.target(container_id)?, cmd, tty, io).await
     }
 
     async fn attach(
         &self,
         container_id: &str,
-        _tty: bool,
-        _io: SessionIo,
+        tty: bool,
+        io: SessionIo,
     ) -> Result<(), RuntimeError> {
-        Err(RuntimeError(format!(
-            "container {container_id}: attach is not implemented by berth yet"
-        )))
+        attach::run(self.target(container_id)?, tty, io).await
     }
 
     async fn port_forward(
