@@ -32,6 +32,9 @@ const NS: &str = "default";
 const POD: &str = "web";
 /// The main process of the pod's "app" container (stdin kept open, stdin_once): it answers
 /// the first line, copies the rest of its stdin, says when stdin closed, and sleeps.
+/// The main process of the "term" container, which has a terminal: per line read, the
+/// line, the terminal's name and size.
+const TERM: &str = "while read -r l; do echo \"got: $l\"; tty; stty size; done";
 const APP: &str = "read -r l; echo \"main got: $l\"; cat; echo 'stdin closed'; exec sleep 3600";
 
 /// One pod in a running CRI runtime, and kubectl in front of it.
@@ -163,6 +166,11 @@ fn run_case(s: Started<'_>, case: Case) {
             ..ContainerSpec::new("app", &s.busybox, &["sh", "-c", APP])
         },
         ContainerSpec::new("www", &s.httpd, &[]),
+        ContainerSpec {
+            stdin: true,
+            tty: true,
+            ..ContainerSpec::new("term", &s.busybox, &["sh", "-c", TERM])
+        },
     ];
     let (pod_id, containers) = {
         let pod = pod.clone();
@@ -190,6 +198,7 @@ fn run_case(s: Started<'_>, case: Case) {
                 namespace: NS.into(),
                 name: POD.into(),
                 container: "app".into(),
+                tty_containers: vec!["term".into()],
             },
             resolver(s.endpoint.clone(), pod_id.clone(), containers.clone()),
         )))
@@ -325,6 +334,7 @@ cases!(
     exec_with_stdin_and_exit_codes,
     exec_with_a_terminal_of_the_clients_size,
     attach_talks_to_the_main_process,
+    attach_to_a_terminal_follows_the_clients_size,
 );
 
 // ---------------------------------------------------------------- kubectl
@@ -776,4 +786,96 @@ fn attach_talks_to_the_main_process(rig: &Rig) {
         "{}",
         rig.name
     );
+}
+
+/// `kubectl attach -it` to a container with a terminal: what is typed reaches its main
+/// process through its terminal (a /dev/pts of the container), whose size is kubectl's and
+/// follows its resizes.
+fn attach_to_a_terminal_follows_the_clients_size(rig: &Rig) {
+    let p = nix::pty::openpty(None, None).unwrap();
+    let pty = Pty { master: p.master };
+    pty.set_size(30, 100);
+    let mut cmd = rig.kubectl(&["attach", "-i", "-t", POD, "-c", "term"]);
+    let slave = p.slave;
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: in the forked child before exec; setsid and ioctl are async-signal-safe and
+    // fd 0 is the pty slave.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _child = Reap(cmd.spawn().unwrap());
+    drop(cmd);
+    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
+    let mut writer = std::fs::File::from(pty.master.try_clone().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |needle: &str, seen: &mut Vec<u8>| -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !text(seen).contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.extend(b),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    // Typed until the session is up (kubectl reads its terminal only once attached).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        writer.write_all(b"hello\r").unwrap();
+        if wait_for("got: hello", &mut seen) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no answer on the terminal; saw {:?}; front saw {:?}",
+            rig.name,
+            text(&seen),
+            rig.front.seen()
+        );
+    }
+    assert!(
+        wait_for("30 100", &mut seen),
+        "{}: size: {:?}",
+        rig.name,
+        text(&seen)
+    );
+    assert!(
+        text(&seen).contains("/dev/pts/"),
+        "{}: {:?}",
+        rig.name,
+        text(&seen)
+    );
+    // The kernel signals SIGWINCH to kubectl, which sends the new size on the resize stream.
+    pty.set_size(40, 120);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        writer.write_all(b"again\r").unwrap();
+        if wait_for("40 120", &mut seen) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: the resize never reached the container; saw {:?}",
+            rig.name,
+            text(&seen)
+        );
+    }
 }

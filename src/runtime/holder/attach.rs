@@ -90,10 +90,11 @@ impl Server {
             let handed = if c.stdin_once {
                 c.stdin.take().map(|fd| (b"o", fd))
             } else {
+                let tag = if c.tty { b"t" } else { b"d" };
                 c.stdin
                     .as_ref()
                     .and_then(|fd| fd.try_clone().ok())
-                    .map(|fd| (b"d", fd))
+                    .map(|fd| (tag, fd))
             };
             if let (Some(reply), Some((tag, fd))) = (reply, handed) {
                 // The stdin pipe end is blocking for the client; the holder never writes it.

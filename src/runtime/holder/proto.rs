@@ -112,7 +112,8 @@ pub struct CreateContainer {
 /// Which of the main process's streams an attach wants, and the descriptors with it:
 /// with `stdin`, first a unix socket on which the holder sends the container's stdin (the
 /// pipe's write end; one byte, `o` when it was handed over for good (stdin_once), `d` for
-/// a copy), or closes it without one (the container has no stdin); then one pipe write end
+/// a copy, `t` for a copy of a terminal's master, which also takes resizes), or closes it
+/// without one (the container has no stdin); then one pipe write end
 /// for each of `stdout` and `stderr`, which get a copy of what the process writes from now
 /// on (dropped for a client that does not keep up). They close when the container exits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@
 //! the client leaves (the session's future is dropped, which closes the holder connection:
 //! the holder detaches it), or, for a container without stdin_once, when the client's stdin
 //! ends (a detach; with stdin_once the container's stdin closes instead and output goes on
-//! until the container exits).
+//! until the container exits). A container with a terminal has one output (the terminal),
+//! and kubectl's resizes go to its master.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -15,7 +16,7 @@ use nix::fcntl::OFlag;
 use super::FdStream;
 use super::exec::{Target, Tasks, copy_out, recv_fd, wait_answer};
 use crate::runtime::holder::proto::Body;
-use crate::runtime::holder::{AttachStart, Client};
+use crate::runtime::holder::{AttachStart, Client, pty};
 use crate::runtime::streaming::{RuntimeError, SessionIo};
 
 fn err(container: &str, what: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -24,12 +25,6 @@ fn err(container: &str, what: &str, e: impl std::fmt::Display) -> RuntimeError {
 
 pub(super) async fn run(t: Target, tty: bool, mut io: SessionIo) -> Result<(), RuntimeError> {
     let cid = t.container_id.clone();
-    if tty {
-        return Err(RuntimeError(format!(
-            "container {cid}: attach: the container has no terminal (berth does not give \
-             containers one yet)"
-        )));
-    }
     let start = AttachStart {
         id: cid.clone(),
         stdin: io.stdin.is_some(),
@@ -85,6 +80,19 @@ pub(super) async fn run(t: Target, tty: bool, mut io: SessionIo) -> Result<(), R
         match stdin {
             Some((tag, fd)) => {
                 let once = tag == b'o';
+                if tag == b't'
+                    && tty
+                    && let Some(mut rx) = io.resize.take()
+                {
+                    let master = fd.try_clone().map_err(|e| err(&cid, "dup", e))?;
+                    tasks.0.push(tokio::spawn(async move {
+                        while let Some(s) = rx.recv().await {
+                            if let Err(e) = pty::set_size(&master, s.height, s.width) {
+                                tracing::debug!(error = %e, "attach: resize");
+                            }
+                        }
+                    }));
+                }
                 let mut to = FdStream::new(fd).map_err(|e| err(&cid, "stdin", e))?;
                 tasks.0.push(tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut from, &mut to).await;
