@@ -878,4 +878,20 @@ fn attach_to_a_terminal_follows_the_clients_size(rig: &Rig) {
             text(&seen)
         );
     }
+    // The terminal's output is the container's stdout in its CRI log.
+    let log = rig.env.dir().join("pod-logs/term/0.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().any(|l| l.contains(" stdout F got: hello")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no \"got: hello\" line in {}: {text:?}",
+            rig.name,
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

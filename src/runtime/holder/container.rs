@@ -294,7 +294,8 @@ impl Pod {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(&self.dir.dir)
             .map_err(|e| sys("open the pod dir", &e))?;
-        let name = format!("console-{}.sock", &id[..id.len().min(16)]);
+        let short_id: String = id.chars().take(16).collect();
+        let name = format!("console-{short_id}.sock");
         // reached through the dir's fd, so that the path fits in a sockaddr_un
         let short = PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()));
         let full = self.dir.dir.join(&name);
