@@ -81,6 +81,9 @@ pub struct Pod {
     pub namespace: String,
     pub name: String,
     pub container: String,
+    /// More containers, each with `stdin` and `tty` set in its spec (kubectl attaches with
+    /// a terminal only to a container that asked for one).
+    pub tty_containers: Vec<String>,
 }
 
 /// A running front on 127.0.0.1.
@@ -190,6 +193,21 @@ async fn respond(sock: &mut TcpStream, code: u16, body: &str) -> anyhow::Result<
 }
 
 fn pod_json(pod: &Pod) -> String {
+    let mut containers = vec![serde_json::json!({"name": pod.container, "image": "busybox"})];
+    containers.extend(
+        pod.tty_containers.iter().map(
+            |n| serde_json::json!({"name": n, "image": "busybox", "stdin": true, "tty": true}),
+        ),
+    );
+    let names = std::iter::once(&pod.container).chain(&pod.tty_containers);
+    let statuses: Vec<_> = names
+        .map(|n| {
+            serde_json::json!({
+                "name": n, "ready": true, "restartCount": 0, "image": "busybox", "imageID": "",
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+            })
+        })
+        .collect();
     serde_json::json!({
         "kind": "Pod",
         "apiVersion": "v1",
@@ -197,13 +215,10 @@ fn pod_json(pod: &Pod) -> String {
             "name": pod.name, "namespace": pod.namespace, "uid": "7c0e2f4e-0000-4000-8000-000000000001",
             "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"
         },
-        "spec": {"containers": [{"name": pod.container, "image": "busybox"}]},
+        "spec": {"containers": containers},
         "status": {
             "phase": "Running",
-            "containerStatuses": [{
-                "name": pod.container, "ready": true, "restartCount": 0, "image": "busybox", "imageID": "",
-                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
-            }]
+            "containerStatuses": statuses
         }
     })
     .to_string()

@@ -200,9 +200,7 @@ cri_cases!(
 cri_cases!(
     berth,
     super::on_berth,
-    unsupported {
-        streaming_urls: "berth's CRI does not serve Exec/Attach/PortForward yet (issue 6 open)",
-    },
+    unsupported {},
     cases {
         container_events,
         streamed_lists,
@@ -215,6 +213,7 @@ cri_cases!(
         bad_requests,
         images,
         stats,
+        streaming_urls,
         update_resources_and_reopen_log,
         update_runtime_config,
         update_pod_sandbox_resources,
@@ -1194,11 +1193,12 @@ async fn streaming_urls(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     let pod = t.pod("urls");
     let id = run_pod(c, &pod).await?;
     let cid = run_container(c, &id, &pod, &sleeper("app", t)).await?;
-    for (what, url) in [
+    let urls = [
         ("exec", c.exec(&cid, &["sh"], true, true).await?),
         ("attach", c.attach(&cid, false, true).await?),
         ("portforward", c.port_forward(&id, &[80]).await?),
-    ] {
+    ];
+    for (what, url) in urls {
         assert!(url.starts_with("http://127.0.0.1:"), "{what}: {url}");
         assert!(url.contains(&format!("/{what}/")), "{what}: {url}");
     }

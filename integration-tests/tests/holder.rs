@@ -133,6 +133,7 @@ fn req(b: &Bundle, log: Option<PathBuf>) -> CreateContainer {
         log_path: log,
         stdin: false,
         tty: false,
+        stdin_once: false,
     }
 }
 
@@ -495,6 +496,7 @@ fn holder_outlives_its_client() {
                 log_path: None,
                 stdin: false,
                 tty: false,
+                stdin_once: false,
             })?;
             c.start_container("lives")?;
             let pid = c.hello()?.pid;

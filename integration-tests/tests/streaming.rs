@@ -93,6 +93,7 @@ fn rig(config: StreamingConfig) -> Rig {
         namespace: NS.into(),
         name: POD.into(),
         container: CONTAINER.into(),
+        tty_containers: vec![],
     };
     let front = rt
         .block_on(ApiFront::start(pod, resolver(server.clone())))

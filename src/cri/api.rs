@@ -142,3 +142,12 @@ pub trait PodApi: Send + Sync + 'static {
     /// Every container event from now on, as the pods' holders report them.
     fn container_events(&self) -> EventStream;
 }
+
+/// The streaming calls of the RuntimeService: each checks the request against the
+/// runtime's state and answers a single-use URL of the streaming server.
+pub trait StreamApi: Send + Sync + 'static {
+    fn exec(&self, req: cri::ExecRequest) -> CriFuture<'_, cri::ExecResponse>;
+    fn attach(&self, req: cri::AttachRequest) -> CriFuture<'_, cri::AttachResponse>;
+    fn port_forward(&self, req: cri::PortForwardRequest)
+    -> CriFuture<'_, cri::PortForwardResponse>;
+}

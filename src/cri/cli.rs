@@ -14,6 +14,7 @@ use super::images::Images;
 use super::pods::Pods;
 use super::runtime_info::RuntimeInfo;
 use super::server::{BoundSocket, DEFAULT_LISTEN, serve, socket_path};
+use super::streams::Streams;
 use crate::image::ImageStore;
 use crate::image::pull::{DEFAULT_MAX_CONCURRENT, PullOptions};
 use crate::image::registry::RegistryHosts;
@@ -21,7 +22,9 @@ use crate::image::unpack::UnpackOptions;
 use crate::net::cni::InvokerConfig;
 use crate::runtime::container::{ContainerConfig, Containers};
 use crate::runtime::sandbox::{SandboxConfig, Sandboxes};
+use crate::runtime::sessions::Sessions;
 use crate::runtime::spec::RuntimeOptions;
+use crate::runtime::streaming::{StreamingConfig, StreamingServer};
 use crate::sys::overlay::LinuxOverlay;
 
 /// berth's state root by default.
@@ -69,6 +72,15 @@ pub struct CriArgs {
     /// namespace files.
     #[arg(long, env = "BERTH_STATE_DIR", default_value = "/run/berth")]
     pub state_dir: PathBuf,
+
+    /// The address the streaming server (Exec, Attach, PortForward sessions) listens on
+    /// (containerd's stream_server_address).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub stream_address: std::net::IpAddr,
+
+    /// The streaming server's port; 0 picks a free one (containerd's stream_server_port).
+    #[arg(long, default_value_t = 0)]
+    pub stream_port: u16,
 
     /// Seconds running calls may take to finish after SIGTERM before berth exits anyway.
     #[arg(long, default_value_t = 10)]
@@ -151,6 +163,23 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
             state = %args.state_dir.display(),
             "runtime state recovered"
         );
+        let sessions = Sessions {
+            sandboxes: sandboxes.clone(),
+            containers: containers.clone(),
+        };
+        let stream_server = StreamingServer::start(
+            StreamingConfig {
+                addr: std::net::SocketAddr::new(args.stream_address, args.stream_port),
+                ..StreamingConfig::default()
+            },
+            Arc::new(sessions.clone()),
+        )
+        .await
+        .context("start the streaming server")?;
+        let streams = Streams {
+            sessions,
+            server: Arc::new(stream_server),
+        };
         let runtime = RuntimeInfo {
             cni_conf_dir: args.cni_conf_dir,
         };
@@ -162,6 +191,7 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
                 sandboxes,
                 containers,
             }),
+            Arc::new(streams),
             stop,
             Duration::from_secs(args.shutdown_grace),
         )

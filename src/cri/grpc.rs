@@ -12,7 +12,7 @@ use cri_proto::{ImageService, RuntimeService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::api::{ImageApi, PodApi, RuntimeApi};
+use super::api::{ImageApi, PodApi, RuntimeApi, StreamApi};
 use super::error::CriError;
 
 /// Messages a listing stream carries at most per response, well under gRPC's 4 MiB.
@@ -126,9 +126,14 @@ impl ImageService for ImageGrpc {
     }
 }
 
-/// The RuntimeService on the socket: what the runtime is, and its pods.
+/// The RuntimeService on the socket: what the runtime is, its pods, and the streaming
+/// calls.
 #[derive(Clone)]
-pub struct RuntimeGrpc(pub Arc<dyn RuntimeApi>, pub Arc<dyn PodApi>);
+pub struct RuntimeGrpc(
+    pub Arc<dyn RuntimeApi>,
+    pub Arc<dyn PodApi>,
+    pub Arc<dyn StreamApi>,
+);
 
 impl std::fmt::Debug for RuntimeGrpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,6 +279,15 @@ served {
         let stats = serve("StreamPodSandboxMetrics", self.1.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())).await?.into_inner();
         Ok(batched(super::metrics::pod_metrics(&stats.stats), |pod_sandbox_metrics| cri::StreamPodSandboxMetricsResponse { pod_sandbox_metrics }))
     }
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Answer<cri::ExecResponse> {
+        serve("Exec", self.2.exec(r.into_inner())).await
+    }
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Answer<cri::AttachResponse> {
+        serve("Attach", self.2.attach(r.into_inner())).await
+    }
+    async fn port_forward(&self, r: Request<cri::PortForwardRequest>) -> Answer<cri::PortForwardResponse> {
+        serve("PortForward", self.2.port_forward(r.into_inner())).await
+    }
 
     async fn get_container_events(&self, _r: Request<cri::GetEventsRequest>) -> Answer<Self::GetContainerEventsStream> {
         use tokio_stream::StreamExt;
@@ -289,9 +303,6 @@ served {
     type StreamPodSandboxMetricsStream = BoxStream<cri::StreamPodSandboxMetricsResponse>;
 }
 not_served {
-        exec(ExecRequest) -> cri::ExecResponse = "Exec";
-        attach(AttachRequest) -> cri::AttachResponse = "Attach";
-        port_forward(PortForwardRequest) -> cri::PortForwardResponse = "PortForward";
         checkpoint_container(CheckpointContainerRequest) -> cri::CheckpointContainerResponse = "CheckpointContainer";
     }
 }

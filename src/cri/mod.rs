@@ -19,9 +19,11 @@ pub mod metrics;
 pub mod pods;
 pub mod runtime_info;
 pub mod server;
+pub mod streams;
 
-pub use api::{CriFuture, ImageApi, PodApi, RuntimeApi};
+pub use api::{CriFuture, ImageApi, PodApi, RuntimeApi, StreamApi};
 pub use error::CriError;
 pub use images::Images;
 pub use pods::Pods;
 pub use runtime_info::RuntimeInfo;
+pub use streams::Streams;

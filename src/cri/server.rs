@@ -163,6 +163,7 @@ pub async fn serve(
     images: Arc<dyn ImageApi>,
     runtime: Arc<dyn RuntimeApi>,
     pods: Arc<dyn super::api::PodApi>,
+    streams: Arc<dyn super::api::StreamApi>,
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) -> Result<(), ServeError> {
@@ -182,7 +183,9 @@ pub async fn serve(
         .filter_map(|conn| conn.map(Ok::<_, std::io::Error>));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(RuntimeGrpc(runtime, pods)))
+        .add_service(RuntimeServiceServer::new(RuntimeGrpc(
+            runtime, pods, streams,
+        )))
         .add_service(ImageServiceServer::new(ImageGrpc(images)))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod holder;
 pub mod meta;
 pub mod sandbox;
+pub mod sessions;
 pub mod spec;
 pub mod stats;
 pub mod streaming;

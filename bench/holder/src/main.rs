@@ -245,6 +245,7 @@ fn start_pod(
             log_path: Some(state.join(format!("logs/{pod_id}-{id}.log"))),
             stdin: false,
             tty: false,
+            stdin_once: false,
         })
         .map_err(|e| e.to_string())?;
         c.start_container(id).map_err(|e| e.to_string())?;

@@ -133,6 +133,8 @@ pub struct ContainerSpec {
     pub log_path: String,
     pub attempt: u32,
     pub stdin: bool,
+    /// The first attach's stdin EOF closes the container's stdin.
+    pub stdin_once: bool,
     pub tty: bool,
     /// cgroup memory limit in bytes (0: none).
     pub memory_limit: i64,
@@ -221,7 +223,7 @@ impl ContainerSpec {
             annotations,
             log_path: self.log_path.clone(),
             stdin: self.stdin,
-            stdin_once: false,
+            stdin_once: self.stdin_once,
             tty: self.tty,
             linux: Some(api::LinuxContainerConfig {
                 resources: Some(api::LinuxContainerResources {

@@ -236,6 +236,7 @@ impl Containers {
             log_path: (!rec.log_path.is_empty()).then(|| PathBuf::from(&rec.log_path)),
             stdin: cfg.stdin,
             tty: cfg.tty,
+            stdin_once: cfg.stdin_once,
         };
         self.inner
             .sandboxes

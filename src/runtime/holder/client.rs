@@ -8,15 +8,15 @@
 //! to one holder at once.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ns::PodOptions;
 use super::proto::{
-    Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult, HolderInfo,
-    PROTOCOL_VERSION, Request, Response, decode, encode,
+    AttachStart, Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult,
+    ExecStart, HolderInfo, PROTOCOL_VERSION, Request, Response, decode, encode,
 };
 use super::{HolderError, PodDir, Result};
 
@@ -298,6 +298,45 @@ impl Client {
             Body::Exec(r) => Ok(r),
             b => Err(self.unexpected(b)),
         }
+    }
+
+    /// Sends an interactive Exec with its descriptors (see [`ExecStart`]) and hands the
+    /// connection over: the answer, an [`ExecResult`] with the exit code, comes when the
+    /// process ends, and closing the connection kills the process. Returns the socket and
+    /// the request's id.
+    pub fn start_exec(self, start: ExecStart, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
+        self.hand_over(Request::Exec(start), fds)
+    }
+
+    /// Sends an Attach with its descriptors (see [`AttachStart`]) and hands the connection
+    /// over: the answer (`done`) comes when the container exits; closing the connection
+    /// detaches. Returns the socket and the request's id.
+    pub fn start_attach(self, start: AttachStart, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
+        self.hand_over(Request::Attach(start), fds)
+    }
+
+    fn hand_over(mut self, req: Request, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut frame = Vec::new();
+        encode(
+            &Envelope {
+                v: PROTOCOL_VERSION,
+                id,
+                req,
+            },
+            &mut frame,
+        )
+        .map_err(|source| HolderError::Frame {
+            pod: self.pod.pod_id.clone(),
+            source,
+        })?;
+        let sent = super::fdpass::send_with_fds(&self.stream, &frame, fds)
+            .map_err(|source| self.io("send", source))?;
+        self.stream
+            .write_all(&frame[sent..])
+            .map_err(|source| self.io("send", source))?;
+        Ok((self.stream, id))
     }
 
     pub fn reopen_log(&mut self, id: &str) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The holder's client connections: accepting them, reading request frames, and queueing
 //! answers and events that are written as each socket takes them.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 
 use super::container::werr;
@@ -20,7 +20,12 @@ pub(super) struct Conn {
     pub(super) outbox: Vec<u8>,
     pub(super) subscribed: bool,
     pub(super) closed: bool,
+    /// Descriptors received with the frames, oldest first, until a request takes them.
+    pub(super) fds: std::collections::VecDeque<std::os::fd::OwnedFd>,
 }
+
+/// A client holding more received descriptors than this, unclaimed, is dropped.
+const MAX_HELD_FDS: usize = 16;
 impl Server {
     pub(super) fn accept(&mut self) {
         loop {
@@ -52,6 +57,7 @@ impl Server {
                     outbox: Vec::new(),
                     subscribed: false,
                     closed: false,
+                    fds: Default::default(),
                 },
             );
         }
@@ -67,8 +73,9 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        let mut got = Vec::new();
         loop {
-            match c.stream.read(&mut self.buf) {
+            match super::fdpass::recv_with_fds(&c.stream, &mut self.buf, &mut got) {
                 Ok(0) => {
                     c.closed = true;
                     break;
@@ -81,6 +88,15 @@ impl Server {
                     break;
                 }
             }
+        }
+        c.fds.extend(got);
+        if c.fds.len() > MAX_HELD_FDS {
+            tracing::warn!(
+                conn = id,
+                "dropped a client that sent descriptors no request took"
+            );
+            c.closed = true;
+            c.fds.clear();
         }
         loop {
             let Some(c) = self.conns.get_mut(&id) else {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
@@ -62,6 +63,13 @@ pub struct Container {
     pub out: [Option<OutPipe>; 2],
     /// The write end of the stdin pipe, kept open so the container does not see EOF.
     pub stdin: Option<OwnedFd>,
+    /// The first attach with stdin takes `stdin` (see [`super::proto::AttachStart`]).
+    pub stdin_once: bool,
+    /// The main process runs on a terminal: `out[0]` reads its master, `stdin` is a copy of
+    /// the master (for attached clients' input and resizes).
+    pub tty: bool,
+    /// Clients attached to the main process's output.
+    pub attached: Vec<super::attach::Attacher>,
     /// Built at the first ExecSync; `Some(None)`: this container uses the OCI runtime's exec.
     pub(crate) exec: Option<Option<super::exec_spawn::ExecTemplate>>,
 }
@@ -74,6 +82,9 @@ impl Container {
             match nix::unistd::read(&p.fd, buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    for a in &mut self.attached {
+                        a.feed(p.stream, &buf[..n]);
+                    }
                     let (stream, log) = (p.stream, &mut self.log);
                     p.split.feed(&buf[..n], &mut |tag, text| {
                         if let Some(l) = log.as_mut() {
@@ -83,6 +94,8 @@ impl Container {
                 }
                 Err(nix::errno::Errno::EAGAIN) => return,
                 Err(nix::errno::Errno::EINTR) => continue,
+                // a terminal's master once the last slave descriptor closed: EOF
+                Err(nix::errno::Errno::EIO) if self.tty => break,
                 Err(e) => {
                     tracing::warn!(container = %self.info.id, error = %e, "read output");
                     break;
@@ -161,12 +174,12 @@ impl Pod {
             .process()
             .as_ref()
             .is_some_and(|p| p.terminal() == Some(true));
-        if req.tty || terminal {
+        if req.tty != terminal {
             return Err(werr(
                 ErrorCode::InvalidArgument,
                 format!(
-                    "container {id}: tty / process.terminal: a terminal is not supported by \
-                     the holder yet"
+                    "container {id}: tty is {} but the spec's process.terminal is {terminal}",
+                    req.tty
                 ),
             ));
         }
@@ -189,6 +202,9 @@ impl Pod {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: pipe: {e}")))
         };
+        if terminal {
+            return self.create_tty(req, spec, log);
+        }
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (stdin_keep, stdin_child): (Option<OwnedFd>, OwnedFd) = if req.stdin {
@@ -248,10 +264,117 @@ impl Pod {
                 }),
             ],
             stdin: stdin_keep,
+            stdin_once: req.stdin_once,
+            tty: false,
+            attached: Vec::new(),
             exec: None,
         };
         self.containers.insert(id.into(), c);
         tracing::info!(container = id, pid = info.pid, "created");
+        Ok(info)
+    }
+
+    /// Creates a container whose process has a terminal: the OCI runtime makes it inside
+    /// the container and sends its master to a console socket of the holder's, bound in
+    /// the pod's directory for the call. The master is read for the log (as stdout) and,
+    /// with `stdin`, handed (as a copy) to attached clients.
+    fn create_tty(
+        &mut self,
+        req: CreateContainer,
+        spec: oci_spec::runtime::Spec,
+        log: Option<LogFile>,
+    ) -> Result<ContainerInfo, WireError> {
+        let id = req.id.as_str();
+        let sys = |what: &str, e: &dyn std::fmt::Display| {
+            werr(
+                ErrorCode::Internal,
+                format!("container {id}: tty: {what}: {e}"),
+            )
+        };
+        let dir = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&self.dir.dir)
+            .map_err(|e| sys("open the pod dir", &e))?;
+        let short_id: String = id.chars().take(16).collect();
+        let name = format!("console-{short_id}.sock");
+        // reached through the dir's fd, so that the path fits in a sockaddr_un
+        let short = PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()));
+        let full = self.dir.dir.join(&name);
+        let _ = std::fs::remove_file(&full);
+        let listener = std::os::unix::net::UnixListener::bind(&short)
+            .map_err(|e| sys("bind the console socket", &e))?;
+        let null = |w: bool| -> Result<OwnedFd, WireError> {
+            std::fs::File::options()
+                .read(!w)
+                .write(w)
+                .open("/dev/null")
+                .map(Into::into)
+                .map_err(|e| sys("/dev/null", &e))
+        };
+        let (i, o) = (null(false)?, null(true)?);
+        let process = spec.process().clone().unwrap_or_default();
+        let opts = CreateOptions {
+            bundle: self.dir.dir.clone(),
+            spec: Some(spec),
+            console_socket: Some(short.clone()),
+            stdio: Some([i.as_raw_fd(), o.as_raw_fd(), o.as_raw_fd()]),
+            ..Default::default()
+        };
+        let created = self.rt.create(id, &opts);
+        let master = match &created {
+            Ok(_) => receive_master(&listener),
+            Err(_) => Err(std::io::Error::other("not created")),
+        };
+        let _ = std::fs::remove_file(&full);
+        let st = created.map_err(oci_err)?;
+        let master = match master {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.rt.kill(id, Signal::SIGKILL, true);
+                let _ = oci::wait(st.pid);
+                let _ = self.rt.delete(id, true);
+                return Err(sys("receive the terminal", &e));
+            }
+        };
+        let stdin = if req.stdin {
+            Some(master.try_clone().map_err(|e| sys("dup", &e))?)
+        } else {
+            None
+        };
+        set_nonblocking(&master);
+        let info = ContainerInfo {
+            id: id.into(),
+            state: ContainerState::Created,
+            pid: st.pid,
+            created_at: now_ns(),
+            started_at: 0,
+            finished_at: 0,
+            exit: None,
+            log_path: req.log_path.clone(),
+        };
+        self.save(&info);
+        let c = Container {
+            info: info.clone(),
+            process,
+            cgroup: st.cgroup,
+            log,
+            out: [
+                Some(OutPipe {
+                    fd: master,
+                    stream: Stream::Stdout,
+                    split: Splitter::default(),
+                }),
+                None,
+            ],
+            stdin,
+            stdin_once: false,
+            tty: true,
+            attached: Vec::new(),
+            exec: None,
+        };
+        self.containers.insert(id.into(), c);
+        tracing::info!(container = id, pid = info.pid, "created with a terminal");
         Ok(info)
     }
 
@@ -415,4 +538,31 @@ pub fn oom_killed(cg: &Cgroup) -> bool {
         return field(&ev, "oom_kill ").unwrap_or(0) > 0;
     }
     false
+}
+
+/// The master the OCI runtime sends to the console socket (runc's protocol: one message,
+/// the pty's name as data and the master attached).
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    listener.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    return Err(std::io::Error::other("the runtime never connected"));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 256];
+    super::fdpass::recv_with_fds(&conn, &mut buf, &mut fds)?;
+    fds.into_iter()
+        .next()
+        .ok_or_else(|| std::io::Error::other("no terminal came with the message"))
 }

@@ -1,15 +1,21 @@
 //! ExecSync: a process run in a container with its stdout and stderr captured, answered
 //! when it exits (or killed at its deadline). The holder's loop keeps serving other
 //! requests meanwhile; the exec'd process is the only process it costs.
+//!
+//! Exec (interactive): the same fork into the container, with the daemon's descriptors
+//! (pipes, or a terminal made here) as its stdio; answered with the exit code alone. The
+//! process leads its own process group (its own session with a terminal), and the group is
+//! killed when the connection that asked for it closes: a client that went away leaves
+//! nothing running.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
 use super::container::{Pod, set_nonblocking, werr};
-use super::exec_spawn::ExecTemplate;
-use super::proto::{ContainerState, ErrorCode, ExecResult, MAX_EXEC_OUTPUT, WireError};
+use super::exec_spawn::{ExecTemplate, Setsid};
+use super::proto::{ContainerState, ErrorCode, ExecResult, ExecStart, MAX_EXEC_OUTPUT, WireError};
 use crate::oci::{self, ExecOptions};
 
 /// One running ExecSync.
@@ -27,6 +33,86 @@ pub struct ExecRun {
     pub timeout: Duration,
     pub timed_out: bool,
     pub exit: Option<oci::Exit>,
+    /// An interactive exec: killed when its connection closes.
+    pub attached: bool,
+    /// Its connection closed and it was killed.
+    pub orphaned: bool,
+}
+
+/// Forks `cmd` into running container `id` with `stdio`; returns its pid.
+fn spawn_in(
+    pod: &mut Pod,
+    id: &str,
+    cmd: Vec<String>,
+    stdio: [RawFd; 3],
+    setsid: Setsid,
+) -> Result<i32, WireError> {
+    let c = pod
+        .containers
+        .get_mut(id)
+        .ok_or_else(|| super::container::not_found(id))?;
+    if c.info.state != ContainerState::Running {
+        return Err(werr(
+            ErrorCode::FailedPrecondition,
+            format!("container {id} is {:?}, not running", c.info.state),
+        ));
+    }
+    if cmd.is_empty() {
+        return Err(werr(
+            ErrorCode::InvalidArgument,
+            format!("container {id}: exec: cmd is empty"),
+        ));
+    }
+    if c.exec.is_none() {
+        // read once: the spec the OCI runtime saved at create
+        let spec = crate::oci::spec::load(id, &pod.rt.root.dir(id))
+            .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
+        let linux = spec.linux().clone().unwrap_or_default();
+        c.exec = Some(ExecTemplate::new(
+            id,
+            &c.process,
+            &linux,
+            c.info.pid,
+            c.cgroup.as_ref(),
+        )?);
+        drop((spec, linux));
+        // what parsing and compiling allocated goes back to the kernel
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+    match &mut c.exec {
+        Some(Some(t)) => t.spawn(id, &cmd, stdio, setsid),
+        _ => {
+            // The OCI runtime's exec: no session or controlling terminal of ours.
+            let mut process = c.process.clone();
+            process.set_args(Some(cmd));
+            process.set_terminal(Some(false));
+            let opts = ExecOptions {
+                stdio: Some(stdio),
+                ..Default::default()
+            };
+            pod.rt
+                .exec(id, &process, &opts)
+                .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: exec: {e}")))
+        }
+    }
+}
+
+/// The container's init pid, when it runs.
+fn running_pid(pod: &Pod, id: &str) -> Result<i32, WireError> {
+    let c = pod
+        .containers
+        .get(id)
+        .ok_or_else(|| super::container::not_found(id))?;
+    if c.info.state != ContainerState::Running {
+        return Err(werr(
+            ErrorCode::FailedPrecondition,
+            format!("container {id} is {:?}, not running", c.info.state),
+        ));
+    }
+    Ok(c.info.pid)
 }
 
 impl ExecRun {
@@ -40,41 +126,6 @@ impl ExecRun {
         conn: u64,
         req: u64,
     ) -> Result<ExecRun, WireError> {
-        let c = pod
-            .containers
-            .get_mut(id)
-            .ok_or_else(|| super::container::not_found(id))?;
-        if c.info.state != ContainerState::Running {
-            return Err(werr(
-                ErrorCode::FailedPrecondition,
-                format!("container {id} is {:?}, not running", c.info.state),
-            ));
-        }
-        if cmd.is_empty() {
-            return Err(werr(
-                ErrorCode::InvalidArgument,
-                format!("container {id}: exec: cmd is empty"),
-            ));
-        }
-        if c.exec.is_none() {
-            // read once: the spec the OCI runtime saved at create
-            let spec = crate::oci::spec::load(id, &pod.rt.root.dir(id))
-                .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
-            let linux = spec.linux().clone().unwrap_or_default();
-            c.exec = Some(ExecTemplate::new(
-                id,
-                &c.process,
-                &linux,
-                c.info.pid,
-                c.cgroup.as_ref(),
-            )?);
-            drop((spec, linux));
-            // what parsing and compiling allocated goes back to the kernel
-            // SAFETY: malloc_trim only releases free heap memory.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        }
         let pipe = || {
             nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: pipe: {e}")))
@@ -85,21 +136,7 @@ impl ExecRun {
             .map_err(|e| werr(ErrorCode::Internal, format!("/dev/null: {e}")))?
             .into();
         let stdio = [null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
-        let pid = match &mut c.exec {
-            Some(Some(t)) => t.spawn(id, &cmd, stdio)?,
-            _ => {
-                let mut process = c.process.clone();
-                process.set_args(Some(cmd));
-                process.set_terminal(Some(false));
-                let opts = ExecOptions {
-                    stdio: Some(stdio),
-                    ..Default::default()
-                };
-                pod.rt
-                    .exec(id, &process, &opts)
-                    .map_err(|e| werr(ErrorCode::Internal, format!("container {id}: exec: {e}")))?
-            }
-        };
+        let pid = spawn_in(pod, id, cmd, stdio, Setsid::No)?;
         drop((null, out_w, err_w));
         set_nonblocking(&out_r);
         set_nonblocking(&err_r);
@@ -115,7 +152,91 @@ impl ExecRun {
             timeout,
             timed_out: false,
             exit: None,
+            attached: false,
+            orphaned: false,
         })
+    }
+
+    /// Starts an interactive exec with `fds`, the descriptors that came with the request
+    /// (see [`ExecStart`]).
+    pub fn start_attached(
+        pod: &mut Pod,
+        start: ExecStart,
+        mut fds: Vec<OwnedFd>,
+        conn: u64,
+        req: u64,
+    ) -> Result<ExecRun, WireError> {
+        let id = start.id.clone();
+        if fds.len() != start.fd_count() {
+            return Err(werr(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "container {id}: exec: {} descriptors came with the request, {} expected",
+                    fds.len(),
+                    start.fd_count()
+                ),
+            ));
+        }
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|e| werr(ErrorCode::Internal, format!("/dev/null: {e}")))?
+            .into();
+        let pid = if start.tty {
+            let init = running_pid(pod, &id)?;
+            let reply = fds.remove(0);
+            let pty = super::pty::open_in(init, start.size).map_err(|e| {
+                werr(
+                    ErrorCode::Internal,
+                    format!("container {id}: exec: terminal: {e}"),
+                )
+            })?;
+            let s = pty.slave.as_raw_fd();
+            let pid = spawn_in(pod, &id, start.cmd, [s, s, s], Setsid::Terminal)?;
+            drop(pty.slave);
+            let sent = super::fdpass::send_with_fds(&reply, b"m", &[pty.master.as_raw_fd()]);
+            if let Err(e) = sent {
+                kill_group(pid);
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(werr(
+                    ErrorCode::Internal,
+                    format!("container {id}: exec: send the terminal: {e}"),
+                ));
+            }
+            pid
+        } else {
+            let mut it = fds.iter();
+            let mut pick = |on: bool| {
+                if on {
+                    it.next().map_or(null.as_raw_fd(), AsRawFd::as_raw_fd)
+                } else {
+                    null.as_raw_fd()
+                }
+            };
+            let stdio = [pick(start.stdin), pick(start.stdout), pick(start.stderr)];
+            spawn_in(pod, &id, start.cmd, stdio, Setsid::Group)?
+        };
+        Ok(ExecRun {
+            conn,
+            req,
+            container: id,
+            pid,
+            pipes: [None, None],
+            output: [Vec::new(), Vec::new()],
+            deadline: None,
+            timeout: Duration::ZERO,
+            timed_out: false,
+            exit: None,
+            attached: true,
+            orphaned: false,
+        })
+    }
+
+    /// Kills an interactive exec whose client went away (its whole process group).
+    pub fn orphan(&mut self) {
+        if self.exit.is_none() && !self.orphaned {
+            tracing::info!(container = %self.container, pid = self.pid, "exec client gone: killing the exec");
+            self.orphaned = true;
+            kill_group(self.pid);
+        }
     }
 
     /// Reads what is in pipe `i`; closes it at EOF.
@@ -170,5 +291,15 @@ impl ExecRun {
             stdout: std::mem::take(&mut self.output[0]),
             stderr: std::mem::take(&mut self.output[1]),
         }))
+    }
+}
+
+/// SIGKILLs the process group `pid` leads, or `pid` alone when it leads none (an exec
+/// through the OCI runtime).
+fn kill_group(pid: i32) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    let p = nix::unistd::Pid::from_raw(pid);
+    if killpg(p, Signal::SIGKILL).is_err() {
+        let _ = kill(p, Signal::SIGKILL);
     }
 }

@@ -20,6 +20,17 @@ use super::proto::{ErrorCode, WireError};
 use crate::cgroups::Cgroup;
 use crate::oci::plan::{PlanOptions, ProcessPlan, process_plan};
 
+/// Whether the exec'd process starts a process group or session of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setsid {
+    /// It stays in the holder's group (ExecSync: it is killed by pid).
+    No,
+    /// It leads a new process group, so that everything it starts can be killed with it.
+    Group,
+    /// It leads a new session with its stdin (a pty slave) as controlling terminal.
+    Terminal,
+}
+
 /// What every exec into one container shares.
 #[derive(Debug)]
 pub struct ExecTemplate {
@@ -128,6 +139,7 @@ impl ExecTemplate {
         id: &str,
         args: &[String],
         stdio: [RawFd; 3],
+        setsid: Setsid,
     ) -> Result<i32, WireError> {
         self.plan.args = args
             .iter()
@@ -151,7 +163,7 @@ impl ExecTemplate {
         let pid = crate::sys::clone::fork();
         if pid == Ok(0) {
             drop(status_r);
-            let err = self.child(stdio);
+            let err = self.child(stdio, setsid);
             let _ = nix::unistd::write(&status_w, err.as_bytes());
             crate::sys::clone::exit_now(127);
         }
@@ -177,9 +189,32 @@ impl ExecTemplate {
     }
 
     /// In the forked child: becomes the process. Returns only on failure.
-    fn child(&self, stdio: [RawFd; 3]) -> String {
+    fn child(&self, stdio: [RawFd; 3], setsid: Setsid) -> String {
         if let Err(e) = crate::oci::init::set_stdio(stdio) {
             return e;
+        }
+        match setsid {
+            Setsid::No => {}
+            Setsid::Group => {
+                if let Err(e) = nix::unistd::setpgid(
+                    nix::unistd::Pid::from_raw(0),
+                    nix::unistd::Pid::from_raw(0),
+                ) {
+                    return format!("setpgid: {e}");
+                }
+            }
+            Setsid::Terminal => {
+                if let Err(e) = nix::unistd::setsid() {
+                    return format!("setsid: {e}");
+                }
+                // SAFETY: TIOCSCTTY on fd 0, the pty slave just made stdin; 0: do not steal.
+                if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+                    return format!(
+                        "set the controlling terminal: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
         }
         for p in &self.procs {
             // SAFETY: a valid NUL-terminated path; "0" moves the writing process.

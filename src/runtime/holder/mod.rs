@@ -14,16 +14,19 @@
 //! This module owns everything under `S/pods/P/` and the processes it forks; it never
 //! touches another pod's files, cgroups it was not told to use, or the host's namespaces.
 
+mod attach;
 pub mod cli;
 pub mod client;
 mod conn;
 pub mod container;
 mod exec;
 mod exec_spawn;
+pub mod fdpass;
 pub mod log;
 pub mod ns;
 mod pod_cgroup;
 pub mod proto;
+pub mod pty;
 pub mod server;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,8 +35,8 @@ use std::path::{Path, PathBuf};
 pub use client::{Client, Events, SpawnOptions};
 pub use ns::PodOptions;
 pub use proto::{
-    ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
-    HolderInfo, WireError,
+    AttachStart, ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult,
+    ExecStart, ExitInfo, HolderInfo, WireError,
 };
 
 /// Errors of the holder and of its client.

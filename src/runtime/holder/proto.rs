@@ -63,6 +63,15 @@ pub enum Request {
         #[serde(default)]
         timeout_ms: u64,
     },
+    /// Runs a process in the container with the caller's descriptors as its stdio, sent
+    /// with this frame (SCM_RIGHTS), and answers with an [`ExecResult`] holding only its
+    /// exit code when it ends. The process is killed (its process group) when the
+    /// connection that asked for it closes. New in version 1's wire without a version
+    /// bump: an older holder answers it as a bad request.
+    Exec(ExecStart),
+    /// Connects the caller to the container's main process (see [`AttachStart`]); answered
+    /// `done` when the container exits. Closing the connection detaches.
+    Attach(AttachStart),
     /// Reopens the container's log file (after the caller rotated it).
     ReopenLog {
         id: String,
@@ -94,6 +103,70 @@ pub struct CreateContainer {
     /// Give the container a terminal.
     #[serde(default)]
     pub tty: bool,
+    /// The first attach that sends stdin gets the container's stdin itself: when that
+    /// client's stdin ends, the container's does.
+    #[serde(default)]
+    pub stdin_once: bool,
+}
+
+/// Which of the main process's streams an attach wants, and the descriptors with it:
+/// with `stdin`, first a unix socket on which the holder sends the container's stdin (the
+/// pipe's write end; one byte, `o` when it was handed over for good (stdin_once), `d` for
+/// a copy, `t` for a copy of a terminal's master, which also takes resizes), or closes it
+/// without one (the container has no stdin); then one pipe write end
+/// for each of `stdout` and `stderr`, which get a copy of what the process writes from now
+/// on (dropped for a client that does not keep up). They close when the container exits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachStart {
+    pub id: String,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
+}
+
+impl AttachStart {
+    /// How many descriptors the request carries.
+    pub fn fd_count(&self) -> usize {
+        usize::from(self.stdin) + usize::from(self.stdout) + usize::from(self.stderr)
+    }
+}
+
+/// How to run an interactive exec, and which descriptors came with the request.
+///
+/// Without `tty`: one descriptor per stream set, in the order stdin, stdout, stderr (a
+/// stream not set is /dev/null). With `tty`: one descriptor, a unix socket on which the
+/// holder sends the terminal's master (one byte with the fd attached) once the process
+/// runs; the process gets the slave as stdin, stdout and stderr and as its controlling
+/// terminal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStart {
+    pub id: String,
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdout: bool,
+    #[serde(default)]
+    pub stderr: bool,
+    /// The terminal's size (rows, columns) to start with.
+    #[serde(default)]
+    pub size: Option<(u16, u16)>,
+}
+
+impl ExecStart {
+    /// How many descriptors the request carries.
+    pub fn fd_count(&self) -> usize {
+        if self.tty {
+            1
+        } else {
+            usize::from(self.stdin) + usize::from(self.stdout) + usize::from(self.stderr)
+        }
+    }
 }
 
 /// One answer frame.
@@ -334,6 +407,28 @@ mod tests {
         // the bad frame is consumed; the next one is read on its own
         assert_eq!(buf.len(), 6);
         assert!(decode::<serde_json::Value>(&mut buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn exec_start_counts_its_descriptors() {
+        let mut e = ExecStart {
+            id: "c".into(),
+            cmd: vec!["sh".into()],
+            stdin: true,
+            stderr: true,
+            ..Default::default()
+        };
+        assert_eq!(e.fd_count(), 2);
+        e.tty = true;
+        assert_eq!(
+            e.fd_count(),
+            1,
+            "a tty request carries only the reply socket"
+        );
+        let json = serde_json::to_string(&Request::Exec(e.clone())).unwrap();
+        assert!(json.starts_with("{\"op\":\"exec\""), "{json}");
+        let back: Request = serde_json::from_str(&json).unwrap();
+        assert!(matches!(back, Request::Exec(b) if b == e));
     }
 
     #[test]

@@ -145,6 +145,12 @@ impl Server {
                 e.check_deadline(now);
             }
             self.finish_execs();
+            for e in &mut self.execs {
+                if e.attached && !self.conns.contains_key(&e.conn) {
+                    e.orphan();
+                }
+            }
+            self.drop_gone_attaches();
             if let Some((conn, req)) = self.shutdown.take() {
                 self.do_shutdown(conn, req);
                 return;
@@ -190,6 +196,37 @@ impl Server {
                 }
                 Err(e) => Err(e),
             },
+            Request::Exec(start) => {
+                let fds = self
+                    .conns
+                    .get_mut(&conn)
+                    .map(|c| {
+                        let n = start.fd_count().min(c.fds.len());
+                        c.fds.drain(..n).collect()
+                    })
+                    .unwrap_or_default();
+                match ExecRun::start_attached(&mut self.pod, start, fds, conn, req_id) {
+                    Ok(run) => {
+                        self.execs.push(run);
+                        return None;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Request::Attach(a) => {
+                let fds = self
+                    .conns
+                    .get_mut(&conn)
+                    .map(|c| {
+                        let n = a.fd_count().min(c.fds.len());
+                        c.fds.drain(..n).collect()
+                    })
+                    .unwrap_or_default();
+                match self.attach(conn, req_id, a, fds) {
+                    Ok(()) => return None,
+                    Err(e) => Err(e),
+                }
+            }
             Request::ReopenLog { id } => self.pod.reopen_log(&id).map(|()| Body::Done),
             Request::RemoveContainer { id } => self.remove(&id).map(|()| Body::Done),
             Request::ListContainers => Ok(Body::Containers {
@@ -221,6 +258,7 @@ impl Server {
     /// Removes a container (killing it first) and announces its stop and deletion.
     fn remove(&mut self, id: &str) -> Result<(), WireError> {
         let before = self.pod.get(id).map(|c| c.info.clone())?;
+        self.end_attaches(id);
         let stopped = self.pod.remove(id, &mut self.buf)?;
         if let Some(s) = &stopped {
             self.event(EventKind::Stopped, s);
@@ -288,6 +326,7 @@ impl Server {
             if let Some(info) = self.pod.exited(&id, exit, &mut self.buf) {
                 self.event(EventKind::Stopped, &info);
             }
+            self.end_attaches(&id);
         } else if self.ns.pod_init == Some(pid) {
             tracing::error!(?exit, "the pod's pid 1 exited");
             self.ns.pod_init = None;

@@ -168,24 +168,46 @@ pub async fn serve<R: StreamingRuntime>(
         stderr: s.stderr.take().map(|w| Box::new(w) as _),
         resize,
     };
-    let outcome = match &session {
-        Session::Exec { container_id, cmd } => {
-            match runtime.exec(container_id, cmd, ch.tty, io).await {
-                Ok(0) => Outcome::Success,
-                Ok(code) => Outcome::ExitCode {
-                    code,
-                    what: format!(
-                        "error executing command [{}], exit code {code}",
-                        cmd.join(" ")
-                    ),
-                },
-                Err(e) => Outcome::Internal(format!("error executing command in container: {e}")),
+    let run = async {
+        match &session {
+            Session::Exec { container_id, cmd } => {
+                match runtime.exec(container_id, cmd, ch.tty, io).await {
+                    Ok(0) => Outcome::Success,
+                    Ok(code) => Outcome::ExitCode {
+                        code,
+                        what: format!(
+                            "error executing command [{}], exit code {code}",
+                            cmd.join(" ")
+                        ),
+                    },
+                    Err(e) => {
+                        Outcome::Internal(format!("error executing command in container: {e}"))
+                    }
+                }
+            }
+            Session::Attach { container_id } => {
+                match runtime.attach(container_id, ch.tty, io).await {
+                    Ok(()) => Outcome::Success,
+                    Err(e) => Outcome::Internal(format!("error attaching to container: {e}")),
+                }
             }
         }
-        Session::Attach { container_id } => match runtime.attach(container_id, ch.tty, io).await {
-            Ok(()) => Outcome::Success,
-            Err(e) => Outcome::Internal(format!("error attaching to container: {e}")),
-        },
+    };
+    // A client that goes away (its connection closes) ends the session: the runtime's
+    // future is dropped, which is how a runtime learns to stop the process it runs.
+    let gone = async {
+        let mut late = Vec::new();
+        while let Some(st) = incoming.recv().await {
+            late.push(st);
+        }
+    };
+    let outcome = tokio::select! {
+        o = run => o,
+        () = gone => {
+            tracing::debug!("remotecommand: client left; session cancelled");
+            conn.close().await;
+            return;
+        }
     };
     tracing::debug!(?outcome, "remotecommand: session over");
     if let Some(mut err) = s.error.take() {

@@ -18,10 +18,21 @@ use super::spdy::zlib::{HeaderCompressor, HeaderDecompressor};
 use super::*;
 
 /// Uppercases stdin to stdout, says "err" on stderr, records resizes, and exits with the
-/// number given as the command. Port-forward echoes on port 1 and fails on others.
+/// number given as the command; `hang` runs until its future is dropped, and records that.
+/// Port-forward echoes on port 1 and fails on others.
 #[derive(Default)]
 struct Scripted {
     resizes: Mutex<Vec<TerminalSize>>,
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+/// Records that the session's future was dropped.
+struct OnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for OnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl StreamingRuntime for Scripted {
@@ -32,6 +43,10 @@ impl StreamingRuntime for Scripted {
         tty: bool,
         mut io: SessionIo,
     ) -> Result<i32, RuntimeError> {
+        if cmd[0] == "hang" {
+            let _guard = OnDrop(&self.cancelled);
+            std::future::pending::<()>().await;
+        }
         if tty && let Some(rx) = io.resize.as_mut() {
             for _ in 0..2 {
                 if let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
@@ -220,6 +235,27 @@ fn exec(cmd: &str, tty: bool, stderr: bool) -> ExecRequest {
         stdin: true,
         stdout: true,
         stderr,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_runtimes_session() {
+    let (srv, rt) = server().await;
+    let url = srv.get_exec(&exec("hang", false, false)).unwrap();
+    let mut c = Client::connect(&url, "v4.channel.k8s.io").await;
+    c.open(&[("streamType", "error")], false).await;
+    c.open(&[("streamType", "stdin")], false).await;
+    c.open(&[("streamType", "stdout")], false).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!rt.cancelled.load(std::sync::atomic::Ordering::SeqCst));
+    drop(c);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !rt.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
