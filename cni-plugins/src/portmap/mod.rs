@@ -289,6 +289,12 @@ impl<N: Nft> Plugin for Portmap<N> {
 
     fn del(&self, req: &Request) -> Result<()> {
         let conf: NetConf = parse_conf(&req.stdin)?;
+        // As the reference plugin: an attachment without port mappings has no rules. The
+        // runtime passes the mappings of the ADD again on DEL (libcni and berth cache them),
+        // so this skips only the nft round trip, never a cleanup.
+        if conf.runtime_config.port_mappings.is_empty() {
+            return Ok(());
+        }
         let comment = tag(&conf.name, &req.container_id, &req.ifname);
         delete_tagged(&self.nft, |c| c == comment).map(|_| ())
     }
@@ -416,6 +422,31 @@ mod tests {
             4,
             "hairpin and localhost masquerade"
         );
+    }
+
+    #[test]
+    fn del_without_port_mappings_touches_no_ruleset() {
+        let stdin = br#"{"cniVersion":"1.0.0","name":"net","type":"berth-portmap"}"#.to_vec();
+        let req = Request {
+            command: crate::entry::Command::Del,
+            container_id: "a".into(),
+            netns: None,
+            ifname: "eth0".into(),
+            args: Vec::new(),
+            path: Vec::new(),
+            common: serde_json::from_slice(&stdin).expect("common"),
+            stdin,
+        };
+        // A table with the attachment's tag: were DEL to look, it would delete the rule.
+        let p = Portmap {
+            nft: crate::nft::FakeNft {
+                table: Some(vec![json!({"rule": {"family": "inet", "table": TABLE,
+                    "chain": "prerouting", "handle": 4, "comment": "net:a:eth0"}})]),
+                ..Default::default()
+            },
+        };
+        p.del(&req).expect("del");
+        assert!(p.nft.batches.borrow().is_empty());
     }
 
     #[test]
