@@ -20,6 +20,7 @@ pub mod leak;
 pub mod netns;
 pub mod netns_runtime;
 pub mod registry;
+pub mod terminal;
 pub mod util;
 
 pub use env::TestEnv;

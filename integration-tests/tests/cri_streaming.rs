@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use berth_integration_tests::berth_cri::BerthCri;
 use berth_integration_tests::containerd::{CriNetwork, CriPeer, on_own_runtime};
 use berth_integration_tests::cri::{ContainerSpec, CriClient, PodSpec, api};
 use berth_integration_tests::fixtures::Image;
+use berth_integration_tests::terminal::Terminal;
 use berth_integration_tests::util::ID_ENV;
 use tonic::Code;
 
@@ -586,95 +586,46 @@ fn exec_with_stdin_and_exit_codes(rig: &Rig) {
     assert!(!out.status.success(), "{who}: a missing program succeeded");
 }
 
-/// kubectl on a pseudo-terminal of the test's making, so that `-t` gets a real terminal
-/// whose size the test controls.
-struct Pty {
-    master: OwnedFd,
-}
-
-impl Pty {
-    fn set_size(&self, rows: u16, cols: u16) {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: the master is open and TIOCSWINSZ only reads `ws`.
-        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(r, 0, "TIOCSWINSZ");
-    }
-}
-
 /// `kubectl exec -it`: the process runs on a terminal (`tty` names a /dev/pts), of the
 /// size of kubectl's own, which follows kubectl's resizes; the exit code comes back.
 fn exec_with_a_terminal_of_the_clients_size(rig: &Rig) {
-    let p = nix::pty::openpty(None, None).unwrap();
-    let pty = Pty { master: p.master };
-    pty.set_size(30, 100);
     let script = "tty; stty size; while [ \"$(stty size)\" = \"30 100\" ]; do sleep 0.1; done; \
                   stty size; exit 3";
-    let mut cmd = rig.kubectl(&["exec", "-i", "-t", POD, "--", "sh", "-c", script]);
-    let slave = p.slave;
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: in the forked child before exec; setsid and ioctl are async-signal-safe and
-    // fd 0 is the pty slave.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = Reap(cmd.spawn().unwrap());
-    drop(cmd);
-    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |needle: &str, seen: &mut Vec<u8>| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !text(seen).contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(b) => seen.extend(b),
-                Err(_) => panic!(
-                    "{}: no {needle:?} on the terminal; saw {:?}; front saw {:?}",
-                    rig.name,
-                    text(seen),
-                    rig.front.seen()
-                ),
-            }
-        }
-    };
-    wait_for("30 100", &mut seen);
+    let mut term = Terminal::spawn(
+        &mut rig.kubectl(&["exec", "-i", "-t", POD, "--", "sh", "-c", script]),
+        30,
+        100,
+    )
+    .unwrap();
+    let wait = Duration::from_secs(30);
     assert!(
-        text(&seen).contains("/dev/pts/"),
+        term.wait_for("30 100", wait),
+        "{}: no size on the terminal; saw {:?}; front saw {:?}",
+        rig.name,
+        term.shown(),
+        rig.front.seen()
+    );
+    assert!(
+        term.shown().contains("/dev/pts/"),
         "{}: not on a terminal: {:?}",
         rig.name,
-        text(&seen)
+        term.shown()
     );
     // The kernel signals SIGWINCH to kubectl, which sends the new size on the resize stream.
-    pty.set_size(40, 120);
-    wait_for("40 120", &mut seen);
-    let status = child.0.wait().unwrap();
+    term.set_size(40, 120).unwrap();
+    assert!(
+        term.wait_for("40 120", wait),
+        "{}: the resize never arrived; saw {:?}",
+        rig.name,
+        term.shown()
+    );
+    let status = term.wait().unwrap();
     assert_eq!(
         status.code(),
         Some(3),
         "{}: terminal showed {:?}",
         rig.name,
-        text(&seen)
+        term.shown()
     );
 }
 
@@ -794,90 +745,52 @@ fn attach_talks_to_the_main_process(rig: &Rig) {
 /// process through its terminal (a /dev/pts of the container), whose size is kubectl's and
 /// follows its resizes.
 fn attach_to_a_terminal_follows_the_clients_size(rig: &Rig) {
-    let p = nix::pty::openpty(None, None).unwrap();
-    let pty = Pty { master: p.master };
-    pty.set_size(30, 100);
-    let mut cmd = rig.kubectl(&["attach", "-i", "-t", POD, "-c", "term"]);
-    let slave = p.slave;
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: in the forked child before exec; setsid and ioctl are async-signal-safe and
-    // fd 0 is the pty slave.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let _child = Reap(cmd.spawn().unwrap());
-    drop(cmd);
-    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
-    let mut writer = std::fs::File::from(pty.master.try_clone().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |needle: &str, seen: &mut Vec<u8>| -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !text(seen).contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(b) => seen.extend(b),
-                Err(_) => return false,
-            }
-        }
-        true
-    };
+    let mut term = Terminal::spawn(
+        &mut rig.kubectl(&["attach", "-i", "-t", POD, "-c", "term"]),
+        30,
+        100,
+    )
+    .unwrap();
     // Typed until the session is up (kubectl reads its terminal only once attached).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        writer.write_all(b"hello\r").unwrap();
-        if wait_for("got: hello", &mut seen) {
+        term.type_in(b"hello\r").unwrap();
+        if term.wait_for("got: hello", Duration::from_secs(5)) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "{}: no answer on the terminal; saw {:?}; front saw {:?}",
             rig.name,
-            text(&seen),
+            term.shown(),
             rig.front.seen()
         );
     }
     assert!(
-        wait_for("30 100", &mut seen),
+        term.wait_for("30 100", Duration::from_secs(5)),
         "{}: size: {:?}",
         rig.name,
-        text(&seen)
+        term.shown()
     );
     assert!(
-        text(&seen).contains("/dev/pts/"),
+        term.shown().contains("/dev/pts/"),
         "{}: {:?}",
         rig.name,
-        text(&seen)
+        term.shown()
     );
     // The kernel signals SIGWINCH to kubectl, which sends the new size on the resize stream.
-    pty.set_size(40, 120);
+    term.set_size(40, 120).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        writer.write_all(b"again\r").unwrap();
-        if wait_for("40 120", &mut seen) {
+        term.type_in(b"again\r").unwrap();
+        if term.wait_for("40 120", Duration::from_secs(5)) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "{}: the resize never reached the container; saw {:?}",
             rig.name,
-            text(&seen)
+            term.shown()
         );
     }
     // The terminal's output is the container's stdout in its CRI log.

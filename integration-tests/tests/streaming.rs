@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)] // a failed step of a test is a test failure
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -19,6 +18,7 @@ use berth::runtime::streaming::{
 };
 use berth_integration_tests::apifront::{self, ApiFront, Pod, Resolver, Subresource, UpgradeCall};
 use berth_integration_tests::netns_runtime::NetnsRuntime;
+use berth_integration_tests::terminal::Terminal;
 use berth_integration_tests::util::ID_ENV;
 use berth_integration_tests::{NetNs, TestEnv, require_root};
 
@@ -268,84 +268,34 @@ fn exec_exit_code_reaches_kubectl() {
     );
 }
 
-/// kubectl on a pseudo-terminal of the test's making, so that `-t` gets a real terminal
-/// whose size the test controls.
-struct Pty {
-    master: OwnedFd,
-}
-
-impl Pty {
-    fn set_size(&self, rows: u16, cols: u16) {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: the master is open and TIOCSWINSZ only reads `ws`.
-        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        assert_eq!(r, 0, "TIOCSWINSZ");
-    }
-}
-
 #[test]
 fn exec_tty_gets_the_terminal_size_and_its_changes() {
     require_root!();
     let rig = rig(StreamingConfig::default());
-    let p = nix::pty::openpty(None, None).unwrap();
-    let pty = Pty { master: p.master };
-    pty.set_size(30, 100);
     let script =
         "stty size; while [ \"$(stty size)\" = \"30 100\" ]; do sleep 0.1; done; stty size; exit 3";
-    let mut cmd = rig.kubectl(&["exec", "-i", "-t", POD, "--", "sh", "-c", script]);
-    let slave = p.slave;
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: in the forked child before exec; setsid and ioctl are async-signal-safe and
-    // fd 0 is the pty slave.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = Reap(cmd.spawn().unwrap());
-    drop(cmd);
-    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |needle: &str, seen: &mut Vec<u8>| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !text(seen).contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(b) => seen.extend(b),
-                Err(_) => panic!(
-                    "no {needle:?} on the terminal; saw {:?}; front saw {:?}",
-                    text(seen),
-                    rig.front.seen()
-                ),
-            }
-        }
-    };
-    wait_for("30 100", &mut seen);
+    let mut term = Terminal::spawn(
+        &mut rig.kubectl(&["exec", "-i", "-t", POD, "--", "sh", "-c", script]),
+        30,
+        100,
+    )
+    .unwrap();
+    let wait = Duration::from_secs(30);
+    assert!(
+        term.wait_for("30 100", wait),
+        "no size on the terminal; saw {:?}; front saw {:?}",
+        term.shown(),
+        rig.front.seen()
+    );
     // The kernel signals SIGWINCH to kubectl, which sends the new size on the resize stream.
-    pty.set_size(40, 120);
-    wait_for("40 120", &mut seen);
-    let status = child.0.wait().unwrap();
-    assert_eq!(status.code(), Some(3), "terminal showed {:?}", text(&seen));
+    term.set_size(40, 120).unwrap();
+    assert!(
+        term.wait_for("40 120", wait),
+        "the resize never arrived; saw {:?}",
+        term.shown()
+    );
+    let status = term.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "terminal showed {:?}", term.shown());
 }
 
 #[test]
