@@ -279,17 +279,6 @@ impl StreamingRuntime for NetnsRuntime {
             .run(|| std::net::TcpStream::connect(("127.0.0.1", port)))?;
         std_sock.set_nonblocking(true)?;
         let target = tokio::net::TcpStream::from_std(std_sock)?;
-        let (mut tr, mut tw) = target.into_split();
-        let (mut sr, mut sw) = tokio::io::split(stream);
-        let up = async {
-            tokio::io::copy(&mut sr, &mut tw).await?;
-            tw.shutdown().await
-        };
-        let down = async {
-            tokio::io::copy(&mut tr, &mut sw).await?;
-            sw.shutdown().await
-        };
-        let (u, d) = tokio::join!(up, down);
-        u.and(d)
+        berth::runtime::sessions::relay(stream, target).await
     }
 }

@@ -81,17 +81,26 @@ impl StreamingRuntime for Sessions {
             )));
         }
         let target = dial_loopback(rec.netns.map(Into::into), port).await?;
-        let (mut tr, mut tw) = target.into_split();
-        let (mut sr, mut sw) = tokio::io::split(stream);
-        let up = async {
-            tokio::io::copy(&mut sr, &mut tw).await?;
-            tw.shutdown().await
-        };
-        let down = async {
-            tokio::io::copy(&mut tr, &mut sw).await?;
-            sw.shutdown().await
-        };
-        let (u, d) = tokio::join!(up, down);
-        u.and(d)
+        relay(stream, target).await
     }
+}
+
+/// Copies bytes between a port-forward stream and its target connection, both ways; each
+/// direction's end is passed on as a shutdown of the other side's writer.
+pub async fn relay(
+    stream: Box<dyn DuplexStream>,
+    target: tokio::net::TcpStream,
+) -> std::io::Result<()> {
+    let (mut tr, mut tw) = target.into_split();
+    let (mut sr, mut sw) = tokio::io::split(stream);
+    let up = async {
+        tokio::io::copy(&mut sr, &mut tw).await?;
+        tw.shutdown().await
+    };
+    let down = async {
+        tokio::io::copy(&mut tr, &mut sw).await?;
+        sw.shutdown().await
+    };
+    let (u, d) = tokio::join!(up, down);
+    u.and(d)
 }
