@@ -235,16 +235,7 @@ impl Pod {
         for fd in [&out_r, &err_r] {
             set_nonblocking(fd);
         }
-        let info = ContainerInfo {
-            id: id.into(),
-            state: ContainerState::Created,
-            pid: st.pid,
-            created_at: now_ns(),
-            started_at: 0,
-            finished_at: 0,
-            exit: None,
-            log_path: req.log_path.clone(),
-        };
+        let info = created_info(id, st.pid, req.log_path.clone());
         self.save(&info);
         let c = Container {
             info: info.clone(),
@@ -343,16 +334,7 @@ impl Pod {
             None
         };
         set_nonblocking(&master);
-        let info = ContainerInfo {
-            id: id.into(),
-            state: ContainerState::Created,
-            pid: st.pid,
-            created_at: now_ns(),
-            started_at: 0,
-            finished_at: 0,
-            exit: None,
-            log_path: req.log_path.clone(),
-        };
+        let info = created_info(id, st.pid, req.log_path.clone());
         self.save(&info);
         let c = Container {
             info: info.clone(),
@@ -565,4 +547,18 @@ fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::io::Resul
     fds.into_iter()
         .next()
         .ok_or_else(|| std::io::Error::other("no terminal came with the message"))
+}
+
+/// The record of a container just created, with its init's pid.
+fn created_info(id: &str, pid: i32, log_path: Option<PathBuf>) -> ContainerInfo {
+    ContainerInfo {
+        id: id.into(),
+        state: ContainerState::Created,
+        pid,
+        created_at: now_ns(),
+        started_at: 0,
+        finished_at: 0,
+        exit: None,
+        log_path,
+    }
 }
