@@ -174,7 +174,8 @@ impl Client {
         }
     }
 
-    fn call(&mut self, req: Request) -> Result<Body> {
+    /// `req` as the next frame on this connection, with its id.
+    fn frame(&mut self, req: Request) -> Result<(u64, Vec<u8>)> {
         let id = self.next_id;
         self.next_id += 1;
         let mut frame = Vec::new();
@@ -190,6 +191,11 @@ impl Client {
             pod: self.pod.pod_id.clone(),
             source,
         })?;
+        Ok((id, frame))
+    }
+
+    fn call(&mut self, req: Request) -> Result<Body> {
+        let (id, frame) = self.frame(req)?;
         self.stream
             .write_all(&frame)
             .map_err(|source| self.io("send", source))?;
@@ -316,21 +322,7 @@ impl Client {
     }
 
     fn hand_over(mut self, req: Request, fds: &[RawFd]) -> Result<(UnixStream, u64)> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut frame = Vec::new();
-        encode(
-            &Envelope {
-                v: PROTOCOL_VERSION,
-                id,
-                req,
-            },
-            &mut frame,
-        )
-        .map_err(|source| HolderError::Frame {
-            pod: self.pod.pod_id.clone(),
-            source,
-        })?;
+        let (id, frame) = self.frame(req)?;
         let sent = super::fdpass::send_with_fds(&self.stream, &frame, fds)
             .map_err(|source| self.io("send", source))?;
         self.stream
