@@ -564,6 +564,20 @@ fn exec_sync_output_exit_code_and_timeout() {
         serde_json::to_value(berth::oci::seccomp_default::runtime_default(&[])).expect("seccomp");
     let info = c.create_container(req(&b, None)).expect("create");
     c.start_container("target").expect("start");
+    // The init is compared once it runs the container's program: until its execve it still
+    // holds the capabilities the runtime drops at that exec for a non-root user.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !["sh", "sleep"].contains(
+        &std::fs::read_to_string(format!("/proc/{}/comm", info.pid))
+            .unwrap_or_default()
+            .trim(),
+    ) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the init never ran its program"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // the exec'd process is confined as the container's own: user, capabilities, seccomp,
     // no_new_privs, cgroup, namespaces
     let r = c
