@@ -216,6 +216,66 @@ fn user_namespace_root_inside_unprivileged_outside() {
     let _ = berth::oci::wait(st.pid);
 }
 
+/// The container's process is in its cgroup in every hierarchy, the unified one included
+/// (it is born there), and a cgroup namespace is rooted at that cgroup; with and without a
+/// user namespace (the runtime then moves it in itself).
+#[test]
+fn in_its_cgroup_everywhere_and_its_cgroup_namespace_rooted_there() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let rt = runtime(&env);
+    for userns in [false, true] {
+        let id = if userns { "cgns-user" } else { "cgns" };
+        let mut b = Bundle::new(
+            &env,
+            id,
+            "cat /proc/self/cgroup > /out/cg; touch /out/done; sleep 10",
+        );
+        let ns = b.spec["linux"]["namespaces"].as_array_mut().expect("ns");
+        ns.push(json!({"type": "cgroup"}));
+        if userns {
+            ns.push(json!({"type": "user"}));
+            b.spec["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            b.spec["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            b.spec["mounts"]
+                .as_array_mut()
+                .expect("mounts")
+                .retain(|m| m["type"] != "sysfs" && m["type"] != "cgroup");
+        }
+        let st = rt.create(id, &opts(&b)).expect("create");
+        rt.start(id).expect("start");
+        b.wait_out("done");
+        let outside = std::fs::read_to_string(format!("/proc/{}/cgroup", st.pid)).expect("cgroup");
+        let want = format!("/{}/{id}", env.id());
+        let paths = |text: &str| -> Vec<(String, String)> {
+            text.lines()
+                .filter_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+                    Some((c.to_string(), p.to_string()))
+                })
+                .collect()
+        };
+        let hierarchies = paths(&outside);
+        assert!(
+            hierarchies.iter().any(|(c, _)| c.is_empty()),
+            "no unified line: {outside}"
+        );
+        for (c, p) in &hierarchies {
+            assert_eq!(p, &want, "{id}: hierarchy {c:?} in {outside}");
+        }
+        let inside = b.read_out("cg");
+        assert_eq!(paths(&inside).len(), hierarchies.len(), "{inside}");
+        for (c, p) in paths(&inside) {
+            assert_eq!(p, "/", "{id}: hierarchy {c:?} seen from inside: {inside}");
+        }
+        rt.delete(id, true).expect("delete");
+        let _ = berth::oci::wait(st.pid);
+    }
+}
+
 #[test]
 fn joins_an_existing_netns_by_path() {
     require_root!();

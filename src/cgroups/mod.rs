@@ -8,6 +8,7 @@
 //! cgroup directories; it never writes to a parent it did not create.
 
 pub mod devices;
+mod entry;
 mod layout;
 pub mod plan;
 
@@ -16,6 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use entry::Entry;
 pub use layout::{Hierarchy, Layout};
 pub use plan::{FileWrite, plan};
 

@@ -358,7 +358,7 @@ fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     Ok(f.into())
 }
 
-/// Forks the intermediate (`io.sock` is filled in here), puts it in `cgroup` (made and
+/// Forks the intermediate (`io.sock` is filled in here), has it enter `cgroup` (made and
 /// written first when `make_cgroup` is given), answers
 /// its requests and returns the pid of the process it made (a child of the caller).
 /// `pids` collects every process to kill if this fails.
@@ -384,10 +384,23 @@ pub(crate) fn spawn(
         sock: child_end.as_raw_fd(),
         ..io
     };
+    // The intermediate enters the cgroup itself, skipping the kernel's global lock,
+    // unless it is in a user namespace by then (whose root may not write the cgroup
+    // files) or sees the host's cgroup mounts through another mount or cgroup namespace.
+    let self_entry = !(plan.new.contains(nix::sched::CloneFlags::CLONE_NEWUSER)
+        || plan.join.iter().any(|(f, _)| {
+            [
+                nix::sched::CloneFlags::CLONE_NEWUSER,
+                nix::sched::CloneFlags::CLONE_NEWNS,
+                nix::sched::CloneFlags::CLONE_NEWCGROUP,
+            ]
+            .contains(f)
+        }));
+    let entry = self_entry.then(|| crate::cgroups::Entry::of(cgroup));
     let s1 = fork().map_err(sys("fork"))?;
     if s1 == 0 {
         drop(parent_end);
-        intermediate(plan, fds);
+        intermediate(plan, fds, entry.as_ref());
     }
     drop(child_end);
     pids.push(s1);
@@ -422,7 +435,9 @@ pub(crate) fn spawn(
                     cgroup.apply_devices(device_filter).map_err(cgerr)?;
                 }
             }
-            cgroup.add(s1).map_err(cgerr)?;
+            if entry.is_none() {
+                cgroup.add(s1).map_err(cgerr)?;
+            }
             send_msg(sock, b"G").map_err(|e| child_gone(e, "signal the intermediate"))?;
             *in_cgroup = true;
         }

@@ -4,7 +4,8 @@
 //! Messages to the runtime (one per SOCK_SEQPACKET send):
 //! `U` user namespace made, map it; `P<pid>` the init's pid; `H` run createRuntime
 //! hooks now; `R` ready (created); `E<text>` failed. From the runtime: `M` mapped, `G`
-//! go (the intermediate is in the cgroup), `K` hooks done.
+//! go (the cgroup is made, and the intermediate in it unless it enters it itself), `K`
+//! hooks done.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -14,6 +15,7 @@ use nix::sched::{CloneFlags, unshare};
 
 use super::plan::{Plan, ProcessPlan};
 use super::rootfs;
+use crate::cgroups::Entry;
 use crate::sys::clone::{clone_parent, exit_now, join_ns, recv_msg, send_msg};
 
 /// What the child needs besides the plan.
@@ -47,15 +49,17 @@ fn expect(sock: RawFd, want: u8) -> Result<Vec<u8>, String> {
     }
 }
 
-/// The intermediate process (just forked from the runtime). Never returns.
-pub fn intermediate(plan: &Plan, fds: ChildFds) -> ! {
-    match intermediate_inner(plan, fds) {
+/// The intermediate process (just forked from the runtime). Never returns. With `entry`,
+/// it enters the container's cgroup itself once the runtime made it (see
+/// [`crate::cgroups::Entry`]); without, the runtime moves it in.
+pub fn intermediate(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> ! {
+    match intermediate_inner(plan, fds, entry) {
         Ok(()) => exit_now(0),
         Err(m) => fail(fds.sock, &m),
     }
 }
 
-fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
+fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> Result<(), String> {
     if let Some(stdio) = fds.stdio {
         set_stdio(stdio)?;
     }
@@ -85,9 +89,8 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
     }
-    // Namespaces are made while the runtime moves this process into the cgroup (the
-    // kernel makes that wait for an RCU grace period); only the cgroup namespace and the
-    // init must come after it.
+    // Namespaces are made while the runtime makes the cgroup; the init is cloned once
+    // this process is in it.
     // In raw bits: bitflags' `!` would drop CLONE_NEWTIME, which nix does not name.
     let rest = CloneFlags::from_bits_retain(
         plan.new.bits() & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP).bits(),
@@ -101,11 +104,15 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds) -> Result<(), String> {
             .map_err(|e| format!("linux.timeOffsets: {e}"))?;
     }
     expect(fds.sock, b'G')?;
-    if plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-        unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
-    }
-    let pid = clone_parent().map_err(|e| format!("clone init: {e}"))?;
+    let pid = match entry {
+        Some(entry) => {
+            entry.join_v1()?;
+            entry
+                .clone_into(libc::CLONE_PARENT as u64)
+                .map_err(|e| format!("clone init: {e}"))?
+        }
+        None => clone_parent().map_err(|e| format!("clone init: {e}"))?,
+    };
     if pid == 0 {
         init(plan, fds, in_userns);
     }
@@ -220,6 +227,11 @@ fn init_inner(
     in_userns: bool,
     state: &mut Vec<u8>,
 ) -> Result<CString, String> {
+    // Rooted at the container's cgroup, which this process was born in (or inherited).
+    if plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+    }
     let p = &plan.process;
     if let Some(adj) = p.oom_score_adj {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())

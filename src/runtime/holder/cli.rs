@@ -83,16 +83,35 @@ pub fn main(args: HolderArgs) -> i32 {
         }
         libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
     }
-    if !args.foreground {
-        match crate::sys::clone::fork() {
-            Ok(0) => {
-                let _ = nix::unistd::setsid();
-            }
-            Ok(_) => crate::sys::clone::exit_now(0),
+    // In the pod's cgroup before anything is forked: the pod init and every container
+    // start from there. The v1 hierarchies are joined here, the unified one by being
+    // born in it (see `cgroups::Entry`).
+    let entry = match &args.cgroup {
+        Some(path) => match super::pod_cgroup::prepare(&args.pod_id, path, args.cpu_shares) {
+            Ok(e) => Some(e),
             Err(e) => {
-                report(&mut ready, &format!("error: fork: {e}"));
+                tracing::error!("{e}");
+                report(&mut ready, &format!("error: {e}"));
                 return 1;
             }
+        },
+        None => None,
+    };
+    let forked = match (&entry, args.foreground) {
+        (Some(e), false) => e.clone_into(0),
+        (None, false) => crate::sys::clone::fork().map_err(|e| format!("fork: {e}")),
+        (Some(e), true) => e.join_unified().map(|()| 0),
+        (None, true) => Ok(0),
+    };
+    match forked {
+        Ok(0) if !args.foreground => {
+            let _ = nix::unistd::setsid();
+        }
+        Ok(0) => {}
+        Ok(_) => crate::sys::clone::exit_now(0),
+        Err(e) => {
+            report(&mut ready, &format!("error: {e}"));
+            return 1;
         }
     }
     let server = match setup(&args) {
@@ -193,11 +212,6 @@ fn setup_in(args: &HolderArgs, pod: &PodDir) -> Result<Server> {
     nix::unistd::dup2_stdout(&log).map_err(sys("dup2 stdout"))?;
     nix::unistd::dup2_stderr(&log).map_err(sys("dup2 stderr"))?;
     let _ = std::env::set_current_dir("/");
-    // In the pod's cgroup before anything is forked: the pod init and every container
-    // start from there.
-    if let Some(path) = &args.cgroup {
-        super::pod_cgroup::join(&id, path, args.cpu_shares)?;
-    }
     nix::sys::prctl::set_child_subreaper(true).map_err(sys("PR_SET_CHILD_SUBREAPER"))?;
     // Signals arrive through the signalfd; children get an empty mask back before exec.
     let mut mask = SigSet::empty();

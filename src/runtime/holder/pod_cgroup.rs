@@ -1,22 +1,31 @@
 //! The holder's own cgroup: where containerd would put the pause container
 //! (`<cgroup parent>/<sandbox id>`, cgroupfs naming), in every v1 hierarchy and the
-//! unified one, joined before the holder makes namespaces or forks anything. The daemon
+//! unified one, entered before the holder makes namespaces or forks anything. The daemon
 //! removes it with the sandbox (see `sandbox::ops::shutdown_holder`).
 
 use std::path::Path;
 
-use crate::cgroups::{Cgroup, Layout, plan};
+use crate::cgroups::{Cgroup, Entry, Layout, plan};
 
 use super::{HolderError, Result};
 
 /// Creates the cgroup at `path` (relative to each hierarchy's root), gives it
-/// `cpu_shares` when the host has a cpu controller there, and moves this process in.
-pub fn join(pod: &str, path: &str, cpu_shares: Option<u64>) -> Result<Cgroup> {
-    join_in(&Layout::detect(), pod, path, cpu_shares)
+/// `cpu_shares` when the host has a cpu controller there, and moves this (still
+/// single-threaded) process into its v1 hierarchies. The unified one is entered through
+/// the returned [`Entry`].
+pub fn prepare(pod: &str, path: &str, cpu_shares: Option<u64>) -> Result<Entry> {
+    let cg = make_in(&Layout::detect(), pod, path, cpu_shares)?;
+    let entry = Entry::of(&cg);
+    entry.join_v1().map_err(|reason| HolderError::Invalid {
+        pod: pod.into(),
+        field: "cgroup",
+        reason,
+    })?;
+    Ok(entry)
 }
 
-/// [`join`] in the hierarchies of `layout` (a test's temp tree).
-fn join_in(layout: &Layout, pod: &str, path: &str, cpu_shares: Option<u64>) -> Result<Cgroup> {
+/// Creates the cgroup in the hierarchies of `layout` (a test's temp tree).
+fn make_in(layout: &Layout, pod: &str, path: &str, cpu_shares: Option<u64>) -> Result<Cgroup> {
     let fail = |reason: String| HolderError::Invalid {
         pod: pod.into(),
         field: "cgroup",
@@ -36,8 +45,6 @@ fn join_in(layout: &Layout, pod: &str, path: &str, cpu_shares: Option<u64>) -> R
             Err(e) => tracing::warn!(pod, error = %e, "holder cgroup cpu shares not set"),
         }
     }
-    cg.add(std::process::id() as i32)
-        .map_err(|e| fail(e.to_string()))?;
     Ok(cg)
 }
 
@@ -47,10 +54,10 @@ mod tests {
     use super::*;
 
     /// The v2 path against a temp tree standing in for /sys/fs/cgroup: the cgroup is made
-    /// under the parent, gets its cpu.weight where the cpu controller is there, and takes
-    /// the process; without it, the holder still joins.
+    /// under the parent and gets its cpu.weight where the cpu controller is there; a
+    /// process enters it through the unified directory, there is no v1 `tasks` to write.
     #[test]
-    fn joins_a_v2_tree() {
+    fn makes_a_v2_tree() {
         for (controllers, weight) in [("cpu memory pids\n", Some("1")), ("memory pids\n", None)] {
             let root = std::env::temp_dir().join(format!(
                 "berth-holder-cg-unit-{}-{}",
@@ -61,20 +68,25 @@ mod tests {
             std::fs::create_dir_all(&root).unwrap();
             std::fs::write(root.join("cgroup.controllers"), controllers).unwrap();
             let layout = Layout::v2(&root);
-            let cg = join_in(&layout, "p", "/kubepods/pod1/sid", Some(2)).unwrap();
+            let cg = make_in(&layout, "p", "/kubepods/pod1/sid", Some(2)).unwrap();
             let dir = root.join("kubepods/pod1/sid");
             assert_eq!(cg.unique_dirs(), vec![dir.as_path()]);
-            assert_eq!(
-                std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
-                std::process::id().to_string()
-            );
             assert_eq!(
                 std::fs::read_to_string(dir.join("cpu.weight"))
                     .ok()
                     .as_deref(),
                 weight
             );
-            let e = join_in(&layout, "p", "/a/../b", None).unwrap_err();
+            let entry = Entry::of(&cg);
+            entry.join_v1().unwrap();
+            assert!(!dir.join("tasks").exists());
+            std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+            entry.join_unified().unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+                "0"
+            );
+            let e = make_in(&layout, "p", "/a/../b", None).unwrap_err();
             assert!(e.to_string().contains("cgroup"), "{e}");
             std::fs::remove_dir_all(&root).unwrap();
         }
