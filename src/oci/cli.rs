@@ -490,6 +490,7 @@ fn create(rt: &Runtime, c: &CreateArgs) -> Result<super::state::State, String> {
             plan: PlanOptions {
                 no_pivot: c.no_pivot,
                 clamp_unprivileged: false,
+                seccomp_cache: None,
             },
             stdio: None,
         },

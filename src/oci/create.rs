@@ -233,11 +233,10 @@ impl Runtime {
                 .is_some_and(|h| h.poststop().as_ref().is_some_and(|v| !v.is_empty())),
         };
         // Recorded before the cgroup exists: a runtime crash from here on leaves a state
-        // that `delete --force` cleans. Not fsynced: a runtime crash keeps the page cache,
-        // and after a machine crash the cgroup and processes it points to are gone anyway.
-        // config.json is made durable by the fsyncs of the "created" save below (its data
-        // is not fsynced: a torn copy after a power loss only costs the poststop hooks).
-        self.root.save_with(&st, false)?;
+        // that `delete --force` cleans. State is never fsynced (as runc's): a runtime crash
+        // keeps the page cache, and after a machine crash the cgroup and processes it
+        // points to are gone anyway (state roots live on tmpfs: /run).
+        self.root.save(&st)?;
         cleanup.cgroup = Some(cgroup.clone());
 
         let fifo_path = dir.join("exec.fifo");

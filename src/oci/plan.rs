@@ -176,6 +176,9 @@ pub struct PlanOptions {
     /// oom_score_adj without CAP_SYS_RESOURCE) to what it can, with a warning, instead of
     /// failing. For defaults the caller chose, never for a user's explicit values.
     pub clamp_unprivileged: bool,
+    /// Where compiled seccomp filters are kept for other containers and runtimes (see
+    /// [`super::seccomp`]); None keeps them in this process only.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 fn map_text(m: &[oci_spec::runtime::LinuxIdMapping]) -> String {

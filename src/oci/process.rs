@@ -4,7 +4,6 @@
 use std::ffi::CString;
 use std::path::PathBuf;
 
-use libseccomp::ScmpFilterContext;
 use oci_spec::runtime::{PosixRlimitType, Process};
 
 use super::error::{OciError, Result};
@@ -26,7 +25,7 @@ pub struct ProcessPlan {
     /// (bounding, effective, permitted, inheritable, ambient); None keeps them all.
     pub caps: Option<[caps::CapsHashSet; 5]>,
     pub no_new_privs: bool,
-    pub seccomp: Option<ScmpFilterContext>,
+    pub seccomp: Option<super::seccomp::Filter>,
     pub terminal: bool,
     /// (rows, columns) of the terminal.
     pub console_size: Option<(u16, u16)>,
@@ -207,7 +206,11 @@ pub fn process_plan(
         ]
     });
     let seccomp = match linux.seccomp() {
-        Some(sc) => Some(super::seccomp::compile(id, sc)?),
+        Some(sc) => Some(super::seccomp::filter(
+            id,
+            sc,
+            opts.seccomp_cache.as_deref(),
+        )?),
         None => None,
     };
     let io_priority = match p.io_priority() {

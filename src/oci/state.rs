@@ -273,30 +273,22 @@ impl Root {
         })
     }
 
-    /// Atomically replaces the container's state file.
+    /// Replaces the container's state file atomically. Not fsynced, as runc's: a runtime
+    /// crash keeps the page cache, and a machine crash ends the processes it describes.
     pub fn save(&self, st: &State) -> Result<()> {
-        self.save_with(st, true)
-    }
-
-    /// Replaces the state file atomically; `durable` adds the fsyncs that carry it across
-    /// a machine crash (a runtime crash needs none: the page cache survives it).
-    pub fn save_with(&self, st: &State, durable: bool) -> Result<()> {
         let dir = self.dir(&st.id);
         let bytes = serde_json::to_vec(st).map_err(|e| OciError::StateFile {
             id: st.id.clone(),
             path: dir.clone(),
             reason: e.to_string(),
         })?;
-        let durability = if durable {
-            Durability::Durable
-        } else {
-            Durability::Replace
-        };
-        write_file(&dir.join("state.json"), &bytes, durability).map_err(|source| OciError::Io {
-            id: st.id.clone(),
-            op: "write state",
-            path: dir.join("state.json"),
-            source,
+        write_file(&dir.join("state.json"), &bytes, Durability::Replace).map_err(|source| {
+            OciError::Io {
+                id: st.id.clone(),
+                op: "write state",
+                path: dir.join("state.json"),
+                source,
+            }
         })
     }
 

@@ -154,6 +154,14 @@ impl Pod {
     }
 
     /// Creates the container (stopped before its program runs, until `start`).
+    /// How the OCI runtime plans this pod's containers.
+    fn plan_options(&self) -> oci::PlanOptions {
+        oci::PlanOptions {
+            seccomp_cache: Some(self.dir.seccomp_cache()),
+            ..Default::default()
+        }
+    }
+
     pub fn create(&mut self, req: CreateContainer) -> Result<ContainerInfo, WireError> {
         let id = req.id.as_str();
         oci::state::Root::check_id(id).map_err(oci_err)?;
@@ -228,6 +236,7 @@ impl Pod {
                 out_w.as_raw_fd(),
                 err_w.as_raw_fd(),
             ]),
+            plan: self.plan_options(),
             ..Default::default()
         };
         let st = self.rt.create(id, &opts).map_err(oci_err)?;
@@ -310,6 +319,7 @@ impl Pod {
             spec: Some(spec),
             console_socket: Some(short.clone()),
             stdio: Some([i.as_raw_fd(), o.as_raw_fd(), o.as_raw_fd()]),
+            plan: self.plan_options(),
             ..Default::default()
         };
         let created = self.rt.create(id, &opts);

@@ -9,8 +9,8 @@
 //! (user or time namespace, seccomp flags, personality) use the OCI runtime's exec.
 
 use std::ffi::CString;
-use std::io::{Read, Seek};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use nix::sched::{CloneFlags, setns};
 use oci_spec::runtime::{Linux, LinuxNamespaceType, Process};
@@ -36,7 +36,7 @@ pub enum Setsid {
 pub struct ExecTemplate {
     plan: ProcessPlan,
     /// The compiled seccomp filter (struct sock_filter array).
-    bpf: Option<Vec<u8>>,
+    bpf: Option<crate::oci::seccomp::Filter>,
     /// Namespaces to join in the child, mount last.
     ns: Vec<(CloneFlags, OwnedFd)>,
     /// The container's pid namespace, when not the holder's.
@@ -79,10 +79,8 @@ impl ExecTemplate {
         process.set_args(Some(vec!["/bin/true".into()]));
         let mut plan = process_plan(id, &process, linux, &PlanOptions::default(), false)
             .map_err(|e| werr(ErrorCode::Internal, e.to_string()))?;
-        let bpf = match plan.seccomp.take() {
-            Some(ctx) => Some(export_bpf(&ctx).map_err(|e| internal(id, "seccomp", e))?),
-            None => None,
-        };
+        // loaded here, before setup_process (which would load a filter it still has)
+        let bpf = plan.seccomp.take();
         let open = |p: String| -> Result<OwnedFd, WireError> {
             std::fs::File::open(&p)
                 .map(OwnedFd::from)
@@ -270,47 +268,9 @@ impl ExecTemplate {
     }
 
     fn load_bpf(&self) -> Result<(), String> {
-        let Some(bpf) = &self.bpf else { return Ok(()) };
-        let prog = libc::sock_fprog {
-            len: (bpf.len() / std::mem::size_of::<libc::sock_filter>()) as u16,
-            filter: bpf.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: prog points to a whole BPF program that outlives the call.
-        let r = unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if r < 0 {
-            return Err(format!(
-                "load seccomp filter: {}",
-                std::io::Error::last_os_error()
-            ));
+        match &self.bpf {
+            Some(f) => f.load().map_err(|e| format!("load seccomp filter: {e}")),
+            None => Ok(()),
         }
-        Ok(())
     }
-}
-
-/// The filter as the kernel takes it (libseccomp 2.5 exports only to an fd).
-fn export_bpf(ctx: &libseccomp::ScmpFilterContext) -> std::io::Result<Vec<u8>> {
-    let name = c"berth-seccomp";
-    // SAFETY: a valid NUL-terminated name; the result is checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd was just made and is owned by nobody else.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    ctx.export_bpf(f.as_fd()).map_err(std::io::Error::other)?;
-    f.rewind()?;
-    let mut v = Vec::new();
-    f.read_to_end(&mut v)?;
-    if v.is_empty() || v.len() % std::mem::size_of::<libc::sock_filter>() != 0 {
-        return Err(std::io::Error::other(
-            "libseccomp exported no whole program",
-        ));
-    }
-    Ok(v)
 }

@@ -157,6 +157,12 @@ impl PodDir {
     pub fn oci_root(&self) -> PathBuf {
         self.dir.join("oci")
     }
+    /// Compiled seccomp filters, shared by the holders of one state dir.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        // dir is <state dir>/pods/<id>
+        let state_dir = self.dir.parent().and_then(Path::parent);
+        state_dir.unwrap_or(&self.dir).join("seccomp")
+    }
     pub fn records(&self) -> PathBuf {
         self.dir.join("containers")
     }
