@@ -38,6 +38,9 @@ fn check_id(id: &str) -> Result<()> {
     }
 }
 
+/// How stale an image's `last_used` may get (seconds) before a container's use renews it.
+const TOUCH_EVERY: u64 = 60;
+
 impl ImageStore {
     fn rootfs_dir(&self) -> PathBuf {
         self.root.join("rootfs")
@@ -156,11 +159,16 @@ impl ImageStore {
             .collect())
     }
 
+    /// Marks the image used now. The metadata file (every image, fsynced) is rewritten at
+    /// most once a minute per image: `last_used` only orders garbage collection, and a
+    /// node starting containers of one image would otherwise rewrite it for each.
     async fn touch(&self, id: &Digest) -> Result<()> {
         let _g = self.locks.lock("meta").await?;
         let mut images = self.meta.load()?;
-        if let Some(i) = images.iter_mut().find(|i| &i.id == id) {
-            i.last_used = now();
+        let t = now();
+        match images.iter_mut().find(|i| &i.id == id) {
+            Some(i) if t.saturating_sub(i.last_used) >= TOUCH_EVERY => i.last_used = t,
+            _ => return Ok(()),
         }
         self.meta.save(images)
     }

@@ -156,12 +156,18 @@ impl Pods {
         Ok(p)
     }
 
-    /// A container that exits at once on SIGTERM (a `sleep` as PID 1 would ignore it).
+    /// A container that exits at once on SIGTERM (a `sleep` as PID 1 would ignore it),
+    /// once it says "ready" in its log: a SIGTERM before its shell set the trap is
+    /// ignored too, and StopContainer then waits out its timeout.
     fn container(&self) -> ContainerSpec {
         ContainerSpec::new(
             "app",
             &self.image,
-            &["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; echo ready; sleep 3600 & wait",
+            ],
         )
     }
 
@@ -182,6 +188,17 @@ impl Pods {
         let t2 = Instant::now();
         c.start_container(&cid).await.context("StartContainer")?;
         let t3 = Instant::now();
+        // untimed: the container is up once its trap is set
+        let log = pod.log_directory.join(&self.container().log_path);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ready")) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} never said ready",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         Ok((id, cid, [t1 - t0, t2 - t1, t3 - t2]))
     }
 
