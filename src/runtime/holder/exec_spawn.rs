@@ -3,7 +3,7 @@
 //! container and loaded as raw BPF.
 //!
 //! Everything that does not change between execs of one container (the process plan, the
-//! BPF program, the namespace fds, the cgroup.procs files) is built at its first exec. The
+//! BPF program, the namespace fds, the cgroup's files) is built at its first exec. The
 //! pid namespace is entered the way `setns(2)` allows for it: the holder sets the namespace
 //! its next child is born in, forks, and switches back. Containers this path does not cover
 //! (user or time namespace, seccomp flags, personality) use the OCI runtime's exec.
@@ -17,7 +17,7 @@ use oci_spec::runtime::{Linux, LinuxNamespaceType, Process};
 
 use super::container::werr;
 use super::proto::{ErrorCode, WireError};
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, Entry};
 use crate::oci::plan::{PlanOptions, ProcessPlan, process_plan};
 
 /// Whether the exec'd process starts a process group or session of its own.
@@ -43,7 +43,9 @@ pub struct ExecTemplate {
     pid_ns: Option<OwnedFd>,
     /// The holder's own pid namespace, to switch back to.
     own_pid_ns: OwnedFd,
-    procs: Vec<CString>,
+    /// The container's cgroup, entered without the kernel's global lock (see
+    /// [`Entry`]): v1 by the child itself, the unified one by being born in it.
+    entry: Option<Entry>,
 }
 
 fn internal(id: &str, what: &str, e: impl std::fmt::Display) -> WireError {
@@ -111,23 +113,14 @@ impl ExecTemplate {
             None
         };
         let own_pid_ns = open("/proc/self/ns/pid".into())?;
-        let procs = cgroup
-            .map(|cg| {
-                cg.unique_dirs()
-                    .iter()
-                    .filter_map(|d| {
-                        CString::new(d.join("cgroup.procs").as_os_str().as_encoded_bytes()).ok()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let entry = cgroup.map(Entry::of);
         Ok(Some(ExecTemplate {
             plan,
             bpf,
             ns,
             pid_ns,
             own_pid_ns,
-            procs,
+            entry,
         }))
     }
 
@@ -158,7 +151,11 @@ impl ExecTemplate {
         // as runc exec's is, not an exit code of a program that never ran.
         let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| internal(id, "pipe", e))?;
-        let pid = crate::sys::clone::fork();
+        // The holder is single-threaded: the child may be cloned without libc's fork.
+        let pid = match &self.entry {
+            Some(e) => e.clone_into(0),
+            None => crate::sys::clone::fork().map_err(|e| e.to_string()),
+        };
         if pid == Ok(0) {
             drop(status_r);
             let err = self.child(stdio, setsid);
@@ -214,15 +211,10 @@ impl ExecTemplate {
                 }
             }
         }
-        for p in &self.procs {
-            // SAFETY: a valid NUL-terminated path; "0" moves the writing process.
-            let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-            // SAFETY: writes 1 byte from a static buffer to the fd just opened.
-            if fd < 0 || unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                return format!("join cgroup {:?}: {}", p, std::io::Error::last_os_error());
-            }
-            // SAFETY: closes the fd opened above.
-            unsafe { libc::close(fd) };
+        if let Some(e) = &self.entry
+            && let Err(e) = e.join_v1()
+        {
+            return e;
         }
         for (flag, fd) in &self.ns {
             if let Err(e) = setns(fd.as_fd(), *flag) {
