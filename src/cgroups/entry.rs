@@ -12,11 +12,11 @@
 //!
 //! So a process that makes a container (or a pod's holder) moves itself into the v1
 //! hierarchies with [`Entry::join_v1`], then clones its child with
-//! [`Entry::clone_into`]. Everything here is async-signal-safe: it runs in forked
-//! children of possibly multi-threaded callers.
+//! [`Entry::clone_into`]. A runtime opens the files before it forks ([`Entry::open`]),
+//! so that the forked child only writes.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::Cgroup;
 use crate::sys::clone::clone3;
@@ -50,26 +50,51 @@ impl Entry {
         }
     }
 
+    /// Opens the files (a v1 hierarchy's `tasks`, the unified directory), so that a
+    /// process forked after this only writes.
+    pub fn open(&self) -> Result<Opened, String> {
+        let open = |p: &CString, flags: libc::c_int| -> Result<OwnedFd, String> {
+            // SAFETY: a valid NUL-terminated path; the fd is owned below.
+            let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(format!(
+                    "open cgroup {p:?}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: just opened, owned by nobody else.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        Ok(Opened {
+            tasks: self
+                .tasks
+                .iter()
+                .map(|p| open(p, libc::O_WRONLY))
+                .collect::<Result<_, _>>()?,
+            unified: self
+                .unified
+                .as_ref()
+                .map(|d| open(d, libc::O_PATH | libc::O_DIRECTORY))
+                .transpose()?,
+            procs: self.unified.as_ref().and_then(|d| {
+                let mut p = d.as_bytes().to_vec();
+                p.extend_from_slice(b"/cgroup.procs");
+                CString::new(p).ok()
+            }),
+        })
+    }
+
     /// Moves the calling process into every v1 hierarchy's cgroup. The caller must be
     /// single-threaded (only the calling thread moves).
     pub fn join_v1(&self) -> Result<(), String> {
-        for p in &self.tasks {
-            write_zero(p)?;
-        }
-        Ok(())
+        self.open()?.join_v1()
     }
 
     /// Moves the calling process into the unified cgroup through `cgroup.procs` (the
     /// locked way), for a process that enters but forks nothing, or a kernel without
     /// `CLONE_INTO_CGROUP`.
     pub fn join_unified(&self) -> Result<(), String> {
-        let Some(dir) = &self.unified else {
-            return Ok(());
-        };
-        let mut procs = dir.as_bytes().to_vec();
-        procs.extend_from_slice(b"/cgroup.procs");
-        let procs = CString::new(procs).map_err(|e| e.to_string())?;
-        write_zero(&procs)
+        self.open()?.join_unified()
     }
 
     /// Clones the calling (single-threaded) process with `flags` (`CLONE_*`; the child
@@ -77,51 +102,67 @@ impl Entry {
     /// than `CLONE_INTO_CGROUP` (5.7) the caller joins it first, which its child inherits.
     /// Fork semantics: 0 in the child, the child's pid in the caller.
     pub fn clone_into(&self, flags: u64) -> Result<i32, String> {
-        let Some(dir) = &self.unified else {
-            return clone3(flags, None).map_err(|e| format!("clone: {e}"));
+        self.open()?.clone_into(flags)
+    }
+}
+
+/// An [`Entry`] with its files open: what a forked child needs, without a path lookup.
+#[derive(Debug)]
+pub struct Opened {
+    tasks: Vec<OwnedFd>,
+    unified: Option<OwnedFd>,
+    procs: Option<CString>,
+}
+
+impl Opened {
+    /// [`Entry::join_v1`].
+    pub fn join_v1(&self) -> Result<(), String> {
+        for fd in &self.tasks {
+            write_zero(fd.as_raw_fd()).map_err(|e| format!("join cgroup (v1 tasks): {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// [`Entry::join_unified`].
+    pub fn join_unified(&self) -> Result<(), String> {
+        let Some(procs) = &self.procs else {
+            return Ok(());
         };
         // SAFETY: a valid NUL-terminated path; the fd is closed below.
-        let fd: RawFd = unsafe {
-            libc::open(
-                dir.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(format!(
-                "open cgroup {dir:?}: {}",
+                "join cgroup {procs:?}: {}",
                 std::io::Error::last_os_error()
             ));
         }
-        let r = clone3(flags, Some(fd));
-        if r != Ok(0) {
-            // SAFETY: closes the fd opened above (in the caller; the child execs or exits).
-            unsafe { libc::close(fd) };
-        }
-        match r {
+        let r = write_zero(fd);
+        // SAFETY: closes the fd opened above.
+        unsafe { libc::close(fd) };
+        r.map_err(|e| format!("join cgroup {procs:?}: {e}"))
+    }
+
+    /// [`Entry::clone_into`].
+    pub fn clone_into(&self, flags: u64) -> Result<i32, String> {
+        let Some(dir) = &self.unified else {
+            return clone3(flags, None).map_err(|e| format!("clone: {e}"));
+        };
+        match clone3(flags, Some(dir.as_raw_fd())) {
             Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) => {
                 self.join_unified()?;
                 clone3(flags, None).map_err(|e| format!("clone: {e}"))
             }
-            r => r.map_err(|e| format!("clone into cgroup {dir:?}: {e}")),
+            r => r.map_err(|e| format!("clone into cgroup {:?}: {e}", self.procs)),
         }
     }
 }
 
-/// Writes "0" (the writer) to the cgroup file at `path`.
-fn write_zero(path: &CString) -> Result<(), String> {
-    // SAFETY: a valid NUL-terminated path; the fd is closed below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    // SAFETY: writes 1 byte from a static buffer to the fd just opened.
-    let ok = fd >= 0 && unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } == 1;
-    let err = std::io::Error::last_os_error();
-    if fd >= 0 {
-        // SAFETY: closes the fd opened above.
-        unsafe { libc::close(fd) };
-    }
-    if ok {
+/// Writes "0" (the writer) to the open cgroup file `fd`.
+fn write_zero(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: writes 1 byte from a static buffer to an open fd.
+    if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } == 1 {
         Ok(())
     } else {
-        Err(format!("join cgroup {path:?}: {err}"))
+        Err(std::io::Error::last_os_error())
     }
 }

@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use entry::Entry;
+pub use entry::{Entry, Opened};
 pub use layout::{Hierarchy, Layout};
 pub use plan::{FileWrite, plan};
 

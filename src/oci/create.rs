@@ -358,7 +358,7 @@ fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
 }
 
 /// Forks the intermediate (`io.sock` is filled in here), has it enter `cgroup` (made and
-/// written first when `make_cgroup` is given), answers
+/// written when `make_cgroup` is given), answers
 /// its requests and returns the pid of the process it made (a child of the caller).
 /// `pids` collects every process to kill if this fails.
 pub(crate) fn spawn(
@@ -395,12 +395,48 @@ pub(crate) fn spawn(
             ]
             .contains(f)
         }));
-    let entry = self_entry.then(|| crate::cgroups::Entry::of(cgroup));
+    let cgerr = |source| OciError::Cgroup {
+        id: id.into(),
+        source,
+    };
+    let make = |(writes, device_filter): (
+        &[crate::cgroups::FileWrite],
+        &[crate::cgroups::devices::DeviceRule],
+    )|
+     -> Result<()> {
+        cgroup.create().map_err(cgerr)?;
+        cgroup.apply(writes).map_err(cgerr)?;
+        if !device_filter.is_empty() {
+            cgroup.apply_devices(device_filter).map_err(cgerr)?;
+        }
+        Ok(())
+    };
+    // Entering itself, the intermediate needs the cgroup at once: it is made first, and
+    // its files opened (the intermediate does not get a CPU of its own before the runtime
+    // waits anyway, so making it meanwhile gained nothing). Else it is made while the
+    // intermediate creates the namespaces, and the runtime moves it in.
+    let entry = match self_entry {
+        true => {
+            if let Some(m) = make_cgroup {
+                make(m)?;
+            }
+            let opened =
+                crate::cgroups::Entry::of(cgroup)
+                    .open()
+                    .map_err(|reason| OciError::Init {
+                        id: id.into(),
+                        message: reason,
+                    })?;
+            Some(opened)
+        }
+        false => None,
+    };
     let s1 = fork().map_err(sys("fork"))?;
     if s1 == 0 {
         drop(parent_end);
         intermediate(plan, fds, entry.as_ref());
     }
+    drop(entry);
     drop(child_end);
     pids.push(s1);
     let sock = parent_end.as_raw_fd();
@@ -419,24 +455,13 @@ pub(crate) fn spawn(
     };
     // With a new user namespace the intermediate first asks for its mappings (U); the
     // cgroup is joined after that, else at once.
-    let mut in_cgroup = false;
+    let mut in_cgroup = self_entry;
     let join_cgroup = |in_cgroup: &mut bool| -> Result<()> {
         if !*in_cgroup {
-            let cgerr = |source| OciError::Cgroup {
-                id: id.into(),
-                source,
-            };
-            // made while the intermediate creates the namespaces
-            if let Some((writes, device_filter)) = make_cgroup {
-                cgroup.create().map_err(cgerr)?;
-                cgroup.apply(writes).map_err(cgerr)?;
-                if !device_filter.is_empty() {
-                    cgroup.apply_devices(device_filter).map_err(cgerr)?;
-                }
+            if let Some(m) = make_cgroup {
+                make(m)?;
             }
-            if entry.is_none() {
-                cgroup.add(s1).map_err(cgerr)?;
-            }
+            cgroup.add(s1).map_err(cgerr)?;
             send_msg(sock, b"G").map_err(|e| child_gone(e, "signal the intermediate"))?;
             *in_cgroup = true;
         }

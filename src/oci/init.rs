@@ -4,7 +4,7 @@
 //! Messages to the runtime (one per SOCK_SEQPACKET send):
 //! `U` user namespace made, map it; `P<pid>` the init's pid; `H` run createRuntime
 //! hooks now; `R` ready (created); `E<text>` failed. From the runtime: `M` mapped, `G`
-//! go (the cgroup is made, and the intermediate in it unless it enters it itself), `K`
+//! go (the intermediate is in the cgroup; not sent to one that enters it itself), `K`
 //! hooks done.
 
 use std::ffi::CString;
@@ -15,7 +15,7 @@ use nix::sched::{CloneFlags, unshare};
 
 use super::plan::{Plan, ProcessPlan};
 use super::rootfs;
-use crate::cgroups::Entry;
+use crate::cgroups::Opened;
 use crate::sys::clone::{clone_parent, exit_now, join_ns, recv_msg, send_msg};
 
 /// What the child needs besides the plan.
@@ -50,16 +50,16 @@ fn expect(sock: RawFd, want: u8) -> Result<Vec<u8>, String> {
 }
 
 /// The intermediate process (just forked from the runtime). Never returns. With `entry`,
-/// it enters the container's cgroup itself once the runtime made it (see
-/// [`crate::cgroups::Entry`]); without, the runtime moves it in.
-pub fn intermediate(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> ! {
+/// it enters the container's cgroup (made before the fork) itself (see
+/// [`crate::cgroups::Entry`]); without, the runtime moves it in and says `G`.
+pub fn intermediate(plan: &Plan, fds: ChildFds, entry: Option<&Opened>) -> ! {
     match intermediate_inner(plan, fds, entry) {
         Ok(()) => exit_now(0),
         Err(m) => fail(fds.sock, &m),
     }
 }
 
-fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> Result<(), String> {
+fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Opened>) -> Result<(), String> {
     if let Some(stdio) = fds.stdio {
         set_stdio(stdio)?;
     }
@@ -89,8 +89,7 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> Resu
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
     }
-    // Namespaces are made while the runtime makes the cgroup; the init is cloned once
-    // this process is in it.
+    // The init is cloned once this process is in the cgroup.
     // In raw bits: bitflags' `!` would drop CLONE_NEWTIME, which nix does not name.
     let rest = CloneFlags::from_bits_retain(
         plan.new.bits() & !(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWCGROUP).bits(),
@@ -103,7 +102,6 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> Resu
         std::fs::write("/proc/self/timens_offsets", off)
             .map_err(|e| format!("linux.timeOffsets: {e}"))?;
     }
-    expect(fds.sock, b'G')?;
     let pid = match entry {
         Some(entry) => {
             entry.join_v1()?;
@@ -111,7 +109,10 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Entry>) -> Resu
                 .clone_into(libc::CLONE_PARENT as u64)
                 .map_err(|e| format!("clone init: {e}"))?
         }
-        None => clone_parent().map_err(|e| format!("clone init: {e}"))?,
+        None => {
+            expect(fds.sock, b'G')?;
+            clone_parent().map_err(|e| format!("clone init: {e}"))?
+        }
     };
     if pid == 0 {
         init(plan, fds, in_userns);
