@@ -125,14 +125,32 @@ fn containerd_runs_containers_on_berths_network() {
             .is_some_and(|c| c != ip && c.starts_with("10.244.20.")),
         "{cip:?}"
     );
-    let out = run(cd
-        .ctr()
-        .args(["task", "exec", "--exec-id", "fetch", "client", "sh", "-c"])
-        .arg(format!(
-            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"
-        )))
-    .expect("client fetches from web");
-    let body = String::from_utf8_lossy(&out.stdout);
+    // `ctr run -d` returns once the task started, not once httpd listens: under load the
+    // first fetch can come too early, so the client tries again for a while.
+    let mut body = String::new();
+    for attempt in 0..40 {
+        let out = cd
+            .ctr()
+            .args([
+                "task",
+                "exec",
+                "--exec-id",
+                &format!("fetch{attempt}"),
+                "client",
+                "sh",
+                "-c",
+            ])
+            .arg(format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"
+            ))
+            .output()
+            .expect("ctr task exec");
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        if body.starts_with("HTTP/1.") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert!(
         body.starts_with("HTTP/1.") && body.trim_end().ends_with("berth-fixture"),
         "{body}"

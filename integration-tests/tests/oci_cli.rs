@@ -289,6 +289,53 @@ fn bad_capability(which: &str) {
     assert!(!b.cgroup_dir(&env, "memory").exists(), "cgroup left");
 }
 
+/// The container's process sees itself in its cgroup in every hierarchy (the unified one
+/// included), and in a cgroup namespace sees `/` everywhere.
+fn cgroup_membership(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    for cgns in [false, true] {
+        let id = if cgns { "cgns" } else { "cgmember" };
+        let mut b = Bundle::new(&env, id, "cat /proc/self/cgroup > /out/cg");
+        if cgns {
+            b.spec["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("ns")
+                .push(json!({"type": "cgroup"}));
+        }
+        b.write();
+        let o = cli.run(&env, &["run", "--bundle", &b.dir.display().to_string(), id]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let seen = b.read_out("cg");
+        let want = if cgns {
+            "/".to_string()
+        } else {
+            b.cgroups_path.clone()
+        };
+        let lines: Vec<&str> = seen.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("0::")),
+            "{which}: no unified line: {seen}"
+        );
+        for l in lines {
+            let path = l.splitn(3, ':').nth(2).unwrap_or_default();
+            assert_eq!(path, want, "{which} {id}: {l} in {seen}");
+        }
+    }
+}
+
+#[test]
+fn berth_cgroup_membership() {
+    require_root!();
+    cgroup_membership("berth");
+}
+
+#[test]
+fn runc_cgroup_membership() {
+    require_root!();
+    cgroup_membership("runc");
+}
+
 #[test]
 fn berth_lifecycle() {
     require_root!();

@@ -431,10 +431,35 @@ pub(crate) fn spawn(
         }
         false => None,
     };
-    let s1 = fork().map_err(sys("fork"))?;
+    // Without a pid namespace to join (setns only moves the children of the caller into
+    // one), a user namespace to map or time offsets to set before anything else enters
+    // the new time namespace, the init is cloned from here with its new namespaces, and
+    // no intermediate process is needed. That clone skips libc's fork handlers, so the
+    // caller must be single-threaded.
+    let direct = entry.is_some()
+        && plan.time_offsets.is_none()
+        && plan.new.bits() & libc::CLONE_NEWTIME == 0
+        && !plan
+            .join
+            .iter()
+            .any(|(f, _)| *f == nix::sched::CloneFlags::CLONE_NEWPID)
+        && single_threaded();
+    let s1 = match (&entry, direct) {
+        (Some(e), true) => {
+            let new = plan.new.bits() & !nix::sched::CloneFlags::CLONE_NEWCGROUP.bits();
+            e.clone_into(new as u64).map_err(|message| OciError::Init {
+                id: id.into(),
+                message,
+            })?
+        }
+        _ => fork().map_err(sys("fork"))?,
+    };
     if s1 == 0 {
         drop(parent_end);
-        intermediate(plan, fds, entry.as_ref());
+        match (&entry, direct) {
+            (Some(e), true) => super::init::direct(plan, fds, e),
+            _ => intermediate(plan, fds, entry.as_ref()),
+        }
     }
     drop(entry);
     drop(child_end);
@@ -472,12 +497,14 @@ pub(crate) fn spawn(
     }
     // The intermediate reports the init's pid (P) after clone returns, while the init
     // already runs: its H and R can arrive before P. Both wait for the pid here.
-    let mut init = 0;
+    let mut init = if direct { s1 } else { 0 };
     // The intermediate exits right after sending P; it is reaped once the init is ready
     // (long gone by then), not at P, which would block the runtime once more for it.
     let reap = |pids: &mut Vec<i32>, init: i32| {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s1), None);
-        pids.retain(|p| *p != s1);
+        if !direct {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(s1), None);
+            pids.retain(|p| *p != s1);
+        }
         init
     };
     let mut hooks_waiting = false;
@@ -531,4 +558,15 @@ pub(crate) fn spawn(
             }
         }
     }
+}
+
+/// Whether this process has one thread (from /proc/self/stat, field 20).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split(' ').nth(17)?.parse::<u32>().ok()
+        })
+        == Some(1)
 }

@@ -120,6 +120,31 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Opened>) -> Res
     send_msg(fds.sock, format!("P{pid}").as_bytes()).map_err(|e| e.to_string())
 }
 
+/// The container's init cloned straight from the runtime, already in its new namespaces
+/// and the unified cgroup: joins the namespaces given by path and the v1 hierarchies,
+/// then goes on as [`init`]. Never returns.
+pub fn direct(plan: &Plan, fds: ChildFds, entry: &Opened) -> ! {
+    let joined = (|| -> Result<(), String> {
+        if let Some(stdio) = fds.stdio {
+            set_stdio(stdio)?;
+        }
+        for (flag, path) in &plan.join {
+            join_ns(path, *flag).map_err(|e| {
+                format!(
+                    "join {} namespace {}: {e}",
+                    super::plan::ns_proc_name(*flag),
+                    path.display()
+                )
+            })?;
+        }
+        entry.join_v1()
+    })();
+    if let Err(m) = joined {
+        fail(fds.sock, &m);
+    }
+    init(plan, fds, false)
+}
+
 /// Makes `stdio` this process's fds 0, 1 and 2 (copied above 2 first, so that a source
 /// that is itself 0, 1 or 2 is not closed before it is used).
 pub(crate) fn set_stdio(stdio: [RawFd; 3]) -> Result<(), String> {
