@@ -63,19 +63,7 @@ fn intermediate_inner(plan: &Plan, fds: ChildFds, entry: Option<&Opened>) -> Res
     if let Some(stdio) = fds.stdio {
         set_stdio(stdio)?;
     }
-    let mut in_userns = false;
-    for (flag, path) in &plan.join {
-        join_ns(path, *flag).map_err(|e| {
-            format!(
-                "join {} namespace {}: {e}",
-                super::plan::ns_proc_name(*flag),
-                path.display()
-            )
-        })?;
-        if *flag == CloneFlags::CLONE_NEWUSER {
-            in_userns = true;
-        }
-    }
+    let mut in_userns = join_paths(plan)?;
     if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
         unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
         send_msg(fds.sock, b"U").map_err(|e| e.to_string())?;
@@ -128,21 +116,30 @@ pub fn direct(plan: &Plan, fds: ChildFds, entry: &Opened) -> ! {
         if let Some(stdio) = fds.stdio {
             set_stdio(stdio)?;
         }
-        for (flag, path) in &plan.join {
-            join_ns(path, *flag).map_err(|e| {
-                format!(
-                    "join {} namespace {}: {e}",
-                    super::plan::ns_proc_name(*flag),
-                    path.display()
-                )
-            })?;
-        }
+        join_paths(plan)?;
         entry.join_v1()
     })();
     if let Err(m) = joined {
         fail(fds.sock, &m);
     }
     init(plan, fds, false)
+}
+
+/// Joins the namespaces the plan gives by path (the user namespace first); returns
+/// whether one of them is a user namespace.
+fn join_paths(plan: &Plan) -> Result<bool, String> {
+    let mut userns = false;
+    for (flag, path) in &plan.join {
+        join_ns(path, *flag).map_err(|e| {
+            format!(
+                "join {} namespace {}: {e}",
+                super::plan::ns_proc_name(*flag),
+                path.display()
+            )
+        })?;
+        userns |= *flag == CloneFlags::CLONE_NEWUSER;
+    }
+    Ok(userns)
 }
 
 /// Makes `stdio` this process's fds 0, 1 and 2 (copied above 2 first, so that a source
