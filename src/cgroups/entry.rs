@@ -10,10 +10,10 @@
 //! - cgroup2: a new process is born in the cgroup (`clone3` with `CLONE_INTO_CGROUP`),
 //!   which takes the lock only for reading, like any fork.
 //!
-//! So a process that makes a container (or a pod's holder) moves itself into the v1
-//! hierarchies with [`Entry::join_v1`], then clones its child with
-//! [`Entry::clone_into`]. A runtime opens the files before it forks ([`Entry::open`]),
-//! so that the forked child only writes.
+//! So a process that makes a container (or a pod's holder) opens the cgroup's files
+//! ([`Entry::open`]), moves itself into the v1 hierarchies with [`Opened::join_v1`],
+//! then clones its child with [`Opened::clone_into`]. Opened before a fork, the files
+//! leave the forked child only writes to do.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -83,27 +83,6 @@ impl Entry {
             }),
         })
     }
-
-    /// Moves the calling process into every v1 hierarchy's cgroup. The caller must be
-    /// single-threaded (only the calling thread moves).
-    pub fn join_v1(&self) -> Result<(), String> {
-        self.open()?.join_v1()
-    }
-
-    /// Moves the calling process into the unified cgroup through `cgroup.procs` (the
-    /// locked way), for a process that enters but forks nothing, or a kernel without
-    /// `CLONE_INTO_CGROUP`.
-    pub fn join_unified(&self) -> Result<(), String> {
-        self.open()?.join_unified()
-    }
-
-    /// Clones the calling (single-threaded) process with `flags` (`CLONE_*`; the child
-    /// signals SIGCHLD when it ends) straight into the unified cgroup; on a kernel older
-    /// than `CLONE_INTO_CGROUP` (5.7) the caller joins it first, which its child inherits.
-    /// Fork semantics: 0 in the child, the child's pid in the caller.
-    pub fn clone_into(&self, flags: u64) -> Result<i32, String> {
-        self.open()?.clone_into(flags)
-    }
 }
 
 /// An [`Entry`] with its files open: what a forked child needs, without a path lookup.
@@ -115,7 +94,8 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// [`Entry::join_v1`].
+    /// Moves the calling process into every v1 hierarchy's cgroup. The caller must be
+    /// single-threaded (only the calling thread moves).
     pub fn join_v1(&self) -> Result<(), String> {
         for fd in &self.tasks {
             write_zero(fd.as_raw_fd()).map_err(|e| format!("join cgroup (v1 tasks): {e}"))?;
@@ -123,7 +103,9 @@ impl Opened {
         Ok(())
     }
 
-    /// [`Entry::join_unified`].
+    /// Moves the calling process into the unified cgroup through `cgroup.procs` (the
+    /// locked way), for a process that enters but forks nothing, or a kernel without
+    /// `CLONE_INTO_CGROUP`.
     pub fn join_unified(&self) -> Result<(), String> {
         let Some(procs) = &self.procs else {
             return Ok(());
@@ -142,7 +124,10 @@ impl Opened {
         r.map_err(|e| format!("join cgroup {procs:?}: {e}"))
     }
 
-    /// [`Entry::clone_into`].
+    /// Clones the calling (single-threaded) process with `flags` (`CLONE_*`; the child
+    /// signals SIGCHLD when it ends) straight into the unified cgroup; on a kernel older
+    /// than `CLONE_INTO_CGROUP` (5.7) the caller joins it first, which its child inherits.
+    /// Fork semantics: 0 in the child, the child's pid in the caller.
     pub fn clone_into(&self, flags: u64) -> Result<i32, String> {
         let Some(dir) = &self.unified else {
             return clone3(flags, None).map_err(|e| format!("clone: {e}"));

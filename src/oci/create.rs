@@ -560,13 +560,9 @@ pub(crate) fn spawn(
     }
 }
 
-/// Whether this process has one thread (from /proc/self/stat, field 20).
+/// Whether this process has one thread: procfs counts a process's threads in the link
+/// count of its `task` directory (2 + threads), one statx and nothing to parse.
 fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            rest.split(' ').nth(17)?.parse::<u32>().ok()
-        })
-        == Some(1)
+    std::fs::metadata("/proc/self/task")
+        .is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) == 3)
 }

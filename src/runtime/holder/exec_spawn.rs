@@ -17,7 +17,7 @@ use oci_spec::runtime::{Linux, LinuxNamespaceType, Process};
 
 use super::container::werr;
 use super::proto::{ErrorCode, WireError};
-use crate::cgroups::{Cgroup, Entry};
+use crate::cgroups::{Cgroup, Entry, Opened};
 use crate::oci::plan::{PlanOptions, ProcessPlan, process_plan};
 
 /// Whether the exec'd process starts a process group or session of its own.
@@ -142,23 +142,31 @@ impl ExecTemplate {
                     format!("container {id}: exec: cmd holds a NUL byte"),
                 )
             })?;
-        if let Some(ns) = &self.pid_ns {
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
-                .map_err(|e| internal(id, "setns pid", e))?;
-        }
         // Closed by a successful execve (close-on-exec); a child that cannot start its
         // program writes why into it first, so a failed start is an error of the call,
         // as runc exec's is, not an exit code of a program that never ran.
         let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| internal(id, "pipe", e))?;
+        let cgroup = self
+            .entry
+            .as_ref()
+            .map(Entry::open)
+            .transpose()
+            .map_err(|e| internal(id, "cgroup", e))?;
+        // Last before the fork: nothing may fail while the holder's next child would be
+        // born in the container's pid namespace.
+        if let Some(ns) = &self.pid_ns {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWPID)
+                .map_err(|e| internal(id, "setns pid", e))?;
+        }
         // The holder is single-threaded: the child may be cloned without libc's fork.
-        let pid = match &self.entry {
-            Some(e) => e.clone_into(0),
+        let pid = match &cgroup {
+            Some(c) => c.clone_into(0),
             None => crate::sys::clone::fork().map_err(|e| e.to_string()),
         };
         if pid == Ok(0) {
             drop(status_r);
-            let err = self.child(stdio, setsid);
+            let err = self.child(stdio, setsid, cgroup.as_ref());
             let _ = nix::unistd::write(&status_w, err.as_bytes());
             crate::sys::clone::exit_now(127);
         }
@@ -184,7 +192,7 @@ impl ExecTemplate {
     }
 
     /// In the forked child: becomes the process. Returns only on failure.
-    fn child(&self, stdio: [RawFd; 3], setsid: Setsid) -> String {
+    fn child(&self, stdio: [RawFd; 3], setsid: Setsid, cgroup: Option<&Opened>) -> String {
         if let Err(e) = crate::oci::init::set_stdio(stdio) {
             return e;
         }
@@ -211,7 +219,7 @@ impl ExecTemplate {
                 }
             }
         }
-        if let Some(e) = &self.entry
+        if let Some(e) = cgroup
             && let Err(e) = e.join_v1()
         {
             return e;

@@ -5,23 +5,24 @@
 
 use std::path::Path;
 
-use crate::cgroups::{Cgroup, Entry, Layout, plan};
+use crate::cgroups::{Cgroup, Entry, Layout, Opened, plan};
 
 use super::{HolderError, Result};
 
 /// Creates the cgroup at `path` (relative to each hierarchy's root), gives it
 /// `cpu_shares` when the host has a cpu controller there, and moves this (still
 /// single-threaded) process into its v1 hierarchies. The unified one is entered through
-/// the returned [`Entry`].
-pub fn prepare(pod: &str, path: &str, cpu_shares: Option<u64>) -> Result<Entry> {
+/// the returned files.
+pub fn prepare(pod: &str, path: &str, cpu_shares: Option<u64>) -> Result<Opened> {
     let cg = make_in(&Layout::detect(), pod, path, cpu_shares)?;
-    let entry = Entry::of(&cg);
-    entry.join_v1().map_err(|reason| HolderError::Invalid {
+    let fail = |reason| HolderError::Invalid {
         pod: pod.into(),
         field: "cgroup",
         reason,
-    })?;
-    Ok(entry)
+    };
+    let opened = Entry::of(&cg).open().map_err(fail)?;
+    opened.join_v1().map_err(fail)?;
+    Ok(opened)
 }
 
 /// Creates the cgroup in the hierarchies of `layout` (a test's temp tree).
@@ -77,7 +78,7 @@ mod tests {
                     .as_deref(),
                 weight
             );
-            let entry = Entry::of(&cg);
+            let entry = Entry::of(&cg).open().unwrap();
             entry.join_v1().unwrap();
             assert!(!dir.join("tasks").exists());
             std::fs::write(dir.join("cgroup.procs"), "").unwrap();
