@@ -102,7 +102,10 @@ impl ImageStore {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(Error::Mount { target, source });
         }
-        self.touch(&img.id).await?;
+        // `img` was read above: most creates need not read the metadata again
+        if now().saturating_sub(img.last_used) >= TOUCH_EVERY {
+            self.touch(&img.id).await?;
+        }
         Ok(target)
     }
 
