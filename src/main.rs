@@ -42,8 +42,10 @@ enum Command {
 fn main() -> ExitCode {
     // A holder lives as long as its pod: it parses only its own arguments, so that what the
     // whole command line would allocate never reaches its heap.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "holder") {
-        return holder_main();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == "holder" => return holder_main(),
+        Some(a) if a == "holder-zygote" => return zygote_main(),
+        _ => {}
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -61,23 +63,27 @@ fn main() -> ExitCode {
 }
 
 /// `berth holder` (see [`berth::runtime::holder::cli`]).
-#[derive(Debug, Parser)]
-#[command(name = "berth holder")]
-struct HolderCli {
-    #[arg(long, env = "BERTH_LOG", default_value = "info")]
-    log_level: String,
-    #[command(flatten)]
-    args: berth::runtime::holder::cli::HolderArgs,
+fn holder_main() -> ExitCode {
+    let cli = berth::runtime::holder::cli::HolderCli::parse_from(std::env::args_os().skip(1));
+    holder_log(&cli.log_level);
+    std::process::exit(berth::runtime::holder::cli::main(cli.args))
 }
 
-fn holder_main() -> ExitCode {
-    let cli = HolderCli::parse_from(std::env::args_os().skip(1));
+/// `berth holder-zygote`, started by `berth cri` to fork its holders (see
+/// [`berth::runtime::holder::zygote`]); its holders keep its log filter (`BERTH_LOG`).
+fn zygote_main() -> ExitCode {
+    holder_log(&std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()));
+    std::process::exit(berth::runtime::holder::zygote::main())
+}
+
+/// A holder's log: plain lines on stderr, which the holder points at its pod's
+/// holder.log.
+fn holder_log(filter: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    std::process::exit(berth::runtime::holder::cli::main(cli.args))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use berth::runtime::holder::proto::CreateContainer;
 use berth::runtime::holder::{
     Client, ContainerEvent, ContainerState, ErrorCode, EventKind, Events, HolderError,
-    SpawnOptions, ns::PodOptions,
+    SpawnOptions, Zygote, ns::PodOptions,
 };
 use berth_integration_tests::util::{ID_ENV, wait_for};
 use berth_integration_tests::{TestEnv, require_root};
@@ -28,11 +28,25 @@ fn berth_bin() -> PathBuf {
     bin
 }
 
+/// A zygote of this build, its holders marked as this test's.
+fn zygote(env: &TestEnv, log: &str) -> Zygote {
+    Zygote::new(
+        Some(berth_bin()),
+        vec![
+            (ID_ENV.into(), env.id().into()),
+            ("BERTH_LOG".into(), log.into()),
+        ],
+    )
+}
+
 /// A running holder; killed on drop if the test did not shut it down.
 struct Holder {
     state: PathBuf,
     pod_id: String,
     pid: i32,
+    /// What forked it, when the test owns it; it exits when dropped (the holder lives
+    /// on).
+    _zygote: Option<Zygote>,
 }
 
 impl Drop for Holder {
@@ -57,17 +71,23 @@ impl Drop for Holder {
 
 impl Holder {
     fn spawn(env: &TestEnv, pod_id: &str, pod: PodOptions) -> (Holder, Client) {
+        let zygote = zygote(env, "debug");
+        let (mut h, c) = Holder::spawn_by(&zygote, env, pod_id, pod);
+        h._zygote = Some(zygote);
+        (h, c)
+    }
+
+    /// A holder forked by `zygote`, which the caller keeps.
+    fn spawn_by(zygote: &Zygote, env: &TestEnv, pod_id: &str, pod: PodOptions) -> (Holder, Client) {
         let state = env.subdir("state").expect("state");
-        let mut c = Client::spawn(&SpawnOptions {
-            binary: Some(berth_bin()),
-            state_dir: state.clone(),
-            pod_id: pod_id.into(),
-            pod,
-            env: vec![
-                (ID_ENV.into(), env.id().into()),
-                ("BERTH_LOG".into(), "debug".into()),
-            ],
-        })
+        let mut c = Client::spawn(
+            zygote,
+            &SpawnOptions {
+                state_dir: state.clone(),
+                pod_id: pod_id.into(),
+                pod,
+            },
+        )
         .expect("spawn holder");
         let pid = c.hello().expect("hello").pid;
         (
@@ -75,6 +95,7 @@ impl Holder {
                 state,
                 pod_id: pod_id.into(),
                 pid,
+                _zygote: None,
             },
             c,
         )
@@ -483,13 +504,15 @@ fn holder_outlives_its_client() {
     if child == 0 {
         drop(r);
         let res = (|| -> Result<(), HolderError> {
-            let mut c = Client::spawn(&SpawnOptions {
-                binary: Some(berth_bin()),
-                state_dir: state.clone(),
-                pod_id: "orphan".into(),
-                pod: PodOptions::default(),
-                env: vec![(ID_ENV.into(), env.id().into())],
-            })?;
+            let zygote = zygote(&env, "info");
+            let mut c = Client::spawn(
+                &zygote,
+                &SpawnOptions {
+                    state_dir: state.clone(),
+                    pod_id: "orphan".into(),
+                    pod: PodOptions::default(),
+                },
+            )?;
             c.create_container(CreateContainer {
                 id: "lives".into(),
                 spec: b.spec.clone(),
@@ -529,6 +552,7 @@ fn holder_outlives_its_client() {
         state: state.clone(),
         pod_id: "orphan".into(),
         pid: holder_pid,
+        _zygote: None,
     };
     assert!(alive(holder_pid), "the holder died with its client");
     // a new client finds the running container, then its exit as an event
@@ -671,7 +695,7 @@ fn exec_sync_output_exit_code_and_timeout() {
 fn shutdown_leaves_nothing_behind() {
     require_root!();
     let env = TestEnv::new().expect("env");
-    let (h, mut c) = Holder::spawn(
+    let (mut h, mut c) = Holder::spawn(
         &env,
         "bye",
         PodOptions {
@@ -713,7 +737,9 @@ fn shutdown_leaves_nothing_behind() {
             assert!(!dir.exists(), "{} left", dir.display());
         }
     }
-    // nothing of the pod in the process table either (the pod's pid 1 included)
+    // nothing of the pod in the process table either (the pod's pid 1 included), once
+    // the zygote that forked the holder is gone with its daemon
+    drop(h._zygote.take());
     let left: Vec<String> = std::fs::read_dir("/proc")
         .expect("proc")
         .filter_map(|e| e.ok())
@@ -818,4 +844,114 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     assert!(alive(info.pid));
     assert!(!h.dir().join("oci/badspec").exists());
     c.shutdown().expect("shutdown");
+}
+
+/// The words of `pid`'s command line.
+fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// Sums of `fields` over `pid`'s mappings of `binary` with permissions `perms`.
+fn mapped(pid: i32, binary: &Path, perms: &str, fields: &[&str]) -> Vec<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut sums = vec![0; fields.len()];
+    let mut in_it = false;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let p = words.next().unwrap_or("");
+            let path = words.nth(3).unwrap_or("");
+            in_it = p == perms && Path::new(path) == binary;
+        } else if in_it {
+            for (i, f) in fields.iter().enumerate() {
+                if first == format!("{f}:") {
+                    sums[i] += words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    sums
+}
+
+#[test]
+fn holders_forked_by_one_zygote_share_its_relocated_pages_and_name_their_pod() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let zygote = zygote(&env, "info");
+    let (h1, mut c1) = Holder::spawn_by(&zygote, &env, "twin-a", PodOptions::default());
+    let (h2, mut c2) = Holder::spawn_by(&zygote, &env, "twin-b", PodOptions::default());
+    let z = zygote.pid().expect("the zygote runs") as i32;
+    assert_eq!(
+        cmdline(z)[1..],
+        ["holder-zygote"],
+        "the zygote's command line"
+    );
+    let bin = berth_bin().canonicalize().expect("binary");
+    for h in [&h1, &h2] {
+        // ps and the daemon's recovery find a holder by its command line
+        let words = cmdline(h.pid);
+        assert_eq!(words[1], "holder", "{words:?}");
+        let at = words
+            .iter()
+            .position(|w| w == "--pod-id")
+            .expect("--pod-id");
+        assert_eq!(words[at + 1], h.pod_id, "{words:?}");
+        assert!(words.contains(&"--state-dir".to_string()), "{words:?}");
+        // detached from the zygote, as an exec'd holder detaches from its spawner
+        let ppid = std::fs::read_to_string(format!("/proc/{}/stat", h.pid)).expect("stat");
+        let ppid: i32 = ppid
+            .rsplit_once(')')
+            .expect("stat")
+            .1
+            .split_whitespace()
+            .nth(1)
+            .expect("ppid")
+            .parse()
+            .expect("ppid");
+        assert_ne!(ppid, z, "holder {} is still the zygote's child", h.pid);
+        // The pages the loader relocated (read-only after start, anonymous since
+        // written) are the zygote's, shared with both holders rather than copied.
+        let [anon, shared_dirty, private_dirty] = mapped(
+            h.pid,
+            &bin,
+            "r--p",
+            &["Anonymous", "Shared_Dirty", "Private_Dirty"],
+        )[..] else {
+            unreachable!()
+        };
+        assert!(anon >= 64, "holder {}: {anon} KiB of relocated data", h.pid);
+        assert_eq!(private_dirty, 0, "holder {}: relocated data copied", h.pid);
+        assert_eq!(
+            shared_dirty, anon,
+            "holder {}: relocated data not shared",
+            h.pid
+        );
+    }
+    // A zygote that died is started again for the next holder; running holders are
+    // not its concern.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(z), nix::sys::signal::SIGKILL).expect("kill");
+    wait_for(Duration::from_secs(5), || (!alive(z)).then_some(()));
+    let (h3, mut c3) = Holder::spawn_by(&zygote, &env, "twin-c", PodOptions::default());
+    let z2 = zygote.pid().expect("the zygote runs again") as i32;
+    assert_ne!(z2, z);
+    assert!(
+        alive(h1.pid) && alive(h2.pid),
+        "holders died with their zygote"
+    );
+    c1.hello().expect("holder a answers");
+    c2.hello().expect("holder b answers");
+    c3.hello().expect("holder c answers");
+    // Dropping the daemon's handle ends the zygote (EOF on its socket); holders live on.
+    drop(zygote);
+    assert!(!alive(z2), "the zygote outlived its daemon's handle");
+    for (h, c) in [(&h1, c1), (&h2, c2), (&h3, c3)] {
+        assert!(alive(h.pid), "holder {} died with its zygote", h.pid);
+        c.shutdown().expect("shutdown");
+    }
 }

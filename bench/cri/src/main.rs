@@ -4,8 +4,10 @@
 //! For each target: RunPodSandbox, CreateContainer, StartContainer, then StopContainer,
 //! RemoveContainer, StopPodSandbox, RemovePodSandbox, N times after a warm-up; the
 //! median of each step and of the total. Memory per pod: the PSS (smaps_rollup) of the
-//! processes the runtime keeps per pod (containerd: shim + pause; berth: the holder),
-//! with one pod running and averaged over ten running at once. ExecSync of `/bin/true`:
+//! processes the runtime keeps per pod (containerd: shim + pause; berth: the holder, plus
+//! the zygote that forks the holders, shared by the pods), with one pod running and
+//! averaged over ten running at once; with ten, also the private memory (USS), what each
+//! pod alone costs. ExecSync of `/bin/true`:
 //! CPU time per call summed over the runtime's processes (see [`exec_cpu`]).
 //!
 //! Each runtime is started by the bench in the test harness's isolation: a "host"
@@ -71,6 +73,8 @@ struct Report {
     pss_one: Vec<(&'static str, u64)>,
     /// Mean PSS per pod per role with `concurrent` pods running, KiB.
     pss_many: Vec<(&'static str, u64)>,
+    /// Mean private memory (USS) per pod per role with `concurrent` pods running, KiB.
+    uss_many: Vec<(&'static str, u64)>,
     exec: ExecCpu,
 }
 
@@ -108,9 +112,12 @@ fn main() -> anyhow::Result<()> {
         let sum = |v: &[(&str, u64)]| v.iter().map(|(_, k)| *k).sum::<u64>() as f64;
         writeln!(
             out,
-            "ratio berth/containerd: total {:.2}x (goal <= 0.2x), PSS per pod {:.2}x (goal <= 0.2x), ExecSync CPU {:.2}x (goal <= 0.1x)",
+            "ratio berth/containerd: total {:.2}x (goal <= 0.2x), PSS per pod {:.2}x with one pod and {:.2}x with {} (goal <= 0.2x), private memory per pod {:.2}x, ExecSync CPU {:.2}x (goal <= 0.1x)",
             b.total / c.total,
             sum(&b.pss_one) / sum(&c.pss_one),
+            sum(&b.pss_many) / sum(&c.pss_many),
+            args.concurrent,
+            sum(&b.uss_many) / sum(&c.uss_many),
             b.exec.per_call_ms / c.exec.per_call_ms
         )?;
     }
@@ -134,7 +141,8 @@ fn measure_target(kind: Kind, berth: &std::path::Path, args: &Args) -> anyhow::R
         };
         let mut report = Report::default();
         lifecycles(&mut c, &target, &pods, args, &mut report).await?;
-        report.pss_many = concurrent_pss(&mut c, &target, &pods, args.concurrent).await?;
+        (report.pss_many, report.uss_many) =
+            concurrent_memory(&mut c, &target, &pods, args.concurrent).await?;
         report.exec = exec_cpu(&mut c, &target, &pods, args.execs).await?;
         Ok(report)
     })
@@ -262,36 +270,41 @@ async fn lifecycles(
     Ok(())
 }
 
-/// Mean PSS per pod and role with `n` pods running at once (pages of the runtime's
-/// binaries are then shared between their processes, as on a node).
-async fn concurrent_pss(
+/// Mean PSS and private memory per pod and role with `n` pods running at once (pages of
+/// the runtime's binaries are then shared between their processes, as on a node).
+async fn concurrent_memory(
     c: &mut CriClient,
     target: &Target<'_>,
     pods: &Pods,
     n: usize,
-) -> anyhow::Result<Vec<(&'static str, u64)>> {
+) -> anyhow::Result<(Vec<(&'static str, u64)>, Vec<(&'static str, u64)>)> {
     let mut running = Vec::new();
     for i in 0..n {
         let pod = pods.pod(&format!("many-{i}"))?;
         let (id, cid, _) = pods.up(c, &pod).await?;
         running.push((id, cid));
     }
-    let mut sums: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // A process shared by the pods (berth's zygote) is counted once.
+    let mut procs: BTreeMap<&'static str, std::collections::BTreeSet<u32>> = BTreeMap::new();
     for (id, _) in &running {
         for (role, pids) in target.pod_procs(c, id).await?.roles {
-            *sums.entry(role).or_default() += pids
-                .iter()
-                .map(|p| procfs::pss_kib(*p).unwrap_or(0))
-                .sum::<u64>();
+            procs.entry(role).or_default().extend(pids);
         }
     }
+    let per_pod = |read: fn(u32) -> anyhow::Result<u64>| -> Vec<(&'static str, u64)> {
+        procs
+            .iter()
+            .map(|(role, pids)| {
+                let kib: u64 = pids.iter().map(|p| read(*p).unwrap_or(0)).sum();
+                (*role, kib / n.max(1) as u64)
+            })
+            .collect()
+    };
+    let memory = (per_pod(procfs::pss_kib), per_pod(procfs::private_kib));
     for (id, cid) in &running {
         pods.down(c, id, cid).await?;
     }
-    Ok(sums
-        .into_iter()
-        .map(|(r, s)| (r, s / n.max(1) as u64))
-        .collect())
+    Ok(memory)
 }
 
 /// CPU per ExecSync call.
@@ -383,6 +396,7 @@ fn print_report(out: &mut impl Write, kind: Kind, r: &Report) -> anyhow::Result<
     };
     writeln!(out, "  PSS per pod, 1 pod running:   {}", fmt(&r.pss_one))?;
     writeln!(out, "  PSS per pod, pods at once:    {}", fmt(&r.pss_many))?;
+    writeln!(out, "  private per pod, pods at once: {}", fmt(&r.uss_many))?;
     let parts: Vec<String> = r
         .exec
         .parts

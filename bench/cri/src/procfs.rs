@@ -13,6 +13,18 @@ pub fn pss_kib(pid: u32) -> anyhow::Result<u64> {
     field_kib(&text, "Pss:").with_context(|| format!("no Pss in {path}"))
 }
 
+/// `Private_Clean:` + `Private_Dirty:` of /proc/<pid>/smaps_rollup, in KiB (the USS): the
+/// pages no other process maps, what the process alone costs.
+pub fn private_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    let clean = field_kib(&text, "Private_Clean:")
+        .with_context(|| format!("no Private_Clean in {path}"))?;
+    let dirty = field_kib(&text, "Private_Dirty:")
+        .with_context(|| format!("no Private_Dirty in {path}"))?;
+    Ok(clean + dirty)
+}
+
 fn field_kib(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name))
@@ -81,6 +93,18 @@ pub fn tree(root: u32) -> Vec<u32> {
         i += 1;
     }
     out
+}
+
+/// The children of `parent` whose second command-line word is `arg1`.
+pub fn children_running(parent: u32, arg1: &str) -> Vec<u32> {
+    tree(parent)
+        .into_iter()
+        .filter(|p| *p != parent && ppid(*p).ok() == Some(parent))
+        .filter(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            cmd.split(|b| *b == 0).nth(1) == Some(arg1.as_bytes())
+        })
+        .collect()
 }
 
 /// cpuacct.usage (ns) of the v1 cgroup `path` (relative to the cpuacct mount), if any.

@@ -39,7 +39,8 @@ pub struct Target<'a> {
 #[derive(Debug, Default)]
 pub struct PodProcs {
     /// (role, pids): containerd: "shim", "pause" (the pause process and its children);
-    /// berth: "holder".
+    /// berth: "holder", and "zygote", the one process per daemon that forks the holders
+    /// (its memory is the pods' to share).
     pub roles: Vec<(&'static str, Vec<u32>)>,
 }
 
@@ -112,7 +113,13 @@ impl<'a> Target<'a> {
                 })
             }
             Kind::Berth => Ok(PodProcs {
-                roles: vec![("holder", vec![pid])],
+                roles: vec![
+                    ("holder", vec![pid]),
+                    (
+                        "zygote",
+                        procfs::children_running(self.daemon, "holder-zygote"),
+                    ),
+                ],
             }),
         }
     }

@@ -18,6 +18,18 @@ use super::server::Server;
 use super::{HolderError, PodDir, Result};
 use crate::store::{Durability, write_file};
 
+/// `berth holder`'s whole command line, as an exec'd holder and the zygote's children
+/// (`zygote.rs`) parse it.
+#[derive(Debug, clap::Parser)]
+#[command(name = "berth holder")]
+pub struct HolderCli {
+    /// Log filter (tracing's env-filter syntax).
+    #[arg(long, env = "BERTH_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(flatten)]
+    pub args: HolderArgs,
+}
+
 /// The command line of `berth holder`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HolderArgs {

@@ -7,8 +7,9 @@
 //! short except `exec_sync`, which waits for the process; several clients may be connected
 //! to one holder at once.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,18 +19,50 @@ use super::proto::{
     AttachStart, Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult,
     ExecStart, HolderInfo, PROTOCOL_VERSION, Request, Response, decode, encode,
 };
+use super::zygote::Zygote;
 use super::{HolderError, PodDir, Result};
 
 /// How to start a pod's holder.
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
-    /// The berth binary (default: this process's own executable).
-    pub binary: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub pod_id: String,
     pub pod: PodOptions,
-    /// Extra environment for the holder (e.g. its log filter `BERTH_LOG`).
-    pub env: Vec<(String, String)>,
+}
+
+impl SpawnOptions {
+    /// `berth holder`'s arguments for this pod, after the subcommand and without the
+    /// ready pipe.
+    fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--state-dir".into(),
+            self.state_dir.clone().into(),
+            "--pod-id".into(),
+            self.pod_id.clone().into(),
+        ];
+        if let Some(h) = &self.pod.hostname {
+            args.extend(["--hostname".into(), h.into()]);
+        }
+        for (on, flag) in [
+            (self.pod.host_network, "--host-network"),
+            (self.pod.host_ipc, "--host-ipc"),
+            (self.pod.share_pid, "--share-pid"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        for (k, v) in &self.pod.sysctls {
+            args.push(format!("--sysctl={k}={v}").into());
+        }
+        if let Some(cg) = &self.pod.cgroup {
+            args.extend(["--cgroup".into(), cg.into()]);
+            if let Some(shares) = self.pod.cpu_shares {
+                args.extend(["--cpu-shares".into(), shares.to_string().into()]);
+            }
+        }
+        args
+    }
 }
 
 /// One connection to a pod's holder.
@@ -42,77 +75,27 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts the pod's holder and connects to it once it reports ready.
-    pub fn spawn(opts: &SpawnOptions) -> Result<Client> {
+    /// Starts the pod's holder through `zygote` and connects to it once it reports
+    /// ready.
+    pub fn spawn(zygote: &Zygote, opts: &SpawnOptions) -> Result<Client> {
         let pod = PodDir::new(&opts.state_dir, &opts.pod_id)?;
         let id = pod.pod_id.clone();
-        let sys = |op: &'static str| {
-            let pod = id.clone();
-            move |source| HolderError::Sys {
-                pod,
-                op: op.into(),
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|source| {
+            HolderError::Sys {
+                pod: id.clone(),
+                op: "pipe".into(),
                 source,
             }
-        };
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
-        let bin = opts
-            .binary
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-        let mut cmd = std::process::Command::new(&bin);
-        cmd.arg("holder")
-            .arg("--state-dir")
-            .arg(&opts.state_dir)
-            .arg("--pod-id")
-            .arg(&opts.pod_id)
-            .arg("--ready-fd")
-            .arg(w.as_raw_fd().to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some(h) = &opts.pod.hostname {
-            cmd.arg("--hostname").arg(h);
-        }
-        for (on, flag) in [
-            (opts.pod.host_network, "--host-network"),
-            (opts.pod.host_ipc, "--host-ipc"),
-            (opts.pod.share_pid, "--share-pid"),
-        ] {
-            if on {
-                cmd.arg(flag);
-            }
-        }
-        for (k, v) in &opts.pod.sysctls {
-            cmd.arg(format!("--sysctl={k}={v}"));
-        }
-        if let Some(cg) = &opts.pod.cgroup {
-            cmd.arg("--cgroup").arg(cg);
-            if let Some(shares) = opts.pod.cpu_shares {
-                cmd.arg("--cpu-shares").arg(shares.to_string());
-            }
-        }
-        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
-        let wfd = w.as_raw_fd();
-        // SAFETY: the closure only calls fcntl, which is async-signal-safe, on an fd that
-        // stays open in the child until exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                // the ready pipe's write end is the one fd the holder inherits
-                if libc::fcntl(wfd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|source| HolderError::Io {
-            pod: id.clone(),
-            op: "spawn holder",
-            path: bin.clone(),
-            source,
         })?;
+        zygote
+            .start_holder(&opts.args(), w.as_fd())
+            .map_err(|e| HolderError::Start {
+                pod: id.clone(),
+                message: e.to_string(),
+                invalid: e.kind() == std::io::ErrorKind::InvalidInput,
+            })?;
+        // EOF once the holder has reported and every copy of the write end is closed.
         drop(w);
-        // The process we started forks the holder and exits at once.
-        let _ = child.wait();
         let mut msg = String::new();
         let _ = std::fs::File::from(r).read_to_string(&mut msg);
         let msg = msg.trim();

@@ -28,6 +28,7 @@ mod pod_cgroup;
 pub mod proto;
 pub mod pty;
 pub mod server;
+pub mod zygote;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use proto::{
     AttachStart, ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult,
     ExecStart, ExitInfo, HolderInfo, WireError,
 };
+pub use zygote::Zygote;
 
 /// Errors of the holder and of its client.
 #[derive(Debug, thiserror::Error)]

@@ -88,6 +88,8 @@ struct Inner {
     facts: crate::runtime::spec::HostFacts,
     events: crate::runtime::events::EventHub,
     table: Mutex<Table>,
+    /// Forks the holders.
+    zygote: crate::runtime::holder::Zygote,
 }
 
 /// A poisoned lock only means another request panicked mid-way; the data is still
@@ -101,6 +103,14 @@ impl Sandboxes {
     pub async fn open(cfg: SandboxConfig) -> Result<Self> {
         let store = RecordStore::open(&cfg.records)?;
         let cni = Invoker::new(cfg.cni.clone());
+        let zygote = crate::runtime::holder::Zygote::new(
+            cfg.holder_binary.clone(),
+            std::env::var("BERTH_LOG")
+                .map(|v| ("BERTH_LOG".to_string(), v))
+                .into_iter()
+                .chain(cfg.holder_env.iter().cloned())
+                .collect(),
+        );
         let me = Self {
             inner: Arc::new(Inner {
                 cfg,
@@ -113,6 +123,7 @@ impl Sandboxes {
                     names: NameRegistrar::new("sandbox"),
                     entries: HashMap::new(),
                 }),
+                zygote,
             }),
         };
         me.recover().await?;

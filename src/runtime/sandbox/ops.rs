@@ -171,19 +171,14 @@ impl Sandboxes {
     ) -> Result<()> {
         let host_network = pod.host_network;
         let spawn = SpawnOptions {
-            binary: self.inner.cfg.holder_binary.clone(),
             state_dir: self.inner.cfg.state_dir.clone(),
             pod_id: rec.id.clone(),
             pod,
-            env: std::env::var("BERTH_LOG")
-                .map(|v| ("BERTH_LOG".to_string(), v))
-                .into_iter()
-                .chain(self.inner.cfg.holder_env.iter().cloned())
-                .collect(),
         };
         let id = rec.id.clone();
+        let inner = self.inner.clone();
         let info = tokio::task::spawn_blocking(move || {
-            let mut c = Client::spawn(&spawn)?;
+            let mut c = Client::spawn(&inner.zygote, &spawn)?;
             c.hello()
         })
         .await
