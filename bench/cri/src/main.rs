@@ -75,6 +75,10 @@ struct Report {
     pss_many: Vec<(&'static str, u64)>,
     /// Mean private memory (USS) per pod per role with `concurrent` pods running, KiB.
     uss_many: Vec<(&'static str, u64)>,
+    /// PSS of the daemon with `concurrent` pods running, KiB.
+    daemon_many: u64,
+    /// Pods running at once for the figures above.
+    concurrent: usize,
     exec: ExecCpu,
 }
 
@@ -141,8 +145,9 @@ fn measure_target(kind: Kind, berth: &std::path::Path, args: &Args) -> anyhow::R
         };
         let mut report = Report::default();
         lifecycles(&mut c, &target, &pods, args, &mut report).await?;
-        (report.pss_many, report.uss_many) =
+        (report.pss_many, report.uss_many, report.daemon_many) =
             concurrent_memory(&mut c, &target, &pods, args.concurrent).await?;
+        report.concurrent = args.concurrent;
         report.exec = exec_cpu(&mut c, &target, &pods, args.execs).await?;
         Ok(report)
     })
@@ -277,7 +282,7 @@ async fn concurrent_memory(
     target: &Target<'_>,
     pods: &Pods,
     n: usize,
-) -> anyhow::Result<(Vec<(&'static str, u64)>, Vec<(&'static str, u64)>)> {
+) -> anyhow::Result<(Vec<(&'static str, u64)>, Vec<(&'static str, u64)>, u64)> {
     let mut running = Vec::new();
     for i in 0..n {
         let pod = pods.pod(&format!("many-{i}"))?;
@@ -300,7 +305,11 @@ async fn concurrent_memory(
             })
             .collect()
     };
-    let memory = (per_pod(procfs::pss_kib), per_pod(procfs::private_kib));
+    let memory = (
+        per_pod(procfs::pss_kib),
+        per_pod(procfs::private_kib),
+        procfs::pss_kib(target.daemon)?,
+    );
     for (id, cid) in &running {
         pods.down(c, id, cid).await?;
     }
@@ -397,6 +406,14 @@ fn print_report(out: &mut impl Write, kind: Kind, r: &Report) -> anyhow::Result<
     writeln!(out, "  PSS per pod, 1 pod running:   {}", fmt(&r.pss_one))?;
     writeln!(out, "  PSS per pod, pods at once:    {}", fmt(&r.pss_many))?;
     writeln!(out, "  private per pod, pods at once: {}", fmt(&r.uss_many))?;
+    let pods: u64 = r.pss_many.iter().map(|(_, k)| k).sum();
+    writeln!(
+        out,
+        "  the runtime's PSS, pods at once: {:.2} MiB (daemon {:.2} MiB + {} pods)",
+        (r.daemon_many + pods * r.concurrent as u64) as f64 / 1024.0,
+        r.daemon_many as f64 / 1024.0,
+        r.concurrent
+    )?;
     let parts: Vec<String> = r
         .exec
         .parts
