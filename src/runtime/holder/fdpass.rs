@@ -41,6 +41,7 @@ pub fn recv_with_fds(
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let buf_len = buf.len();
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         sock.as_fd().as_raw_fd(),
@@ -49,7 +50,7 @@ pub fn recv_with_fds(
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .map_err(io::Error::from)?;
-    let n = msg.bytes;
+    let (n, cut) = (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC));
     // Taken into OwnedFds before anything can fail, so none leaks.
     let mut truncated = false;
     match msg.cmsgs() {
@@ -70,6 +71,13 @@ pub fn recv_with_fds(
     if truncated {
         return Err(io::Error::other(format!(
             "more than {MAX_FDS} descriptors in one message (the rest were closed)"
+        )));
+    }
+    // Only a message socket cuts a message that does not fit.
+    if cut {
+        return Err(io::Error::other(format!(
+            "a message longer than {} bytes (the rest was dropped)",
+            buf_len
         )));
     }
     Ok(n)
@@ -105,5 +113,18 @@ mod tests {
         let n = recv_with_fds(&b, &mut buf, &mut fds).unwrap();
         assert_eq!(&buf[..n], b"-more");
         assert!(fds.is_empty());
+    }
+
+    #[test]
+    fn a_message_cut_short_is_an_error_and_its_descriptors_are_kept() {
+        let (a, b) = crate::sys::clone::channel().unwrap();
+        let (_pr, pw) = nix::unistd::pipe().unwrap();
+        send_with_fds(&a, b"0123456789", &[pw.as_raw_fd()]).unwrap();
+        let mut fds = Vec::new();
+        let mut buf = [0u8; 4];
+        let e = recv_with_fds(&b, &mut buf, &mut fds).unwrap_err();
+        assert!(e.to_string().contains("longer than 4 bytes"), "{e}");
+        // taken into the caller's hands, to be closed when it drops them
+        assert_eq!(fds.len(), 1);
     }
 }

@@ -23,14 +23,14 @@
 //! (and the daemon's recovery) find a pod's holder by it.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use super::fdpass::{recv_with_fds, send_with_fds};
 
 /// The largest holder start request: its arguments, NUL-separated.
 pub const MAX_REQUEST: usize = 16 * 1024;
@@ -83,27 +83,23 @@ impl Zygote {
     /// has gone is started again, once.
     pub fn start_holder(&self, args: &[OsString], ready: BorrowedFd<'_>) -> io::Result<()> {
         let msg = encode(args)?;
+        let fds = [ready.as_raw_fd()];
         let mut running = self.lock();
-        for attempt in 0..2 {
-            if running.is_none() {
-                *running = Some(self.launch()?);
-            }
-            let Some(r) = running.as_mut() else {
-                continue;
-            };
-            match send(&r.sock, &msg, ready.as_raw_fd()) {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt == 0 => {
-                    tracing::warn!(error = %e, "the holder zygote is gone; starting it again");
-                    if let Some(mut r) = running.take() {
-                        let _ = r.child.kill();
-                        let _ = r.child.wait();
-                    }
-                }
-                Err(e) => return Err(e),
+        let mut r = match running.take() {
+            Some(r) => r,
+            None => self.launch()?,
+        };
+        if let Err(e) = send_with_fds(&r.sock, &msg, &fds) {
+            tracing::warn!(error = %e, "the holder zygote is gone; starting it again");
+            r.end();
+            r = self.launch()?;
+            if let Err(e) = send_with_fds(&r.sock, &msg, &fds) {
+                r.end();
+                return Err(e);
             }
         }
-        Err(io::Error::other("the holder zygote could not be started"))
+        *running = Some(r);
+        Ok(())
     }
 
     fn launch(&self) -> io::Result<Running> {
@@ -113,7 +109,7 @@ impl Zygote {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
         let mut cmd = Command::new(&bin);
-        // The room its holders' command lines are written into (see `set_cmdline`).
+        // The room its holders' command lines are written into (see `ArgArea`).
         cmd.arg("holder-zygote")
             .arg(" ".repeat(CMDLINE_ROOM))
             .current_dir("/")
@@ -140,6 +136,14 @@ impl Zygote {
         })?;
         tracing::debug!(pid = child.id(), "holder zygote started");
         Ok(Running { sock: mine, child })
+    }
+}
+
+impl Running {
+    /// Ends a zygote that no longer takes requests, and reaps it.
+    fn end(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -178,54 +182,17 @@ fn encode(args: &[OsString]) -> io::Result<Vec<u8>> {
     Ok(msg)
 }
 
-fn send(sock: &OwnedFd, msg: &[u8], fd: RawFd) -> io::Result<()> {
-    let iov = [IoSlice::new(msg)];
-    let fds = [fd];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => return r.map(|_| ()).map_err(io::Error::from),
-        }
-    }
-}
-
 /// One request as the zygote reads it: the arguments and the ready pipe. `None` at EOF.
 fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(Vec<OsString>, OwnedFd)>> {
-    let mut space = nix::cmsg_space!([RawFd; 2]);
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    let (n, flags) = {
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = loop {
-            match recvmsg::<()>(
-                sock.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => break r.map_err(io::Error::from)?,
-            }
-        };
-        // Taken into OwnedFds first, so none leaks whatever else is wrong.
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmRights(got) = c {
-                    // SAFETY: the kernel just installed these descriptors in this process.
-                    fds.extend(
-                        got.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
-            }
+    let mut fds = Vec::new();
+    let n = loop {
+        match recv_with_fds(&sock, buf, &mut fds) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r?,
         }
-        (msg.bytes, msg.flags)
     };
     if n == 0 && fds.is_empty() {
         return Ok(None);
-    }
-    if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
-        return Err(io::Error::other("a holder start request was truncated"));
     }
     let (Some(ready), true) = (fds.pop(), fds.is_empty()) else {
         return Err(io::Error::other(
@@ -256,8 +223,12 @@ pub fn main() -> i32 {
         tracing::error!("berth holder-zygote is started by berth cri, with its socket on fd 3");
         return 2;
     }
+    // Read once: its children inherit the same argument area.
+    let area = ArgArea::of_self();
     // Its own command line without the room it keeps for its holders'.
-    let _ = set_cmdline(std::iter::once(OsStr::new("holder-zygote")));
+    if let Ok(a) = &area {
+        a.write(std::iter::once(OsStr::new("holder-zygote")));
+    }
     // Nothing else the spawner left open is the zygote's.
     // SAFETY: close_range only closes fds of this process, none in use beyond the socket.
     unsafe {
@@ -279,7 +250,7 @@ pub fn main() -> i32 {
             }
         };
         match crate::sys::clone::fork() {
-            Ok(0) => crate::sys::clone::exit_now(holder_start(args, ready)),
+            Ok(0) => crate::sys::clone::exit_now(holder_start(&area, args, ready)),
             Ok(pid) => {
                 drop(ready);
                 // The start exits as soon as it has cloned the holder.
@@ -293,7 +264,7 @@ pub fn main() -> i32 {
 }
 
 /// In the zygote's child: becomes `berth holder <args> --ready-fd N`.
-fn holder_start(mut args: Vec<OsString>, ready: OwnedFd) -> i32 {
+fn holder_start(area: &io::Result<ArgArea>, mut args: Vec<OsString>, ready: OwnedFd) -> i32 {
     use clap::Parser;
     // cli::main takes the pipe over by its number, as an exec'd holder would.
     let fd = std::os::fd::IntoRawFd::into_raw_fd(ready);
@@ -305,9 +276,11 @@ fn holder_start(mut args: Vec<OsString>, ready: OwnedFd) -> i32 {
     };
     args.push("--ready-fd".into());
     args.push(fd.to_string().into());
-    let cmdline = std::iter::once(OsStr::new("holder")).chain(args.iter().map(OsString::as_os_str));
-    if let Err(e) = set_cmdline(cmdline) {
-        return fail(format!("error: set the holder's command line: {e}\n"));
+    match area {
+        Ok(a) => a.write(
+            std::iter::once(OsStr::new("holder")).chain(args.iter().map(OsString::as_os_str)),
+        ),
+        Err(e) => return fail(format!("error: set the holder's command line: {e}\n")),
     }
     match super::cli::HolderCli::try_parse_from(
         std::iter::once(OsString::from("holder")).chain(args),
@@ -322,43 +295,58 @@ fn holder_start(mut args: Vec<OsString>, ready: OwnedFd) -> i32 {
     }
 }
 
-/// Rewrites the process's command line (`/proc/<pid>/cmdline`, what ps shows) in place:
-/// the argument strings after argv[0] become `args`, NUL-separated, in the room the
-/// zygote's own arguments left ([`CMDLINE_ROOM`]); what does not fit is left off at an
-/// argument's end. In place because pointing the kernel elsewhere (PR_SET_MM) takes
+/// The process's argument strings, `[arg_start, arg_end)` of /proc/self/stat, where
+/// `/proc/<pid>/cmdline` (what ps shows) is read from. A holder's command line is
+/// rewritten there in place: pointing the kernel elsewhere (PR_SET_MM) takes
 /// CAP_SYS_RESOURCE, which a node's runtime may not have.
-fn set_cmdline<'a>(args: impl Iterator<Item = &'a OsStr>) -> io::Result<()> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields 48 and 49 (arg_start, arg_end) counted from 1, the 2nd being "(comm)".
-    let field = |n: usize| -> io::Result<usize> {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(n - 3))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other("no arg_start/arg_end in /proc/self/stat"))
-    };
-    let (start, end) = (field(48)?, field(49)?);
-    if start == 0 || end <= start {
-        return Err(io::Error::other("the process has no argument area"));
-    }
-    // SAFETY: [arg_start, arg_end) is this process's argument strings, written by the
-    // kernel at exec (inherited through fork) and owned by nothing in Rust: std only keeps
-    // pointers to them, and every byte written keeps each one NUL-terminated.
-    let area = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
-    let argv0 = area
-        .iter()
-        .position(|b| *b == 0)
-        .map_or(area.len(), |i| i + 1);
-    let room = &mut area[argv0..];
-    let mut at = 0;
-    for a in args {
-        let a = a.as_bytes();
-        if at + a.len() + 1 > room.len() {
-            break;
+struct ArgArea {
+    start: usize,
+    len: usize,
+}
+
+impl ArgArea {
+    fn of_self() -> io::Result<ArgArea> {
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        // Fields 48 and 49 counted from 1, the 2nd being "(comm)".
+        let field = |n: usize| -> io::Result<usize> {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(n - 3))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| io::Error::other("no arg_start/arg_end in /proc/self/stat"))
+        };
+        let (start, end) = (field(48)?, field(49)?);
+        if start == 0 || end <= start {
+            return Err(io::Error::other("the process has no argument area"));
         }
-        room[at..at + a.len()].copy_from_slice(a);
-        room[at + a.len()] = 0;
-        at += a.len() + 1;
+        Ok(ArgArea {
+            start,
+            len: end - start,
+        })
     }
-    room[at..].fill(0);
-    Ok(())
+
+    /// Makes the strings after argv[0] `args`, NUL-separated, in the room the zygote's own
+    /// arguments left ([`CMDLINE_ROOM`]); what does not fit is left off at an argument's
+    /// end.
+    fn write<'a>(&self, args: impl Iterator<Item = &'a OsStr>) {
+        // SAFETY: the area is this process's argument strings, written by the kernel at
+        // exec (inherited through fork) and owned by nothing in Rust: std only keeps
+        // pointers to them, and every byte written keeps each one NUL-terminated.
+        let area = unsafe { std::slice::from_raw_parts_mut(self.start as *mut u8, self.len) };
+        let argv0 = area
+            .iter()
+            .position(|b| *b == 0)
+            .map_or(area.len(), |i| i + 1);
+        let room = &mut area[argv0..];
+        let mut at = 0;
+        for a in args {
+            let a = a.as_bytes();
+            if at + a.len() + 1 > room.len() {
+                break;
+            }
+            room[at..at + a.len()].copy_from_slice(a);
+            room[at + a.len()] = 0;
+            at += a.len() + 1;
+        }
+        room[at..].fill(0);
+    }
 }
