@@ -296,20 +296,16 @@ async fn concurrent_memory(
             procs.entry(role).or_default().extend(pids);
         }
     }
-    let per_pod = |read: fn(u32) -> anyhow::Result<u64>| -> Vec<(&'static str, u64)> {
-        procs
+    let (mut pss, mut private) = (Vec::new(), Vec::new());
+    for (role, pids) in &procs {
+        let (p, u) = pids
             .iter()
-            .map(|(role, pids)| {
-                let kib: u64 = pids.iter().map(|p| read(*p).unwrap_or(0)).sum();
-                (*role, kib / n.max(1) as u64)
-            })
-            .collect()
-    };
-    let memory = (
-        per_pod(procfs::pss_kib),
-        per_pod(procfs::private_kib),
-        procfs::pss_kib(target.daemon)?,
-    );
+            .map(|p| procfs::memory_kib(*p).unwrap_or((0, 0)))
+            .fold((0, 0), |(a, b), (p, u)| (a + p, b + u));
+        pss.push((*role, p / n.max(1) as u64));
+        private.push((*role, u / n.max(1) as u64));
+    }
+    let memory = (pss, private, procfs::pss_kib(target.daemon)?);
     for (id, cid) in &running {
         pods.down(c, id, cid).await?;
     }

@@ -5,24 +5,22 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// `Pss:` of /proc/<pid>/smaps_rollup, in KiB: the process's private pages plus its share
-/// of pages mapped by several processes.
-pub fn pss_kib(pid: u32) -> anyhow::Result<u64> {
+/// From /proc/<pid>/smaps_rollup, in KiB: `Pss` (the process's private pages plus its
+/// share of pages mapped by several processes) and `Private_Clean` + `Private_Dirty` (the
+/// USS: the pages no other process maps, what the process alone costs).
+pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     let path = format!("/proc/{pid}/smaps_rollup");
     let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    field_kib(&text, "Pss:").with_context(|| format!("no Pss in {path}"))
+    let field = |name: &str| field_kib(&text, name).with_context(|| format!("no {name} in {path}"));
+    Ok((
+        field("Pss:")?,
+        field("Private_Clean:")? + field("Private_Dirty:")?,
+    ))
 }
 
-/// `Private_Clean:` + `Private_Dirty:` of /proc/<pid>/smaps_rollup, in KiB (the USS): the
-/// pages no other process maps, what the process alone costs.
-pub fn private_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let clean = field_kib(&text, "Private_Clean:")
-        .with_context(|| format!("no Private_Clean in {path}"))?;
-    let dirty = field_kib(&text, "Private_Dirty:")
-        .with_context(|| format!("no Private_Dirty in {path}"))?;
-    Ok(clean + dirty)
+/// The `Pss` of [`memory_kib`].
+pub fn pss_kib(pid: u32) -> anyhow::Result<u64> {
+    memory_kib(pid).map(|(pss, _)| pss)
 }
 
 fn field_kib(text: &str, name: &str) -> Option<u64> {
