@@ -13,8 +13,8 @@ packages=(
   docker-registry skopeo umoci apache2-utils openssl
   # the peers berth is compared with
   containerd runc crun containernetworking-plugins iptables
-  # inspection of what berth programmed
-  nftables iproute2 conntrack util-linux procps
+  # inspection of what berth programmed (binutils: the binary's code layout)
+  nftables iproute2 conntrack util-linux procps binutils
   # the demo's HTTP client
   wget
 )

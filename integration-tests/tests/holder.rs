@@ -903,6 +903,15 @@ fn holders_forked_by_one_zygote_share_its_relocated_pages_and_name_their_pod() {
             .expect("--pod-id");
         assert_eq!(words[at + 1], h.pod_id, "{words:?}");
         assert!(words.contains(&"--state-dir".to_string()), "{words:?}");
+        // without glibc's cache of freed blocks, which would pin heap pages
+        let environ = std::fs::read(format!("/proc/{}/environ", h.pid)).expect("environ");
+        assert!(
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0")),
+            "holder {}: tcache tunable not set",
+            h.pid
+        );
         // detached from the zygote, as an exec'd holder detaches from its spawner
         let ppid = std::fs::read_to_string(format!("/proc/{}/stat", h.pid)).expect("stat");
         let ppid: i32 = ppid
@@ -954,4 +963,78 @@ fn holders_forked_by_one_zygote_share_its_relocated_pages_and_name_their_pod() {
         assert!(alive(h.pid), "holder {} died with its zygote", h.pid);
         c.shutdown().expect("shutdown");
     }
+}
+
+/// The linker script src/runtime/holder/text.ld took effect on this build's binary: it has
+/// the `.text.holder` output section, and the zygote's loop, the holder's main and its
+/// serving loop lie in it, while the daemon's main does not (docs/holder.md, "Code
+/// layout").
+#[test]
+fn the_code_holders_run_is_packed_into_its_own_section() {
+    let bin = berth_bin();
+    let run = |cmd: &str, args: &[&str]| {
+        let out = std::process::Command::new(cmd)
+            .args(args)
+            .arg(&bin)
+            .output()
+            .unwrap_or_else(|e| panic!("run {cmd} (binutils): {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd} {}: {}",
+            bin.display(),
+            out.status
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // [Nr] Name Type Address Off Size ...
+    let sections = run("readelf", &["--section-headers", "--wide"]);
+    let range = |name: &str| {
+        sections.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(']').nth(1)?.split_whitespace().collect();
+            (f.first() == Some(&name)).then(|| {
+                let addr = u64::from_str_radix(f[2], 16).unwrap();
+                addr..addr + u64::from_str_radix(f[4], 16).unwrap()
+            })
+        })
+    };
+    let holder =
+        range(".text.holder").expect("no .text.holder section: build.rs did not pass text.ld");
+    let text = range(".text").expect("no .text section");
+    assert!(
+        holder.end <= text.start,
+        "{holder:x?} is not before .text {text:x?}"
+    );
+    let symbols = run("nm", &["--defined-only", "--demangle"]);
+    // the code of `name` (not its closures, which a release build inlines): "<address>
+    // <t|T|w|W> <demangled name>"
+    let address = |name: &str| -> Vec<u64> {
+        symbols
+            .lines()
+            .filter_map(|l| {
+                let (addr, rest) = l.split_once(' ')?;
+                let (kind, sym) = rest.split_once(' ')?;
+                (matches!(kind, "t" | "T" | "w" | "W") && sym == name)
+                    .then(|| u64::from_str_radix(addr, 16).unwrap())
+            })
+            .collect()
+    };
+    for f in [
+        "berth::runtime::holder::zygote::main",
+        "berth::runtime::holder::cli::main",
+        "berth::runtime::holder::server::Server::run",
+    ] {
+        let at = address(f);
+        assert!(!at.is_empty(), "{f} not found in {}", bin.display());
+        assert!(
+            at.iter().all(|a| holder.contains(a)),
+            "{f} at {at:x?}, outside {holder:x?}"
+        );
+    }
+    // the daemon's: where the linker puts it
+    let daemon = address("berth::cri::cli::run");
+    assert!(!daemon.is_empty(), "berth::cri::cli::run not found");
+    assert!(
+        daemon.iter().all(|a| text.contains(a)),
+        "the daemon's berth::cri::cli::run at {daemon:x?} is not in .text"
+    );
 }

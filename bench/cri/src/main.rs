@@ -14,7 +14,11 @@
 //! netns, temp dirs, a `berth-test-*` cgroup parent and private mounts, all removed after.
 //! Run as root: `cargo build --release -p berth -p berth-bench-cri &&
 //! sudo ./target/release/berth-bench-cri`.
+//!
+//! With `--text-layout FILE` it measures nothing and writes the linker script of the code
+//! berth's holders run instead ([`layout`]; scripts/text-layout.sh).
 
+mod layout;
 mod procfs;
 mod target;
 
@@ -51,6 +55,11 @@ struct Args {
     /// The berth binary (default: the workspace's build, same profile as the bench).
     #[arg(long)]
     berth: Option<PathBuf>,
+    /// Measure nothing: run `--concurrent` pods through the holder's life on a profiling
+    /// build of berth (`--berth`) and write the linker script of the code its holders run
+    /// to this file (see scripts/text-layout.sh).
+    #[arg(long, value_name = "FILE")]
+    text_layout: Option<PathBuf>,
 }
 
 const STEPS: [&str; 7] = [
@@ -94,6 +103,16 @@ fn main() -> anyhow::Result<()> {
     }
     let berth = target::berth_binary(args.berth.clone());
     let mut out = std::io::stdout().lock();
+    if let Some(file) = &args.text_layout {
+        let (functions, patterns) = text_layout(&berth, args.concurrent, file)?;
+        writeln!(
+            out,
+            "{}: {patterns} patterns for the {functions} functions {} holders and their zygote ran",
+            file.display(),
+            args.concurrent
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
         "CRI pod lifecycle of a busybox pod: {} measured after {} warm-up, {} ExecSync calls",
@@ -150,6 +169,28 @@ fn measure_target(kind: Kind, berth: &std::path::Path, args: &Args) -> anyhow::R
         report.concurrent = args.concurrent;
         report.exec = exec_cpu(&mut c, &target, &pods, args.execs).await?;
         Ok(report)
+    })
+}
+
+/// `--text-layout`: see [`layout`].
+fn text_layout(
+    berth: &std::path::Path,
+    pods: usize,
+    file: &std::path::Path,
+) -> anyhow::Result<(usize, usize)> {
+    let env = TestEnv::new()?;
+    let target = Target::start(Kind::Berth, &env, berth)?;
+    let pods_spec = Pods {
+        logs: env.subdir("pod-logs")?,
+        cgroup: format!("/{}", env.cgroups().name()),
+        image: target.busybox.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut c = CriClient::connect(&target.endpoint).await?;
+        layout::profile(&mut c, &target, &pods_spec, berth, pods, file).await
     })
 }
 

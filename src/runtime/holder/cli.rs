@@ -143,10 +143,7 @@ pub fn main(args: HolderArgs) -> i32 {
     report(&mut ready, &format!("ok {}", std::process::id()));
     drop(ready);
     // what setup allocated and freed goes back to the kernel
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    super::release_memory();
     server.run();
     tracing::info!("shut down");
     0

@@ -77,10 +77,7 @@ fn spawn_in(
         )?);
         drop((spec, linux));
         // what parsing and compiling allocated goes back to the kernel
-        // SAFETY: malloc_trim only releases free heap memory.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        super::release_memory();
     }
     match &mut c.exec {
         Some(Some(t)) => t.spawn(id, &cmd, stdio, setsid),

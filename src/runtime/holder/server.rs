@@ -247,10 +247,7 @@ impl Server {
         };
         if trim {
             // creating and removing allocate and free the most: give it back
-            // SAFETY: malloc_trim only releases free heap memory.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            super::release_memory();
         }
         Some(r)
     }

@@ -43,6 +43,24 @@ pub const CMDLINE_ROOM: usize = 4096;
 /// The fd the zygote finds its socket on.
 const SOCKET_FD: RawFd = 3;
 
+/// The glibc tunables the zygote and its holders start with. glibc's cache of freed
+/// blocks (tcache: up to seven blocks of each size below 1 KiB) stays allocated as far as
+/// `malloc_trim` can tell. A holder allocates most of what it ever will while it creates a
+/// container, then idles, so that cache pinned about 120 KiB of private heap in each one.
+/// A tunable is read once, at exec; the holders the zygote forks inherit its setting.
+const TUNABLES: &str = "glibc.malloc.tcache_count=0";
+
+/// [`TUNABLES`], followed by the daemon's own GLIBC_TUNABLES if it has any (the last
+/// setting of a tunable wins, so an operator's choice stands).
+fn tunables(inherited: Option<&std::ffi::OsStr>) -> OsString {
+    let mut t = OsString::from(TUNABLES);
+    if let Some(more) = inherited.filter(|v| !v.is_empty()) {
+        t.push(":");
+        t.push(more);
+    }
+    t
+}
+
 /// The daemon's handle on its zygote.
 #[derive(Debug)]
 pub struct Zygote {
@@ -115,6 +133,10 @@ impl Zygote {
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .env(
+                "GLIBC_TUNABLES",
+                tunables(std::env::var_os("GLIBC_TUNABLES").as_deref()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         let fd = theirs.as_raw_fd();
         // SAFETY: the closure only calls dup2, which is async-signal-safe; it puts the
@@ -348,5 +370,22 @@ impl ArgArea {
             at += a.len() + 1;
         }
         room[at..].fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tcache_is_off_unless_the_operator_says_otherwise() {
+        assert_eq!(tunables(None), "glibc.malloc.tcache_count=0");
+        assert_eq!(tunables(Some("".as_ref())), "glibc.malloc.tcache_count=0");
+        assert_eq!(
+            tunables(Some(
+                "glibc.malloc.tcache_count=7:glibc.malloc.check=3".as_ref()
+            )),
+            "glibc.malloc.tcache_count=0:glibc.malloc.tcache_count=7:glibc.malloc.check=3"
+        );
     }
 }
