@@ -22,6 +22,39 @@ use berth_integration_tests::cri::CriClient;
 use crate::Pods;
 use crate::target::Target;
 
+/// The layout script of the berth binary.
+pub const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../src/runtime/holder/text.ld"
+);
+
+/// How many of the functions `script` names exactly (see [`patterns`]) `binary` has: all
+/// of them when it was built as the profiled one was; those it lacks are placed by path.
+/// Returns (found, named).
+pub fn exact_names_found(binary: &Path, script: &Path) -> anyhow::Result<(usize, usize)> {
+    let text =
+        std::fs::read_to_string(script).with_context(|| format!("read {}", script.display()))?;
+    let named: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("*(.text.")?
+                .split_once("* ")
+                .map(|(p, _)| p)
+        })
+        .filter(|p| path_of(p).is_some())
+        .collect();
+    let symbols = Symbols::read(binary)?;
+    let found = symbols
+        .by_addr
+        .iter()
+        .map(|(_, _, n)| n.rsplit_once(".llvm.").map_or(n.as_str(), |(head, _)| head))
+        .filter(|n| named.contains(n))
+        .collect::<BTreeSet<_>>()
+        .len();
+    Ok((found, named.len()))
+}
+
 /// The alignment of every function in a profiling build, and the fault-around window.
 const WINDOW: u64 = 64 << 10;
 const PAGE: u64 = 4096;
@@ -141,7 +174,7 @@ impl Symbols {
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 match f[..] {
-                    [addr, size, kind, name] if matches!(kind, "t" | "T" | "w" | "W") => Some((
+                    [addr, size, "t" | "T" | "w" | "W", name] => Some((
                         u64::from_str_radix(addr, 16).ok()?,
                         u64::from_str_radix(size, 16).ok()?,
                         name.to_string(),
@@ -216,53 +249,64 @@ struct Script {
     patterns: usize,
 }
 
-/// The section pattern of a function symbol: its name without the `17h<16 hex digits>E`
-/// hash of legacy mangling and without a `.llvm.<digits>` suffix. Both change with the
-/// dependency features a build resolves (`-p berth` against `--workspace`), the path does
-/// not; the price is that a generic function's pattern matches all its instances.
-fn pattern(symbol: &str) -> String {
-    let mut s = symbol;
-    let mut wild = false;
-    if let Some((head, digits)) = s.rsplit_once(".llvm.")
-        && !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-    {
-        s = head;
-        wild = true;
-    }
-    if let Some(head) = s.strip_suffix('E')
-        && head.len() > 19
-        && s.starts_with("_ZN")
-    {
-        let (path, hash) = head.split_at(head.len() - 19);
-        if hash.starts_with("17h") && hash[3..].bytes().all(|b| b.is_ascii_hexdigit()) {
-            return format!("{path}17h*");
+/// The two section patterns of a function symbol, both without LLVM's `.llvm.<digits>`
+/// suffix (it changes with any change to the code around the function):
+/// - exact: the rest of the name, which matches this function only in a build whose
+///   dependency features resolve as the profiled one's (scripts/text-layout.sh builds
+///   `-p berth -p berth-cni-plugins`, as scripts/demo.sh does);
+/// - by path: without the `17h<16 hex digits>E` hash of legacy mangling as well. The hash
+///   changes with the features a build resolves (`-p berth` and `--workspace` give other
+///   hashes), the path does not; but a generic function's path matches all its instances.
+fn patterns(symbol: &str) -> (String, String) {
+    let base = match symbol.rsplit_once(".llvm.") {
+        Some((head, digits))
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            head
         }
+        _ => symbol,
+    };
+    // a suffix, if the build gives the function one
+    let exact = format!("{base}*");
+    match path_of(base) {
+        Some(path) => (exact, format!("{path}17h*")),
+        None => (exact.clone(), exact),
     }
-    if wild { format!("{s}*") } else { s.to_string() }
+}
+
+/// A legacy-mangled name without its `17h<16 hex digits>E` hash, if it has one.
+fn path_of(name: &str) -> Option<&str> {
+    let head = name.strip_prefix("_ZN").and(name.strip_suffix('E'))?;
+    let (path, hash) = head.split_at_checked(head.len().checked_sub(19)?)?;
+    (path.len() > 3 && hash.starts_with("17h") && hash[3..].bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(path)
 }
 
 /// The script: an output section `.text.holder`, placed before `.text`, with the sections
-/// of the given functions (and of their cold copies, which LLVM names `.text.unlikely.*`).
+/// of the given functions (and of their cold copies, which LLVM names `.text.unlikely.*`):
+/// by exact name first, then by path, so that where the exact names match, the other
+/// instances a path brings come after the code the holders run.
 fn linker_script<'a>(functions: impl Iterator<Item = &'a str>) -> Script {
-    let patterns: BTreeSet<String> = functions
+    let (exact, by_path): (BTreeSet<String>, BTreeSet<String>) = functions
         // the program's entry and the C runtime's code are not in sections of their own
         .filter(|f| f.starts_with("_ZN") || f.starts_with("_R"))
-        .map(pattern)
-        .collect();
+        .map(patterns)
+        .unzip();
+    let by_path: Vec<&String> = by_path.iter().filter(|p| !exact.contains(*p)).collect();
     let mut text = String::from(
         "/* The code berth's holders and their zygote run, packed into one place so that each\n   \
          holder maps a few hundred KiB of the binary's code instead of pages all over it\n   \
          (docs/holder.md, \"Code layout\"). Written by scripts/text-layout.sh; build.rs\n   \
-         passes it to the linker. A pattern that matches nothing only leaves that function\n   \
-         where it was. */\nSECTIONS\n{\n  .text.holder :\n  {\n",
+         passes it to the linker. Functions by their exact names, then by their paths (the\n   \
+         hash that legacy mangling appends left out). A pattern that matches nothing only\n   \
+         leaves that function where it was. */\nSECTIONS\n{\n  .text.holder :\n  {\n",
     );
-    for p in &patterns {
+    for p in exact.iter().chain(by_path.iter().copied()) {
         text.push_str(&format!("    *(.text.{p} .text.unlikely.{p})\n"));
     }
     text.push_str("  }\n}\nINSERT BEFORE .text;\n");
     Script {
-        patterns: patterns.len(),
+        patterns: exact.len() + by_path.len(),
         text,
     }
 }
@@ -272,51 +316,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patterns_drop_the_hash_and_the_llvm_suffix_and_keep_the_path() {
+    fn patterns_by_exact_name_and_by_path_without_hash_or_llvm_suffix() {
         assert_eq!(
-            pattern("_ZN5berth7runtime6holder6server6Server3run17hf599bd2d512afd1bE"),
-            "_ZN5berth7runtime6holder6server6Server3run17h*"
+            patterns("_ZN5berth7runtime6holder6server6Server3run17hf599bd2d512afd1bE"),
+            (
+                "_ZN5berth7runtime6holder6server6Server3run17hf599bd2d512afd1bE*".into(),
+                "_ZN5berth7runtime6holder6server6Server3run17h*".into()
+            )
         );
         assert_eq!(
-            pattern("_ZN5alloc7raw_vec11finish_grow17h788421ce402c82f0E.llvm.14178038269211214655"),
-            "_ZN5alloc7raw_vec11finish_grow17h*"
+            patterns(
+                "_ZN5alloc7raw_vec11finish_grow17h788421ce402c82f0E.llvm.14178038269211214655"
+            ),
+            (
+                "_ZN5alloc7raw_vec11finish_grow17h788421ce402c82f0E*".into(),
+                "_ZN5alloc7raw_vec11finish_grow17h*".into()
+            )
         );
-        // v0 names carry no hash of that kind; a promoted local keeps its name, any suffix
+        // v0 names carry no hash of that kind: one pattern
+        let v0 = "_RNvNtCsjrHSEGnQ3l9_3std3env7args_os";
+        assert_eq!(patterns(v0), (format!("{v0}*"), format!("{v0}*")));
         assert_eq!(
-            pattern("_RNvNtCsjrHSEGnQ3l9_3std3env7args_os"),
-            "_RNvNtCsjrHSEGnQ3l9_3std3env7args_os"
-        );
-        assert_eq!(
-            pattern("_RINvNtCsgEmfK2I1SDS_4core3ptr13drop_in_placeB2_.llvm.3643936799275306673"),
+            patterns("_RINvNtCsgEmfK2I1SDS_4core3ptr13drop_in_placeB2_.llvm.3643936799275306673").1,
             "_RINvNtCsgEmfK2I1SDS_4core3ptr13drop_in_placeB2_*"
         );
-        // not a hash: left alone
-        assert_eq!(pattern("_ZN3foo3bar17hxyzE"), "_ZN3foo3bar17hxyzE");
-        assert_eq!(pattern("memcpy.llvm.x"), "memcpy.llvm.x");
+        // not a hash, not an LLVM suffix: left alone
+        assert_eq!(patterns("_ZN3foo3bar17hxyzE").1, "_ZN3foo3bar17hxyzE*");
+        assert_eq!(patterns("memcpy.llvm.x").1, "memcpy.llvm.x*");
     }
 
     #[test]
-    fn the_script_lists_each_pattern_once_with_its_cold_copy_before_text() {
+    fn the_script_lists_exact_names_then_paths_each_with_its_cold_copy_before_text() {
         let s = linker_script(
             [
                 "_ZN3foo3bar17h0123456789abcdefE",
-                "_ZN3foo3bar17hfedcba9876543210E",
+                "_ZN3foo3bar17hfedcba9876543210E.llvm.42",
                 "_start",
                 "_RNvCs1_3foo3baz",
             ]
             .into_iter(),
         );
-        assert_eq!(s.patterns, 2);
-        assert!(
-            s.text
-                .contains("    *(.text._ZN3foo3bar17h* .text.unlikely._ZN3foo3bar17h*)\n")
-        );
-        assert!(
-            s.text
-                .contains("    *(.text._RNvCs1_3foo3baz .text.unlikely._RNvCs1_3foo3baz)\n")
+        assert_eq!(s.patterns, 4);
+        let lines: Vec<&str> = s.text.lines().filter(|l| l.starts_with("    *(")).collect();
+        assert_eq!(
+            lines,
+            [
+                "    *(.text._RNvCs1_3foo3baz* .text.unlikely._RNvCs1_3foo3baz*)",
+                "    *(.text._ZN3foo3bar17h0123456789abcdefE* .text.unlikely._ZN3foo3bar17h0123456789abcdefE*)",
+                "    *(.text._ZN3foo3bar17hfedcba9876543210E* .text.unlikely._ZN3foo3bar17hfedcba9876543210E*)",
+                "    *(.text._ZN3foo3bar17h* .text.unlikely._ZN3foo3bar17h*)",
+            ]
         );
         assert!(!s.text.contains("_start"));
         assert!(s.text.ends_with("}\nINSERT BEFORE .text;\n"));
+    }
+
+    #[test]
+    fn exact_names_are_found_in_the_binary_that_has_them() {
+        let exe = std::env::current_exe().unwrap();
+        let symbols = Symbols::read(&exe).unwrap();
+        let own = symbols
+            .by_addr
+            .iter()
+            .map(|(_, _, n)| n.as_str())
+            .find(|n| path_of(n).is_some())
+            .expect("a legacy-mangled function in the test binary");
+        let script = linker_script([own, "_ZN3foo3bar17h0123456789abcdefE"].into_iter());
+        let file = std::env::temp_dir().join(format!("layout-names-{}", std::process::id()));
+        std::fs::write(&file, &script.text).unwrap();
+        let found = exact_names_found(&exe, &file);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(found.unwrap(), (1, 2));
     }
 
     #[test]

@@ -123,6 +123,17 @@ fn main() -> anyhow::Result<()> {
         match measure_target(kind, &berth, &args) {
             Ok(r) => {
                 print_report(&mut out, kind, &r)?;
+                if kind == Kind::Berth {
+                    let script = layout::SCRIPT.as_ref();
+                    match layout::exact_names_found(&berth, script) {
+                        Ok((found, all)) => writeln!(
+                            out,
+                            "  code layout: {found} of the {all} holder functions of {} found by exact name (docs/holder.md, \"Code layout\")",
+                            script.display()
+                        )?,
+                        Err(e) => writeln!(out, "  code layout: {e:#}")?,
+                    }
+                }
                 reports.insert(format!("{kind:?}"), r);
             }
             Err(e) if !explicit && kind == Kind::Berth => {
