@@ -213,9 +213,10 @@ fn release_stack_below_here() {
     let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
     let end = (here - KEEP) & !(PAGE - 1);
     // SAFETY: the stack grows down and this runs on the main thread (checked by the
-    // caller), so every live frame of its stack is above `end`; what lies below holds only frames that have returned, and a
-    // page released there reads as zeros when a later call reaches it. The unmapped part
-    // of the range is skipped by the kernel (ENOMEM, which changes nothing).
+    // caller), so every live frame of its stack is above `end`; what lies below holds
+    // only frames that have returned, and a page released there reads as zeros when a
+    // later call reaches it. The unmapped part of the range is skipped by the kernel
+    // (ENOMEM, which changes nothing).
     unsafe {
         libc::madvise(
             (end - DEPTH) as *mut libc::c_void,
