@@ -48,7 +48,7 @@ pub fn exact_names_found(binary: &Path, script: &Path) -> anyhow::Result<(usize,
     let found = symbols
         .by_addr
         .iter()
-        .map(|(_, _, n)| n.rsplit_once(".llvm.").map_or(n.as_str(), |(head, _)| head))
+        .map(|(_, _, n)| without_llvm_suffix(n))
         .filter(|n| named.contains(n))
         .collect::<BTreeSet<_>>()
         .len();
@@ -111,36 +111,46 @@ pub async fn profile(
 /// Refuses a binary whose code is not laid out one function per fault-around window: its
 /// executable segment must be aligned to [`WINDOW`].
 fn ensure_profiling_build(binary: &Path) -> anyhow::Result<()> {
-    let elf = std::fs::read(binary).with_context(|| format!("read {}", binary.display()))?;
-    let (u16_at, u32_at, u64_at) = (
-        |o: usize| {
-            elf.get(o..o + 2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-        },
-        |o: usize| {
-            elf.get(o..o + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        },
-        |o: usize| {
-            elf.get(o..o + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-        },
-    );
+    // Only the ELF header and the program headers are read: the binary is about 1 GiB.
+    let file = std::fs::File::open(binary).with_context(|| format!("open {}", binary.display()))?;
+    let read = |len: usize| -> anyhow::Result<Vec<u8>> {
+        let mut head = Vec::with_capacity(len);
+        (&file).take(len as u64).read_to_end(&mut head)?;
+        Ok(head)
+    };
+    let le = |b: &[u8], o: usize, n: usize| -> Option<u64> {
+        let bytes = b.get(o..o + n)?;
+        Some(bytes.iter().rev().fold(0, |v, x| v << 8 | u64::from(*x)))
+    };
+    let header = read(64)?;
     ensure!(
-        elf.starts_with(b"\x7fELF\x02\x01"),
+        header.starts_with(b"\x7fELF\x02\x01"),
         "{} is not a little-endian ELF64 file",
         binary.display()
     );
-    let bad = || anyhow::anyhow!("{}: truncated ELF header", binary.display());
-    let phoff = u64_at(0x20).ok_or_else(bad)? as usize;
-    let (entsize, count) = (u16_at(0x36).ok_or_else(bad)?, u16_at(0x38).ok_or_else(bad)?);
-    const PT_LOAD: u32 = 1;
-    const PF_X: u32 = 1;
+    let bad = || anyhow::anyhow!("{}: truncated ELF headers", binary.display());
+    let phoff = le(&header, 0x20, 8).ok_or_else(bad)? as usize;
+    let entsize = le(&header, 0x36, 2).ok_or_else(bad)? as usize;
+    let count = le(&header, 0x38, 2).ok_or_else(bad)? as usize;
+    // from the start again, through the program headers (64 KiB at most: 65535 of 56 bytes
+    // would be 3.5 MiB, but no linker writes more than a few dozen)
+    let end = phoff + entsize * count;
+    ensure!(
+        end <= 64 << 10,
+        "{}: program headers at {phoff}..{end}",
+        binary.display()
+    );
+    (&file).seek(SeekFrom::Start(0))?;
+    let elf = read(end)?;
+    const PT_LOAD: u64 = 1;
+    const PF_X: u64 = 1;
     for i in 0..count {
         let ph = phoff + i * entsize;
-        let (kind, flags) = (u32_at(ph).ok_or_else(bad)?, u32_at(ph + 4).ok_or_else(bad)?);
-        if kind == PT_LOAD && flags & PF_X != 0 && u64_at(ph + 48).ok_or_else(bad)? >= WINDOW {
+        let (kind, flags) = (
+            le(&elf, ph, 4).ok_or_else(bad)?,
+            le(&elf, ph + 4, 4).ok_or_else(bad)?,
+        );
+        if kind == PT_LOAD && flags & PF_X != 0 && le(&elf, ph + 48, 8).ok_or_else(bad)? >= WINDOW {
             return Ok(());
         }
     }
@@ -258,19 +268,24 @@ struct Script {
 ///   changes with the features a build resolves (`-p berth` and `--workspace` give other
 ///   hashes), the path does not; but a generic function's path matches all its instances.
 fn patterns(symbol: &str) -> (String, String) {
-    let base = match symbol.rsplit_once(".llvm.") {
+    let base = without_llvm_suffix(symbol);
+    // a suffix, if the build gives the function one
+    let exact = format!("{base}*");
+    match path_of(base) {
+        Some(path) => (exact, format!("{path}17h*")),
+        None => (exact.clone(), exact),
+    }
+}
+
+/// A symbol without the `.llvm.<digits>` suffix LLVM gives a function it promotes.
+fn without_llvm_suffix(symbol: &str) -> &str {
+    match symbol.rsplit_once(".llvm.") {
         Some((head, digits))
             if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
         {
             head
         }
         _ => symbol,
-    };
-    // a suffix, if the build gives the function one
-    let exact = format!("{base}*");
-    match path_of(base) {
-        Some(path) => (exact, format!("{path}17h*")),
-        None => (exact.clone(), exact),
     }
 }
 

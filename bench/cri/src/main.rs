@@ -161,18 +161,12 @@ fn main() -> anyhow::Result<()> {
 fn measure_target(kind: Kind, berth: &std::path::Path, args: &Args) -> anyhow::Result<Report> {
     let env = TestEnv::new()?;
     let target = Target::start(kind, &env, berth)?;
-    let logs = env.subdir("pod-logs")?;
-    let cgroup = format!("/{}", env.cgroups().name());
+    let pods = Pods::new(&env, &target)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut c = CriClient::connect(&target.endpoint).await?;
-        let pods = Pods {
-            logs,
-            cgroup,
-            image: target.busybox.clone(),
-        };
         let mut report = Report::default();
         lifecycles(&mut c, &target, &pods, args, &mut report).await?;
         (report.pss_many, report.uss_many, report.daemon_many) =
@@ -191,11 +185,7 @@ fn text_layout(
 ) -> anyhow::Result<(usize, usize)> {
     let env = TestEnv::new()?;
     let target = Target::start(Kind::Berth, &env, berth)?;
-    let pods_spec = Pods {
-        logs: env.subdir("pod-logs")?,
-        cgroup: format!("/{}", env.cgroups().name()),
-        image: target.busybox.clone(),
-    };
+    let pods_spec = Pods::new(&env, &target)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -213,6 +203,15 @@ struct Pods {
 }
 
 impl Pods {
+    /// Pods of `target`, with their logs and cgroups in `env`'s.
+    fn new(env: &TestEnv, target: &Target<'_>) -> anyhow::Result<Self> {
+        Ok(Pods {
+            logs: env.subdir("pod-logs")?,
+            cgroup: format!("/{}", env.cgroups().name()),
+            image: target.busybox.clone(),
+        })
+    }
+
     fn pod(&self, name: &str) -> anyhow::Result<PodSpec> {
         let dir = self.logs.join(name);
         std::fs::create_dir_all(&dir)?;

@@ -66,7 +66,8 @@ fn tunables(inherited: Option<&std::ffi::OsStr>) -> OsString {
 pub struct Zygote {
     /// The berth binary (default: this process's own executable).
     binary: Option<PathBuf>,
-    /// Extra environment for the zygote, which its holders keep (e.g. `BERTH_LOG`).
+    /// Environment for the zygote on top of the daemon's, which it inherits; its holders
+    /// keep both.
     env: Vec<(String, String)>,
     running: Mutex<Option<Running>>,
 }
@@ -257,11 +258,8 @@ pub fn main() -> i32 {
         libc::syscall(libc::SYS_close_range, SOCKET_FD as u32 + 1, u32::MAX, 0u32);
     }
     let mut buf = vec![0u8; MAX_REQUEST];
-    // What start-up allocated and freed goes back before any holder shares the heap.
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    // What start-up allocated, freed and dirtied goes back before any holder shares it.
+    super::release_memory();
     loop {
         let (args, ready) = match recv(sock.as_fd(), &mut buf) {
             Ok(Some(req)) => req,

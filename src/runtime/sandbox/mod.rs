@@ -103,14 +103,9 @@ impl Sandboxes {
     pub async fn open(cfg: SandboxConfig) -> Result<Self> {
         let store = RecordStore::open(&cfg.records)?;
         let cni = Invoker::new(cfg.cni.clone());
-        let zygote = crate::runtime::holder::Zygote::new(
-            cfg.holder_binary.clone(),
-            std::env::var("BERTH_LOG")
-                .map(|v| ("BERTH_LOG".to_string(), v))
-                .into_iter()
-                .chain(cfg.holder_env.iter().cloned())
-                .collect(),
-        );
+        // The zygote inherits the daemon's environment, BERTH_LOG included.
+        let zygote =
+            crate::runtime::holder::Zygote::new(cfg.holder_binary.clone(), cfg.holder_env.clone());
         let me = Self {
             inner: Arc::new(Inner {
                 cfg,
