@@ -9,8 +9,9 @@ pub struct Hierarchy {
     pub mount: PathBuf,
     /// true for cgroup2.
     pub v2: bool,
-    /// v1: the controllers (or `name=...`) of the mount. v2: the controllers listed in the
-    /// root's cgroup.controllers.
+    /// v1: the controllers (or `name=...`) of the mount. v2: the controllers the root both
+    /// lists in cgroup.controllers and enables for its children in cgroup.subtree_control
+    /// (see [`v2_controllers`]).
     pub controllers: Vec<String>,
 }
 
@@ -24,11 +25,16 @@ impl Layout {
     /// The layout the calling process sees.
     pub fn detect() -> Self {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut l = Self::from_mountinfo(&info);
-        for h in l.hierarchies.iter_mut().filter(|h| h.v2) {
+        Self::from_mountinfo(&info).with_v2_controllers()
+    }
+
+    /// Fills in the controllers of the unified tree from its mount (a test's temp dir
+    /// stands in for one).
+    pub fn with_v2_controllers(mut self) -> Self {
+        for h in self.hierarchies.iter_mut().filter(|h| h.v2) {
             h.controllers = v2_controllers(&h.mount);
         }
-        l
+        self
     }
 
     /// A pure cgroup v2 layout rooted at `root` (a real mount or a test's temp dir).
@@ -120,11 +126,23 @@ impl Layout {
     }
 }
 
-fn v2_controllers(root: &Path) -> Vec<String> {
-    std::fs::read_to_string(root.join("cgroup.controllers"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
+/// The controllers a cgroup2 root offers its sub-cgroups: listed in its cgroup.controllers
+/// AND enabled in its cgroup.subtree_control. A controller only listed is bound to the
+/// unified tree but not usable below the root (its files do not exist there, and a write
+/// to them fails): a hybrid host lists `hugetlb` at the root of its cgroup2 mount while
+/// the v1 hierarchies carry the controllers, and runc's v1 manager never uses it.
+pub fn v2_controllers(root: &Path) -> Vec<String> {
+    let words = |f: &str| {
+        std::fs::read_to_string(root.join(f))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let enabled = words("cgroup.subtree_control");
+    words("cgroup.controllers")
+        .into_iter()
+        .filter(|c| enabled.contains(c))
         .collect()
 }
 
@@ -150,6 +168,78 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cgroupfs laid out under a temp dir: v1 hierarchies (each a directory) and a
+    /// cgroup2 one whose root lists and enables the given controllers.
+    fn temp_cgroupfs(tag: &str, v1: &[&str], listed: &str, enabled: &str) -> (PathBuf, Layout) {
+        let root = std::env::temp_dir().join(format!("berth-layout-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut info = String::new();
+        for (i, c) in v1.iter().enumerate() {
+            std::fs::create_dir_all(root.join(c)).expect("mkdir");
+            info.push_str(&format!(
+                "{i} 1 0:{i} / {} rw - cgroup cgroup rw,{c}\n",
+                root.join(c).display()
+            ));
+        }
+        let unified = if v1.is_empty() {
+            root.clone()
+        } else {
+            root.join("unified")
+        };
+        std::fs::create_dir_all(&unified).expect("mkdir");
+        std::fs::write(unified.join("cgroup.controllers"), listed).expect("controllers");
+        std::fs::write(unified.join("cgroup.subtree_control"), enabled).expect("subtree");
+        info.push_str(&format!(
+            "99 1 0:99 / {} rw - cgroup2 cgroup2 rw\n",
+            unified.display()
+        ));
+        (root, Layout::from_mountinfo(&info).with_v2_controllers())
+    }
+
+    /// This machine's shape: hugetlb is listed at the cgroup2 root but enabled nowhere, so
+    /// it is not a controller berth can use.
+    #[test]
+    fn hybrid_with_hugetlb_only_listed_at_the_v2_root() {
+        let (root, l) = temp_cgroupfs("hybrid", &["memory", "cpu", "pids"], "hugetlb\n", "");
+        assert!(!l.is_v2_only());
+        assert_eq!(l.controller("memory"), Some(false));
+        assert_eq!(l.controller("hugetlb"), None);
+        // enabled for the root's children, it is the unified tree's
+        std::fs::write(root.join("unified/cgroup.subtree_control"), "hugetlb\n").expect("w");
+        let l = l.with_v2_controllers();
+        assert_eq!(l.controller("hugetlb"), Some(true));
+        std::fs::remove_dir_all(&root).expect("rm");
+    }
+
+    #[test]
+    fn pure_v2_counts_what_the_root_enables() {
+        let (root, l) = temp_cgroupfs(
+            "v2",
+            &[],
+            "cpuset cpu io memory hugetlb pids rdma\n",
+            "cpu memory hugetlb pids\n",
+        );
+        assert!(l.is_v2_only());
+        for c in ["cpu", "memory", "hugetlb", "pids"] {
+            assert_eq!(l.controller(c), Some(true), "{c}");
+        }
+        for c in ["cpuset", "io", "rdma", "blkio"] {
+            assert_eq!(l.controller(c), None, "{c}");
+        }
+        std::fs::remove_dir_all(&root).expect("rm");
+    }
+
+    #[test]
+    fn v1_hugetlb_hierarchy() {
+        let (root, l) = temp_cgroupfs("v1", &["memory", "hugetlb"], "", "");
+        assert_eq!(l.controller("hugetlb"), Some(false));
+        assert_eq!(
+            l.v1("hugetlb").map(|h| h.mount.clone()),
+            Some(root.join("hugetlb"))
+        );
+        std::fs::remove_dir_all(&root).expect("rm");
+    }
 
     #[test]
     fn hybrid_layout() {

@@ -47,6 +47,11 @@ pub enum CgroupError {
 
 type Result<T> = std::result::Result<T, CgroupError>;
 
+/// The cgroup (below each hierarchy's root) that holds the containers whose spec names no
+/// `cgroupsPath`: `berth/<id>`. It is removed with the last container in it
+/// ([`Cgroup::remove_default_parent`]).
+pub const DEFAULT_PARENT: &str = "berth";
+
 fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.to_path_buf();
     move |source| CgroupError::Io { path, op, source }
@@ -112,15 +117,55 @@ impl Cgroup {
     }
 
     /// Creates every directory (idempotent). A new v1 cpuset is given its parent's cpus
-    /// and mems, without which it takes no task.
+    /// and mems, without which it takes no task. In the unified tree the controllers its
+    /// root enables are enabled down to the new cgroup.
     pub fn create(&self) -> Result<()> {
         for dir in self.unique_dirs() {
-            std::fs::create_dir_all(dir).map_err(io(dir, "mkdir"))?;
+            create_dir(dir)?;
+        }
+        if let Some(dir) = self.dirs.get("unified") {
+            self.enable_down_to(dir);
         }
         if let Some(dir) = self.dirs.get("cpuset") {
             init_cpuset(dir)?;
         }
         Ok(())
+    }
+
+    /// Enables the controllers the unified root offers its children (see
+    /// [`layout::v2_controllers`]) in each cgroup between the root and `dir`, as runc's
+    /// cgroup2 manager does: a controller is usable in a cgroup only when its parent
+    /// enables it. A parent that refuses one (not delegated to it) is left as it is: the
+    /// write that needs the controller then fails naming its field.
+    fn enable_down_to(&self, dir: &Path) {
+        let Some(root) = self.hierarchy_root(dir) else {
+            return;
+        };
+        let wanted = layout::v2_controllers(root);
+        if wanted.is_empty() {
+            return;
+        }
+        let mut cur = root.to_path_buf();
+        let comps: Vec<_> = self.path.components().collect();
+        for c in comps.iter().take(comps.len().saturating_sub(1)) {
+            cur.push(c);
+            let ctl = cur.join("cgroup.subtree_control");
+            let Ok(on) = std::fs::read_to_string(&ctl) else {
+                return;
+            };
+            let on: Vec<&str> = on.split_whitespace().collect();
+            for w in wanted.iter().filter(|w| !on.contains(&w.as_str())) {
+                // Opened without create: only an existing cgroup file is written.
+                let r = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&ctl)
+                    .and_then(|f| f.write_all_at(format!("+{w}").as_bytes(), 0));
+                if let Err(e) = r {
+                    tracing::debug!(cgroup = %cur.display(), controller = %w, error = %e,
+                        "controller not enabled");
+                }
+            }
+        }
     }
 
     /// Writes the planned files.
@@ -256,6 +301,32 @@ impl Cgroup {
         false
     }
 
+    /// Removes the [`DEFAULT_PARENT`] directories this cgroup sits in, where no other
+    /// cgroup is left in them. Another container may be using (or just making) its own
+    /// cgroup there at the same time: the kernel then refuses the rmdir (EBUSY), which is
+    /// the answer wanted, and a create that loses the directory meanwhile makes it again
+    /// ([`Cgroup::create`]).
+    pub fn remove_default_parent(&self) {
+        if self.path.parent() != Some(Path::new(DEFAULT_PARENT)) {
+            return;
+        }
+        for dir in self.unique_dirs() {
+            let Some(parent) = dir.parent() else { continue };
+            match std::fs::remove_dir(parent) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)
+                    ) => {}
+                Err(e) => {
+                    tracing::warn!(cgroup = %parent.display(), error = %e,
+                        "remove the default cgroup parent");
+                }
+            }
+        }
+    }
+
     /// Removes the directories, deepest hierarchy entries only (what [`create`] made).
     /// Processes still inside are an error unless `kill` is set, which SIGKILLs them first.
     pub fn remove(&self, kill: bool) -> Result<()> {
@@ -266,6 +337,18 @@ impl Cgroup {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// `mkdir -p dir`, again when a parent made on the way is removed before the last step
+/// (the last container of [`DEFAULT_PARENT`] going at that moment).
+fn create_dir(dir: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => tries += 1,
+            r => return r.map_err(io(dir, "mkdir")),
+        }
     }
 }
 
@@ -370,6 +453,14 @@ mod tests {
             "cpuset cpu io memory pids\n",
         )
         .expect("controllers");
+        std::fs::write(
+            root.join("cgroup.subtree_control"),
+            "cpuset cpu io memory pids\n",
+        )
+        .expect("subtree_control");
+        // the pod's cgroup exists (kubelet's) and delegates nothing yet
+        std::fs::create_dir_all(root.join("pod")).expect("pod");
+        std::fs::write(root.join("pod/cgroup.subtree_control"), "").expect("pod ctl");
         let layout = Layout::v2(&root);
         assert!(layout.is_v2_only());
         let cg = Cgroup::at(&layout, Path::new("/pod/ctr")).expect("at");
@@ -380,18 +471,58 @@ mod tests {
         }))
         .expect("resources");
         cg.apply(&plan(&layout, &r).expect("plan")).expect("apply");
+        // each controller was enabled in the pod's cgroup (a regular file here keeps the
+        // last write)
+        let ctl = std::fs::read_to_string(root.join("pod/cgroup.subtree_control")).expect("ctl");
+        assert!(ctl.starts_with('+'), "{ctl:?}");
         let read = |f: &str| std::fs::read_to_string(root.join("pod/ctr").join(f)).expect(f);
         assert_eq!(read("memory.max"), "1048576");
         assert_eq!(read("pids.max"), "5");
         assert_eq!(read("cpu.weight"), "1");
-        // hugetlb is not among this tree's controllers: asking for it names the field
+        // hugetlb is not among this tree's controllers: a limit names the field (a limit
+        // of 0, kubelet's default, asks for nothing here)
         let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
-            "hugepageLimits": [{"pageSize": "2MB", "limit": 0}]
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]
         }))
         .expect("resources");
         let e = plan(&layout, &r).expect_err("no hugetlb");
         assert!(e.to_string().contains("hugepageLimits[2MB]"), "{e}");
         assert!(Cgroup::at(&layout, Path::new("/a/../b")).is_err());
+        std::fs::remove_dir_all(&root).expect("rm");
+    }
+
+    /// The default parent goes with its last cgroup, and only then.
+    #[test]
+    fn default_parent_removed_when_unused() {
+        let root =
+            std::env::temp_dir().join(format!("berth-cg-default-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        let layout = Layout::v2(&root);
+        let a = Cgroup::at(&layout, Path::new("/berth/a")).expect("a");
+        let b = Cgroup::at(&layout, Path::new("/berth/b")).expect("b");
+        let other = Cgroup::at(&layout, Path::new("/mine/c")).expect("c");
+        for cg in [&a, &b, &other] {
+            cg.create().expect("create");
+        }
+        a.remove(false).expect("rm a");
+        a.remove_default_parent();
+        assert!(root.join("berth/b").exists(), "b's parent stays");
+        b.remove(false).expect("rm b");
+        b.remove_default_parent();
+        assert!(
+            !root.join("berth").exists(),
+            "the empty default parent is removed"
+        );
+        other.remove(false).expect("rm c");
+        other.remove_default_parent();
+        assert!(
+            root.join("mine").exists(),
+            "a parent named by a spec is not berth's"
+        );
+        // a create after the parent went makes it again
+        a.create().expect("create again");
+        assert!(root.join("berth/a").is_dir());
         std::fs::remove_dir_all(&root).expect("rm");
     }
 }

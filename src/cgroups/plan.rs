@@ -33,6 +33,23 @@ impl Planner<'_> {
         }
     }
 
+    /// [`Planner::target`] for a value that asks for no limit (`unlimited`): on a host
+    /// without the controller there is nothing to enforce, so nothing is planned (`None`)
+    /// rather than an error. kubelet sends a huge-page limit of 0 for every page size the
+    /// kernel offers, whether or not the host has a hugetlb controller; runc's v1 manager
+    /// and containerd's CRI plugin skip what the host cannot apply in the same way.
+    fn target_unless_unlimited(
+        &self,
+        controller: &str,
+        field: &str,
+        unlimited: bool,
+    ) -> Result<Option<(String, bool)>> {
+        match self.target(controller, field) {
+            Err(CgroupError::MissingController { .. }) if unlimited => Ok(None),
+            r => r.map(Some),
+        }
+    }
+
     fn push(&mut self, controller: &str, file: &str, value: String, field: &str) {
         self.out.push(FileWrite {
             controller: controller.to_string(),
@@ -240,9 +257,10 @@ pub fn plan(layout: &Layout, r: &LinuxResources) -> Result<Vec<FileWrite>> {
             }
         }
     }
-    if let Some(pids) = r.pids() {
-        let (c, v2) = p.target("pids", "linux.resources.pids")?;
-        let _ = v2;
+    if let Some(pids) = r.pids()
+        && let Some((c, _)) =
+            p.target_unless_unlimited("pids", "linux.resources.pids", pids.limit() <= 0)?
+    {
         let v = if pids.limit() > 0 {
             pids.limit().to_string()
         } else {
@@ -349,7 +367,11 @@ pub fn plan(layout: &Layout, r: &LinuxResources) -> Result<Vec<FileWrite>> {
     }
     for h in r.hugepage_limits().iter().flatten() {
         let field = format!("linux.resources.hugepageLimits[{}]", h.page_size());
-        let (c, v2) = p.target("hugetlb", &field)?;
+        // A limit of 0 is kubelet's default for every page size (and below 0 means none):
+        // without a hugetlb controller nothing can use huge pages under a limit anyway.
+        let Some((c, v2)) = p.target_unless_unlimited("hugetlb", &field, h.limit() <= 0)? else {
+            continue;
+        };
         let size = h.page_size();
         if v2 {
             p.push(
@@ -587,6 +609,72 @@ mod tests {
         assert_eq!(get("memory.swap.max").as_deref(), Some("2000"));
         assert_eq!(get("cpu.weight").as_deref(), Some("39"));
         assert_eq!(get("cpu.max").as_deref(), Some("50000 100000"));
+    }
+
+    /// kubelet's huge-page limits (0 for each size the kernel offers) on each layout.
+    #[test]
+    fn hugepage_limits_where_hugetlb_is_and_is_not() {
+        let kubelet = res(serde_json::json!({"hugepageLimits": [
+            {"pageSize": "2MB", "limit": 0}, {"pageSize": "1GB", "limit": 0}]}));
+        let real = res(serde_json::json!({"hugepageLimits": [
+            {"pageSize": "2MB", "limit": 4194304}]}));
+        // v1 without a hugetlb hierarchy (this machine: hugetlb only listed, not enabled,
+        // at the cgroup2 root, so the layout does not count it)
+        let mut hybrid = v1();
+        hybrid.hierarchies.push(Hierarchy {
+            mount: "/cg/unified".into(),
+            v2: true,
+            controllers: vec![],
+        });
+        assert_eq!(plan(&hybrid, &kubelet).expect("zero limits"), vec![]);
+        let e = plan(&hybrid, &real).expect_err("a real limit");
+        assert!(
+            e.to_string()
+                .contains("linux.resources.hugepageLimits[2MB]")
+                && e.to_string().contains("hugetlb"),
+            "{e}"
+        );
+        // v1 hugetlb hierarchy
+        let mut with = v1();
+        with.hierarchies.push(Hierarchy {
+            mount: "/cg/hugetlb".into(),
+            v2: false,
+            controllers: vec!["hugetlb".into()],
+        });
+        let w = plan(&with, &kubelet).expect("plan");
+        let files: Vec<_> = w
+            .iter()
+            .map(|w| (w.file.as_str(), w.value.as_str()))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("hugetlb.2MB.limit_in_bytes", "0"),
+                ("hugetlb.1GB.limit_in_bytes", "0")
+            ]
+        );
+        // pure v2 with hugetlb enabled
+        let v2 = Layout {
+            hierarchies: vec![Hierarchy {
+                mount: "/cg".into(),
+                v2: true,
+                controllers: ["memory", "hugetlb"].map(String::from).to_vec(),
+            }],
+        };
+        let w = plan(&v2, &real).expect("plan");
+        assert_eq!(w[0].controller, "unified");
+        assert_eq!(
+            (w[0].file.as_str(), w[0].value.as_str()),
+            ("hugetlb.2MB.max", "4194304")
+        );
+        // an unlimited pids limit where there is no pids controller asks for nothing
+        let none = Layout::default();
+        assert_eq!(
+            plan(&none, &res(serde_json::json!({"pids": {"limit": 0}}))).expect("p"),
+            vec![]
+        );
+        let e = plan(&none, &res(serde_json::json!({"pids": {"limit": 5}}))).expect_err("pids");
+        assert!(e.to_string().contains("linux.resources.pids"), "{e}");
     }
 
     #[test]

@@ -58,10 +58,11 @@ impl Drop for Cleanup<'_> {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid), None);
         }
-        if let Some(cg) = &self.cgroup
-            && let Err(e) = cg.remove(true)
-        {
-            tracing::warn!(error = %e, "cleanup of a failed create: cgroup");
+        if let Some(cg) = &self.cgroup {
+            match cg.remove(true) {
+                Ok(()) => cg.remove_default_parent(),
+                Err(e) => tracing::warn!(error = %e, "cleanup of a failed create: cgroup"),
+            }
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!(error = %e, dir = %self.dir.display(), "cleanup of a failed create");
@@ -136,7 +137,7 @@ impl Runtime {
         let cg_path = linux
             .cgroups_path()
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/berth/{id}")));
+            .unwrap_or_else(|| PathBuf::from(format!("/{}/{id}", crate::cgroups::DEFAULT_PARENT)));
         let cgroup = Cgroup::at(&self.layout, &cg_path)
             .map_err(|e| OciError::spec(id, "linux.cgroupsPath", e.to_string()))?;
         let writes = match linux.resources() {

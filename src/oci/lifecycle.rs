@@ -194,6 +194,7 @@ impl Runtime {
                 id: id.into(),
                 source,
             })?;
+            cg.remove_default_parent();
         }
         // An in-process caller reaps its own child (the init) with `wait`: not done here,
         // so that its exit status is not taken from it.

@@ -68,6 +68,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&root);
             std::fs::create_dir_all(&root).unwrap();
             std::fs::write(root.join("cgroup.controllers"), controllers).unwrap();
+            std::fs::write(root.join("cgroup.subtree_control"), controllers).unwrap();
             let layout = Layout::v2(&root);
             let cg = make_in(&layout, "p", "/kubepods/pod1/sid", Some(2)).unwrap();
             let dir = root.join("kubepods/pod1/sid");

@@ -199,20 +199,36 @@ pub fn resources(
                 format!("{size:?} is not a page size such as 2MB or 1GB"),
             ));
         }
+        let Ok(limit) = i64::try_from(*l) else {
+            return Err(bad(
+                &format!("hugepage_limits[{i}].limit"),
+                format!("{l} is beyond what a cgroup takes"),
+            ));
+        };
+        if !facts.hugetlb {
+            // kubelet sends a limit of 0 for every page size the kernel offers, hugetlb
+            // controller or not (containerd's tolerate_missing_hugetlb_controller drops
+            // them all): without the controller there is nothing to apply. A pod that
+            // asks for huge pages gets a real limit, which this host cannot enforce.
+            if limit != 0 {
+                return Err(SpecError::unsupported(
+                    object,
+                    format!("{FIELD}.hugepage_limits[{i}].limit"),
+                    format!(
+                        "a limit of {limit} bytes of {size} pages needs the hugetlb cgroup \
+                         controller, which this host does not mount or enable for its cgroups"
+                    ),
+                ));
+            }
+            continue;
+        }
         let mut h = LinuxHugepageLimit::default();
         h.set_page_size(size.clone());
-        h.set_limit(*l as i64);
+        h.set_limit(limit);
         huge.push(h);
     }
     if !huge.is_empty() {
-        if facts.hugetlb {
-            res.set_hugepage_limits(Some(huge));
-        } else {
-            // containerd's tolerate_missing_hugetlb_controller (default true)
-            warnings.push(format!(
-                "{object}: hugepage_limits ignored: the hugetlb cgroup controller is missing"
-            ));
-        }
+        res.set_hugepage_limits(Some(huge));
     }
     if !r.unified.is_empty() {
         if !facts.unified {
@@ -321,10 +337,25 @@ mod tests {
         let res = resources("c", &r, &facts(), vec![], &mut w).expect("res");
         assert_eq!(res.memory().as_ref().and_then(|m| m.swap()), Some(200));
         let bare = CgroupFacts::default();
-        let res = resources("c", &r, &bare, vec![], &mut w).expect("res");
+        // a real huge-page limit on a host without hugetlb names the field
+        let e = resources("c", &r, &bare, vec![], &mut w).expect_err("hugetlb");
+        assert!(
+            e.to_string()
+                .contains("linux.resources.hugepage_limits[0].limit"),
+            "{e}"
+        );
+        // kubelet's zero limits for every page size are nothing to apply there
+        let kubelet = ResourcesRequest {
+            hugepage_limits: vec![("2MB".into(), 0), ("1GB".into(), 0)],
+            ..r.clone()
+        };
+        w.clear();
+        let res = resources("c", &kubelet, &bare, vec![], &mut w).expect("res");
         assert_eq!(res.memory().as_ref().and_then(|m| m.swap()), None);
         assert!(res.hugepage_limits().is_none());
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 1, "only swap is warned about: {w:?}");
+        let res = resources("c", &kubelet, &facts(), vec![], &mut w).expect("res");
+        assert_eq!(res.hugepage_limits().as_ref().map(Vec::len), Some(2));
     }
 
     #[test]
