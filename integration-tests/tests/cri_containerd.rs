@@ -27,6 +27,10 @@ use berth_integration_tests::cri::{
 use berth_integration_tests::fixtures::Image;
 use tonic::Code;
 
+#[path = "cri_cases/resources.rs"]
+mod resources_cases;
+use resources_cases::kubelet_resources_by_qos_class;
+
 /// What a case needs to know about the runtime it drives.
 #[derive(Debug)]
 pub struct Target {
@@ -194,6 +198,7 @@ cri_cases!(
         pod_sysctls,
         pod_sysctls_refused,
         sandbox_process_in_pod_cgroup,
+        kubelet_resources_by_qos_class,
     }
 );
 
@@ -220,6 +225,7 @@ cri_cases!(
         pod_sysctls,
         pod_sysctls_refused,
         sandbox_process_in_pod_cgroup,
+        kubelet_resources_by_qos_class,
     }
 );
 
