@@ -27,8 +27,11 @@ use berth_integration_tests::cri::{
 use berth_integration_tests::fixtures::Image;
 use tonic::Code;
 
+#[path = "cri_cases/propagation.rs"]
+mod propagation_cases;
 #[path = "cri_cases/resources.rs"]
 mod resources_cases;
+use propagation_cases::mount_propagation_both_ways;
 use resources_cases::kubelet_resources_by_qos_class;
 
 /// What a case needs to know about the runtime it drives.
@@ -199,6 +202,7 @@ cri_cases!(
         pod_sysctls_refused,
         sandbox_process_in_pod_cgroup,
         kubelet_resources_by_qos_class,
+        mount_propagation_both_ways,
     }
 );
 
@@ -226,6 +230,7 @@ cri_cases!(
         pod_sysctls_refused,
         sandbox_process_in_pod_cgroup,
         kubelet_resources_by_qos_class,
+        mount_propagation_both_ways,
     }
 );
 

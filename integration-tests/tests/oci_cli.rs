@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use berth_integration_tests::{TestEnv, require_root};
-use oci_common::{Bundle, status_field};
+use oci_common::{Bundle, mounted_below, status_field};
 use serde_json::{Value, json};
 
 const RUNC: &str = "/usr/sbin/runc";
@@ -587,4 +587,151 @@ fn berth_security_as_specified() {
 fn runc_security_as_specified() {
     require_root!();
     security("runc");
+}
+
+/// A bind of `dir` onto itself, made shared: the bundle sits on a shared mount, as a
+/// node's /var/lib does on the node's shared /. Made in the test's private mount
+/// namespace; the test's temp dir takes it down.
+fn make_shared_mount(dir: &Path) {
+    use nix::mount::{MsFlags, mount};
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
+    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("shared");
+}
+
+/// The optional fields (`shared:N`, `master:N`) of the line for `/` in a mountinfo.
+fn root_propagation(mountinfo: &str) -> String {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_once(" - ").map(|(pre, _)| pre))
+        .filter(|pre| pre.split(' ').nth(4) == Some("/"))
+        .map(|pre| pre.split(' ').skip(6).collect::<Vec<_>>().join(" "))
+        .next_back()
+        .unwrap_or_default()
+}
+
+/// linux.rootfsPropagation shared and rshared with the bundle on a shared mount (and
+/// rslave and private, the usual ones): the container runs, and its / has the
+/// propagation asked for.
+fn rootfs_propagation(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    for prop in ["shared", "rshared", "rslave", "private"] {
+        let id = format!("prop-{prop}");
+        let mut b = Bundle::new(&env, &id, "cat /proc/self/mountinfo > /out/mi");
+        make_shared_mount(&b.dir);
+        b.spec["linux"]["rootfsPropagation"] = json!(prop);
+        b.write();
+        let o = cli.run(
+            &env,
+            &["run", "--bundle", &b.dir.display().to_string(), &id],
+        );
+        assert!(
+            o.status.success(),
+            "{which} {prop}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let root = root_propagation(&b.read_out("mi"));
+        eprintln!("{which} {prop}: / has {root:?}");
+        let shared = root.contains("shared:");
+        if which == "runc" && prop.ends_with("shared") {
+            // Peer difference, seen with Debian's runc 1.1.5: it runs the container but
+            // leaves its / private (it applies rootfsPropagation to the mount namespace's
+            // / before pivot_root, not to the new root after it); held to running it.
+            continue;
+        }
+        assert_eq!(
+            shared,
+            prop.ends_with("shared"),
+            "{which} {prop}: / is {root:?}"
+        );
+    }
+}
+
+#[test]
+fn berth_rootfs_propagation_shared() {
+    require_root!();
+    rootfs_propagation("berth");
+}
+
+#[test]
+fn runc_rootfs_propagation_shared() {
+    require_root!();
+    rootfs_propagation("runc");
+}
+
+/// A spec without a mount namespace (and one without any namespace) runs in the
+/// caller's mount namespace, its root entered with chroot; masked paths, which would be
+/// masked for the caller too, are refused.
+fn no_mount_namespace(which: &str) {
+    let env = TestEnv::new().expect("env");
+    let cli = Cli::new(&env, which);
+    let ours = std::fs::read_link("/proc/thread-self/ns/mnt").expect("our mount ns");
+    for none_at_all in [false, true] {
+        let id = if none_at_all { "nons" } else { "nomntns" };
+        let mut b = Bundle::new(
+            &env,
+            id,
+            "readlink /proc/self/ns/mnt > /out/ns; ls / > /out/ls; echo ok > /out/done",
+        );
+        let linux = b.spec["linux"].as_object_mut().expect("linux");
+        linux.remove("maskedPaths");
+        linux.remove("readonlyPaths");
+        if none_at_all {
+            linux.remove("namespaces");
+            // a hostname needs a uts namespace
+            b.spec.as_object_mut().expect("spec").remove("hostname");
+        } else {
+            let ns = b.spec["linux"]["namespaces"].as_array_mut().expect("ns");
+            ns.retain(|n| n["type"] != "mount");
+        }
+        b.write();
+        let o = cli.run(
+            &env,
+            &["run", "--bundle", &b.dir.display().to_string(), id],
+        );
+        assert!(
+            o.status.success(),
+            "{which} {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(b.read_out("done").trim(), "ok");
+        assert_eq!(
+            b.read_out("ns").trim(),
+            ours.to_string_lossy(),
+            "{which} {id}: the caller's mount namespace"
+        );
+        let ls = b.read_out("ls");
+        assert!(
+            ls.lines().any(|l| l == "out") && ls.lines().any(|l| l == "bin"),
+            "{which} {id}: / is the rootfs: {ls}"
+        );
+        // the container's mounts were made here, under its rootfs
+        assert!(mounted_below(&b.dir.join("rootfs")), "{which} {id}");
+    }
+    // masked paths would mask the caller's own
+    let mut b = Bundle::new(&env, "nomntmask", "true");
+    let ns = b.spec["linux"]["namespaces"].as_array_mut().expect("ns");
+    ns.retain(|n| n["type"] != "mount");
+    b.write();
+    let o = cli.run(
+        &env,
+        &["run", "--bundle", &b.dir.display().to_string(), "nomntmask"],
+    );
+    assert!(!o.status.success(), "{which}: masked paths without a mount ns");
+    if which == "berth" {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("linux.maskedPaths"), "{err}");
+    }
+}
+
+#[test]
+fn berth_runs_without_a_mount_namespace() {
+    require_root!();
+    no_mount_namespace("berth");
+}
+
+#[test]
+fn runc_runs_without_a_mount_namespace() {
+    require_root!();
+    no_mount_namespace("runc");
 }

@@ -641,3 +641,63 @@ fn v2_device_filter_enforced() {
     rt.delete("devbpf", false).expect("delete");
     assert!(!unified.join("devbpf").exists());
 }
+
+/// A container whose spec names no cgroupsPath goes in `berth/<id>`; the `berth` cgroup
+/// goes with the last such container, in every hierarchy, and not while another is in it.
+/// The hierarchies' roots are the test's own cgroup parent here (a layout is plain paths),
+/// so the real kernel decides what an rmdir of a cgroup still holding another does.
+#[test]
+fn default_cgroup_parent_goes_with_its_last_container() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let layout = berth::cgroups::Layout {
+        hierarchies: env
+            .cgroups()
+            .dirs()
+            .map(|(h, dir)| berth::cgroups::Hierarchy {
+                mount: dir.clone(),
+                v2: h.v2,
+                controllers: h.controllers.clone(),
+            })
+            .collect(),
+    }
+    .with_v2_controllers();
+    let rt = Runtime {
+        root: berth::oci::state::Root::new(env.subdir("state").expect("state")),
+        layout,
+    };
+    let parents = || -> Vec<std::path::PathBuf> {
+        env.cgroups()
+            .dirs()
+            .map(|(_, d)| d.join(berth::cgroups::DEFAULT_PARENT))
+            .filter(|d| d.exists())
+            .collect()
+    };
+    let mut pids = vec![];
+    for id in ["defcg-a", "defcg-b"] {
+        let mut b = Bundle::new(&env, id, "sleep 60");
+        b.spec["linux"]
+            .as_object_mut()
+            .expect("linux")
+            .remove("cgroupsPath");
+        let st = rt.create(id, &opts(&b)).expect("create");
+        rt.start(id).expect("start");
+        pids.push(st.pid);
+    }
+    let n = env.cgroups().dirs().count();
+    assert_eq!(parents().len(), n, "berth/ in every hierarchy");
+    for p in parents() {
+        assert!(p.join("defcg-a").is_dir() && p.join("defcg-b").is_dir(), "{p:?}");
+    }
+    rt.kill("defcg-a", nix::sys::signal::Signal::SIGKILL, false)
+        .expect("kill");
+    let _ = berth::oci::wait(pids[0]);
+    rt.delete("defcg-a", false).expect("delete a");
+    assert_eq!(parents().len(), n, "b still uses berth/");
+    for p in parents() {
+        assert!(!p.join("defcg-a").exists(), "{p:?}");
+    }
+    rt.delete("defcg-b", true).expect("delete b");
+    let _ = berth::oci::wait(pids[1]);
+    assert_eq!(parents(), Vec::<std::path::PathBuf>::new(), "berth/ left behind");
+}

@@ -66,7 +66,7 @@ impl Layout {
             if root != "/" {
                 continue;
             }
-            let mount = PathBuf::from(unescape(mount));
+            let mount = PathBuf::from(unescape_mount_path(mount));
             match fstype {
                 "cgroup2" => hierarchies.push(Hierarchy {
                     mount,
@@ -146,7 +146,8 @@ pub fn v2_controllers(root: &Path) -> Vec<String> {
         .collect()
 }
 
-fn unescape(s: &str) -> String {
+/// A mountinfo path with its octal escapes (`\\040` for a space) decoded.
+pub fn unescape_mount_path(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use entry::{Entry, Opened};
-pub use layout::{Hierarchy, Layout};
+pub use layout::{Hierarchy, Layout, unescape_mount_path};
 pub use plan::{FileWrite, plan};
 
 /// What went wrong with a container's cgroup.

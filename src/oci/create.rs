@@ -181,18 +181,6 @@ impl Runtime {
             }
             _ => vec![],
         };
-        if !plan.new.contains(nix::sched::CloneFlags::CLONE_NEWNS)
-            && !plan
-                .join
-                .iter()
-                .any(|(f, _)| *f == nix::sched::CloneFlags::CLONE_NEWNS)
-        {
-            return Err(OciError::spec(
-                id,
-                "linux.namespaces",
-                "a mount namespace is required",
-            ));
-        }
         let spec_json = match spec_json {
             Some(b) => b,
             None => serde_json::to_vec(&spec)

@@ -72,6 +72,16 @@ pub struct Plan {
     pub personality: Option<libc::c_ulong>,
 }
 
+impl Plan {
+    /// Whether the container has a mount namespace of its own (new or joined). Without
+    /// one its mounts are made in the caller's, and it enters its root with chroot, as
+    /// runc runs such a spec.
+    pub fn has_mount_ns(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWNS)
+            || self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
+    }
+}
+
 fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
     match t {
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
@@ -504,6 +514,23 @@ pub fn build(
         return Err(err("linux.intelRdt", "this host has no resctrl".into()));
     }
 
+    // Without a mount namespace of its own the container's mounts are the caller's: a
+    // masked or read-only path, or a read-only root, would be made so for the caller too.
+    // runc refuses the first two ("unable to restrict sys entries without a private MNT
+    // namespace") and leaves the root writable; berth refuses all three.
+    if !seen.contains(CloneFlags::CLONE_NEWNS) {
+        let why = "needs a mount namespace (linux.namespaces lists none): it would apply to \
+                   the caller's mounts";
+        if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(err("linux.maskedPaths", why.into()));
+        }
+        if linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(err("linux.readonlyPaths", why.into()));
+        }
+        if root.readonly().unwrap_or(false) {
+            return Err(err("root.readonly", why.into()));
+        }
+    }
     let proc = spec
         .process()
         .as_ref()

@@ -252,10 +252,50 @@ pub fn remount(mnt: &dyn Mounter, target: &Path, flags: MsFlags) -> nix::Result<
     )
 }
 
+/// The mount point of the mount holding `path` (the last, topmost, of the longest mount
+/// point above it in `mountinfo`) when that mount is shared.
+pub fn shared_parent_mount(mountinfo: &str, path: &Path) -> Option<PathBuf> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = PathBuf::from(crate::cgroups::unescape_mount_path(point));
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let longer = best
+            .as_ref()
+            .is_none_or(|(b, _)| point.components().count() >= b.components().count());
+        if longer {
+            let optional = fields.get(6..).unwrap_or_default();
+            let shared = optional.iter().any(|f| f.starts_with("shared:"));
+            best = Some((point, shared));
+        }
+    }
+    best.filter(|(_, shared)| *shared).map(|(p, _)| p)
+}
+
 /// Builds the root: propagation, the rootfs bind, the mounts, /dev.
 pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
-    mnt.mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
-        .map_err(e("make / private to the container (rootfsPropagation)"))?;
+    // Without a mount namespace of its own the container's mounts are made in the
+    // caller's, whose propagation is left alone (runc changes it).
+    if plan.has_mount_ns() {
+        mnt.mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
+            .map_err(e("linux.rootfsPropagation: propagation of /"))?;
+        // The mount holding the rootfs goes private when it is shared (e.g. / made rshared
+        // above, or the node's own / when the bundle sits on it): pivot_root refuses a new
+        // root whose parent mount is shared, and the rootfs bind below would propagate to
+        // the peers of that mount. As runc's rootfsParentMountPrivate.
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(e("read /proc/self/mountinfo"))?;
+        if let Some(parent) = shared_parent_mount(&info, &plan.rootfs) {
+            mnt.mount(None, &parent, None, MsFlags::MS_PRIVATE, None)
+                .map_err(e(format!("make {} private", parent.display())))?;
+        }
+    }
     mnt.mount(
         Some(&plan.rootfs),
         &plan.rootfs,
@@ -363,9 +403,26 @@ fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Re
 }
 
 /// Makes the rootfs the process's `/`: pivot_root, or (rootfs on ramfs, or --no-pivot)
-/// a move mount and chroot.
+/// a move mount and chroot; without a mount namespace of its own, chroot (as runc).
 pub fn enter(plan: &Plan) -> Result<(), String> {
     nix::unistd::chdir(&plan.rootfs).map_err(e("chdir rootfs"))?;
+    if !plan.has_mount_ns() {
+        nix::unistd::chroot(".").map_err(e("chroot"))?;
+        return nix::unistd::chdir("/").map_err(e("chdir /"));
+    }
+    pivot_or_move(plan)?;
+    // The rootfs, now /, gets the propagation asked for (shared, slave...): applied to /
+    // before the rootfs was bound, it only reached the rootfs's parent, which was made
+    // private for pivot_root. Private is what it already is.
+    let p = plan.rootfs_propagation;
+    if !p.is_empty() && !p.contains(MsFlags::MS_PRIVATE) {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .map_err(e("linux.rootfsPropagation: propagation of the new /"))?;
+    }
+    Ok(())
+}
+
+fn pivot_or_move(plan: &Plan) -> Result<(), String> {
     let pivot = if plan.no_pivot {
         Err(nix::errno::Errno::EINVAL)
     } else {
@@ -388,8 +445,7 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
         // only there, or when asked (--no-pivot), a move mount and chroot instead.
         Err(err) if !plan.no_pivot && !on_ramfs() => {
             return Err(format!(
-                "pivot_root into {}: {err} (linux.rootfsPropagation \"shared\" prevents it; \
-                 --no-pivot moves the root instead)",
+                "pivot_root into {}: {err} (--no-pivot moves the root instead)",
                 plan.rootfs.display()
             ));
         }
@@ -478,6 +534,24 @@ mod tests {
         std::fs::remove_dir_all(&d).expect("rm");
     }
 
+    /// The mount whose propagation pivot_root cares about: the innermost (and topmost)
+    /// one holding the rootfs, when it is shared.
+    #[test]
+    fn shared_parent_of_the_rootfs() {
+        let info = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /var/lib rw shared:7 - tmpfs tmpfs rw
+31 30 0:41 / /var/lib/berth rw - tmpfs tmpfs rw
+32 22 0:42 / /srv\\040x rw master:3 - tmpfs tmpfs rw
+33 32 0:43 / /srv\\040x rw shared:9 - tmpfs tmpfs rw";
+        let p = |s: &str| shared_parent_mount(info, Path::new(s));
+        assert_eq!(p("/opt/b/rootfs"), Some(PathBuf::from("/")));
+        assert_eq!(p("/var/lib/x/rootfs"), Some(PathBuf::from("/var/lib")));
+        assert_eq!(p("/var/lib/berth/b/rootfs"), None, "private");
+        assert_eq!(p("/var/libx/rootfs"), Some(PathBuf::from("/")));
+        assert_eq!(p("/srv x/rootfs"), Some(PathBuf::from("/srv x")), "the top one");
+    }
+
     /// The mounts a spec turns into, seen through the recording seam (no root needed).
     #[test]
     fn mounts_planned_for_a_spec() {
@@ -503,7 +577,11 @@ mod tests {
         let rec = Recorder::default();
         // userns: device nodes are bound, not made
         prepare(&rec, &plan, true).expect("prepare");
-        let calls = rec.calls();
+        let mut calls = rec.calls();
+        // the mount holding the temp dir is made private first where it is shared
+        if calls[1].flags == MsFlags::MS_PRIVATE {
+            calls.remove(1);
+        }
         let root = d.join("rootfs").canonicalize().expect("canon");
         assert_eq!(calls[0].target, Path::new("/"));
         assert_eq!(calls[0].flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);
