@@ -423,6 +423,15 @@ pub fn enter(plan: &Plan) -> Result<(), String> {
 }
 
 fn pivot_or_move(plan: &Plan) -> Result<(), String> {
+    // The old root, held open: after pivot_root(".", ".") it is stacked on the new root,
+    // and "." from the new root's directory still names the new root's mount, not the
+    // old one on top of it.
+    let old_root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(e("open /"))?;
     let pivot = if plan.no_pivot {
         Err(nix::errno::Errno::EINVAL)
     } else {
@@ -430,7 +439,9 @@ fn pivot_or_move(plan: &Plan) -> Result<(), String> {
     };
     match pivot {
         Ok(()) => {
-            // The old root is stacked under the new one: detach it.
+            nix::unistd::fchdir(&old_root).map_err(e("fchdir old root"))?;
+            // The old root is stacked on the new one: detach it, made a slave first so
+            // that the unmount does not propagate to the host.
             mount(
                 None::<&str>,
                 ".",

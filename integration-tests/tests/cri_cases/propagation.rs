@@ -126,9 +126,17 @@ pub async fn mount_propagation_both_ways(
         .await?;
     }
     let from_ctr = src.join("bidi/fromctr/f");
-    wait_until(|| std::fs::read_to_string(&from_ctr).is_ok_and(|s| s.trim() == "bidi"))
+    if wait_until(|| std::fs::read_to_string(&from_ctr).is_ok_and(|s| s.trim() == "bidi"))
         .await
-        .with_context(|| format!("{}: the container's mount under /bidi", t.name))?;
+        .is_err()
+    {
+        let inside = sh(c, &cid, "cat /proc/self/mountinfo").await?;
+        anyhow::bail!(
+            "{}: the container's mount under /bidi did not reach the host; the container's \
+             mounts:\n{inside}",
+            t.name
+        );
+    }
     guard.0.push(src.join("bidi/fromctr"));
     ensure!(
         !src.join("h2c/fromctr/f").exists(),
