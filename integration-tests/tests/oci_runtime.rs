@@ -507,8 +507,10 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
         ("linux.resources.network.classID", |s| {
             s["linux"]["resources"]["network"] = json!({"classID": 1048577})
         }),
+        // a real limit (0, kubelet's default for every size, asks for nothing here)
         ("linux.resources.hugepageLimits[2MB]", |s| {
-            s["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 0}])
+            s["linux"]["resources"]["hugepageLimits"] =
+                json!([{"pageSize": "2MB", "limit": 2097152}])
         }),
         ("mounts[8].destination", |s| {
             s["mounts"]
