@@ -595,7 +595,14 @@ fn runc_security_as_specified() {
 fn make_shared_mount(dir: &Path) {
     use nix::mount::{MsFlags, mount};
     mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind");
-    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("shared");
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .expect("shared");
 }
 
 /// The optional fields (`shared:N`, `master:N`) of the line for `/` in a mountinfo.
@@ -685,10 +692,7 @@ fn no_mount_namespace(which: &str) {
             ns.retain(|n| n["type"] != "mount");
         }
         b.write();
-        let o = cli.run(
-            &env,
-            &["run", "--bundle", &b.dir.display().to_string(), id],
-        );
+        let o = cli.run(&env, &["run", "--bundle", &b.dir.display().to_string(), id]);
         assert!(
             o.status.success(),
             "{which} {id}: {}",
@@ -717,7 +721,10 @@ fn no_mount_namespace(which: &str) {
         &env,
         &["run", "--bundle", &b.dir.display().to_string(), "nomntmask"],
     );
-    assert!(!o.status.success(), "{which}: masked paths without a mount ns");
+    assert!(
+        !o.status.success(),
+        "{which}: masked paths without a mount ns"
+    );
     if which == "berth" {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("linux.maskedPaths"), "{err}");

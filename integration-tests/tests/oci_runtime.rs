@@ -689,7 +689,10 @@ fn default_cgroup_parent_goes_with_its_last_container() {
     let n = env.cgroups().dirs().count();
     assert_eq!(parents().len(), n, "berth/ in every hierarchy");
     for p in parents() {
-        assert!(p.join("defcg-a").is_dir() && p.join("defcg-b").is_dir(), "{p:?}");
+        assert!(
+            p.join("defcg-a").is_dir() && p.join("defcg-b").is_dir(),
+            "{p:?}"
+        );
     }
     rt.kill("defcg-a", nix::sys::signal::Signal::SIGKILL, false)
         .expect("kill");
@@ -701,5 +704,9 @@ fn default_cgroup_parent_goes_with_its_last_container() {
     }
     rt.delete("defcg-b", true).expect("delete b");
     let _ = berth::oci::wait(pids[1]);
-    assert_eq!(parents(), Vec::<std::path::PathBuf>::new(), "berth/ left behind");
+    assert_eq!(
+        parents(),
+        Vec::<std::path::PathBuf>::new(),
+        "berth/ left behind"
+    );
 }

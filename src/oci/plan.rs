@@ -524,7 +524,11 @@ pub fn build(
         if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err(err("linux.maskedPaths", why.into()));
         }
-        if linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+        if linux
+            .readonly_paths()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
             return Err(err("linux.readonlyPaths", why.into()));
         }
         if root.readonly().unwrap_or(false) {

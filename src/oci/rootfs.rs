@@ -560,7 +560,11 @@ mod tests {
         assert_eq!(p("/var/lib/x/rootfs"), Some(PathBuf::from("/var/lib")));
         assert_eq!(p("/var/lib/berth/b/rootfs"), None, "private");
         assert_eq!(p("/var/libx/rootfs"), Some(PathBuf::from("/")));
-        assert_eq!(p("/srv x/rootfs"), Some(PathBuf::from("/srv x")), "the top one");
+        assert_eq!(
+            p("/srv x/rootfs"),
+            Some(PathBuf::from("/srv x")),
+            "the top one"
+        );
     }
 
     /// The mounts a spec turns into, seen through the recording seam (no root needed).

@@ -40,10 +40,7 @@ impl Drop for Unmount {
 /// on a shared tmpfs (a node's kubelet dir on its shared /): a mount made on the host
 /// under either source appears in the container; a mount made in the container under
 /// /bidi appears on the host, one under /h2c does not.
-pub async fn mount_propagation_both_ways(
-    c: &mut cri::CriClient,
-    t: &Target,
-) -> anyhow::Result<()> {
+pub async fn mount_propagation_both_ways(c: &mut cri::CriClient, t: &Target) -> anyhow::Result<()> {
     let src = t.logs.with_file_name("propagation");
     std::fs::create_dir_all(&src)?;
     let mut guard = Unmount(vec![]);
