@@ -491,6 +491,37 @@ mod tests {
         std::fs::remove_dir_all(&root).expect("rm");
     }
 
+    /// What kubelet sends on a pure v2 host (huge-page limits of 0 for each size, the
+    /// unified map), written into a temp-dir tree whose root enables hugetlb.
+    #[test]
+    fn kubelet_resources_on_a_v2_temp_tree() {
+        let root = std::env::temp_dir().join(format!("berth-cgv2-kubelet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        for f in ["cgroup.controllers", "cgroup.subtree_control"] {
+            std::fs::write(root.join(f), "cpu memory hugetlb pids\n").expect(f);
+        }
+        let layout = Layout::v2(&root);
+        let cg = Cgroup::at(&layout, Path::new("/kubepods/besteffort/pod1/ctr")).expect("at");
+        cg.create().expect("create");
+        let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+            "cpu": {"shares": 2, "period": 100000},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 0}, {"pageSize": "1GB", "limit": 0}],
+            "unified": {"memory.oom.group": "1", "memory.swap.max": "0"}
+        }))
+        .expect("resources");
+        cg.apply(&plan(&layout, &r).expect("plan")).expect("apply");
+        let dir = root.join("kubepods/besteffort/pod1/ctr");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect(f);
+        assert_eq!(read("cpu.weight"), "1");
+        assert_eq!(read("cpu.max"), "max 100000");
+        assert_eq!(read("hugetlb.2MB.max"), "0");
+        assert_eq!(read("hugetlb.1GB.max"), "0");
+        assert_eq!(read("memory.oom.group"), "1");
+        assert_eq!(read("memory.swap.max"), "0");
+        std::fs::remove_dir_all(&root).expect("rm");
+    }
+
     /// The default parent goes with its last cgroup, and only then.
     #[test]
     fn default_parent_removed_when_unused() {
