@@ -13,6 +13,7 @@
 //! What changes while a container runs (pid, exit code, times, OOM) is the holder's; the
 //! record here holds only what the kubelet asked for and what berth made for it.
 
+mod metrics;
 mod ops;
 mod stats;
 mod status;
