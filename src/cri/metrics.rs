@@ -529,3 +529,215 @@ pub fn pod_metrics(pods: &[PodSample]) -> Vec<cri::PodSandboxMetrics> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::runtime::stats::{
+        ContainerIdentity, Detail, DeviceIo, FdCounts, FsUsage, InterfaceCounters, MemoryDetail,
+        RawMemory, RawStats, Throttling,
+    };
+
+    fn sample() -> PodSample {
+        let detail = Detail {
+            base: RawStats {
+                cpu_usage_ns: Some(2_600_000_000),
+                memory: Some(RawMemory {
+                    usage: 1000,
+                    limit: Some(9_223_372_036_854_771_712),
+                    inactive_file: 300,
+                    rss: 500,
+                    page_faults: 9,
+                    major_page_faults: 1,
+                    swap_usage: Some(0),
+                    swap_limit: Some(9_223_372_036_854_771_712),
+                }),
+                pids: Some(3),
+            },
+            cpu_user_ns: Some(2_100_000_000),
+            cpu_system_ns: Some(500_000_000),
+            throttling: Some(Throttling {
+                periods: 40,
+                throttled_periods: 38,
+                throttled_ns: 1_900_000_000,
+            }),
+            memory: Some(MemoryDetail {
+                oom_kills: Some(1),
+                failcnt: Some(4),
+                ..Default::default()
+            }),
+            pids_max: Some(None),
+            threads: Some(5),
+            ..Default::default()
+        };
+        PodSample {
+            id: "sb1".into(),
+            name: "web".into(),
+            namespace: "default".into(),
+            cgroup_path: "/kubepods/podu1".into(),
+            interfaces: vec![InterfaceCounters {
+                name: "eth0".into(),
+                tx_packets: 5,
+                tx_bytes: 5210,
+                ..Default::default()
+            }],
+            containers: vec![ContainerSample {
+                who: ContainerIdentity {
+                    id: "c1".into(),
+                    name: "app".into(),
+                    image: "busybox:1".into(),
+                    created_at: 1_700_000_000_500_000_000,
+                },
+                cgroup_path: "/kubepods/podu1/c1".into(),
+                cgroup: Some(detail),
+                fds: Some(FdCounts { fds: 4, sockets: 1 }),
+                max_open_files: Some(1024),
+                fs: Some(FsUsage {
+                    device: "/dev/vda".into(),
+                    usage_bytes: 4096,
+                    ..Default::default()
+                }),
+                io: vec![(
+                    "/dev/vda".into(),
+                    DeviceIo {
+                        major: 254,
+                        write_bytes: 1 << 20,
+                        writes: 8,
+                        ..Default::default()
+                    },
+                )],
+            }],
+            timestamp: 1_700_000_100_000_000_000,
+        }
+    }
+
+    fn find<'a>(all: &'a [&cri::Metric], name: &str) -> &'a cri::Metric {
+        all.iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    #[test]
+    fn every_metric_matches_its_descriptor() {
+        let descs = descriptors();
+        let out = pod_metrics(&[sample()]);
+        let all: Vec<&cri::Metric> = out[0]
+            .metrics
+            .iter()
+            .chain(out[0].container_metrics.iter().flat_map(|c| &c.metrics))
+            .collect();
+        for m in &all {
+            let d = descs.iter().find(|d| d.name == m.name).unwrap();
+            assert_eq!(d.label_keys.len(), m.label_values.len(), "{}", m.name);
+            let kind = METRICS.iter().find(|x| x.0 == m.name).unwrap().2;
+            assert_eq!(m.metric_type, kind as i32, "{}", m.name);
+        }
+        let cpu = find(&all, "container_cpu_usage_seconds_total");
+        assert_eq!(
+            cpu.label_values,
+            [
+                "app",
+                "/kubepods/podu1/c1",
+                "busybox:1",
+                "c1",
+                "default",
+                "web"
+            ]
+        );
+        assert_eq!(cpu.value.as_ref().unwrap().value, 2);
+        let thr = find(&all, "container_cpu_cfs_throttled_seconds_total");
+        assert_eq!(thr.value.as_ref().unwrap().value, 1);
+        assert_eq!(
+            find(&all, "container_start_time_seconds")
+                .value
+                .unwrap()
+                .value,
+            1_700_000_000
+        );
+        assert_eq!(
+            find(&all, "container_last_seen").value.unwrap().value,
+            1_700_000_100
+        );
+        // "unlimited" limits read as 0, as cAdvisor reports them.
+        assert_eq!(
+            find(&all, "container_spec_memory_limit_bytes")
+                .value
+                .unwrap()
+                .value,
+            0
+        );
+        assert_eq!(find(&all, "container_threads_max").value.unwrap().value, 0);
+        assert_eq!(
+            find(&all, "container_oom_events_total")
+                .value
+                .unwrap()
+                .value,
+            1
+        );
+        let w = find(&all, "container_fs_writes_bytes_total");
+        assert_eq!(w.label_values.last().unwrap(), "/dev/vda");
+        let u = find(&all, "container_ulimits_soft");
+        assert_eq!(u.label_values.last().unwrap(), "max_open_files");
+        let tx = find(&all, "container_network_transmit_packets_total");
+        assert_eq!(
+            tx.label_values,
+            [
+                "POD",
+                "/kubepods/podu1",
+                "",
+                "sb1",
+                "default",
+                "web",
+                "eth0"
+            ]
+        );
+        assert_eq!(tx.value.unwrap().value, 5);
+        let faults: Vec<_> = all
+            .iter()
+            .filter(|m| m.name == "container_memory_failures_total")
+            .map(|m| (m.label_values[6].as_str(), m.label_values[7].as_str()))
+            .collect();
+        assert_eq!(faults.len(), 4, "{faults:?}");
+        // Every descriptor is served but those whose source this reading lacks.
+        let served: std::collections::BTreeSet<&str> =
+            all.iter().map(|m| m.name.as_str()).collect();
+        let missing: Vec<&str> = descs
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| !served.contains(n))
+            .collect();
+        assert_eq!(
+            missing,
+            [
+                "container_memory_max_usage_bytes",
+                "container_spec_cpu_period",
+                "container_spec_cpu_quota",
+                "container_spec_cpu_shares",
+                "container_spec_memory_reservation_limit_bytes",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_was_not_read_is_left_out() {
+        let mut p = sample();
+        let c = &mut p.containers[0];
+        c.cgroup = None;
+        c.fds = None;
+        c.fs = None;
+        c.max_open_files = Some(-1);
+        p.interfaces.clear();
+        let out = pod_metrics(&[p]);
+        assert!(out[0].metrics.is_empty());
+        let names: Vec<&str> = out[0].container_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["container_last_seen", "container_start_time_seconds"]
+        );
+    }
+}

@@ -366,3 +366,266 @@ fn parse_io_stat(text: &str) -> Vec<DeviceIo> {
     }
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn write(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (n, c) in files {
+            std::fs::write(dir.join(n), c).unwrap();
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-detail-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// A v1 tree as this kernel writes it (file names and formats copied from a live
+    /// cgroup of a throttled, OOM-killed container).
+    #[test]
+    fn reads_a_v1_tree() {
+        let root = tmp("v1");
+        let dir = |c: &str| root.join(c).join("pod/ctr");
+        write(
+            &dir("cpuacct"),
+            &[
+                ("cpuacct.usage", "2500000000\n"),
+                ("cpuacct.usage_user", "2000000000\n"),
+                ("cpuacct.usage_sys", "500000000\n"),
+            ],
+        );
+        write(
+            &dir("cpu"),
+            &[
+                (
+                    "cpu.stat",
+                    "nr_periods 40\nnr_throttled 38\nthrottled_time 1900000000\nnr_bursts 0\nburst_time 0\n",
+                ),
+                ("cpu.cfs_period_us", "100000\n"),
+                ("cpu.cfs_quota_us", "50000\n"),
+                ("cpu.shares", "512\n"),
+            ],
+        );
+        write(
+            &dir("memory"),
+            &[
+                ("memory.usage_in_bytes", "10485760\n"),
+                ("memory.max_usage_in_bytes", "33554432\n"),
+                ("memory.limit_in_bytes", "33554432\n"),
+                ("memory.soft_limit_in_bytes", "9223372036854771712\n"),
+                ("memory.failcnt", "812\n"),
+                ("memory.memsw.usage_in_bytes", "10485760\n"),
+                ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+                (
+                    "memory.stat",
+                    "cache 4096\nrss 8192\nmapped_file 0\npgfault 100\npgmajfault 1\ntotal_cache 1048576\ntotal_rss 9437184\ntotal_mapped_file 524288\ntotal_inactive_file 65536\ntotal_pgfault 2000\ntotal_pgmajfault 3\n",
+                ),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+                ),
+            ],
+        );
+        write(
+            &dir("pids"),
+            &[
+                ("pids.current", "3\n"),
+                ("pids.max", "max\n"),
+                ("cgroup.procs", "101\n102\n103\n"),
+                ("tasks", "101\n102\n103\n104\n105\n"),
+            ],
+        );
+        write(
+            &dir("blkio"),
+            &[
+                (
+                    "blkio.throttle.io_service_bytes_recursive",
+                    "254:0 Read 4096\n254:0 Write 10485760\n254:0 Sync 0\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 10489856\nTotal 10489856\n",
+                ),
+                (
+                    "blkio.throttle.io_serviced_recursive",
+                    "254:0 Read 1\n254:0 Write 80\n254:0 Total 81\nTotal 81\n",
+                ),
+            ],
+        );
+        let cg = Cgroup {
+            dirs: ["cpuacct", "cpu", "memory", "pids", "blkio"]
+                .iter()
+                .map(|c| (c.to_string(), dir(c)))
+                .chain([("unified".to_string(), root.join("unified/pod/ctr"))])
+                .collect::<BTreeMap<_, _>>(),
+            v2_only: false,
+            path: "pod/ctr".into(),
+        };
+        let d = read_detail(&cg).unwrap();
+        assert_eq!(d.base.cpu_usage_ns, Some(2_500_000_000));
+        assert_eq!(
+            (d.cpu_user_ns, d.cpu_system_ns),
+            (Some(2_000_000_000), Some(500_000_000))
+        );
+        assert_eq!(
+            d.throttling,
+            Some(Throttling {
+                periods: 40,
+                throttled_periods: 38,
+                throttled_ns: 1_900_000_000
+            })
+        );
+        assert_eq!(
+            d.cpu_spec,
+            CpuSpec {
+                period_us: Some(100_000),
+                quota_us: Some(50_000),
+                shares: Some(512)
+            }
+        );
+        let m = d.memory.unwrap();
+        assert_eq!(
+            m,
+            MemoryDetail {
+                cache: 1_048_576,
+                mapped_file: 524_288,
+                max_usage: Some(33_554_432),
+                failcnt: Some(812),
+                pgfault: 100,
+                pgmajfault: 1,
+                reservation: Some(9_223_372_036_854_771_712),
+                oom_kills: Some(1),
+            }
+        );
+        let base = d.base.memory.unwrap();
+        assert_eq!(
+            (base.usage, base.rss, base.swap_usage),
+            (10_485_760, 9_437_184, Some(0))
+        );
+        assert_eq!((d.base.pids, d.pids_max), (Some(3), Some(None)));
+        assert_eq!(d.pids, Some(vec![101, 102, 103]));
+        assert_eq!(d.threads, Some(5));
+        assert_eq!(
+            d.io,
+            Some(vec![DeviceIo {
+                major: 254,
+                minor: 0,
+                read_bytes: 4096,
+                write_bytes: 10_485_760,
+                reads: 1,
+                writes: 80
+            }])
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A v2 directory (formats from the kernel's cgroup-v2 documentation; not read from
+    /// a live v2 host here).
+    #[test]
+    fn reads_a_v2_tree() {
+        let root = tmp("v2");
+        let dir = root.join("pod/ctr");
+        write(
+            &dir,
+            &[
+                (
+                    "cpu.stat",
+                    "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 40\nnr_throttled 38\nthrottled_usec 1900000\nnr_bursts 0\nburst_usec 0\n",
+                ),
+                ("cpu.max", "50000 100000\n"),
+                ("cpu.weight", "20\n"),
+                ("memory.current", "10485760\n"),
+                ("memory.peak", "33554432\n"),
+                ("memory.max", "33554432\n"),
+                ("memory.low", "0\n"),
+                ("memory.swap.current", "0\n"),
+                ("memory.swap.max", "max\n"),
+                (
+                    "memory.stat",
+                    "anon 9437184\nfile 1048576\nfile_mapped 524288\ninactive_file 65536\npgfault 2000\npgmajfault 3\n",
+                ),
+                (
+                    "memory.events",
+                    "low 0\nhigh 0\nmax 812\noom 1\noom_kill 1\noom_group_kill 0\n",
+                ),
+                ("pids.current", "3\n"),
+                ("pids.max", "64\n"),
+                ("cgroup.procs", "101\n102\n103\n"),
+                ("cgroup.threads", "101\n102\n103\n104\n"),
+                (
+                    "io.stat",
+                    "254:0 rbytes=4096 wbytes=10485760 rios=1 wios=80 dbytes=0 dios=0\n",
+                ),
+            ],
+        );
+        let cg = Cgroup {
+            dirs: BTreeMap::from([("unified".into(), dir)]),
+            v2_only: true,
+            path: "pod/ctr".into(),
+        };
+        let d = read_detail(&cg).unwrap();
+        assert_eq!(d.base.cpu_usage_ns, Some(2_500_000_000));
+        assert_eq!(
+            (d.cpu_user_ns, d.cpu_system_ns),
+            (Some(2_000_000_000), Some(500_000_000))
+        );
+        assert_eq!(d.throttling.unwrap().throttled_ns, 1_900_000_000);
+        assert_eq!(d.throttling.unwrap().throttled_periods, 38);
+        // weight 20 is what the kubelet writes for 512 shares; back to shares it is 526
+        // (the mapping is not exact), as cAdvisor reports it.
+        assert_eq!(
+            d.cpu_spec,
+            CpuSpec {
+                period_us: Some(100_000),
+                quota_us: Some(50_000),
+                shares: Some(2 + 19 * 262_142 / 9_999)
+            }
+        );
+        let m = d.memory.unwrap();
+        assert_eq!(
+            (m.cache, m.mapped_file, m.max_usage),
+            (1_048_576, 524_288, Some(33_554_432))
+        );
+        assert_eq!(
+            (m.failcnt, m.oom_kills, m.reservation),
+            (Some(812), Some(1), Some(0))
+        );
+        assert_eq!(d.base.memory.unwrap().rss, 9_437_184);
+        assert_eq!((d.base.pids, d.pids_max), (Some(3), Some(Some(64))));
+        assert_eq!((d.pids.unwrap().len(), d.threads), (3, Some(4)));
+        assert_eq!(d.io.unwrap()[0].writes, 80);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A v2 cgroup without the cpu controller enabled has no throttling keys and no
+    /// cpu.max, and one without the memory controller no memory files: those are left
+    /// out, not read as zero.
+    #[test]
+    fn what_the_host_lacks_is_none() {
+        let root = tmp("bare");
+        let dir = root.join("x");
+        write(
+            &dir,
+            &[
+                ("cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\n"),
+                ("cgroup.procs", "7\n"),
+                ("cgroup.threads", "7\n"),
+            ],
+        );
+        let cg = Cgroup {
+            dirs: BTreeMap::from([("unified".into(), dir)]),
+            v2_only: true,
+            path: "x".into(),
+        };
+        let d = read_detail(&cg).unwrap();
+        assert_eq!(d.base.cpu_usage_ns, Some(10_000));
+        assert_eq!(d.throttling, None);
+        assert_eq!(d.cpu_spec, CpuSpec::default());
+        assert_eq!((d.memory, d.base.memory), (None, None));
+        assert_eq!((d.pids_max, d.io), (None, None));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
