@@ -1585,6 +1585,24 @@ async fn pod_metrics(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // What one call costs next to the stats call it extends (a figure, not a bound).
+    let timed = Instant::now();
+    for _ in 0..20 {
+        c.runtime
+            .list_pod_sandbox_metrics(api::ListPodSandboxMetricsRequest {})
+            .await?;
+    }
+    let metrics_call = timed.elapsed() / 20;
+    let timed = Instant::now();
+    for _ in 0..20 {
+        c.runtime
+            .list_pod_sandbox_stats(api::ListPodSandboxStatsRequest::default())
+            .await?;
+    }
+    eprintln!(
+        "ListPodSandboxMetrics {metrics_call:?}, ListPodSandboxStats {:?} (one pod, two containers)",
+        timed.elapsed() / 20
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

@@ -447,9 +447,10 @@ fn container_metrics(pod: &PodSample, c: &ContainerSample) -> cri::ContainerMetr
                 o.push("container_memory_failures_total", &[kind, "container"], v);
             }
         }
+        // cgroup.procs lists processes; pids.current counts threads too.
         o.opt(
             "container_processes",
-            d.base.pids.or(d.pids.as_ref().map(|p| p.len() as u64)),
+            d.pids.as_ref().map(|p| p.len() as u64),
         );
         o.opt("container_threads", d.threads);
         o.opt("container_threads_max", d.pids_max.map(|m| m.unwrap_or(0)));
@@ -568,6 +569,7 @@ mod tests {
                 ..Default::default()
             }),
             pids_max: Some(None),
+            pids: Some(vec![7, 8]),
             threads: Some(5),
             ..Default::default()
         };
@@ -668,6 +670,7 @@ mod tests {
             0
         );
         assert_eq!(find(&all, "container_threads_max").value.unwrap().value, 0);
+        assert_eq!(find(&all, "container_processes").value.unwrap().value, 2);
         assert_eq!(
             find(&all, "container_oom_events_total")
                 .value
