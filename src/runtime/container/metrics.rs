@@ -2,6 +2,9 @@
 //! cgroup read once ([`crate::runtime::stats::read_detail`]), its processes' descriptors,
 //! its writable layer, and the pod's interfaces.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use cri_proto::v1::{PodSandboxFilter, PodSandboxState, PodSandboxStateValue};
 
 use super::Containers;
@@ -22,7 +25,8 @@ impl Containers {
             ..Default::default()
         };
         let all = self.all();
-        self.inner
+        let pods: Vec<PodSample> = self
+            .inner
             .sandboxes
             .list(Some(ready))
             .into_iter()
@@ -56,7 +60,14 @@ impl Containers {
                     .collect();
                 Some(pod)
             })
-            .collect()
+            .collect();
+        // Layers of removed containers are forgotten.
+        let live: HashSet<PathBuf> = all
+            .iter()
+            .filter_map(|c| self.inner.images.rootfs_upper(&c.id).ok())
+            .collect();
+        self.inner.layers.retain(&live);
+        pods
     }
 
     fn sample_of(&self, rec: &ContainerRecord, src: &Sources) -> Option<ContainerSample> {
@@ -83,6 +94,7 @@ impl Containers {
             state.as_ref().map(|s| s.pid),
             upper.as_deref(),
             src,
+            &self.inner.layers,
         ) {
             Ok(s) => Some(s),
             Err(e) => {

@@ -2,8 +2,45 @@
 //! overlay's upper directory, as cAdvisor's `du` does) and the capacity of the
 //! filesystem it lives on; and the names cAdvisor gives block devices (`/dev/vda`).
 
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a layer's walk is reused: a layer of many files makes the walk the dearest
+/// part of a metrics call, and its size moves slowly (cAdvisor too walks on a timer).
+pub const LAYER_TTL: Duration = Duration::from_secs(10);
+
+/// The last walk of each layer.
+#[derive(Debug, Default)]
+pub struct LayerCache {
+    walked: Mutex<HashMap<PathBuf, (Instant, (u64, u64))>>,
+}
+
+impl LayerCache {
+    /// Bytes and inodes of the tree at `dir`, walked again once [`LAYER_TTL`] is over.
+    fn usage(&self, dir: &Path, now: Instant) -> (u64, u64) {
+        if let Some((at, v)) = self.lock().get(dir)
+            && now.saturating_duration_since(*at) < LAYER_TTL
+        {
+            return *v;
+        }
+        // Walked outside the lock: a slow walk holds up no other layer.
+        let v = du(dir);
+        self.lock().insert(dir.to_owned(), (now, v));
+        v
+    }
+
+    /// Forgets every layer but those in `live`.
+    pub fn retain(&self, live: &HashSet<PathBuf>) {
+        self.lock().retain(|p, _| live.contains(p));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Instant, (u64, u64))>> {
+        self.walked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// The writable layer's usage on its filesystem.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,10 +58,15 @@ pub struct FsUsage {
 }
 
 /// Usage of the layer at `upper`; `None` when it is gone (the container was removed).
-pub fn layer_usage(upper: &Path, sys_root: &Path, proc_root: &Path) -> Option<FsUsage> {
+pub fn layer_usage(
+    upper: &Path,
+    sys_root: &Path,
+    proc_root: &Path,
+    cache: &LayerCache,
+) -> Option<FsUsage> {
     let top = std::fs::symlink_metadata(upper).ok()?;
     let vfs = nix::sys::statvfs::statvfs(upper).ok()?;
-    let (usage_bytes, inodes_used) = du(upper);
+    let (usage_bytes, inodes_used) = cache.usage(upper, Instant::now());
     let dev = top.dev();
     Some(FsUsage {
         device: device_name(sys_root, proc_root, major(dev), minor(dev))?,
@@ -145,13 +187,22 @@ mod tests {
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/b/f"), vec![7u8; 64 * 1024]).unwrap();
         std::fs::write(root.join("g"), b"x").unwrap();
-        let u = layer_usage(&root, Path::new("/sys"), Path::new("/proc")).unwrap();
+        let cache = LayerCache::default();
+        let u = layer_usage(&root, Path::new("/sys"), Path::new("/proc"), &cache).unwrap();
         // root, a, a/b, a/b/f, g
         assert_eq!(u.inodes_used, 5);
         assert!(u.usage_bytes >= 64 * 1024, "{u:?}");
         assert!(u.limit_bytes > u.usage_bytes && u.inodes_total >= u.inodes_free);
         assert!(!u.device.is_empty());
+        // Within the TTL the walk is reused; after it, or once forgotten, walked again.
+        std::fs::write(root.join("h"), vec![1u8; 64 * 1024]).unwrap();
+        let t0 = Instant::now();
+        assert_eq!(cache.usage(&root, t0), (u.usage_bytes, 5));
+        assert_eq!(cache.usage(&root, t0 + LAYER_TTL).1, 6);
+        std::fs::write(root.join("i"), b"y").unwrap();
+        cache.retain(&HashSet::new());
+        assert_eq!(cache.usage(&root, t0).1, 7);
         std::fs::remove_dir_all(&root).unwrap();
-        assert!(layer_usage(&root, Path::new("/sys"), Path::new("/proc")).is_none());
+        assert!(layer_usage(&root, Path::new("/sys"), Path::new("/proc"), &cache).is_none());
     }
 }

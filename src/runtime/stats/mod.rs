@@ -19,7 +19,7 @@ mod sample;
 pub use cgroup::{RawMemory, RawStats, StatsError, read_cgroup};
 pub use cri::{CpuSampler, cpu_usage, memory_usage, network_usage, process_usage, swap_usage};
 pub use detail::{CpuSpec, Detail, DeviceIo, MemoryDetail, Throttling, read_detail};
-pub use fs::{FsUsage, device_name, layer_usage};
+pub use fs::{FsUsage, LAYER_TTL, LayerCache, device_name, layer_usage};
 pub use net::{InterfaceCounters, parse_net_dev, read_net_dev};
 pub use procs::{FdCounts, count_fds, max_open_files_soft};
 pub use sample::{ContainerIdentity, ContainerSample, PodSample, Sources, read_container};

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::cgroups::Cgroup;
 
 use super::{
-    Detail, DeviceIo, FdCounts, FsUsage, InterfaceCounters, StatsError, count_fds, device_name,
-    layer_usage, max_open_files_soft, read_detail,
+    Detail, DeviceIo, FdCounts, FsUsage, InterfaceCounters, LayerCache, StatsError, count_fds,
+    device_name, layer_usage, max_open_files_soft, read_detail,
 };
 
 /// Where the kernel's file views are (a test points them at fixtures).
@@ -68,13 +68,15 @@ pub struct PodSample {
 }
 
 /// Reads one container: its cgroup (`None` once it has exited), the descriptors of its
-/// processes, its init's open-files limit and its writable layer at `upper`.
+/// processes, its init's open-files limit and its writable layer at `upper` (walked
+/// through `layers`).
 pub fn read_container(
     who: ContainerIdentity,
     cgroup: Option<&Cgroup>,
     init_pid: Option<i32>,
     upper: Option<&Path>,
     src: &Sources,
+    layers: &LayerCache,
 ) -> Result<ContainerSample, StatsError> {
     let mut s = ContainerSample {
         who,
@@ -99,6 +101,6 @@ pub fn read_container(
             .filter(|p| *p > 0)
             .and_then(|p| max_open_files_soft(&src.proc_root, p));
     }
-    s.fs = upper.and_then(|u| layer_usage(u, &src.sys_root, &src.proc_root));
+    s.fs = upper.and_then(|u| layer_usage(u, &src.sys_root, &src.proc_root, layers));
     Ok(s)
 }
