@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 /// part of a metrics call, and its size moves slowly (cAdvisor too walks on a timer).
 pub const LAYER_TTL: Duration = Duration::from_secs(10);
 
+/// When a layer was walked, and the bytes and inodes found.
+type Walks = HashMap<PathBuf, (Instant, (u64, u64))>;
+
 /// The last walk of each layer.
 #[derive(Debug, Default)]
 pub struct LayerCache {
-    walked: Mutex<HashMap<PathBuf, (Instant, (u64, u64))>>,
+    walked: Mutex<Walks>,
 }
 
 impl LayerCache {
@@ -37,7 +40,7 @@ impl LayerCache {
         self.lock().retain(|p, _| live.contains(p));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (Instant, (u64, u64))>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Walks> {
         self.walked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
