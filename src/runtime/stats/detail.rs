@@ -46,7 +46,7 @@ pub struct MemoryDetail {
     /// Page faults of the cgroup's own tasks (v1 pgfault; v2 has only the hierarchy's).
     pub pgfault: u64,
     pub pgmajfault: u64,
-    /// The soft limit (v1 soft_limit_in_bytes, v2 memory.low).
+    /// The reservation (v1 soft_limit_in_bytes, v2 memory.min), as cAdvisor reads it.
     pub reservation: Option<u64>,
     /// OOM kills in the cgroup (v1 memory.oom_control `oom_kill`, kernel 4.13+; v2
     /// memory.events `oom_kill`).
@@ -281,7 +281,7 @@ fn read_memory_v2(dir: &Path, d: &mut Detail) -> Result<(), StatsError> {
         failcnt: events.as_ref().and_then(|e| e.get("max").copied()),
         pgfault: get("pgfault"),
         pgmajfault: get("pgmajfault"),
-        reservation: read_limit(&dir.join("memory.low"))?,
+        reservation: read_limit(&dir.join("memory.min"))?,
         oom_kills: events.as_ref().and_then(|e| e.get("oom_kill").copied()),
     });
     Ok(())
@@ -540,7 +540,7 @@ mod tests {
                 ("memory.current", "10485760\n"),
                 ("memory.peak", "33554432\n"),
                 ("memory.max", "33554432\n"),
-                ("memory.low", "0\n"),
+                ("memory.min", "0\n"),
                 ("memory.swap.current", "0\n"),
                 ("memory.swap.max", "max\n"),
                 (
