@@ -183,6 +183,9 @@ cri_cases!(
     unsupported {
         container_events: "containerd 1.6 has no GetContainerEvents (Unimplemented; it came with 1.7): \
                            see containerd_1_6_answers_get_container_events_unimplemented",
+        pod_metrics: "containerd 1.6 has no ListMetricDescriptors or ListPodSandboxMetrics \
+                      (Unimplemented; they came with 2.0): \
+                      see containerd_1_6_answers_metrics_unimplemented",
     },
     cases {
         version_and_status,
@@ -213,6 +216,7 @@ cri_cases!(
     cases {
         container_events,
         streamed_lists,
+        pod_metrics,
         version_and_status,
         pod_lifecycle_and_lists,
         two_containers_share_localhost_and_ipc,
@@ -1424,4 +1428,460 @@ async fn sandbox_process_in_pod_cgroup(c: &mut CriClient, t: &Target) -> anyhow:
         "the sandbox's cgroup outlived it: {left:?}"
     );
     Ok(())
+}
+
+/// What containerd 1.6 answers the metrics calls with (they came with containerd 2.0):
+/// the code that makes kubelet fall back on cAdvisor.
+#[test]
+fn containerd_1_6_answers_metrics_unimplemented() {
+    berth_integration_tests::require_root!();
+    on_containerd(|c, _| {
+        Box::pin(async move {
+            use cri::api;
+            let e = c
+                .runtime
+                .list_metric_descriptors(api::ListMetricDescriptorsRequest {})
+                .await
+                .expect_err("ListMetricDescriptors");
+            assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+            let e = c
+                .runtime
+                .list_pod_sandbox_metrics(api::ListPodSandboxMetricsRequest {})
+                .await
+                .expect_err("ListPodSandboxMetrics");
+            assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+            let e = c
+                .runtime
+                .stream_pod_sandbox_metrics(api::StreamPodSandboxMetricsRequest {})
+                .await
+                .expect_err("StreamPodSandboxMetrics");
+            assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+            Ok(())
+        })
+    });
+}
+
+/// One metric's value (`None` when it is not served) among `metrics`, picked by name and
+/// the label values after the six common ones.
+fn metric_value(metrics: &[cri::api::Metric], name: &str, extra: &[&str]) -> Option<u64> {
+    metrics
+        .iter()
+        .find(|m| m.name == name && m.label_values.get(6..).is_some_and(|l| l == extra))
+        .and_then(|m| m.value.as_ref())
+        .map(|v| v.value)
+}
+
+/// On cgroup v1 over a multi-queue block layer the kernel counts a cgroup's block I/O
+/// only on a disk some cgroup has a throttle rule for (v2's io.stat always counts). A
+/// rule far above any real rate, on the test's own cgroup parent, turns the counting on
+/// for the disk holding `dir`; it goes with the parent.
+fn count_block_io(t: &Target, dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(h) = berth_integration_tests::cgroup::hierarchies()
+        .into_iter()
+        .find(|h| h.controllers.iter().any(|c| c == "blkio"))
+    else {
+        return Ok(());
+    };
+    let dev = std::fs::metadata(dir)?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    // A rule names a whole disk, not a partition.
+    let disk = if sys.join("partition").exists() {
+        std::fs::read_to_string(sys.join("../dev"))?
+            .trim()
+            .to_owned()
+    } else {
+        format!("{major}:{minor}")
+    };
+    let rule = h
+        .mount
+        .join(t.cgroup_parent.trim_start_matches('/'))
+        .join("blkio.throttle.write_bps_device");
+    std::fs::write(&rule, format!("{disk} 1099511627776"))
+        .with_context(|| format!("write {}", rule.display()))
+}
+
+/// ListMetricDescriptors, ListPodSandboxMetrics and StreamPodSandboxMetrics serve the
+/// `container_*` series kubelet's /metrics/cadvisor has, read from the kernel: a
+/// container burns CPU under a CFS quota (so it is throttled), writes 8 MiB with O_DIRECT
+/// into its writable layer, runs five processes (one a listening socket) and pings its
+/// gateway; another container of the pod has a child OOM-killed. Every series carries
+/// the labels its descriptor lists, and every descriptor is served.
+async fn pod_metrics(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    use cri::api;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    count_block_io(t, &t.logs)?;
+    let pod = t.pod("metrics");
+    let id = run_pod(c, &pod).await?;
+    let mut burn = ContainerSpec::new(
+        "burn",
+        &t.busybox,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/written bs=1M count=8 oflag=direct 2>/dev/null; \
+             nc -l -p 9999 & for i in 1 2 3; do sleep 3600 & done; while :; do :; done",
+        ],
+    );
+    burn.cpu_period = 100_000;
+    // 10%: throttled even on a machine busy enough to give the loop little more.
+    burn.cpu_quota = 10_000;
+    burn.cpu_shares = 512;
+    burn.memory_limit = 256 << 20;
+    let burn_id = run_container(c, &id, &pod, &burn).await?;
+    // dd allocates its 64 MiB buffer in a child under a 32 MiB limit: the kernel kills
+    // the child, the shell lives on.
+    let mut hog = ContainerSpec::new(
+        "hog",
+        &t.busybox,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; exec sleep 3600",
+        ],
+    );
+    hog.memory_limit = 32 << 20;
+    let hog_id = run_container(c, &id, &pod, &hog).await?;
+
+    let gw = sh(c, &burn_id, "ip route | awk '/^default/ {print $3}'").await?;
+    let gw = gw.trim();
+    ensure!(!gw.is_empty(), "no default route in the pod");
+    sh(c, &burn_id, &format!("ping -c 5 -s 1000 {gw} >/dev/null")).await?;
+    let nofile: u64 = sh(c, &burn_id, "ulimit -n").await?.trim().parse()?;
+
+    let descs = c
+        .runtime
+        .list_metric_descriptors(api::ListMetricDescriptorsRequest {})
+        .await?
+        .into_inner()
+        .descriptors;
+    let mut names: Vec<&str> = descs.iter().map(|d| d.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    ensure!(names.len() == descs.len(), "a descriptor is listed twice");
+
+    // Poll until the burner has used 2 s of CPU and its processes are all up.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (mine, burn_m, hog_m) = loop {
+        let all = c
+            .runtime
+            .list_pod_sandbox_metrics(api::ListPodSandboxMetricsRequest {})
+            .await?
+            .into_inner()
+            .pod_metrics;
+        let mine = all
+            .into_iter()
+            .find(|p| p.pod_sandbox_id == id)
+            .context("no metrics for the pod")?;
+        let of = |cid: &str| {
+            mine.container_metrics
+                .iter()
+                .find(|m| m.container_id == cid)
+                .map(|m| m.metrics.clone())
+                .unwrap_or_default()
+        };
+        let (b, h) = (of(&burn_id), of(&hog_id));
+        let cpu = metric_value(&b, "container_cpu_usage_seconds_total", &[]).unwrap_or(0);
+        let procs = metric_value(&b, "container_processes", &[]).unwrap_or(0);
+        let oom = metric_value(&h, "container_oom_events_total", &[]).unwrap_or(0);
+        if cpu >= 2 && procs == 5 && oom >= 1 {
+            break (mine, b, h);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "cpu {cpu} s, {procs} processes, {oom} OOM kills after 90 s: {b:?} {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // What one call costs next to the stats call it extends (a figure, not a bound).
+    let timed = Instant::now();
+    for _ in 0..20 {
+        c.runtime
+            .list_pod_sandbox_metrics(api::ListPodSandboxMetricsRequest {})
+            .await?;
+    }
+    let metrics_call = timed.elapsed() / 20;
+    let timed = Instant::now();
+    for _ in 0..20 {
+        c.runtime
+            .list_pod_sandbox_stats(api::ListPodSandboxStatsRequest::default())
+            .await?;
+    }
+    eprintln!(
+        "ListPodSandboxMetrics {metrics_call:?}, ListPodSandboxStats {:?} (one pod, two containers)",
+        timed.elapsed() / 20
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+
+    // Labels: the six common ones, then the descriptor's own keys, value for key.
+    let all: Vec<&api::Metric> = mine
+        .metrics
+        .iter()
+        .chain(burn_m.iter())
+        .chain(hog_m.iter())
+        .collect();
+    for m in &all {
+        let d = descs
+            .iter()
+            .find(|d| d.name == m.name)
+            .with_context(|| format!("{} has no descriptor", m.name))?;
+        ensure!(d.label_keys.len() == m.label_values.len(), "{m:?} vs {d:?}");
+        ensure!(
+            d.label_keys[..6] == ["container", "id", "image", "name", "namespace", "pod"],
+            "{d:?}"
+        );
+    }
+    let cpu = burn_m
+        .iter()
+        .find(|m| m.name == "container_cpu_usage_seconds_total")
+        .context("cpu")?;
+    let cg = &cpu.label_values[1];
+    ensure!(
+        cpu.label_values[0] == "burn"
+            && cpu.label_values[2] == t.busybox
+            && cpu.label_values[3] == burn_id
+            && cpu.label_values[4] == pod.namespace
+            && cpu.label_values[5] == pod.name,
+        "{cpu:?}"
+    );
+    ensure!(
+        cg.starts_with(&format!("{}/", pod.cgroup_parent)),
+        "id {cg} is not below the pod's cgroup {}",
+        pod.cgroup_parent
+    );
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{cg}/cgroup.procs"))
+        .with_context(|| format!("the id label {cg} names no cgroup"))?;
+    ensure!(procs.lines().count() == 5, "{procs}");
+
+    // Every descriptor is served: by the pod (network) or by the burner.
+    let served: std::collections::BTreeSet<&str> = mine
+        .metrics
+        .iter()
+        .chain(burn_m.iter())
+        .map(|m| m.name.as_str())
+        .collect();
+    let unserved: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !served.contains(n))
+        .collect();
+    ensure!(
+        unserved.is_empty(),
+        "described but not served: {unserved:?}"
+    );
+
+    let v = |m: &[api::Metric], name: &str, extra: &[&str]| {
+        metric_value(m, name, extra).with_context(|| format!("{name} {extra:?} not served"))
+    };
+    // CPU under a 10% quota: at most a tenth of the wall time, in user mode, throttled.
+    let wall = now.saturating_sub(started) + 1;
+    let usage = v(&burn_m, "container_cpu_usage_seconds_total", &[])?;
+    let user = v(&burn_m, "container_cpu_user_seconds_total", &[])?;
+    let system = v(&burn_m, "container_cpu_system_seconds_total", &[])?;
+    ensure!(
+        usage <= wall / 10 + 1,
+        "{usage} s of CPU in {wall} s under a 10% quota"
+    );
+    ensure!(
+        user >= 1 && user + system <= usage + 1,
+        "user {user} system {system} usage {usage}"
+    );
+    let periods = v(&burn_m, "container_cpu_cfs_periods_total", &[])?;
+    let throttled = v(&burn_m, "container_cpu_cfs_throttled_periods_total", &[])?;
+    let throttled_s = v(&burn_m, "container_cpu_cfs_throttled_seconds_total", &[])?;
+    ensure!(
+        periods >= 20 && throttled >= 10 && throttled <= periods && throttled_s >= 1,
+        "periods {periods}, throttled {throttled} ({throttled_s} s)"
+    );
+    ensure!(v(&burn_m, "container_spec_cpu_period", &[])? == 100_000);
+    ensure!(v(&burn_m, "container_spec_cpu_quota", &[])? == 10_000);
+    ensure!(v(&burn_m, "container_spec_cpu_shares", &[])? == 512);
+    ensure!(v(&burn_m, "container_spec_memory_limit_bytes", &[])? == 256 << 20);
+
+    // The 8 MiB file: in the writable layer and written to a block device.
+    let dev = burn_m
+        .iter()
+        .find(|m| m.name == "container_fs_usage_bytes")
+        .context("fs usage")?
+        .label_values[6]
+        .clone();
+    let fs_usage = v(&burn_m, "container_fs_usage_bytes", &[&dev])?;
+    ensure!(
+        (8 << 20..64 << 20).contains(&fs_usage),
+        "layer uses {fs_usage}"
+    );
+    let limit = v(&burn_m, "container_fs_limit_bytes", &[&dev])?;
+    let (inodes, free) = (
+        v(&burn_m, "container_fs_inodes_total", &[&dev])?,
+        v(&burn_m, "container_fs_inodes_free", &[&dev])?,
+    );
+    ensure!(
+        limit > fs_usage && inodes >= free && free > 0,
+        "{limit} {inodes} {free}"
+    );
+    let written: u64 = burn_m
+        .iter()
+        .filter(|m| m.name == "container_fs_writes_bytes_total")
+        .map(|m| m.value.as_ref().map_or(0, |v| v.value))
+        .sum();
+    let writes: u64 = burn_m
+        .iter()
+        .filter(|m| m.name == "container_fs_writes_total")
+        .map(|m| m.value.as_ref().map_or(0, |v| v.value))
+        .sum();
+    ensure!(
+        written >= 8 << 20 && writes >= 1,
+        "{written} bytes in {writes} writes"
+    );
+    ensure!(
+        burn_m
+            .iter()
+            .filter(|m| m.name.starts_with("container_fs_"))
+            .all(|m| m.label_values[6].starts_with("/dev/")),
+        "device labels: {burn_m:?}"
+    );
+
+    // Processes: sh, nc and three sleeps, single-threaded, nc's socket among their fds.
+    ensure!(v(&burn_m, "container_processes", &[])? == 5);
+    ensure!(v(&burn_m, "container_threads", &[])? == 5);
+    ensure!(v(&burn_m, "container_threads_max", &[])? == 0);
+    let fds = v(&burn_m, "container_file_descriptors", &[])?;
+    let sockets = v(&burn_m, "container_sockets", &[])?;
+    ensure!(
+        fds >= 15 && sockets >= 1 && sockets < fds,
+        "{fds} fds, {sockets} sockets"
+    );
+    ensure!(v(&burn_m, "container_ulimits_soft", &["max_open_files"])? == nofile);
+
+    // Memory.
+    let mem = v(&burn_m, "container_memory_usage_bytes", &[])?;
+    let ws = v(&burn_m, "container_memory_working_set_bytes", &[])?;
+    let peak = v(&burn_m, "container_memory_max_usage_bytes", &[])?;
+    let rss = v(&burn_m, "container_memory_rss", &[])?;
+    ensure!(
+        mem > 0 && ws <= mem && peak >= mem && rss > 0 && rss <= mem,
+        "{burn_m:?}"
+    );
+    ensure!(
+        v(
+            &burn_m,
+            "container_memory_failures_total",
+            &["pgfault", "container"]
+        )? > 0
+    );
+    ensure!(v(&burn_m, "container_oom_events_total", &[])? == 0);
+
+    // The OOM kill in the other container, its limit hit.
+    ensure!(
+        v(&hog_m, "container_oom_events_total", &[])? == 1,
+        "{hog_m:?}"
+    );
+    // memory.failcnt counts hits of the memory limit; with swap limited to the same
+    // value (as the runtimes set it) the kernel records the hit on memsw, so it may be 0.
+    v(&hog_m, "container_memory_failcnt", &[])?;
+    ensure!(v(&hog_m, "container_memory_max_usage_bytes", &[])? <= 32 << 20);
+    ensure!(v(&hog_m, "container_spec_memory_limit_bytes", &[])? == 32 << 20);
+
+    // Times.
+    let start = v(&burn_m, "container_start_time_seconds", &[])?;
+    let seen = v(&burn_m, "container_last_seen", &[])?;
+    ensure!(
+        start >= started && start <= now,
+        "started {start}, test {started}..{now}"
+    );
+    ensure!(
+        seen + 5 >= now && seen <= now,
+        "last seen {seen}, now {now}"
+    );
+
+    // The pings: five out and five back on eth0, labelled as the pod's.
+    let net = mine
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_network_transmit_packets_total")
+        .context("no network metrics")?;
+    ensure!(
+        net.label_values
+            == [
+                "POD",
+                pod.cgroup_parent.as_str(),
+                "",
+                id.as_str(),
+                pod.namespace.as_str(),
+                pod.name.as_str(),
+                "eth0"
+            ],
+        "{net:?}"
+    );
+    let tx = v(
+        &mine.metrics,
+        "container_network_transmit_packets_total",
+        &["eth0"],
+    )?;
+    let rx = v(
+        &mine.metrics,
+        "container_network_receive_packets_total",
+        &["eth0"],
+    )?;
+    let tx_b = v(
+        &mine.metrics,
+        "container_network_transmit_bytes_total",
+        &["eth0"],
+    )?;
+    let rx_b = v(
+        &mine.metrics,
+        "container_network_receive_bytes_total",
+        &["eth0"],
+    )?;
+    ensure!(tx >= 5 && rx >= 5, "{tx} packets out, {rx} in");
+    ensure!(
+        tx_b >= 5 * 1028 && rx_b >= 5 * 1028,
+        "{tx_b} bytes out, {rx_b} in"
+    );
+    ensure!(
+        v(
+            &mine.metrics,
+            "container_network_transmit_errors_total",
+            &["eth0"]
+        )? == 0
+    );
+    ensure!(
+        !mine
+            .metrics
+            .iter()
+            .any(|m| m.label_values.last().is_some_and(|i| i == "lo")),
+        "loopback is not reported"
+    );
+
+    // The streamed form carries the same pods and series.
+    let mut s = c
+        .runtime
+        .stream_pod_sandbox_metrics(api::StreamPodSandboxMetricsRequest {})
+        .await?
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(m) = s.message().await? {
+        streamed.extend(m.pod_sandbox_metrics);
+    }
+    let again = streamed
+        .iter()
+        .find(|p| p.pod_sandbox_id == id)
+        .context("the pod is not streamed")?;
+    let names_of = |p: &api::PodSandboxMetrics| {
+        let mut n: Vec<String> = p
+            .metrics
+            .iter()
+            .chain(p.container_metrics.iter().flat_map(|c| &c.metrics))
+            .map(|m| format!("{}{:?}", m.name, m.label_values))
+            .collect();
+        n.sort();
+        n
+    };
+    ensure!(names_of(again) == names_of(&mine), "streamed series differ");
+    remove_pod(c, &id).await
 }

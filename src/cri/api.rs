@@ -141,6 +141,8 @@ pub trait PodApi: Send + Sync + 'static {
     ) -> CriFuture<'_, cri::ListPodSandboxStatsResponse>;
     /// Every container event from now on, as the pods' holders report them.
     fn container_events(&self) -> EventStream;
+    /// The ready pods' and their containers' cAdvisor-named metrics.
+    fn list_pod_sandbox_metrics(&self) -> CriFuture<'_, cri::ListPodSandboxMetricsResponse>;
 }
 
 /// The streaming calls of the RuntimeService: each checks the request against the

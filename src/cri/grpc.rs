@@ -272,12 +272,11 @@ served {
         Ok(Response::new(cri::ListMetricDescriptorsResponse { descriptors: super::metrics::descriptors() }))
     }
     async fn list_pod_sandbox_metrics(&self, _r: Request<cri::ListPodSandboxMetricsRequest>) -> Answer<cri::ListPodSandboxMetricsResponse> {
-        let stats = serve("ListPodSandboxMetrics", self.1.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())).await?.into_inner();
-        Ok(Response::new(cri::ListPodSandboxMetricsResponse { pod_metrics: super::metrics::pod_metrics(&stats.stats) }))
+        serve("ListPodSandboxMetrics", self.1.list_pod_sandbox_metrics()).await
     }
     async fn stream_pod_sandbox_metrics(&self, _r: Request<cri::StreamPodSandboxMetricsRequest>) -> Answer<Self::StreamPodSandboxMetricsStream> {
-        let stats = serve("StreamPodSandboxMetrics", self.1.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())).await?.into_inner();
-        Ok(batched(super::metrics::pod_metrics(&stats.stats), |pod_sandbox_metrics| cri::StreamPodSandboxMetricsResponse { pod_sandbox_metrics }))
+        let list = serve("StreamPodSandboxMetrics", self.1.list_pod_sandbox_metrics()).await?.into_inner();
+        Ok(batched(list.pod_metrics, |pod_sandbox_metrics| cri::StreamPodSandboxMetricsResponse { pod_sandbox_metrics }))
     }
     async fn exec(&self, r: Request<cri::ExecRequest>) -> Answer<cri::ExecResponse> {
         serve("Exec", self.2.exec(r.into_inner())).await

@@ -319,6 +319,26 @@ impl PodApi for Pods {
             });
         Box::pin(stream)
     }
+
+    fn list_pod_sandbox_metrics(&self) -> CriFuture<'_, cri::ListPodSandboxMetricsResponse> {
+        Box::pin(async move {
+            // The walk of the writable layers and /proc is blocking file IO.
+            let me = self.clone();
+            let samples = tokio::task::spawn_blocking(move || {
+                me.containers
+                    .pod_samples(&crate::runtime::stats::Sources::default())
+            })
+            .await
+            .map_err(|e| CriError::Internal {
+                rpc: "ListPodSandboxMetrics",
+                what: "the metrics reading".into(),
+                reason: e.to_string(),
+            })?;
+            Ok(cri::ListPodSandboxMetricsResponse {
+                pod_metrics: super::metrics::pod_metrics(&samples),
+            })
+        })
+    }
 }
 
 impl Pods {

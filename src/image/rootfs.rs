@@ -46,6 +46,12 @@ impl ImageStore {
         self.root.join("rootfs")
     }
 
+    /// The writable (upper) directory of `container`'s rootfs.
+    pub fn rootfs_upper(&self, container: &str) -> Result<PathBuf> {
+        check_id(container)?;
+        Ok(self.rootfs_dir().join(container).join("upper"))
+    }
+
     /// Makes `container`'s rootfs from `image` and mounts it at `target` (default
     /// `rootfs/<container>/merged`); returns the mount point.
     pub async fn create_rootfs(

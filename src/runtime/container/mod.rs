@@ -13,6 +13,7 @@
 //! What changes while a container runs (pid, exit code, times, OOM) is the holder's; the
 //! record here holds only what the kubelet asked for and what berth made for it.
 
+mod metrics;
 mod ops;
 mod stats;
 mod status;
@@ -57,6 +58,8 @@ struct Inner {
     table: Mutex<Table>,
     /// The previous CPU sample per container and sandbox, for the nano-cores rate.
     sampler: crate::runtime::stats::CpuSampler,
+    /// The last walk of each writable layer, for the metrics.
+    layers: crate::runtime::stats::LayerCache,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -78,6 +81,7 @@ impl Containers {
                 images,
                 sandboxes,
                 sampler: Default::default(),
+                layers: Default::default(),
                 table: Mutex::new(Table {
                     index: IdIndex::new("container"),
                     names: NameRegistrar::new("container"),

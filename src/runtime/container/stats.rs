@@ -20,11 +20,15 @@ use crate::runtime::stats::{
 impl Containers {
     /// The container's cgroup, as its OCI state (kept by the pod's holder) records it.
     pub(super) fn cgroup_of(&self, rec: &ContainerRecord) -> Option<Cgroup> {
+        self.oci_state_of(rec)?.cgroup
+    }
+
+    /// The container's OCI state (its init's pid, its cgroup), kept by the pod's holder.
+    pub(super) fn oci_state_of(&self, rec: &ContainerRecord) -> Option<crate::oci::state::State> {
         let pod = PodDir::new(self.inner.sandboxes.state_dir(), &rec.sandbox_id).ok()?;
         crate::oci::state::Root::new(pod.oci_root())
             .load(&rec.id)
-            .ok()?
-            .cgroup
+            .ok()
     }
 
     fn stats_of(&self, rec: &ContainerRecord, sampler: &CpuSampler) -> Result<ContainerStats> {

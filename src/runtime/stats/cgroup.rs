@@ -45,7 +45,7 @@ pub struct RawStats {
     pub pids: Option<u64>,
 }
 
-fn read(path: &Path) -> Result<Option<String>, StatsError> {
+pub(super) fn read(path: &Path) -> Result<Option<String>, StatsError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -56,19 +56,19 @@ fn read(path: &Path) -> Result<Option<String>, StatsError> {
     }
 }
 
-fn parse_u64(path: &Path, s: &str) -> Result<u64, StatsError> {
+pub(super) fn parse_u64(path: &Path, s: &str) -> Result<u64, StatsError> {
     s.trim().parse().map_err(|_| StatsError::Parse {
         path: path.to_owned(),
         what: s.trim().to_owned(),
     })
 }
 
-fn read_u64(path: &Path) -> Result<Option<u64>, StatsError> {
+pub(super) fn read_u64(path: &Path) -> Result<Option<u64>, StatsError> {
     read(path)?.map(|s| parse_u64(path, &s)).transpose()
 }
 
 /// A limit file: v2 writes "max" for none.
-fn read_limit(path: &Path) -> Result<Option<u64>, StatsError> {
+pub(super) fn read_limit(path: &Path) -> Result<Option<u64>, StatsError> {
     match read(path)? {
         Some(s) if s.trim() == "max" => Ok(None),
         Some(s) => parse_u64(path, &s).map(Some),
@@ -77,7 +77,7 @@ fn read_limit(path: &Path) -> Result<Option<u64>, StatsError> {
 }
 
 /// `key value` lines (memory.stat, cpu.stat).
-fn read_kv(path: &Path) -> Result<Option<HashMap<String, u64>>, StatsError> {
+pub(super) fn read_kv(path: &Path) -> Result<Option<HashMap<String, u64>>, StatsError> {
     let Some(s) = read(path)? else {
         return Ok(None);
     };

@@ -11,9 +11,13 @@ use super::StatsError;
 pub struct InterfaceCounters {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// Parses the net/dev table (two header lines, then `name: 16 counters`).
@@ -32,9 +36,13 @@ pub fn parse_net_dev(text: &str) -> Option<Vec<InterfaceCounters>> {
         out.push(InterfaceCounters {
             name: name.trim().to_owned(),
             rx_bytes: n[0],
+            rx_packets: n[1],
             rx_errors: n[2],
+            rx_dropped: n[3],
             tx_bytes: n[8],
+            tx_packets: n[9],
             tx_errors: n[10],
+            tx_dropped: n[11],
         });
     }
     Some(out)
@@ -60,7 +68,7 @@ mod tests {
 
     #[test]
     fn parses_the_kernel_table() {
-        let t = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:    100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 374082912   15732    5    0    0     0          0         0   898812    9330    7    0    0     0       0          0\n";
+        let t = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:    100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 374082912   15732    5    2    0     0          0         0   898812    9330    7    3    0     0       0          0\n";
         let v = parse_net_dev(t).unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(
@@ -68,9 +76,13 @@ mod tests {
             InterfaceCounters {
                 name: "eth0".into(),
                 rx_bytes: 374_082_912,
+                rx_packets: 15732,
                 rx_errors: 5,
+                rx_dropped: 2,
                 tx_bytes: 898_812,
-                tx_errors: 7
+                tx_packets: 9330,
+                tx_errors: 7,
+                tx_dropped: 3,
             }
         );
         assert!(parse_net_dev("h\nh\n eth0: 1 2 3\n").is_none());
