@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod image_pull;
 pub mod imagefs;
 pub mod images;
+pub mod limits;
 pub mod metrics;
 pub mod pods;
 pub mod runtime_info;

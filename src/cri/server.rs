@@ -17,6 +17,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use super::api::{ImageApi, RuntimeApi};
 use super::grpc::{ImageGrpc, RuntimeGrpc};
+use super::limits::{MAX_MESSAGE_BYTES, TooLargeLayer};
 
 /// Where berth serves the CRI by default (containerd's is /run/containerd/containerd.sock).
 pub const DEFAULT_LISTEN: &str = "unix:///run/berth/berth.sock";
@@ -183,10 +184,17 @@ pub async fn serve(
         .filter_map(|conn| conn.map(Ok::<_, std::io::Error>));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(RuntimeGrpc(
-            runtime, pods, streams,
-        )))
-        .add_service(ImageServiceServer::new(ImageGrpc(images)))
+        .layer(TooLargeLayer)
+        .add_service(
+            RuntimeServiceServer::new(RuntimeGrpc(runtime, pods, streams))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ImageServiceServer::new(ImageGrpc(images))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             let _ = stopping_tx.send(());
