@@ -1414,3 +1414,7 @@ async fn sandbox_process_in_pod_cgroup(c: &mut CriClient, t: &Target) -> anyhow:
     );
     Ok(())
 }
+
+/// Hostile and unusual requests (cri_containerd/hardening.rs).
+#[path = "cri_containerd/hardening.rs"]
+mod hardening;

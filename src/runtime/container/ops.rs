@@ -13,7 +13,7 @@ use crate::image::inroot::{open_dir_path, open_in_root};
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::proto::CreateContainer;
 use crate::runtime::holder::{Client, ContainerState, EventKind, ExecResult};
-use crate::runtime::meta::{ContainerRecord, Phase, container_name, generate_id};
+use crate::runtime::meta::{ContainerRecord, Phase, ProcessUser, container_name, generate_id};
 use crate::runtime::spec::container::localhost_seccomp_path;
 use crate::runtime::spec::logs::container_log_path;
 use crate::runtime::spec::namespaces::{CONTAINER, NODE, POD};
@@ -218,6 +218,14 @@ impl Containers {
             self.inner.sandboxes.facts(),
             &LinuxHost,
         )?;
+        rec.user = built.spec.process().as_ref().map(|p| {
+            let u = p.user();
+            ProcessUser {
+                uid: u.uid(),
+                gid: u.gid(),
+                groups: u.additional_gids().clone().unwrap_or_default(),
+            }
+        });
         for w in &built.warnings {
             tracing::warn!(container = %rec.id, "{w}");
         }
