@@ -409,7 +409,7 @@ fn metadata_with_nul_names_the_field() {
         match field {
             "name" => m.name = "we\0b".into(),
             "namespace" => m.namespace = "def\0ault".into(),
-            _ => m.uid = "u\01".into(),
+            _ => m.uid = "u\0x".into(),
         }
         let e = plan(&c).expect_err(field);
         assert_eq!(e.field(), Some(format!("metadata.{field}").as_str()), "{e}");
