@@ -9,6 +9,7 @@
 //! `ImageStore`), except to measure their disk use.
 
 pub mod api;
+pub mod authority;
 pub mod cli;
 pub mod error;
 pub mod grpc;

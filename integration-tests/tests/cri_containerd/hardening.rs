@@ -32,6 +32,7 @@ cri_cases!(
         seccomp_localhost_path_must_be_absolute,
         message_size_limits,
         container_user,
+        any_authority_from_grpcio,
     }
 );
 
@@ -47,6 +48,7 @@ cri_cases!(
         seccomp_localhost_path_must_be_absolute,
         message_size_limits,
         container_user,
+        any_authority_from_grpcio,
     }
 );
 
@@ -235,6 +237,47 @@ async fn message_size_limits(c: &mut CriClient, _t: &Target) -> anyhow::Result<(
         .expect_err("a request over 16 MiB");
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     c.version().await.context("Version after the refusal")?;
+    Ok(())
+}
+
+/// python's grpcio (scripts/setup.sh installs it), with its default options, as a CRI
+/// client in python would dial the socket: `unix:///path` makes grpc-core send the
+/// percent-encoded socket path as `:authority`, `unix:path` the same, and a channel
+/// option any string. Each Version call is answered.
+async fn any_authority_from_grpcio(c: &mut CriClient, _t: &Target) -> anyhow::Result<()> {
+    const PYTHON: &str = "/usr/local/lib/berth-test/grpcio-1.85.4/bin/python";
+    const SCRIPT: &str = r#"
+import sys, grpc
+target, authority = sys.argv[1], sys.argv[2]
+opts = [("grpc.default_authority", authority)] if authority else []
+with grpc.insecure_channel(target, options=opts) as ch:
+    version = ch.unary_unary("/runtime.v1.RuntimeService/Version",
+                             request_serializer=lambda b: b,
+                             response_deserializer=lambda b: b)
+    try:
+        print("OK", version(b"", timeout=10).hex())
+    except grpc.RpcError as e:
+        print("ERR", e.code(), e.details())
+"#;
+    let sock = c.socket().display().to_string();
+    for (target, authority) in [
+        (format!("unix://{sock}"), ""),
+        (format!("unix:{sock}"), ""),
+        (format!("unix://{sock}"), "a b/c%"),
+        (format!("unix://{sock}"), "localhost"),
+    ] {
+        let out = tokio::process::Command::new(PYTHON)
+            .args(["-c", SCRIPT, &target, authority])
+            .output()
+            .await
+            .with_context(|| format!("run {PYTHON} (scripts/setup.sh installs it)"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success() && stdout.starts_with("OK "),
+            "grpcio {target} authority {authority:?}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Ok(())
 }
 
