@@ -91,3 +91,17 @@ PY
   "$kubectl_dir/kubectl" version --client 2>/dev/null | grep -q "v$kubectl_version" \
     || { echo "setup: $kubectl_dir/kubectl is not kubectl v$kubectl_version" >&2; exit 1; }
 fi
+
+# python's grpcio, a gRPC client of another stack than berth's and containerd's: the CRI
+# socket tests drive it with its default options (grpc-core's own :authority for a unix
+# socket). In a venv at a fixed, versioned path the tests know
+# (integration-tests/tests/cri_containerd/hardening.rs).
+grpcio_version=1.85.4
+grpcio_dir=/usr/local/lib/berth-test/grpcio-$grpcio_version
+if [ ! -x "$grpcio_dir/bin/python" ] || ! "$grpcio_dir/bin/python" -c 'import grpc' 2>/dev/null; then
+  echo "setup: installing grpcio $grpcio_version (PyPI) in $grpcio_dir"
+  python3 -m venv "$grpcio_dir"
+  "$grpcio_dir/bin/python" -m pip install --quiet --disable-pip-version-check "grpcio==$grpcio_version"
+  "$grpcio_dir/bin/python" -c 'import grpc, sys; sys.exit(grpc.__version__ != sys.argv[1])' "$grpcio_version" \
+    || { echo "setup: $grpcio_dir has no grpcio $grpcio_version" >&2; exit 1; }
+fi

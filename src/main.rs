@@ -23,10 +23,15 @@ enum Command {
     Version,
     /// Serve the CRI (runtime.v1) on a root-only unix socket.
     ///
-    /// Served today: the whole ImageService over berth's image store, and Version, Status
-    /// and RuntimeConfig; every other RuntimeService call answers UNIMPLEMENTED. The
-    /// socket is root-only (0600, in a 0700 directory when berth creates it). SIGTERM or
-    /// SIGINT stops the server: running calls finish (up to --shutdown-grace) and the
+    /// Served: the ImageService (pull, list, status, remove, image fs info) and the
+    /// RuntimeService: pod sandboxes and containers (lifecycle, status, lists and their
+    /// streaming forms, resource updates, log reopen, ExecSync), Exec, Attach and
+    /// PortForward through a streaming server, stats and cAdvisor-named metrics,
+    /// container events, Version, Status and RuntimeConfig. Not served:
+    /// CheckpointContainer (answers UNIMPLEMENTED). Messages up to 16 MiB each way.
+    ///
+    /// The socket is root-only (0600, in a 0700 directory when berth creates it). SIGTERM
+    /// or SIGINT stops the server: running calls finish (up to --shutdown-grace) and the
     /// socket is removed. See docs/cri.md.
     Cri(berth::cri::cli::CriArgs),
     /// Manage images: pull, import, ls, inspect, rm, prune.
@@ -99,4 +104,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cri(args) => berth::cri::cli::run(args)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    // `berth cri --help` tells an operator what the socket serves and what it does not.
+    #[test]
+    fn cri_help_names_what_is_served() {
+        let mut cli = super::Cli::command();
+        let help = cli
+            .find_subcommand_mut("cri")
+            .expect("cri subcommand")
+            .render_long_help()
+            .to_string();
+        for want in [
+            "ImageService",
+            "RuntimeService",
+            "pod sandboxes and containers",
+            "ExecSync",
+            "Exec, Attach and",
+            "PortForward",
+            "metrics",
+            "container events",
+            "Not served:",
+            "CheckpointContainer (answers UNIMPLEMENTED)",
+            "16 MiB",
+        ] {
+            assert!(help.contains(want), "no {want:?} in:\n{help}");
+        }
+        assert!(!help.contains("every other RuntimeService call"), "{help}");
+    }
 }

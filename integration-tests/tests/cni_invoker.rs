@@ -221,6 +221,58 @@ fn invoker_reports_plugin_errors() {
     );
 }
 
+/// A plugin that cannot even be started (not executable, for ADD and for the DEL that
+/// rolls it back) fails ADD with the cause, and leaves no cache file behind.
+#[test]
+fn invoker_failed_add_leaves_no_cache_file() {
+    require_root!();
+    let env = TestEnv::new().expect("env");
+    let bin = env.subdir("bin").expect("bin");
+    std::fs::write(bin.join("noexec"), "#!/bin/sh\nexit 0\n").expect("write");
+    let conf_dir = env.subdir("net.d").expect("net.d");
+    std::fs::write(
+        conf_dir.join("10-noexec.conflist"),
+        json!({"cniVersion": "1.0.0", "name": "noexec", "plugins": [{"type": "noexec"}]})
+            .to_string(),
+    )
+    .expect("write");
+    let cache_dir = env.subdir("cache").expect("cache");
+    let inv = Invoker::new(InvokerConfig {
+        conf_dir,
+        bin_dirs: vec![bin],
+        cache_dir: cache_dir.clone(),
+        timeout: Duration::from_secs(10),
+    });
+    let pod = env.pod_netns("a").expect("ns");
+    let att = Attachment::new("noexec-1", Some(&pod.path()), "eth0");
+    let e = env.host.block_on(|| inv.add(&att)).expect_err("ADD");
+    assert!(matches!(e, CniError::Spawn { .. }), "{e:?}");
+    assert!(e.to_string().contains("Permission denied"), "{e}");
+    let left: Vec<_> = walk(&cache_dir);
+    assert!(left.is_empty(), "a failed ADD left {left:?}");
+
+    // An argument no plugin can be given is refused before anything is written.
+    let mut bad = Attachment::new("nul-1", Some(&pod.path()), "eth0");
+    bad.args = vec![("K8S_POD_NAME".into(), "we\0b".into())];
+    let e = env.host.block_on(|| inv.add(&bad)).expect_err("ADD");
+    assert!(matches!(e, CniError::BadAttachment(_)), "{e:?}");
+    let left: Vec<_> = walk(&cache_dir);
+    assert!(left.is_empty(), "a refused ADD left {left:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
 /// `berth cni` drives the same invoker from the command line: add (with a host port),
 /// check and del, with clear errors for bad arguments.
 #[test]

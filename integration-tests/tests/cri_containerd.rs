@@ -1885,3 +1885,7 @@ async fn pod_metrics(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     ensure!(names_of(again) == names_of(&mine), "streamed series differ");
     remove_pod(c, &id).await
 }
+
+/// Hostile and unusual requests (cri_containerd/hardening.rs).
+#[path = "cri_containerd/hardening.rs"]
+mod hardening;

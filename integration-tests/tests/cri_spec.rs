@@ -490,7 +490,7 @@ fn localhost_seccomp_profile_takes_effect() {
         LinuxContainerSecurityContext {
             seccomp: Some(SecurityProfile {
                 profile_type: 2,
-                localhost_ref: "profiles/mkdir-exdev.json".into(),
+                localhost_ref: "/var/lib/kubelet/seccomp/profiles/mkdir-exdev.json".into(),
             }),
             ..Default::default()
         },

@@ -9,12 +9,14 @@
 //! `ImageStore`), except to measure their disk use.
 
 pub mod api;
+pub mod authority;
 pub mod cli;
 pub mod error;
 pub mod grpc;
 pub mod image_pull;
 pub mod imagefs;
 pub mod images;
+pub mod limits;
 pub mod metrics;
 pub mod pods;
 pub mod runtime_info;

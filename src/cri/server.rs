@@ -2,7 +2,8 @@
 //! is created 0700, the socket is bound 0600 (under a umask, so it is never reachable
 //! wider even for an instant), and a connection from a peer whose uid differs from the
 //! server's is dropped. A socket left by a crashed server is replaced; one a live server
-//! answers on is not. The socket is removed on shutdown, if it is still ours.
+//! answers on is not. The socket is removed on shutdown, if it is still ours. Any
+//! `:authority` a client sends is taken ([`super::authority`]).
 
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -16,7 +17,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use super::api::{ImageApi, RuntimeApi};
+use super::authority::AnyAuthority;
 use super::grpc::{ImageGrpc, RuntimeGrpc};
+use super::limits::{MAX_MESSAGE_BYTES, TooLargeLayer};
 
 /// Where berth serves the CRI by default (containerd's is /run/containerd/containerd.sock).
 pub const DEFAULT_LISTEN: &str = "unix:///run/berth/berth.sock";
@@ -180,13 +183,20 @@ pub async fn serve(
     let socket_path = Arc::new(path.clone());
     let incoming = UnixListenerStream::new(listener)
         .then(move |conn| admit(conn, me, socket_path.clone()))
-        .filter_map(|conn| conn.map(Ok::<_, std::io::Error>));
+        .filter_map(|conn| conn.map(|s| Ok::<_, std::io::Error>(AnyAuthority::new(s))));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(RuntimeGrpc(
-            runtime, pods, streams,
-        )))
-        .add_service(ImageServiceServer::new(ImageGrpc(images)))
+        .layer(TooLargeLayer)
+        .add_service(
+            RuntimeServiceServer::new(RuntimeGrpc(runtime, pods, streams))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ImageServiceServer::new(ImageGrpc(images))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             let _ = stopping_tx.send(());

@@ -34,13 +34,13 @@ pub enum CniError {
         container: String,
         reason: String,
     },
-    #[error("run plugin {plugin}")]
+    #[error("run plugin {plugin}: {source}")]
     Spawn {
         plugin: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("result cache {path}")]
+    #[error("result cache {path}: {source}")]
     Cache {
         path: PathBuf,
         #[source]
@@ -50,7 +50,7 @@ pub enum CniError {
     BadAttachment(String),
     #[error("invalid argument: {0}")]
     BadArgument(String),
-    #[error("write output")]
+    #[error("write output: {0}")]
     Output(#[source] std::io::Error),
     #[error("{first} (and {} more failures: {})", rest.len(), rest.join("; "))]
     Many {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use super::cache::{Cache, CacheEntry, KIND};
 use super::conflist::NetworkList;
@@ -86,7 +87,7 @@ impl Attachment {
             return Err(CniError::BadAttachment(format!("ifname {:?}", self.ifname)));
         }
         for (k, v) in &self.args {
-            if k.contains(['=', ';']) || v.contains(';') {
+            if k.contains(['=', ';', '\0']) || v.contains([';', '\0']) {
                 return Err(CniError::BadAttachment(format!(
                     "CNI_ARGS entry {k:?}={v:?}"
                 )));
@@ -161,65 +162,74 @@ impl Invoker {
         .await
     }
 
-    /// ADD through the whole chain; returns the final result. On failure the chain is
-    /// torn down (DEL) before the error is returned.
+    /// ADD through the whole chain; returns the final result. On any failure the chain
+    /// is torn down (DEL) and the cache entry removed before the error is returned, so a
+    /// failed ADD leaves no file behind. A DEL that fails too is logged: what a plugin
+    /// kept (an IPAM lease) is then released by the plugins' GC, which frees every
+    /// attachment not in the cache's list of valid ones.
     pub async fn add(&self, att: &Attachment) -> Result<Value, CniError> {
         att.validate()?;
         if att.netns.is_none() {
             return Err(CniError::BadAttachment("ADD needs the pod's netns".into()));
         }
         let list = self.network()?;
-        let mut entry = CacheEntry {
-            kind: KIND.into(),
-            network: list.name.clone(),
-            container_id: att.container_id.clone(),
-            ifname: att.ifname.clone(),
-            netns: att.netns.clone(),
-            cni_args: att.args.clone(),
-            capability_args: att.capability_args.clone(),
-            config: list_config(&list),
-            result: None,
-        };
-        self.cache.put(&entry)?;
         let span =
             tracing::info_span!("cni_add", network = %list.name, container = %att.container_id);
-        let _g = span.enter();
-        let mut prev: Option<Value> = None;
-        for i in 0..list.plugins.len() {
-            match self
-                .call(&list, i, "ADD", att, prev.as_ref(), &Map::new())
-                .await
-            {
-                Ok(Some(r)) => prev = Some(r),
-                Ok(None) => {
-                    let e = CniError::BadOutput {
-                        plugin: list.plugin_type(i).into(),
-                        verb: "ADD",
-                        container: att.container_id.clone(),
-                        reason: "no result".into(),
+        async {
+            let mut entry = CacheEntry {
+                kind: KIND.into(),
+                network: list.name.clone(),
+                container_id: att.container_id.clone(),
+                ifname: att.ifname.clone(),
+                netns: att.netns.clone(),
+                cni_args: att.args.clone(),
+                capability_args: att.capability_args.clone(),
+                config: list_config(&list),
+                result: None,
+            };
+            let mut prev: Option<Value> = None;
+            let added = async {
+                self.cache.put(&entry)?;
+                for i in 0..list.plugins.len() {
+                    let r = self
+                        .call(&list, i, "ADD", att, prev.as_ref(), &Map::new())
+                        .await?;
+                    let Some(r) = r else {
+                        return Err(CniError::BadOutput {
+                            plugin: list.plugin_type(i).into(),
+                            verb: "ADD",
+                            container: att.container_id.clone(),
+                            reason: "no result".into(),
+                        });
                     };
-                    self.rollback(&list, att, prev.as_ref()).await;
-                    return Err(e);
+                    prev = Some(r);
                 }
-                Err(e) => {
-                    self.rollback(&list, att, prev.as_ref()).await;
-                    return Err(e);
-                }
+                let result = prev
+                    .clone()
+                    .unwrap_or_else(|| json!({"cniVersion": list.cni_version}));
+                entry.result = Some(result.clone());
+                self.cache.put(&entry)?;
+                Ok(result)
             }
+            .await;
+            if added.is_err() {
+                self.rollback(&list, att, prev.as_ref()).await;
+            }
+            added
         }
-        let result = prev.unwrap_or_else(|| json!({"cniVersion": list.cni_version}));
-        entry.result = Some(result.clone());
-        self.cache.put(&entry)?;
-        Ok(result)
+        .instrument(span)
+        .await
     }
 
     async fn rollback(&self, list: &NetworkList, att: &Attachment, prev: Option<&Value>) {
         if let Err(e) = self.del_chain(list, att, prev).await {
             tracing::warn!("rolling back a failed ADD: {e}");
-        } else {
-            let _ = self
-                .cache
-                .remove(&list.name, &att.container_id, &att.ifname);
+        }
+        if let Err(e) = self
+            .cache
+            .remove(&list.name, &att.container_id, &att.ifname)
+        {
+            tracing::warn!("rolling back a failed ADD: {e}");
         }
     }
 

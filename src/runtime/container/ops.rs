@@ -13,10 +13,13 @@ use crate::image::inroot::{open_dir_path, open_in_root};
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::proto::CreateContainer;
 use crate::runtime::holder::{Client, ContainerState, EventKind, ExecResult};
-use crate::runtime::meta::{ContainerRecord, Phase, container_name, generate_id};
+use crate::runtime::meta::{ContainerRecord, Phase, ProcessUser, container_name, generate_id};
+use crate::runtime::spec::container::localhost_seccomp_path;
+use crate::runtime::spec::logs::container_log_path;
 use crate::runtime::spec::namespaces::{CONTAINER, NODE, POD};
 use crate::runtime::spec::{
     ContainerRequest, ImageView, LinuxHost, Ns, PodContext, PodNamespaces, UserDb, container_spec,
+    object_name,
 };
 
 /// Reads `path` inside `root` without following a link out of it (an image's
@@ -82,6 +85,15 @@ impl Containers {
             .map(|i| i.image.clone())
             .filter(|i| !i.is_empty())
             .ok_or_else(|| RuntimeError::invalid("config.image.image", "is required"))?;
+        // Checked before anything is made, so a refusal leaves nothing behind.
+        let object = object_name(&meta.name, Some(&pod_meta));
+        let log_path = container_log_path(
+            &object,
+            "sandbox_config.log_directory",
+            &sandbox_cfg.log_directory,
+            &cfg.log_path,
+        )?;
+        let seccomp_file = localhost_seccomp_path(&cfg, &sandbox_cfg, &self.inner.cfg.options)?;
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("container id: {e}")))?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let span = tracing::info_span!("create_container", container = %id, name = %name);
@@ -89,17 +101,15 @@ impl Containers {
 
         let mut rec =
             ContainerRecord::new(id.clone(), sb_rec.id.clone(), name.clone(), now(), &cfg);
-        if !cfg.log_path.is_empty() && !sandbox_cfg.log_directory.is_empty() {
-            rec.log_path = Path::new(&sandbox_cfg.log_directory)
-                .join(&cfg.log_path)
-                .to_string_lossy()
-                .into_owned();
+        if let Some(p) = log_path {
+            rec.log_path = p.to_string_lossy().into_owned();
         }
         let made = async {
             self.inner
                 .store
                 .save_with(&id, &rec, crate::store::Durability::Replace)?;
-            self.make(&mut rec, &cfg, &sandbox_cfg, &image, &sb).await
+            self.make(&mut rec, &cfg, &sandbox_cfg, &image, seccomp_file, &sb)
+                .await
         }
         .await;
         if let Err(e) = made {
@@ -121,6 +131,7 @@ impl Containers {
         cfg: &CriContainerConfig,
         sandbox_cfg: &PodSandboxConfig,
         image: &str,
+        seccomp_file: Option<String>,
         sb: &std::sync::Arc<crate::runtime::sandbox::Entry>,
     ) -> Result<()> {
         let img = self
@@ -178,19 +189,12 @@ impl Containers {
             user: img.config.user.clone(),
             volumes: img.config.volumes.clone(),
         };
-        let localhost = cfg
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.seccomp.as_ref())
-            .filter(|p| {
-                p.profile_type == cri_proto::v1::security_profile::ProfileType::Localhost as i32
-            })
-            .map(|p| {
-                std::fs::read(&p.localhost_ref).map_err(|e| {
+        let localhost = seccomp_file
+            .map(|path| {
+                std::fs::read(&path).map_err(|e| {
                     RuntimeError::invalid(
                         "config.linux.security_context.seccomp.localhost_ref",
-                        format!("{}: {e}", p.localhost_ref),
+                        format!("{path}: {e}"),
                     )
                 })
             })
@@ -214,6 +218,14 @@ impl Containers {
             self.inner.sandboxes.facts(),
             &LinuxHost,
         )?;
+        rec.user = built.spec.process().as_ref().map(|p| {
+            let u = p.user();
+            ProcessUser {
+                uid: u.uid(),
+                gid: u.gid(),
+                groups: u.additional_gids().clone().unwrap_or_default(),
+            }
+        });
         for w in &built.warnings {
             tracing::warn!(container = %rec.id, "{w}");
         }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use cri_proto::v1::{
     Container, ContainerFilter, ContainerMetadata, ContainerState as CriState, ContainerStatus,
-    ImageSpec,
+    ContainerUser, ImageSpec, LinuxContainerUser,
 };
 
 use super::Containers;
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::{ContainerInfo, ContainerState};
-use crate::runtime::meta::{ContainerRecord, container_matches};
+use crate::runtime::meta::{ContainerRecord, ProcessUser, container_matches};
 
 fn cri_state(info: Option<&ContainerInfo>) -> CriState {
     match info.map(|i| i.state) {
@@ -29,6 +29,17 @@ fn reason(info: &ContainerInfo) -> &'static str {
         Some(e) if e.code == 0 => "Completed",
         Some(_) => "Error",
         None => "",
+    }
+}
+
+/// containerd 2.x's toCRIContainerUser: the spec's process user.
+fn cri_user(u: &ProcessUser) -> ContainerUser {
+    ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid: u.uid.into(),
+            gid: u.gid.into(),
+            supplemental_groups: u.groups.iter().map(|&g| g.into()).collect(),
+        }),
     }
 }
 
@@ -79,6 +90,7 @@ impl Containers {
             mounts: cfg.mounts.clone(),
             log_path: rec.log_path.clone(),
             stop_signal: cfg.stop_signal,
+            user: rec.user.as_ref().map(cri_user),
             resources: cfg
                 .linux
                 .as_ref()

@@ -18,5 +18,5 @@ pub use filter::{container_matches, sandbox_matches, stats_matches};
 pub use id::generate_id;
 pub use index::IdIndex;
 pub use names::{NameRegistrar, container_name, sandbox_name};
-pub use record::{ContainerRecord, Phase, SandboxRecord};
+pub use record::{ContainerRecord, Phase, ProcessUser, SandboxRecord};
 pub use store::{Loaded, RecordStore};

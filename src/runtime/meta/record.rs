@@ -78,8 +78,22 @@ pub struct ContainerRecord {
     pub image_id: String,
     /// Absolute path of the CRI log file ("" when the kubelet gave none).
     pub log_path: String,
+    /// Who the process runs as, from the spec it was created with (ContainerStatus's
+    /// user); `None` until the spec is built, and in records of older berth versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ProcessUser>,
     /// `ContainerConfig`, protobuf-encoded, base64.
     config: String,
+}
+
+/// The effective identity of a container's process: uid, primary gid and every
+/// supplementary gid it holds (image group memberships merged with the requested ones,
+/// or only the requested ones under the Strict policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
 impl ContainerRecord {
@@ -103,6 +117,7 @@ impl ContainerRecord {
                 .unwrap_or_default(),
             image_id: String::new(),
             log_path: String::new(),
+            user: None,
             config: B64.encode(config.encode_to_vec()),
         }
     }
@@ -161,6 +176,31 @@ mod tests {
         let c = ContainerRecord::new("c1".into(), "s1".into(), "app_web___1".into(), 6, &cc);
         assert_eq!(c.image, "busybox:latest");
         assert_eq!(c.config().unwrap(), cc);
+    }
+
+    // ContainerStatus.user survives a restart; a record written before it was kept reads
+    // back without one.
+    #[test]
+    fn process_user_round_trips_and_may_be_absent() {
+        let mut c = ContainerRecord::new(
+            "c1".into(),
+            "s1".into(),
+            "n".into(),
+            1,
+            &ContainerConfig::default(),
+        );
+        let old = serde_json::to_value(&c).unwrap();
+        assert!(old.get("user").is_none(), "{old}");
+        let back: ContainerRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back.user, None);
+        c.user = Some(ProcessUser {
+            uid: 1000,
+            gid: 3000,
+            groups: vec![3000, 4000, 50000],
+        });
+        let back: ContainerRecord =
+            serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -119,12 +119,53 @@ pub struct ContainerSpec {
     pub warnings: Vec<String>,
 }
 
+/// The container's seccomp profile and the field that chose it; a Localhost profile's
+/// path is checked here (see [`security::check_localhost_path`]).
 fn seccomp_profile(
     object: &str,
     sc: Option<&cri_proto::v1::LinuxContainerSecurityContext>,
     unset: &str,
 ) -> Result<(Option<Profile>, &'static str)> {
-    const TYPED: &str = "linux.security_context.seccomp";
+    let (profile, field) = seccomp_profile_unchecked(object, sc, unset)?;
+    if let Some(Profile::Localhost(path)) = &profile {
+        let f = if field == TYPED_SECCOMP {
+            format!("{field}.localhost_ref")
+        } else {
+            field.to_string()
+        };
+        security::check_localhost_path(object, &f, path)?;
+    }
+    Ok((profile, field))
+}
+
+const TYPED_SECCOMP: &str = "linux.security_context.seccomp";
+
+/// The file of the container's Localhost seccomp profile, checked, for the caller to
+/// read before [`container_spec`]; `None` for any other profile.
+pub fn localhost_seccomp_path(
+    cfg: &cri_proto::v1::ContainerConfig,
+    sandbox: &cri_proto::v1::PodSandboxConfig,
+    opts: &RuntimeOptions,
+) -> Result<Option<String>> {
+    let object = object_name(
+        cfg.metadata.as_ref().map_or("", |m| m.name.as_str()),
+        sandbox.metadata.as_ref(),
+    );
+    let sc = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref());
+    Ok(
+        match seccomp_profile(&object, sc, &opts.unset_seccomp_profile)?.0 {
+            Some(Profile::Localhost(path)) => Some(path),
+            _ => None,
+        },
+    )
+}
+
+fn seccomp_profile_unchecked(
+    object: &str,
+    sc: Option<&cri_proto::v1::LinuxContainerSecurityContext>,
+    unset: &str,
+) -> Result<(Option<Profile>, &'static str)> {
+    const TYPED: &str = TYPED_SECCOMP;
     const PATH: &str = "linux.security_context.seccomp_profile_path";
     if let Some(p) = sc.and_then(|s| s.seccomp.as_ref()) {
         return Ok((

@@ -560,7 +560,7 @@ fn refusals_name_the_field() {
             Box::new(|c| {
                 sc_of(c).seccomp = Some(SecurityProfile {
                     profile_type: 2,
-                    localhost_ref: "p.json".into(),
+                    localhost_ref: "/p.json".into(),
                 })
             }),
             "linux.security_context.seccomp",

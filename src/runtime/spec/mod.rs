@@ -22,6 +22,7 @@ pub mod devices;
 pub mod error;
 pub mod etc_files;
 pub mod host;
+pub mod logs;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

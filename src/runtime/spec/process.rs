@@ -113,11 +113,18 @@ pub fn env(
     e = replace_or_append(&e, &[format!("HOSTNAME={hostname}")]);
     let mut merged: Vec<String> = image_env.to_vec();
     for (i, (k, v)) in config_env.iter().enumerate() {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(SpecError::invalid(
                 object,
                 format!("envs[{i}].key"),
                 format!("{k:?} is not a valid variable name"),
+            ));
+        }
+        if v.contains('\0') {
+            return Err(SpecError::invalid(
+                object,
+                format!("envs[{i}].value"),
+                format!("the value of {k} holds a NUL byte"),
             ));
         }
         merged.push(format!("{k}={v}"));
@@ -238,6 +245,13 @@ mod tests {
         assert_eq!(got, v(&[DEFAULT_PATH_ENV, "HOSTNAME=h"]));
         let e = env("c", "h", false, &[], &[("A=B".into(), "x".into())]).expect_err("bad key");
         assert!(e.to_string().contains("envs[0].key"), "{e}");
+        let bad_value = [
+            ("A".to_string(), "1".to_string()),
+            ("SECRET".to_string(), "x\0y".to_string()),
+        ];
+        let e = env("c", "h", false, &[], &bad_value).expect_err("NUL in value");
+        assert_eq!(e.field(), Some("envs[1].value"), "{e}");
+        assert!(e.to_string().contains("SECRET"), "{e}");
     }
 
     #[test]

@@ -298,7 +298,11 @@ pub fn sandbox_plan(
 ) -> Result<SandboxPlan> {
     let node_hostname = facts.hostname.as_str();
     let object = match &cfg.metadata {
-        Some(m) => format!("pod {}/{}", m.namespace, m.name),
+        Some(m) => format!(
+            "pod {}/{}",
+            m.namespace.escape_debug(),
+            m.name.escape_debug()
+        ),
         None => format!("pod sandbox {id}"),
     };
     let object = object.as_str();
@@ -316,6 +320,18 @@ pub fn sandbox_plan(
             "name, namespace and uid must all be set",
         ));
     }
+    // Each goes into the holder's arguments, CNI_ARGS and file names, where a NUL ends
+    // the string early or is refused deep inside a plugin.
+    for (field, v) in [
+        ("metadata.name", &meta.name),
+        ("metadata.namespace", &meta.namespace),
+        ("metadata.uid", &meta.uid),
+    ] {
+        if v.contains('\0') {
+            return Err(SpecError::invalid(object, field, "holds a NUL byte"));
+        }
+    }
+    super::logs::check_log_directory(object, "log_directory", &cfg.log_directory)?;
     let mut warnings = vec![];
     let linux = cfg.linux.as_ref();
     let sc = linux.and_then(|l| l.security_context.as_ref());

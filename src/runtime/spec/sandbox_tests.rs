@@ -399,3 +399,32 @@ fn security_and_oom() {
             .contains("systemd slice")
     );
 }
+
+// Refused before anything is made: a NUL would reach the holder's arguments and CNI_ARGS.
+#[test]
+fn metadata_with_nul_names_the_field() {
+    for field in ["name", "namespace", "uid"] {
+        let mut c = cfg();
+        let m = c.metadata.as_mut().expect("metadata");
+        match field {
+            "name" => m.name = "we\0b".into(),
+            "namespace" => m.namespace = "def\0ault".into(),
+            _ => m.uid = "u\0x".into(),
+        }
+        let e = plan(&c).expect_err(field);
+        assert_eq!(e.field(), Some(format!("metadata.{field}").as_str()), "{e}");
+        assert!(!e.to_string().contains('\0'), "{e:?}");
+    }
+}
+
+// containerd takes any log_directory; berth refuses a relative one, which CreateContainer
+// would otherwise resolve against its own working directory.
+#[test]
+fn log_directory_absolute() {
+    let mut c = cfg();
+    c.log_directory = "/var/log/pods/default_web_u1".into();
+    plan(&c).expect("absolute");
+    c.log_directory = "var/log/pods".into();
+    let e = plan(&c).expect_err("relative");
+    assert_eq!(e.field(), Some("log_directory"), "{e}");
+}

@@ -146,6 +146,32 @@ pub fn profile_from_cri(
     }
 }
 
+/// A Localhost seccomp profile names a file on the node. kubelet joins the pod's
+/// localhostProfile (a descending relative path, checked by the API server) to its
+/// absolute seccomp profile root, so the runtime always gets an absolute path without
+/// `..`. A relative path would be read from berth's own working directory and `..` would
+/// leave the profile root: both are refused (containerd 1.6 reads either as given).
+pub fn check_localhost_path(object: &str, field: &str, path: &str) -> Result<()> {
+    if path.contains('\0') {
+        return Err(SpecError::invalid(object, field, "holds a NUL byte"));
+    }
+    if !path.starts_with('/') {
+        return Err(SpecError::invalid(
+            object,
+            field,
+            format!("Localhost profile {path:?} is not an absolute path"),
+        ));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(SpecError::invalid(
+            object,
+            field,
+            format!("Localhost profile {path:?} climbs with .."),
+        ));
+    }
+    Ok(())
+}
+
 /// The seccomp section for a decided profile (containerd's GenerateSeccompSpecOpts):
 /// privileged containers and Unconfined get none; RuntimeDefault is berth's default
 /// profile for the final bounding set; Localhost is the caller-read file, which must be
@@ -329,8 +355,8 @@ mod tests {
             Profile::Unconfined
         );
         assert_eq!(
-            profile_from_cri("c", "f", 2, "localhost/p.json").expect("l"),
-            Profile::Localhost("p.json".into())
+            profile_from_cri("c", "f", 2, "localhost//p.json").expect("l"),
+            Profile::Localhost("/p.json".into())
         );
         assert!(profile_from_cri("c", "f", 0, "x").is_err());
         assert!(profile_from_cri("c", "f", 2, "").is_err());
@@ -404,5 +430,21 @@ mod tests {
         )
         .expect_err("label");
         assert!(e.to_string().contains("no SELinux"), "{e}");
+    }
+
+    // kubelet's localhost profile root: absolute, never above it
+    #[test]
+    fn localhost_profile_paths_are_absolute_and_descend() {
+        check_localhost_path("c", "f", "/var/lib/kubelet/seccomp/p.json").expect("abs");
+        for (bad, want) in [
+            ("p.json", "not an absolute"),
+            ("profiles/p.json", "not an absolute"),
+            ("/var/lib/kubelet/seccomp/../../../etc/p.json", "climbs"),
+            ("/a\0b", "NUL"),
+        ] {
+            let e = check_localhost_path("c", "f", bad).expect_err(bad);
+            assert_eq!(e.field(), Some("f"), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
+        }
     }
 }
