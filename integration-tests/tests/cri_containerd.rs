@@ -1886,6 +1886,6 @@ async fn pod_metrics(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     remove_pod(c, &id).await
 }
 
-/// Hostile and unusual requests (cri_containerd/hardening.rs).
-#[path = "cri_containerd/hardening.rs"]
+/// Hostile and unusual requests (cri_cases/hardening.rs).
+#[path = "cri_cases/hardening.rs"]
 mod hardening;
