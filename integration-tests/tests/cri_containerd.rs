@@ -27,6 +27,13 @@ use berth_integration_tests::cri::{
 use berth_integration_tests::fixtures::Image;
 use tonic::Code;
 
+#[path = "cri_cases/lifecycle.rs"]
+mod lifecycle;
+use lifecycle::{
+    gc_exited_containers, holder_killed_under_running_containers,
+    remove_sandbox_with_containers_left, stop_sandbox_then_stop_containers, stop_unknown_ids,
+};
+
 /// What a case needs to know about the runtime it drives.
 #[derive(Debug)]
 pub struct Target {
@@ -194,6 +201,11 @@ cri_cases!(
         pod_sysctls,
         pod_sysctls_refused,
         sandbox_process_in_pod_cgroup,
+        stop_sandbox_then_stop_containers,
+        remove_sandbox_with_containers_left,
+        gc_exited_containers,
+        holder_killed_under_running_containers,
+        stop_unknown_ids,
     }
 );
 
@@ -220,6 +232,11 @@ cri_cases!(
         pod_sysctls,
         pod_sysctls_refused,
         sandbox_process_in_pod_cgroup,
+        stop_sandbox_then_stop_containers,
+        remove_sandbox_with_containers_left,
+        gc_exited_containers,
+        holder_killed_under_running_containers,
+        stop_unknown_ids,
     }
 );
 

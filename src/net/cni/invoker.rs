@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use super::cache::{Cache, CacheEntry, KIND};
 use super::conflist::NetworkList;
@@ -183,11 +184,11 @@ impl Invoker {
         self.cache.put(&entry)?;
         let span =
             tracing::info_span!("cni_add", network = %list.name, container = %att.container_id);
-        let _g = span.enter();
         let mut prev: Option<Value> = None;
         for i in 0..list.plugins.len() {
             match self
                 .call(&list, i, "ADD", att, prev.as_ref(), &Map::new())
+                .instrument(span.clone())
                 .await
             {
                 Ok(Some(r)) => prev = Some(r),
@@ -198,11 +199,15 @@ impl Invoker {
                         container: att.container_id.clone(),
                         reason: "no result".into(),
                     };
-                    self.rollback(&list, att, prev.as_ref()).await;
+                    self.rollback(&list, att, prev.as_ref())
+                        .instrument(span.clone())
+                        .await;
                     return Err(e);
                 }
                 Err(e) => {
-                    self.rollback(&list, att, prev.as_ref()).await;
+                    self.rollback(&list, att, prev.as_ref())
+                        .instrument(span.clone())
+                        .await;
                     return Err(e);
                 }
             }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
+use tracing::Instrument;
 
 use cri_proto::v1::{ContainerConfig as CriContainerConfig, PodSandboxConfig};
 
@@ -85,10 +86,25 @@ impl Containers {
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("container id: {e}")))?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let span = tracing::info_span!("create_container", container = %id, name = %name);
-        let _g = span.enter();
+        self.create_reserved(id, name, &sb_rec, &cfg, &sandbox_cfg, &image, &sb)
+            .instrument(span)
+            .await
+    }
 
-        let mut rec =
-            ContainerRecord::new(id.clone(), sb_rec.id.clone(), name.clone(), now(), &cfg);
+    /// The rest of CreateContainer once the name is reserved: made, or rolled back and
+    /// the name released.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_reserved(
+        &self,
+        id: String,
+        name: String,
+        sb_rec: &crate::runtime::meta::SandboxRecord,
+        cfg: &CriContainerConfig,
+        sandbox_cfg: &PodSandboxConfig,
+        image: &str,
+        sb: &std::sync::Arc<crate::runtime::sandbox::Entry>,
+    ) -> Result<String> {
+        let mut rec = ContainerRecord::new(id.clone(), sb_rec.id.clone(), name.clone(), now(), cfg);
         if !cfg.log_path.is_empty() && !sandbox_cfg.log_directory.is_empty() {
             rec.log_path = Path::new(&sandbox_cfg.log_directory)
                 .join(&cfg.log_path)
@@ -99,7 +115,7 @@ impl Containers {
             self.inner
                 .store
                 .save_with(&id, &rec, crate::store::Durability::Replace)?;
-            self.make(&mut rec, &cfg, &sandbox_cfg, &image, &sb).await
+            self.make(&mut rec, cfg, sandbox_cfg, image, sb).await
         }
         .await;
         if let Err(e) = made {
@@ -249,7 +265,19 @@ impl Containers {
 
     /// Undoes a create as far as it got (holder container, rootfs); errors are logged.
     pub(super) async fn unmake(&self, rec: &ContainerRecord) {
-        if let Ok(sb) = self.inner.sandboxes.get(&rec.sandbox_id) {
+        if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
+            // Nobody to ask: what is left of it (processes, cgroup, OCI state, the
+            // holder's record) is removed here.
+            let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+            let (sid, cid) = (rec.sandbox_id.clone(), rec.id.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                crate::runtime::holder::dead::remove_container(&state_dir, &sid, &cid)
+            })
+            .await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(container = %rec.id, error = %e, "remove what its dead holder left");
+            }
+        } else if let Ok(sb) = self.inner.sandboxes.get(&rec.sandbox_id) {
             let id = rec.id.clone();
             if let Err(e) = self
                 .inner
@@ -281,10 +309,32 @@ impl Containers {
     }
 
     /// StopContainer: the stop signal, then SIGKILL after `timeout` seconds (0: at once).
-    /// Stopping a container that is not running succeeds.
+    /// Stopping a container that is not running succeeds, and so does stopping an
+    /// unknown one (the CRI calls StopContainer idempotent) or one whose holder is gone
+    /// (what is left of it is killed and it reads as exited).
     pub async fn stop(&self, id: &str, timeout: i64) -> Result<()> {
-        let rec = self.get(id)?;
-        self.inner.sandboxes.get(&rec.sandbox_id)?;
+        let rec = match self.get(id) {
+            Ok(r) => r,
+            Err(RuntimeError::Meta(crate::runtime::meta::MetaError::NotFound { .. })) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
+            self.dead_infos(&rec.sandbox_id).await;
+            return Ok(());
+        }
+        match self.stop_running(&rec, timeout).await {
+            // The holder died (or shut down with its pod) during the stop.
+            Err(_) if self.inner.sandboxes.holder_gone(&rec.sandbox_id) => {
+                self.dead_infos(&rec.sandbox_id).await;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    async fn stop_running(&self, rec: &ContainerRecord, timeout: i64) -> Result<()> {
         let cfg = rec.config().map_err(RuntimeError::Internal)?;
         let image_signal = self
             .inner

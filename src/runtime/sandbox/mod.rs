@@ -195,6 +195,16 @@ impl Sandboxes {
         }
     }
 
+    /// Whether sandbox `id` has no live holder: it is unknown (removed), or its holder
+    /// died. Its containers are then finished from what the holder left on disk
+    /// ([`super::holder::dead`]), never through its socket.
+    pub fn holder_gone(&self, id: &str) -> bool {
+        match self.get(id) {
+            Ok(e) => !ops::holder_alive(&e.snapshot()),
+            Err(_) => true,
+        }
+    }
+
     /// The holders' state directory.
     pub fn state_dir(&self) -> &std::path::Path {
         &self.inner.cfg.state_dir

@@ -1,0 +1,276 @@
+//! Pod deletion and garbage collection in kubelet's own call orders, a pod's per-pod
+//! process killed under running containers, and stops of unknown ids: cases for
+//! `cri_cases!` (run against containerd and berth).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use berth_integration_tests::cri::{self, ContainerState, CriClient};
+use tonic::Code;
+
+use super::{Target, code_of, run_container, run_pod, sandbox_pid, sleeper, wait_exited};
+
+/// The pid of a container's process, from the verbose ContainerStatus (both runtimes put
+/// it in info["info"].pid).
+async fn container_pid(c: &mut CriClient, id: &str) -> anyhow::Result<i32> {
+    let st = c.container_status(id, true).await?;
+    let info: serde_json::Value =
+        serde_json::from_str(st.info.get("info").context("no verbose info")?)?;
+    info["pid"]
+        .as_i64()
+        .filter(|p| *p > 0)
+        .map(|p| p as i32)
+        .context("no pid in the verbose info")
+}
+
+/// Whether `pid` is a live process (not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+fn parent_of(pid: i32) -> anyhow::Result<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let (_, rest) = s.rsplit_once(')').context("stat")?;
+    rest.split_whitespace()
+        .nth(1)
+        .context("ppid")?
+        .parse()
+        .context("ppid")
+}
+
+async fn wait_gone(pid: i32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        if Instant::now() > deadline {
+            bail!("process {pid} still runs");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn containers_of(
+    c: &mut CriClient,
+    pod_id: &str,
+) -> anyhow::Result<Vec<cri::api::Container>> {
+    Ok(
+        c.list_containers(Some(cri::container_filter(None, Some(pod_id), None, &[])))
+            .await?,
+    )
+}
+
+/// kubelet's killPod order: StopPodSandbox (which kills the containers), then
+/// StopContainer again on each of its containers; both succeed and the containers read
+/// as exited by SIGKILL.
+pub async fn stop_sandbox_then_stop_containers(
+    c: &mut CriClient,
+    t: &Target,
+) -> anyhow::Result<()> {
+    let pod = t.pod("stop-order");
+    let id = run_pod(c, &pod).await?;
+    let a = run_container(c, &id, &pod, &sleeper("a", t)).await?;
+    let b = run_container(c, &id, &pod, &sleeper("b", t)).await?;
+    let pid = container_pid(c, &a).await?;
+    c.stop_pod_sandbox(&id).await.context("StopPodSandbox")?;
+    wait_gone(pid).await?;
+    for cid in [&a, &b] {
+        c.stop_container(cid, 10)
+            .await
+            .with_context(|| format!("StopContainer {cid} after StopPodSandbox"))?;
+        let st = wait_exited(c, cid, Duration::from_secs(10)).await?;
+        assert_eq!((st.exit_code, st.reason.as_str()), (137, "Error"), "{st:?}");
+        assert!(st.finished_at >= st.started_at, "{st:?}");
+    }
+    c.remove_pod_sandbox(&id)
+        .await
+        .context("RemovePodSandbox")?;
+    ensure!(containers_of(c, &id).await?.is_empty(), "containers left");
+    Ok(())
+}
+
+/// RemovePodSandbox of a stopped pod whose containers were never removed: they go with
+/// it, and kubelet's later StopContainer/RemoveContainer of them do not fail.
+pub async fn remove_sandbox_with_containers_left(
+    c: &mut CriClient,
+    t: &Target,
+) -> anyhow::Result<()> {
+    let pod = t.pod("remove-left");
+    let id = run_pod(c, &pod).await?;
+    let running = run_container(c, &id, &pod, &sleeper("running", t)).await?;
+    let exited = run_container(
+        c,
+        &id,
+        &pod,
+        &cri::ContainerSpec::new("exited", &t.busybox, &["true"]),
+    )
+    .await?;
+    wait_exited(c, &exited, Duration::from_secs(10)).await?;
+    let created = c
+        .create_container(&id, &sleeper("created", t).config(&pod), &pod.config())
+        .await?;
+    let pid = container_pid(c, &running).await?;
+    c.stop_pod_sandbox(&id).await.context("StopPodSandbox")?;
+    c.remove_pod_sandbox(&id)
+        .await
+        .context("RemovePodSandbox")?;
+    wait_gone(pid).await?;
+    let all = c.list_containers(None).await?;
+    for cid in [&running, &exited, &created] {
+        ensure!(
+            all.iter().all(|x| &x.id != cid),
+            "container {cid} listed after RemovePodSandbox"
+        );
+        assert_eq!(
+            code_of(c.container_status(cid, false).await),
+            Code::NotFound
+        );
+        assert_eq!(
+            c.remove_container(cid).await.map_err(|s| s.code()),
+            Ok(()),
+            "RemoveContainer of a removed container"
+        );
+    }
+    // containerd 1.6 answers NOT_FOUND for a stop of an id it does not know (its
+    // StopContainer looks the container up first); the CRI calls StopContainer
+    // idempotent, and berth answers OK (docs/cri.md).
+    let want = t.code(Code::NotFound, Code::Ok);
+    let got = match c.stop_container(&running, 0).await {
+        Ok(()) => Code::Ok,
+        Err(s) => s.code(),
+    };
+    assert_eq!(got, want, "StopContainer of a removed container");
+    Ok(())
+}
+
+/// kubelet's garbage collection after a pod was stopped: StopContainer and
+/// RemoveContainer on every container left (exited or killed), then RemovePodSandbox.
+pub async fn gc_exited_containers(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    let pod = t.pod("gc");
+    let id = run_pod(c, &pod).await?;
+    let done = run_container(
+        c,
+        &id,
+        &pod,
+        &cri::ContainerSpec::new("done", &t.busybox, &["sh", "-c", "exit 3"]),
+    )
+    .await?;
+    let sleeping = run_container(c, &id, &pod, &sleeper("sleeping", t)).await?;
+    wait_exited(c, &done, Duration::from_secs(10)).await?;
+    c.stop_pod_sandbox(&id).await.context("StopPodSandbox")?;
+    let left = containers_of(c, &id).await?;
+    assert_eq!(left.len(), 2, "{left:?}");
+    for x in &left {
+        assert_eq!(x.state, ContainerState::ContainerExited as i32, "{x:?}");
+    }
+    let st = wait_exited(c, &done, Duration::from_secs(1)).await?;
+    assert_eq!(
+        st.exit_code, 3,
+        "the exit code from before the stop stays: {st:?}"
+    );
+    for cid in [&done, &sleeping] {
+        c.stop_container(cid, 0).await.context("GC StopContainer")?;
+        c.remove_container(cid)
+            .await
+            .context("GC RemoveContainer")?;
+    }
+    ensure!(containers_of(c, &id).await?.is_empty(), "containers left");
+    c.remove_pod_sandbox(&id)
+        .await
+        .context("RemovePodSandbox")?;
+    Ok(())
+}
+
+/// The process that holds a pod's containers dies with SIGKILL under running containers
+/// (berth: the pod's holder; containerd: the pod's shim, the parent of its pause
+/// container). Its containers read as exited with 255, reason Error (containerd 1.6's
+/// CRI plugin records that when its wait on a task fails), their processes are gone, and
+/// kubelet's stop/remove sequence cleans up without an error.
+pub async fn holder_killed_under_running_containers(
+    c: &mut CriClient,
+    t: &Target,
+) -> anyhow::Result<()> {
+    let pod = t.pod("holder-killed");
+    let id = run_pod(c, &pod).await?;
+    let a = run_container(c, &id, &pod, &sleeper("a", t)).await?;
+    let b = run_container(c, &id, &pod, &sleeper("b", t)).await?;
+    let pids = [container_pid(c, &a).await?, container_pid(c, &b).await?];
+    let sandbox = sandbox_pid(c, &id).await? as i32;
+    let victim = if t.name == "containerd" {
+        parent_of(sandbox)?
+    } else {
+        sandbox
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    for cid in [&a, &b] {
+        let st = wait_exited(c, cid, Duration::from_secs(20)).await?;
+        assert_eq!((st.exit_code, st.reason.as_str()), (255, "Error"), "{st:?}");
+        assert!(st.finished_at > st.started_at, "{st:?}");
+        // The same on a second read: the exit was recorded, not made up per call.
+        let again = wait_exited(c, cid, Duration::from_secs(1)).await?;
+        assert_eq!(
+            (again.exit_code, again.finished_at),
+            (st.exit_code, st.finished_at)
+        );
+    }
+    for pid in pids {
+        wait_gone(pid).await?;
+    }
+    let listed = containers_of(c, &id).await?;
+    assert_eq!(listed.len(), 2);
+    for x in &listed {
+        assert_eq!(x.state, ContainerState::ContainerExited as i32, "{x:?}");
+    }
+    let sb = c
+        .pod_sandbox_status(&id, false)
+        .await?
+        .status
+        .context("status")?;
+    assert_eq!(sb.state, cri::PodSandboxState::SandboxNotready as i32);
+    // kubelet: killPod, then GC.
+    for cid in [&a, &b] {
+        c.stop_container(cid, 10).await.context("StopContainer")?;
+    }
+    c.stop_pod_sandbox(&id).await.context("StopPodSandbox")?;
+    for cid in [&a, &b] {
+        c.stop_container(cid, 0).await.context("GC StopContainer")?;
+        c.remove_container(cid)
+            .await
+            .context("GC RemoveContainer")?;
+    }
+    c.remove_pod_sandbox(&id)
+        .await
+        .context("RemovePodSandbox")?;
+    ensure!(containers_of(c, &id).await?.is_empty(), "containers left");
+    ensure!(
+        c.list_pod_sandbox(None).await?.iter().all(|s| s.id != id),
+        "sandbox left"
+    );
+    Ok(())
+}
+
+/// StopPodSandbox and StopContainer of ids the runtime never had. The CRI calls both
+/// idempotent and berth answers OK; containerd 1.6 answers NOT_FOUND (it looks the id
+/// up before anything else), a peer difference docs/cri.md names.
+pub async fn stop_unknown_ids(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    let unknown = "4f1c1dd0a7b2e0c45d7f1e3b9a8c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c";
+    let want = t.code(Code::NotFound, Code::Ok);
+    let sb = match c.stop_pod_sandbox(unknown).await {
+        Ok(()) => Code::Ok,
+        Err(s) => s.code(),
+    };
+    let ct = match c.stop_container(unknown, 0).await {
+        Ok(()) => Code::Ok,
+        Err(s) => s.code(),
+    };
+    assert_eq!((sb, ct), (want, want), "StopPodSandbox, StopContainer");
+    // Removal of unknown ids is OK on both.
+    c.remove_pod_sandbox(unknown).await?;
+    c.remove_container(unknown).await?;
+    Ok(())
+}
