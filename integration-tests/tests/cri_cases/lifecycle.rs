@@ -52,6 +52,35 @@ async fn wait_gone(pid: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What kubelet's pod cgroup manager does to a terminated pod (its Destroy): SIGKILL
+/// to every process left in the pod's cgroup, in every hierarchy. berth's holder is in
+/// there (containerd's pause container too; its shim is not).
+fn kill_pod_cgroup(parent: &str) -> usize {
+    let rel = parent.trim_start_matches('/');
+    let mut killed = 0;
+    for h in berth_integration_tests::cgroup::hierarchies() {
+        let mut dirs = vec![h.mount.join(rel)];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            dirs.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                if nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+                {
+                    killed += 1;
+                }
+            }
+        }
+    }
+    killed
+}
+
 async fn containers_of(
     c: &mut CriClient,
     pod_id: &str,
@@ -145,8 +174,9 @@ pub async fn remove_sandbox_with_containers_left(
     Ok(())
 }
 
-/// kubelet's garbage collection after a pod was stopped: StopContainer and
-/// RemoveContainer on every container left (exited or killed), then RemovePodSandbox.
+/// kubelet's garbage collection after a pod was stopped: the pod's cgroup destroyed
+/// (every process in it killed), then StopContainer and RemoveContainer on every
+/// container left (exited or killed), then RemovePodSandbox.
 pub async fn gc_exited_containers(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
     let pod = t.pod("gc");
     let id = run_pod(c, &pod).await?;
@@ -170,6 +200,21 @@ pub async fn gc_exited_containers(c: &mut CriClient, t: &Target) -> anyhow::Resu
         st.exit_code, 3,
         "the exit code from before the stop stays: {st:?}"
     );
+    let killed = kill_pod_cgroup(&pod.cgroup_parent);
+    ensure!(
+        killed > 0,
+        "nothing in the pod cgroup {}",
+        pod.cgroup_parent
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = wait_exited(c, &done, Duration::from_secs(1)).await?;
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (3, "Error"),
+        "the exit code stays once the pod's cgroup is emptied: {st:?}"
+    );
+    let st = wait_exited(c, &sleeping, Duration::from_secs(1)).await?;
+    assert_eq!(st.exit_code, 137, "killed by StopPodSandbox: {st:?}");
     for cid in [&done, &sleeping] {
         c.stop_container(cid, 0).await.context("GC StopContainer")?;
         c.remove_container(cid)
@@ -273,4 +318,181 @@ pub async fn stop_unknown_ids(c: &mut CriClient, t: &Target) -> anyhow::Result<(
     c.remove_pod_sandbox(unknown).await?;
     c.remove_container(unknown).await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------- berth's log
+
+/// The spans of one line of `berth cri`'s log (tracing's text format,
+/// `<time> <LEVEL> span{k=v ..}:span{..}: target: message k=v ..`), outermost first,
+/// each with its fields; and the fields of the event itself.
+fn parse_line(line: &str) -> (Vec<(String, Vec<(String, String)>)>, Vec<(String, String)>) {
+    let mut words = line.split_whitespace();
+    let _time = words.next();
+    let Some(level) = words.next() else {
+        return (vec![], vec![]);
+    };
+    let Some(at) = line.find(level) else {
+        return (vec![], vec![]);
+    };
+    let mut rest = line[at + level.len()..].trim_start();
+    let mut spans = vec![];
+    loop {
+        let Some(open) = rest.find('{') else { break };
+        let name = &rest[..open];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            break;
+        }
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        spans.push((name.to_string(), fields(&rest[open + 1..open + close])));
+        rest = rest[open + close + 1..]
+            .trim_start_matches(':')
+            .trim_start();
+    }
+    (spans, fields(rest))
+}
+
+/// `k=v` words.
+fn fields(s: &str) -> Vec<(String, String)> {
+    s.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+/// Two pods created and deleted at once, twice, in kubelet's order (their pod cgroups
+/// destroyed after StopPodSandbox, which kills the holders): every line of `berth cri`'s
+/// log names objects of one pod only (its sandbox id, its pod name, its containers' ids
+/// and names, in spans and fields alike), no span is nested in itself, and a normal
+/// deletion logs no warning.
+#[test]
+fn berth_log_lines_name_their_own_pod() {
+    berth_integration_tests::require_root!();
+    use berth_integration_tests::TestEnv;
+    use berth_integration_tests::berth_cri::BerthCri;
+    use berth_integration_tests::containerd::CriNetwork;
+    use berth_integration_tests::fixtures::Image;
+    use std::collections::{BTreeSet, HashMap};
+
+    let env = TestEnv::new().expect("env");
+    let dir = env.subdir("berth").expect("dir");
+    let ipam = env.subdir("ipam").expect("ipam");
+    let built = berth_integration_tests::util::workspace_bin("berth-bridge")
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let net = CriNetwork::berth(&built, &dir.join("cni-bin"), "10.244.30.0/24", &ipam)
+        .expect("berth plugins");
+    let berth = BerthCri::start(&env, &dir, &net).expect("berth cri");
+    let t = Target {
+        name: "berth",
+        runtime_name: "berth",
+        busybox: berth.import(&Image::Busybox).expect("import busybox"),
+        httpd: String::new(),
+        logs: env.subdir("pod-logs").expect("logs"),
+        cgroup_parent: format!("/{}", env.cgroups().name()),
+    };
+    // Which pod each id and name belongs to.
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result: anyhow::Result<()> =
+        rt.block_on(async {
+            for round in 0..2 {
+                let pods = [
+                    t.pod(&format!("left{round}")),
+                    t.pod(&format!("right{round}")),
+                ];
+                let one = |pod: cri::PodSpec| {
+                    let endpoint = berth.endpoint.clone();
+                    let image = t.busybox.clone();
+                    async move {
+                        let mut c = CriClient::connect(&endpoint).await?;
+                        let id = run_pod(&mut c, &pod).await?;
+                        let spec = cri::ContainerSpec::new("app", &image, &["sleep", "3600"]);
+                        let cid = run_container(&mut c, &id, &pod, &spec).await?;
+                        let side = cri::ContainerSpec::new("side", &image, &["sleep", "3600"]);
+                        let side = run_container(&mut c, &id, &pod, &side).await?;
+                        anyhow::Ok((c, pod, id, vec![cid, side]))
+                    }
+                };
+                let (a, b) = tokio::join!(one(pods[0].clone()), one(pods[1].clone()));
+                let mut made = vec![a?, b?];
+                for (_, pod, id, cids) in &made {
+                    let pod_name = format!("{}_{}_{}_0", pod.name, pod.namespace, pod.uid);
+                    owner.insert(id.clone(), pod.name.clone());
+                    owner.insert(pod_name, pod.name.clone());
+                    for cid in cids {
+                        owner.insert(cid.clone(), pod.name.clone());
+                    }
+                    for n in ["app", "side"] {
+                        owner.insert(
+                            format!("{n}_{}_{}_{}_0", pod.name, pod.namespace, pod.uid),
+                            pod.name.clone(),
+                        );
+                    }
+                }
+                // Deleted at once, in kubelet's order.
+                let del = |(mut c, pod, id, cids): (
+                    CriClient,
+                    cri::PodSpec,
+                    String,
+                    Vec<String>,
+                )| async move {
+                    for cid in &cids {
+                        c.stop_container(cid, 2).await?;
+                    }
+                    c.stop_pod_sandbox(&id).await?;
+                    kill_pod_cgroup(&pod.cgroup_parent);
+                    for cid in &cids {
+                        c.stop_container(cid, 0).await?;
+                        c.remove_container(cid).await?;
+                    }
+                    c.remove_pod_sandbox(&id).await?;
+                    anyhow::Ok(())
+                };
+                let b = made.pop().context("two pods")?;
+                let a = made.pop().context("two pods")?;
+                let (ra, rb) = tokio::join!(del(a), del(b));
+                ra?;
+                rb?;
+            }
+            Ok(())
+        });
+    let log = berth.log();
+    if let Err(e) = result {
+        panic!("{e:#}\nlog:\n{log}");
+    }
+    let mut checked = 0;
+    for line in log.lines() {
+        let (spans, event) = parse_line(line);
+        assert!(
+            !line.contains(" WARN ") && !line.contains(" ERROR "),
+            "a warning on normal pods:\n{line}\nlog:\n{log}"
+        );
+        let names: Vec<&str> = spans.iter().map(|(n, _)| n.as_str()).collect();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "a span nested in itself:\n{line}"
+        );
+        let pods: BTreeSet<&String> = spans
+            .iter()
+            .flat_map(|(_, f)| f.iter())
+            .chain(event.iter())
+            .filter(|(k, _)| matches!(k.as_str(), "sandbox" | "pod" | "container" | "name"))
+            .filter_map(|(_, v)| owner.get(v))
+            .collect();
+        assert!(
+            pods.len() <= 1,
+            "a line naming objects of two pods ({pods:?}):\n{line}"
+        );
+        checked += usize::from(!pods.is_empty());
+    }
+    assert!(checked >= 8, "only {checked} lines name a pod:\n{log}");
 }
