@@ -30,7 +30,7 @@ use tonic::Code;
 #[path = "cri_cases/lifecycle.rs"]
 mod lifecycle;
 use lifecycle::{
-    gc_exited_containers, holder_killed_under_running_containers,
+    exec_failures, gc_exited_containers, holder_killed_under_running_containers,
     remove_sandbox_with_containers_left, stop_sandbox_then_stop_containers, stop_unknown_ids,
 };
 
@@ -206,6 +206,7 @@ cri_cases!(
         gc_exited_containers,
         holder_killed_under_running_containers,
         stop_unknown_ids,
+        exec_failures,
     }
 );
 
@@ -237,6 +238,7 @@ cri_cases!(
         gc_exited_containers,
         holder_killed_under_running_containers,
         stop_unknown_ids,
+        exec_failures,
     }
 );
 

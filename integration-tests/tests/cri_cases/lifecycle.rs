@@ -498,3 +498,83 @@ fn berth_log_lines_name_their_own_pod() {
     }
     assert!(checked >= 8, "only {checked} lines name a pod:\n{log}");
 }
+
+/// A container whose program cannot be executed: missing (ENOENT), not executable
+/// (EACCES), or given an argument longer than the kernel takes (E2BIG). As containerd
+/// with runc: CreateContainer succeeds, StartContainer fails naming why, and the
+/// container reads exited with 128, reason StartError and that message.
+///
+/// containerd answers the failed start with UNKNOWN, berth with FAILED_PRECONDITION.
+/// runc checks only that the program exists and is executable before it reports the
+/// container created; an argument list too long fails its execve after the start, and
+/// containerd then reports a container that started and exited 1 with no message. berth
+/// checks that too before it makes the container, and reports it as the other two
+/// (docs/cri.md).
+pub async fn exec_failures(c: &mut CriClient, t: &Target) -> anyhow::Result<()> {
+    let pod = t.pod("exec-fail");
+    let id = run_pod(c, &pod).await?;
+    let long = "x".repeat(200_000);
+    for (name, cmd, why) in [
+        (
+            "missing",
+            vec!["/no/such/program"],
+            "no such file or directory",
+        ),
+        ("notexec", vec!["/etc/passwd"], "permission denied"),
+        (
+            "toolong",
+            vec!["echo", long.as_str()],
+            "argument list too long",
+        ),
+    ] {
+        let spec = cri::ContainerSpec::new(name, &t.busybox, &cmd);
+        let cid = c
+            .create_container(&id, &spec.config(&pod), &pod.config())
+            .await
+            .with_context(|| format!("CreateContainer {name}"))?;
+        let started = c.start_container(&cid).await;
+        if name == "toolong" && t.name == "containerd" {
+            ensure!(started.is_ok(), "{started:?}");
+            let st = wait_exited(c, &cid, Duration::from_secs(10)).await?;
+            assert_eq!(
+                (st.exit_code, st.reason.as_str(), st.message.as_str()),
+                (1, "Error", ""),
+                "{st:?}"
+            );
+            continue;
+        }
+        let err = match started {
+            Ok(()) => bail!("StartContainer {name} succeeded"),
+            Err(s) => s,
+        };
+        assert_eq!(
+            err.code(),
+            t.code(Code::Unknown, Code::FailedPrecondition),
+            "{err:?}"
+        );
+        let named = format!("exec: \"{}\"", cmd[0]);
+        let says = |m: &str| m.contains(&named) && m.to_lowercase().contains(why);
+        ensure!(says(err.message()), "StartContainer {name}: {err:?}");
+        let st = wait_exited(c, &cid, Duration::from_secs(1)).await?;
+        assert_eq!(
+            (st.exit_code, st.reason.as_str()),
+            (128, "StartError"),
+            "{st:?}"
+        );
+        ensure!(says(&st.message), "status message of {name}: {st:?}");
+        assert!(
+            st.started_at == 0 && st.finished_at >= st.created_at,
+            "{st:?}"
+        );
+        let listed = c
+            .list_containers(Some(cri::container_filter(Some(&cid), None, None, &[])))
+            .await?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, ContainerState::ContainerExited as i32);
+        c.stop_container(&cid, 0).await.context("StopContainer")?;
+        c.remove_container(&cid).await.context("RemoveContainer")?;
+    }
+    c.stop_pod_sandbox(&id).await?;
+    c.remove_pod_sandbox(&id).await?;
+    Ok(())
+}

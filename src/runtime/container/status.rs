@@ -35,11 +35,16 @@ fn lost(rec: &ContainerRecord) -> ContainerInfo {
         finished_at: rec.created_at,
         exit: Some(dead::LOST_EXIT),
         log_path: None,
+        start_error: None,
     }
 }
 
-/// containerd's reasons: OOMKilled, Completed (exit 0) or Error.
+/// containerd's reasons: StartError (its program could not run), OOMKilled, Completed
+/// (exit 0) or Error.
 fn reason(info: &ContainerInfo) -> &'static str {
+    if info.start_error.is_some() && info.state == ContainerState::Exited {
+        return "StartError";
+    }
     match info.exit {
         Some(e) if e.oom_killed => "OOMKilled",
         Some(e) if e.code == 0 => "Completed",
@@ -131,6 +136,9 @@ impl Containers {
             st.finished_at = i.finished_at;
             st.exit_code = i.exit.map_or(0, |e| e.code);
             st.reason = reason(i).into();
+            if i.state == ContainerState::Exited {
+                st.message = i.start_error.clone().unwrap_or_default();
+            }
         }
         let mut out = HashMap::new();
         if verbose {
