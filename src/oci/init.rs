@@ -494,3 +494,30 @@ pub(crate) fn reset_signals() {
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The kernel's limits, as this process has them (8 MiB stack by default: 2 MiB of
+    /// strings; 128 KiB per string on 4 KiB pages).
+    #[test]
+    fn argument_lists_execve_refuses() {
+        let exe = c("/bin/echo");
+        let env = vec![c("PATH=/bin")];
+        assert!(!too_big_for_exec(&exe, &[c("echo"), c("hi")], &env));
+        let long = "x".repeat(200_000);
+        assert!(
+            too_big_for_exec(&exe, &[c("echo"), c(&long)], &env),
+            "one string over 32 pages"
+        );
+        let fits = "x".repeat(100_000);
+        assert!(!too_big_for_exec(&exe, &[c("echo"), c(&fits)], &env));
+        let many: Vec<CString> = (0..200).map(|_| c(&fits)).collect();
+        assert!(too_big_for_exec(&exe, &many, &env), "20 MB in all");
+    }
+}

@@ -363,7 +363,7 @@ fn fields(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Two pods created and deleted at once, twice, in kubelet's order (their pod cgroups
+/// Two pods created and deleted at once, three times, in kubelet's order (their pod cgroups
 /// destroyed after StopPodSandbox, which kills the holders): every line of `berth cri`'s
 /// log names objects of one pod only (its sandbox id, its pod name, its containers' ids
 /// and names, in spans and fields alike), no span is nested in itself, and a normal
@@ -404,7 +404,7 @@ fn berth_log_lines_name_their_own_pod() {
         .expect("runtime");
     let result: anyhow::Result<()> =
         rt.block_on(async {
-            for round in 0..2 {
+            for round in 0..3 {
                 let pods = [
                     t.pod(&format!("left{round}")),
                     t.pod(&format!("right{round}")),

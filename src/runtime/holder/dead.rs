@@ -125,3 +125,75 @@ pub fn remove_container(state_dir: &Path, pod_id: &str, id: &str) -> std::io::Re
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, state: ContainerState, exit: Option<ExitInfo>) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            state,
+            pid: 0,
+            created_at: 1,
+            started_at: if state == ContainerState::Created {
+                0
+            } else {
+                2
+            },
+            finished_at: if exit.is_some() { 3 } else { 0 },
+            exit,
+            log_path: None,
+            start_error: None,
+        }
+    }
+
+    /// A dead holder's records: the exited one keeps its exit, the others are finished
+    /// once with 255 (their OCI state is gone here, so there is nothing to kill), and a
+    /// second pass changes nothing.
+    #[test]
+    fn finishes_what_a_dead_holder_left_once() {
+        let state = std::env::temp_dir().join(format!("berth-dead-unit-{}", std::process::id()));
+        let pod = PodDir::new(&state, "p1").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(pod.records()).unwrap_or_else(|e| panic!("{e}"));
+        let three = ExitInfo {
+            code: 3,
+            signal: None,
+            oom_killed: false,
+        };
+        for i in [
+            info("a", ContainerState::Exited, Some(three)),
+            info("b", ContainerState::Running, None),
+            info("c", ContainerState::Created, None),
+        ] {
+            let b = serde_json::to_vec(&i).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(pod.records().join(format!("{}.json", i.id)), b)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let first = finish(&state, "p1");
+        let by_id = |v: &[ContainerInfo], id: &str| {
+            v.iter()
+                .find(|i| i.id == id)
+                .cloned()
+                .unwrap_or_else(|| panic!("{id} missing"))
+        };
+        assert_eq!(by_id(&first, "a").exit, Some(three));
+        assert_eq!(by_id(&first, "a").finished_at, 3);
+        for id in ["b", "c"] {
+            let i = by_id(&first, id);
+            assert_eq!(
+                (i.state, i.exit, i.pid),
+                (ContainerState::Exited, Some(LOST_EXIT), 0)
+            );
+            assert!(i.finished_at > 3, "{i:?}");
+        }
+        let second = finish(&state, "p1");
+        assert_eq!(first, second, "recorded, not made up per call");
+        assert_eq!(records(&state, "p1"), second);
+        remove_container(&state, "p1", "b").unwrap_or_else(|e| panic!("{e}"));
+        remove_container(&state, "p1", "b").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(records(&state, "p1").len(), 2);
+        assert!(finish(&state, "gone").is_empty(), "no pod dir: nothing");
+        let _ = std::fs::remove_dir_all(&state);
+    }
+}
