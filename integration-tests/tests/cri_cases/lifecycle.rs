@@ -327,7 +327,9 @@ pub async fn stop_unknown_ids(c: &mut CriClient, t: &Target) -> anyhow::Result<(
 /// The spans of one line of `berth cri`'s log (tracing's text format,
 /// `<time> <LEVEL> span{k=v ..}:span{..}: target: message k=v ..`), outermost first,
 /// each with its fields; and the fields of the event itself.
-fn parse_line(line: &str) -> (Vec<(String, Vec<(String, String)>)>, Vec<(String, String)>) {
+type Fields = Vec<(String, String)>;
+
+fn parse_line(line: &str) -> (Vec<(String, Fields)>, Fields) {
     let mut words = line.split_whitespace();
     let _time = words.next();
     let Some(level) = words.next() else {
@@ -338,8 +340,7 @@ fn parse_line(line: &str) -> (Vec<(String, Vec<(String, String)>)>, Vec<(String,
     };
     let mut rest = line[at + level.len()..].trim_start();
     let mut spans = vec![];
-    loop {
-        let Some(open) = rest.find('{') else { break };
+    while let Some(open) = rest.find('{') {
         let name = &rest[..open];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             break;
@@ -356,7 +357,7 @@ fn parse_line(line: &str) -> (Vec<(String, Vec<(String, String)>)>, Vec<(String,
 }
 
 /// `k=v` words.
-fn fields(s: &str) -> Vec<(String, String)> {
+fn fields(s: &str) -> Fields {
     s.split_whitespace()
         .filter_map(|w| w.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
