@@ -326,7 +326,9 @@ impl Containers {
         }
         match self.stop_running(&rec, timeout).await {
             // The holder died (or shut down with its pod) during the stop.
-            Err(_) if self.inner.sandboxes.holder_gone(&rec.sandbox_id) => {
+            Err(e)
+                if e.lost_holder() && self.inner.sandboxes.holder_died(&rec.sandbox_id).await =>
+            {
                 self.dead_infos(&rec.sandbox_id).await;
                 Ok(())
             }

@@ -205,6 +205,19 @@ impl Sandboxes {
         }
     }
 
+    /// Whether sandbox `id`'s holder is gone or going: a call that lost its connection
+    /// to the holder asks this, and the holder, killed, may still be between closing
+    /// its sockets and becoming a zombie. Waits up to a second for it to be gone.
+    pub async fn holder_died(&self, id: &str) -> bool {
+        for _ in 0..100 {
+            if self.holder_gone(id) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// The holders' state directory.
     pub fn state_dir(&self) -> &std::path::Path {
         &self.inner.cfg.state_dir

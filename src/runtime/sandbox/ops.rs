@@ -306,9 +306,16 @@ impl Sandboxes {
         }
         let span = tracing::info_span!("stop_sandbox", sandbox = %rec.id);
         async {
-            if holder_alive(&rec) {
-                self.kill_containers(&rec).await?;
+            let died = if holder_alive(&rec) {
+                match self.kill_containers(&rec).await {
+                    Ok(()) => false,
+                    Err(e) if e.lost_holder() && self.holder_died(&rec.id).await => true,
+                    Err(e) => return Err(e),
+                }
             } else {
+                true
+            };
+            if died {
                 // A holder that died may leave containers running: finished as
                 // containerd finishes a dead shim's.
                 let state_dir = self.inner.cfg.state_dir.clone();
