@@ -86,25 +86,24 @@ impl Containers {
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("container id: {e}")))?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let span = tracing::info_span!("create_container", container = %id, name = %name);
-        self.create_reserved(id, name, &sb_rec, &cfg, &sandbox_cfg, &image, &sb)
+        self.create_reserved(id, name, &cfg, &sandbox_cfg, &image, &sb)
             .instrument(span)
             .await
     }
 
     /// The rest of CreateContainer once the name is reserved: made, or rolled back and
     /// the name released.
-    #[allow(clippy::too_many_arguments)]
     async fn create_reserved(
         &self,
         id: String,
         name: String,
-        sb_rec: &crate::runtime::meta::SandboxRecord,
         cfg: &CriContainerConfig,
         sandbox_cfg: &PodSandboxConfig,
         image: &str,
         sb: &std::sync::Arc<crate::runtime::sandbox::Entry>,
     ) -> Result<String> {
-        let mut rec = ContainerRecord::new(id.clone(), sb_rec.id.clone(), name.clone(), now(), cfg);
+        let sandbox_id = sb.snapshot().id;
+        let mut rec = ContainerRecord::new(id.clone(), sandbox_id, name.clone(), now(), cfg);
         if !cfg.log_path.is_empty() && !sandbox_cfg.log_directory.is_empty() {
             rec.log_path = Path::new(&sandbox_cfg.log_directory)
                 .join(&cfg.log_path)
