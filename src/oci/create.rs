@@ -458,11 +458,18 @@ pub(crate) fn spawn(
         id: id.into(),
         message,
     };
+    let exec_err = |message: String| OciError::Exec {
+        id: id.into(),
+        message,
+    };
     // A failed send means the child is gone: its last message says why.
     let child_gone = |e: nix::Error, what: &str| -> OciError {
         match recv_msg(sock) {
             Ok(m) if m.first() == Some(&b'E') => {
                 init_err(String::from_utf8_lossy(&m[1..]).into_owned())
+            }
+            Ok(m) if m.first() == Some(&b'X') => {
+                exec_err(String::from_utf8_lossy(&m[1..]).into_owned())
             }
             _ => sys(what)(e),
         }
@@ -540,6 +547,7 @@ pub(crate) fn spawn(
             Some(b'R') if init == 0 => ready = true,
             Some(b'R') => return Ok(reap(pids, init)),
             Some(b'E') => return Err(init_err(String::from_utf8_lossy(&msg[1..]).into_owned())),
+            Some(b'X') => return Err(exec_err(String::from_utf8_lossy(&msg[1..]).into_owned())),
             _ => {
                 return Err(init_err(
                     "the container's init exited before it was ready".into(),

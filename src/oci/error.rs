@@ -36,6 +36,11 @@ pub enum OciError {
     /// The container's init process failed while setting itself up.
     #[error("container {id}: init: {message}")]
     Init { id: String, message: String },
+    /// The process's program cannot be executed (missing, not executable, its arguments
+    /// too long): the container could be made, its program cannot run. `message` is
+    /// runc's (`exec: "<args[0]>": <why>`).
+    #[error("container {id}: {message}")]
+    Exec { id: String, message: String },
     #[error("container {id} does not exist")]
     NotFound { id: String },
     #[error("container {id} already exists")]

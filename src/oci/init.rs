@@ -11,6 +11,7 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sched::{CloneFlags, unshare};
 
 use super::plan::{Plan, ProcessPlan};
@@ -32,8 +33,15 @@ pub struct ChildFds {
     pub stdio: Option<[RawFd; 3]>,
 }
 
+/// Reports a failure to the runtime and exits: `X` when the process's program cannot be
+/// executed ([`EXEC_ERROR`]), `E` for anything else.
 fn fail(sock: RawFd, msg: &str) -> ! {
-    let _ = send_msg(sock, format!("E{msg}").as_bytes());
+    let kind = if msg.starts_with(EXEC_ERROR) {
+        'X'
+    } else {
+        'E'
+    };
+    let _ = send_msg(sock, format!("{kind}{msg}").as_bytes());
     exit_now(1)
 }
 
@@ -369,27 +377,82 @@ pub fn setup_process(p: &ProcessPlan, in_userns: bool) -> Result<CString, String
     find_program(p)
 }
 
+/// How the message of a process that cannot be executed begins (runc's words). The
+/// init reports such a failure apart from the others (see [`fail`]), so that a caller can
+/// tell "the program cannot run" from "the container could not be made".
+pub const EXEC_ERROR: &str = "exec: ";
+
+/// The program execve will run, checked as runc checks it before it reports the
+/// container created: found (on `PATH` for a bare name), executable, and with arguments
+/// and environment the kernel will take.
 fn find_program(p: &ProcessPlan) -> Result<CString, String> {
     let arg0 = p.args[0].to_string_lossy().into_owned();
-    let candidates: Vec<PathBuf> = if arg0.contains('/') {
-        vec![PathBuf::from(&arg0)]
+    let denied = || format!("{EXEC_ERROR}{arg0:?}: permission denied");
+    let exe = if arg0.contains('/') {
+        let path = PathBuf::from(&arg0);
+        match std::fs::metadata(&path) {
+            Err(e) => {
+                let why = e
+                    .raw_os_error()
+                    .map_or_else(|| e.to_string(), |n| Errno::from_raw(n).desc().to_string());
+                return Err(format!("{EXEC_ERROR}{arg0:?}: stat {arg0}: {why}"));
+            }
+            Ok(m) if m.is_dir() => return Err(format!("{EXEC_ERROR}{arg0:?}: is a directory")),
+            Ok(m) if !m.is_file() => return Err(denied()),
+            Ok(_) => {}
+        }
+        if nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() {
+            return Err(denied());
+        }
+        path
     } else {
         p.path_env
             .split(':')
             .filter(|d| !d.is_empty())
             .map(|d| Path::new(d).join(&arg0))
-            .collect()
+            .find(|c| nix::unistd::access(c, nix::unistd::AccessFlags::X_OK).is_ok() && c.is_file())
+            .ok_or_else(|| {
+                format!(
+                    "{EXEC_ERROR}{arg0:?}: executable file not found in $PATH (PATH={})",
+                    p.path_env
+                )
+            })?
     };
-    for c in candidates {
-        if nix::unistd::access(&c, nix::unistd::AccessFlags::X_OK).is_ok() && c.is_file() {
-            return CString::new(c.as_os_str().as_encoded_bytes())
-                .map_err(|_| "process.args[0]: NUL byte".into());
-        }
+    let exe = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| "process.args[0]: NUL byte".to_string())?;
+    if too_big_for_exec(&exe, &p.args, &p.env) {
+        return Err(format!("{EXEC_ERROR}{arg0:?}: argument list too long"));
     }
-    Err(format!(
-        "process.args[0]: {arg0:?}: executable file not found in the container (PATH={})",
-        p.path_env
-    ))
+    Ok(exe)
+}
+
+/// Whether execve would fail with E2BIG (fs/exec.c, `bprm_stack_limits` and
+/// `copy_strings`): one string (argument or `KEY=value`, with its NUL) longer than
+/// MAX_ARG_STRLEN (32 pages), or the file name, strings and their pointers together
+/// over a quarter of the stack limit (at least 32 pages, at most 6 MiB). Only a sure
+/// refusal counts: near the limit, execve itself decides.
+fn too_big_for_exec(exe: &CString, args: &[CString], env: &[CString]) -> bool {
+    // SAFETY: sysconf only reads a system value.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    };
+    let max_strlen = 32 * page;
+    let strings = || {
+        args.iter()
+            .chain(env)
+            .map(|s| s.as_bytes().len() as u64 + 1)
+    };
+    if strings().any(|n| n > max_strlen) {
+        return true;
+    }
+    let stack = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+        .map_or(8 << 20, |(soft, _)| soft);
+    let limit = (6u64 << 20).min(stack / 4).max(max_strlen);
+    let pointers = (args.len().max(1) + env.len()) as u64 * std::mem::size_of::<usize>() as u64;
+    let total = exe.as_bytes().len() as u64 + 1 + strings().sum::<u64>();
+    // a page of slack: the kernel's own accounting of the first page is not mirrored
+    pointers >= limit || total > limit - pointers + page
 }
 
 /// The runtime's signal dispositions and mask are not the container's: exec keeps ignored
@@ -430,4 +493,31 @@ pub(crate) fn reset_signals() {
         }
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The kernel's limits, as this process has them (8 MiB stack by default: 2 MiB of
+    /// strings; 128 KiB per string on 4 KiB pages).
+    #[test]
+    fn argument_lists_execve_refuses() {
+        let exe = c("/bin/echo");
+        let env = vec![c("PATH=/bin")];
+        assert!(!too_big_for_exec(&exe, &[c("echo"), c("hi")], &env));
+        let long = "x".repeat(200_000);
+        assert!(
+            too_big_for_exec(&exe, &[c("echo"), c(&long)], &env),
+            "one string over 32 pages"
+        );
+        let fits = "x".repeat(100_000);
+        assert!(!too_big_for_exec(&exe, &[c("echo"), c(&fits)], &env));
+        let many: Vec<CString> = (0..200).map(|_| c(&fits)).collect();
+        assert!(too_big_for_exec(&exe, &many, &env), "20 MB in all");
+    }
 }

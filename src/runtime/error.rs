@@ -81,6 +81,15 @@ impl RuntimeError {
         }
     }
 
+    /// Whether the connection to a pod's holder failed (it could not be reached, or
+    /// went away mid-call), rather than the holder refusing the request.
+    pub fn lost_holder(&self) -> bool {
+        matches!(self, Self::Holder { source, .. } if matches!(
+            **source,
+            HolderError::Io { .. } | HolderError::Closed { .. } | HolderError::Frame { .. }
+        ))
+    }
+
     pub fn code(&self) -> Code {
         match self {
             Self::Invalid { .. } => Code::InvalidArgument,

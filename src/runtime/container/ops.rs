@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
+use tracing::Instrument;
 
 use cri_proto::v1::{ContainerConfig as CriContainerConfig, PodSandboxConfig};
 
@@ -97,18 +98,33 @@ impl Containers {
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("container id: {e}")))?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let span = tracing::info_span!("create_container", container = %id, name = %name);
-        let _g = span.enter();
-
         let mut rec =
             ContainerRecord::new(id.clone(), sb_rec.id.clone(), name.clone(), now(), &cfg);
         if let Some(p) = log_path {
             rec.log_path = p.to_string_lossy().into_owned();
         }
+        self.create_reserved(rec, &cfg, &sandbox_cfg, &image, seccomp_file, &sb)
+            .instrument(span)
+            .await
+    }
+
+    /// The rest of CreateContainer once the name is reserved: made, or rolled back and
+    /// the name released.
+    async fn create_reserved(
+        &self,
+        mut rec: ContainerRecord,
+        cfg: &CriContainerConfig,
+        sandbox_cfg: &PodSandboxConfig,
+        image: &str,
+        seccomp_file: Option<String>,
+        sb: &std::sync::Arc<crate::runtime::sandbox::Entry>,
+    ) -> Result<String> {
+        let (id, name) = (rec.id.clone(), rec.name.clone());
         let made = async {
             self.inner
                 .store
                 .save_with(&id, &rec, crate::store::Durability::Replace)?;
-            self.make(&mut rec, &cfg, &sandbox_cfg, &image, seccomp_file, &sb)
+            self.make(&mut rec, cfg, sandbox_cfg, image, seccomp_file, sb)
                 .await
         }
         .await;
@@ -261,7 +277,19 @@ impl Containers {
 
     /// Undoes a create as far as it got (holder container, rootfs); errors are logged.
     pub(super) async fn unmake(&self, rec: &ContainerRecord) {
-        if let Ok(sb) = self.inner.sandboxes.get(&rec.sandbox_id) {
+        if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
+            // Nobody to ask: what is left of it (processes, cgroup, OCI state, the
+            // holder's record) is removed here.
+            let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+            let (sid, cid) = (rec.sandbox_id.clone(), rec.id.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                crate::runtime::holder::dead::remove_container(&state_dir, &sid, &cid)
+            })
+            .await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(container = %rec.id, error = %e, "remove what its dead holder left");
+            }
+        } else if let Ok(sb) = self.inner.sandboxes.get(&rec.sandbox_id) {
             let id = rec.id.clone();
             if let Err(e) = self
                 .inner
@@ -293,10 +321,34 @@ impl Containers {
     }
 
     /// StopContainer: the stop signal, then SIGKILL after `timeout` seconds (0: at once).
-    /// Stopping a container that is not running succeeds.
+    /// Stopping a container that is not running succeeds, and so does stopping an
+    /// unknown one (the CRI calls StopContainer idempotent) or one whose holder is gone
+    /// (what is left of it is killed and it reads as exited).
     pub async fn stop(&self, id: &str, timeout: i64) -> Result<()> {
-        let rec = self.get(id)?;
-        self.inner.sandboxes.get(&rec.sandbox_id)?;
+        let rec = match self.get(id) {
+            Ok(r) => r,
+            Err(RuntimeError::Meta(crate::runtime::meta::MetaError::NotFound { .. })) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
+            self.dead_infos(&rec.sandbox_id).await;
+            return Ok(());
+        }
+        match self.stop_running(&rec, timeout).await {
+            // The holder died (or shut down with its pod) during the stop.
+            Err(e)
+                if e.lost_holder() && self.inner.sandboxes.holder_died(&rec.sandbox_id).await =>
+            {
+                self.dead_infos(&rec.sandbox_id).await;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    async fn stop_running(&self, rec: &ContainerRecord, timeout: i64) -> Result<()> {
         let cfg = rec.config().map_err(RuntimeError::Internal)?;
         let image_signal = self
             .inner

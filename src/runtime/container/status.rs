@@ -10,7 +10,7 @@ use cri_proto::v1::{
 
 use super::Containers;
 use crate::runtime::error::{Result, RuntimeError};
-use crate::runtime::holder::{ContainerInfo, ContainerState};
+use crate::runtime::holder::{ContainerInfo, ContainerState, dead};
 use crate::runtime::meta::{ContainerRecord, ProcessUser, container_matches};
 
 fn cri_state(info: Option<&ContainerInfo>) -> CriState {
@@ -22,8 +22,29 @@ fn cri_state(info: Option<&ContainerInfo>) -> CriState {
     }
 }
 
-/// containerd's reasons: OOMKilled, Completed (exit 0) or Error.
+/// A container whose holder is gone and left no record of it (the pod was removed
+/// under it): exited, with the exit code containerd gives a container whose task it
+/// lost (255); when is not known, so its creation time stands for it.
+fn lost(rec: &ContainerRecord) -> ContainerInfo {
+    ContainerInfo {
+        id: rec.id.clone(),
+        state: ContainerState::Exited,
+        pid: 0,
+        created_at: rec.created_at,
+        started_at: 0,
+        finished_at: rec.created_at,
+        exit: Some(dead::LOST_EXIT),
+        log_path: None,
+        start_error: None,
+    }
+}
+
+/// containerd's reasons: StartError (its program could not run), OOMKilled, Completed
+/// (exit 0) or Error.
 fn reason(info: &ContainerInfo) -> &'static str {
+    if info.start_error.is_some() && info.state == ContainerState::Exited {
+        return "StartError";
+    }
     match info.exit {
         Some(e) if e.oom_killed => "OOMKilled",
         Some(e) if e.code == 0 => "Completed",
@@ -44,8 +65,13 @@ fn cri_user(u: &ProcessUser) -> ContainerUser {
 }
 
 impl Containers {
-    /// The holder's view of one container; `None` when the holder cannot tell.
+    /// The holder's view of one container; `None` when the holder cannot tell. A
+    /// container whose holder is gone reads as exited ([`Containers::dead_infos`]).
     async fn info(&self, rec: &ContainerRecord) -> Option<ContainerInfo> {
+        if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
+            let mut dead = self.dead_infos(&rec.sandbox_id).await;
+            return Some(dead.remove(&rec.id).unwrap_or_else(|| lost(rec)));
+        }
         let sb = self.inner.sandboxes.get(&rec.sandbox_id).ok()?;
         let id = rec.id.clone();
         self.inner
@@ -57,6 +83,9 @@ impl Containers {
 
     /// The holder's view of every container of one sandbox.
     async fn infos(&self, sandbox_id: &str) -> HashMap<String, ContainerInfo> {
+        if self.inner.sandboxes.holder_gone(sandbox_id) {
+            return self.dead_infos(sandbox_id).await;
+        }
         let Ok(sb) = self.inner.sandboxes.get(sandbox_id) else {
             return HashMap::new();
         };
@@ -66,6 +95,19 @@ impl Containers {
             .await
             .map(|v| v.into_iter().map(|i| (i.id.clone(), i)).collect())
             .unwrap_or_default()
+    }
+
+    /// The containers of a sandbox whose holder is gone, finished from what it left
+    /// (what still runs of them is killed; see [`crate::runtime::holder::dead`]).
+    pub(super) async fn dead_infos(&self, sandbox_id: &str) -> HashMap<String, ContainerInfo> {
+        let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+        let sid = sandbox_id.to_string();
+        tokio::task::spawn_blocking(move || dead::finish(&state_dir, &sid))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
+            .collect()
     }
 
     /// ContainerStatus.
@@ -106,6 +148,9 @@ impl Containers {
             st.finished_at = i.finished_at;
             st.exit_code = i.exit.map_or(0, |e| e.code);
             st.reason = reason(i).into();
+            if i.state == ContainerState::Exited {
+                st.message = i.start_error.clone().unwrap_or_default();
+            }
         }
         let mut out = HashMap::new();
         if verbose {
@@ -138,14 +183,24 @@ impl Containers {
             .filter(|r| f.id.is_empty() || r.id == f.id)
             .filter(|r| f.pod_sandbox_id.is_empty() || r.sandbox_id == f.pod_sandbox_id)
             .collect();
-        let mut by_sandbox: HashMap<String, HashMap<String, ContainerInfo>> = HashMap::new();
+        let mut by_sandbox: HashMap<String, (bool, HashMap<String, ContainerInfo>)> =
+            HashMap::new();
         let mut out = vec![];
         for rec in recs {
             if !by_sandbox.contains_key(&rec.sandbox_id) {
+                let gone = self.inner.sandboxes.holder_gone(&rec.sandbox_id);
                 let infos = self.infos(&rec.sandbox_id).await;
-                by_sandbox.insert(rec.sandbox_id.clone(), infos);
+                by_sandbox.insert(rec.sandbox_id.clone(), (gone, infos));
             }
-            let info = by_sandbox.get(&rec.sandbox_id).and_then(|m| m.get(&rec.id));
+            let lost_info;
+            let info = match by_sandbox.get(&rec.sandbox_id) {
+                Some((_, m)) if m.contains_key(&rec.id) => m.get(&rec.id),
+                Some((true, _)) => {
+                    lost_info = lost(&rec);
+                    Some(&lost_info)
+                }
+                _ => None,
+            };
             let Ok(cfg) = rec.config() else { continue };
             let c = Container {
                 id: rec.id.clone(),

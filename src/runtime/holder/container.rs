@@ -239,7 +239,13 @@ impl Pod {
             plan: self.plan_options(),
             ..Default::default()
         };
-        let st = self.rt.create(id, &opts).map_err(oci_err)?;
+        let st = match self.rt.create(id, &opts) {
+            Ok(st) => st,
+            Err(OciError::Exec { message, .. }) => {
+                return Ok(self.unstartable(id, process, log, req.log_path, message));
+            }
+            Err(e) => return Err(oci_err(e)),
+        };
         drop((stdin_child, out_w, err_w));
         for fd in [&out_r, &err_r] {
             set_nonblocking(fd);
@@ -328,7 +334,13 @@ impl Pod {
             Err(_) => Err(std::io::Error::other("not created")),
         };
         let _ = std::fs::remove_file(&full);
-        let st = created.map_err(oci_err)?;
+        let st = match created {
+            Ok(st) => st,
+            Err(OciError::Exec { message, .. }) => {
+                return Ok(self.unstartable(id, process, log, req.log_path, message));
+            }
+            Err(e) => return Err(oci_err(e)),
+        };
         let master = match master {
             Ok(m) => m,
             Err(e) => {
@@ -370,7 +382,42 @@ impl Pod {
         Ok(info)
     }
 
-    /// Lets the created container run its program.
+    /// Keeps a container whose program cannot be executed: the OCI runtime made and
+    /// removed it (runc fails its create the same way); what the kubelet sees is
+    /// containerd's: CreateContainer succeeds, StartContainer fails with the reason.
+    fn unstartable(
+        &mut self,
+        id: &str,
+        process: Process,
+        log: Option<LogFile>,
+        log_path: Option<PathBuf>,
+        message: String,
+    ) -> ContainerInfo {
+        let mut info = created_info(id, 0, log_path);
+        info.start_error = Some(message);
+        self.save(&info);
+        self.containers.insert(
+            id.into(),
+            Container {
+                info: info.clone(),
+                process,
+                cgroup: None,
+                log,
+                out: [None, None],
+                stdin: None,
+                stdin_once: false,
+                tty: false,
+                attached: Vec::new(),
+                exec: None,
+            },
+        );
+        tracing::info!(container = id, reason = ?info.start_error, "created; its program cannot run");
+        info
+    }
+
+    /// Lets the created container run its program. A container whose program cannot
+    /// run ends here, with exit code 128 (containerd's for a failed start), and the
+    /// start fails with why.
     pub fn start(&mut self, id: &str) -> Result<ContainerInfo, WireError> {
         let c = self.get(id)?;
         if c.info.state != ContainerState::Created {
@@ -378,6 +425,19 @@ impl Pod {
                 ErrorCode::FailedPrecondition,
                 format!("container {id} is {:?}, not created", c.info.state),
             ));
+        }
+        if let Some(why) = c.info.start_error.clone() {
+            let c = self.containers.get_mut(id).ok_or_else(|| not_found(id))?;
+            c.info.state = ContainerState::Exited;
+            c.info.exit = Some(ExitInfo {
+                code: 128,
+                signal: None,
+                oom_killed: false,
+            });
+            c.info.finished_at = now_ns();
+            let info = c.info.clone();
+            self.save(&info);
+            return Err(werr(ErrorCode::FailedPrecondition, why));
         }
         self.rt.start(id).map_err(oci_err)?;
         let c = self.containers.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -404,6 +464,12 @@ impl Pod {
             return Err(werr(
                 ErrorCode::FailedPrecondition,
                 format!("container {id} has exited"),
+            ));
+        }
+        if c.info.pid <= 0 {
+            return Err(werr(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} has no process"),
             ));
         }
         if all {
@@ -454,7 +520,8 @@ impl Pod {
     pub fn remove(&mut self, id: &str, buf: &mut [u8]) -> Result<Option<ContainerInfo>, WireError> {
         let c = self.get(id)?;
         let mut stopped = None;
-        if c.info.state != ContainerState::Exited {
+        // pid 0: made without a process (its program cannot run); nothing to kill.
+        if c.info.state != ContainerState::Exited && c.info.pid > 0 {
             let pid = c.info.pid;
             let _ = self.rt.kill(id, Signal::SIGKILL, true);
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -570,5 +637,6 @@ fn created_info(id: &str, pid: i32, log_path: Option<PathBuf>) -> ContainerInfo 
         finished_at: 0,
         exit: None,
         log_path,
+        start_error: None,
     }
 }

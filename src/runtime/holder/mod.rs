@@ -19,6 +19,7 @@ pub mod cli;
 pub mod client;
 mod conn;
 pub mod container;
+pub mod dead;
 mod exec;
 mod exec_spawn;
 pub mod fdpass;

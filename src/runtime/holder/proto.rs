@@ -253,6 +253,11 @@ pub struct ContainerInfo {
     pub finished_at: i64,
     pub exit: Option<ExitInfo>,
     pub log_path: Option<PathBuf>,
+    /// Why the container's program cannot run (runc's `exec: "<args[0]>": <why>`): it was
+    /// made without a process, and starting it fails with this and ends it with exit
+    /// code 128, as containerd ends a container whose start failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
 }
 
 /// What happened to a container.

@@ -175,10 +175,25 @@ impl Server {
                 self.event(EventKind::Created, &info);
                 Body::Container(info)
             }),
-            Request::StartContainer { id } => self.pod.start(&id).map(|info| {
-                self.event(EventKind::Started, &info);
-                Body::Container(info)
-            }),
+            Request::StartContainer { id } => match self.pod.start(&id) {
+                Ok(info) => {
+                    self.event(EventKind::Started, &info);
+                    Ok(Body::Container(info))
+                }
+                Err(e) => {
+                    // A program that cannot run ended the container.
+                    let ended = self
+                        .pod
+                        .get(&id)
+                        .ok()
+                        .filter(|c| c.info.start_error.is_some())
+                        .map(|c| c.info.clone());
+                    if let Some(info) = ended {
+                        self.event(EventKind::Stopped, &info);
+                    }
+                    Err(e)
+                }
+            },
             Request::Signal { id, signal, all } => {
                 self.pod.signal(&id, signal, all).map(|()| Body::Done)
             }

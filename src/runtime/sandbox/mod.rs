@@ -195,6 +195,29 @@ impl Sandboxes {
         }
     }
 
+    /// Whether sandbox `id` has no live holder: it is unknown (removed), or its holder
+    /// died. Its containers are then finished from what the holder left on disk
+    /// ([`super::holder::dead`]), never through its socket.
+    pub fn holder_gone(&self, id: &str) -> bool {
+        match self.get(id) {
+            Ok(e) => !ops::holder_alive(&e.snapshot()),
+            Err(_) => true,
+        }
+    }
+
+    /// Whether sandbox `id`'s holder is gone or going: a call that lost its connection
+    /// to the holder asks this, and the holder, killed, may still be between closing
+    /// its sockets and becoming a zombie. Waits up to a second for it to be gone.
+    pub async fn holder_died(&self, id: &str) -> bool {
+        for _ in 0..100 {
+            if self.holder_gone(id) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// The holders' state directory.
     pub fn state_dir(&self) -> &std::path::Path {
         &self.inner.cfg.state_dir

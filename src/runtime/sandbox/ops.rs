@@ -20,6 +20,7 @@ use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, s
 use crate::runtime::spec::sandbox::ResolvConf;
 use crate::runtime::spec::{SandboxOptions, SandboxPlan, sandbox_plan};
 use crate::store::Durability;
+use tracing::Instrument;
 
 /// The one runtime handler berth has; "" selects it too (the CRI default).
 pub const RUNTIME_HANDLER: &str = "berth";
@@ -133,14 +134,11 @@ impl Sandboxes {
             armed: true,
         };
         let span = tracing::info_span!("run_sandbox", sandbox = %id, pod = %name);
-        let _g = span.enter();
-
-        let mut rec = SandboxRecord::new(id.clone(), name, now_ns(), &cfg);
-        rec.runtime_handler = handler;
-        self.inner.store.save_with(&id, &rec, Durability::Replace)?;
-        match self.make(&mut rec, &cfg, opts, &plan).await {
-            Ok(()) => {}
-            Err(e) => {
+        let made = async {
+            let mut rec = SandboxRecord::new(id.clone(), name, now_ns(), &cfg);
+            rec.runtime_handler = handler;
+            self.inner.store.save_with(&id, &rec, Durability::Replace)?;
+            if let Err(e) = self.make(&mut rec, &cfg, opts, &plan).await {
                 tracing::warn!(error = %e, "RunPodSandbox failed; rolling back");
                 self.unmake(&rec, &cfg).await;
                 if let Err(e) = self.inner.store.remove(&id) {
@@ -148,17 +146,18 @@ impl Sandboxes {
                 }
                 return Err(e);
             }
-        }
-        {
-            let mut t = lock(&self.inner.table);
-            t.index.insert(&id);
-            t.entries
-                .insert(id.clone(), Arc::new(super::Entry::new(rec)));
-        }
-        guard.armed = false;
-        drop(_g);
-        self.watch(&id).await;
-        tracing::info!(sandbox = %id, "sandbox ready");
+            {
+                let mut t = lock(&self.inner.table);
+                t.index.insert(&id);
+                t.entries
+                    .insert(id.clone(), Arc::new(super::Entry::new(rec)));
+            }
+            guard.armed = false;
+            self.watch(&id).await;
+            tracing::info!("sandbox ready");
+            Ok(())
+        };
+        made.instrument(span).await?;
         Ok(id)
     }
 
@@ -289,36 +288,64 @@ impl Sandboxes {
         remove_files(&self.inner.cfg.records.join(&rec.id));
     }
 
-    /// StopPodSandbox: every container killed, the network released. Idempotent.
+    /// StopPodSandbox: every container killed, the network released. Idempotent: an
+    /// unknown sandbox succeeds too (the CRI says so; the kubelet retries a stop of a pod
+    /// already removed).
     pub async fn stop(&self, id: &str) -> Result<()> {
-        let entry = self.get(id)?;
+        let entry = match self.get(id) {
+            Ok(e) => e,
+            Err(RuntimeError::Meta(crate::runtime::meta::MetaError::NotFound { .. })) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let _op = entry.op.lock().await;
         let rec = entry.snapshot();
         if rec.phase == Phase::Stopped {
             return Ok(());
         }
         let span = tracing::info_span!("stop_sandbox", sandbox = %rec.id);
-        let _g = span.enter();
-        if holder_alive(&rec) {
-            self.kill_containers(&rec).await?;
-        }
-        if let Some(ns) = &rec.netns {
-            let cfg = rec.config().map_err(RuntimeError::Internal)?;
-            let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), &cfg);
-            self.inner
-                .cni
-                .del(&att)
+        async {
+            let died = if holder_alive(&rec) {
+                match self.kill_containers(&rec).await {
+                    Ok(()) => false,
+                    Err(e) if e.lost_holder() && self.holder_died(&rec.id).await => true,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                true
+            };
+            if died {
+                // A holder that died may leave containers running: finished as
+                // containerd finishes a dead shim's.
+                let state_dir = self.inner.cfg.state_dir.clone();
+                let sid = rec.id.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::runtime::holder::dead::finish(&state_dir, &sid)
+                })
                 .await
-                .map_err(|source| RuntimeError::network(rec.id.clone(), source))?;
+                .map_err(|e| RuntimeError::Internal(format!("stop panicked: {e}")))?;
+            }
+            if let Some(ns) = &rec.netns {
+                let cfg = rec.config().map_err(RuntimeError::Internal)?;
+                let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), &cfg);
+                self.inner
+                    .cni
+                    .del(&att)
+                    .await
+                    .map_err(|source| RuntimeError::network(rec.id.clone(), source))?;
+            }
+            let mut updated = rec.clone();
+            updated.phase = Phase::Stopped;
+            self.inner
+                .store
+                .save_with(&updated.id, &updated, Durability::Replace)?;
+            *lock(&entry.record) = updated;
+            tracing::info!("sandbox stopped");
+            Ok(())
         }
-        let mut updated = rec;
-        updated.phase = Phase::Stopped;
-        self.inner
-            .store
-            .save_with(&updated.id, &updated, Durability::Replace)?;
-        *lock(&entry.record) = updated;
-        tracing::info!("sandbox stopped");
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// SIGKILLs every running container of the sandbox and waits for the holder to report
@@ -514,7 +541,11 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
     match Client::connect(state_dir, &rec.id).and_then(Client::shutdown) {
         Ok(()) => {}
         Err(e) => {
-            tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown; killing it");
+            if holder_alive(rec) {
+                tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown; killing it");
+            } else {
+                tracing::info!(sandbox = %rec.id, "the holder had died; cleaning up after it");
+            }
             let mut pids = holders_of(&rec.id);
             if holder_alive(rec) {
                 pids.push(rec.holder_pid);
