@@ -129,12 +129,7 @@ impl ImageStore {
                 self.meta.save(images)?;
                 return Ok(Collected::default());
             }
-            let users: Vec<String> = self
-                .rootfs_records()?
-                .into_iter()
-                .filter(|r| r.image == img.id)
-                .map(|r| r.container)
-                .collect();
+            let users = self.users_of(&img.id)?;
             if !users.is_empty() {
                 return Err(Error::InUse {
                     image: img.id.to_string(),
@@ -220,6 +215,9 @@ impl ImageStore {
         // An index (manifest list) a pull stored stays with the image it led to.
         for r in self.rootfs_records()? {
             chains.extend(r.chain);
+        }
+        for v in self.view_records()? {
+            chains.extend(v.chain);
         }
         let mut c = Collected::default();
         let index_refs = self.index_blobs(&images);
