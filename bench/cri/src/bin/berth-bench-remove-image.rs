@@ -21,6 +21,7 @@ mod procfs;
 #[path = "../target.rs"]
 mod target;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -177,6 +178,7 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let mut out = std::io::stdout().lock();
     let mut medians: Vec<(Kind, Vec<f64>)> = Vec::new();
     for kind in targets {
         let env = TestEnv::new()?;
@@ -195,7 +197,9 @@ fn main() -> anyhow::Result<()> {
                 let mut times = Vec::new();
                 for id in &ids {
                     let t = Instant::now();
-                    c.remove_image(id).await.with_context(|| format!("remove {id}"))?;
+                    c.remove_image(id)
+                        .await
+                        .with_context(|| format!("remove {id}"))?;
                     times.push(t.elapsed());
                     anyhow::ensure!(c.image_status(id, false).await?.image.is_none());
                 }
@@ -206,13 +210,14 @@ fn main() -> anyhow::Result<()> {
         })?;
         let mut m = Vec::new();
         for (case, times) in CASES.iter().zip(&per_case) {
-            println!(
+            writeln!(
+                out,
                 "{kind:?} RemoveImage {case}: median {:.2} ms (p25 {:.2}, p75 {:.2}, n={})",
                 quantile_ms(times, 0.5),
                 quantile_ms(times, 0.25),
                 quantile_ms(times, 0.75),
                 times.len()
-            );
+            )?;
             m.push(quantile_ms(times, 0.5));
         }
         medians.push((kind, m));
@@ -222,10 +227,11 @@ fn main() -> anyhow::Result<()> {
         medians.iter().find(|(k, _)| *k == Kind::Berth),
     ) {
         for (i, case) in CASES.iter().enumerate() {
-            println!(
+            writeln!(
+                out,
                 "ratio berth/containerd, {case}: {:.2}x",
                 b[i] / c[i].max(f64::EPSILON)
-            );
+            )?;
         }
     }
     Ok(())
