@@ -45,6 +45,9 @@ pub enum Image {
     Attributes,
     /// One crafted layer that tries to reach outside its root (see [`Hostile`]).
     Hostile(Hostile),
+    /// One layer holding a file of `mib` MiB of zeros: a few KiB gzipped, a decompression
+    /// bomb in miniature.
+    Zeros { mib: u32 },
 }
 
 /// Crafted layers that try to write outside the directory they are unpacked into.
@@ -77,6 +80,7 @@ impl Image {
             Image::RandomLayers { count, mib } => format!("random-{count}x{mib}m"),
             Image::ManyLayers { count } => format!("many-{count}"),
             Image::Attributes => "attributes".into(),
+            Image::Zeros { mib } => format!("zeros-{mib}m"),
             Image::Hostile(h) => format!(
                 "hostile-{}",
                 match h {
@@ -97,6 +101,7 @@ impl Image {
             | Image::RandomLayers { .. }
             | Image::ManyLayers { .. }
             | Image::Attributes
+            | Image::Zeros { .. }
             | Image::Hostile(_) => vec!["/bin/sh".into()],
             Image::Httpd { port } => ["/bin/httpd", "-f", "-p", &port.to_string(), "-h", "/www"]
                 .map(String::from)
@@ -121,6 +126,11 @@ impl Image {
         if let Image::Hostile(h) = self {
             let mut l = Layer::default();
             l.hostile(h);
+            return Ok(vec![l.finish()?]);
+        }
+        if let Image::Zeros { mib } = self {
+            let mut l = Layer::default();
+            l.file("zeros", &vec![0u8; (*mib as usize) << 20], 0o644);
             return Ok(vec![l.finish()?]);
         }
         if let Image::RandomLayers { count, mib } = self {

@@ -364,3 +364,100 @@ fn is_mountpoint(p: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
     info.lines().any(|l| l.split(' ').nth(4) == p.to_str())
 }
+
+#[test]
+fn an_image_past_the_unpacked_size_cap_is_refused_and_nothing_stays() {
+    require_root!();
+    let env = TestEnv::new().expect("test env");
+    // 32 MiB of zeros that gzip to a few dozen KiB.
+    let layout = fixtures::build(
+        &Image::Zeros { mib: 32 },
+        &env.subdir("layout").expect("dir"),
+    )
+    .expect("fixture");
+    let blob_bytes: u64 = std::fs::read_dir(layout.dir.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.metadata().expect("stat").len())
+        .sum();
+    assert!(blob_bytes < 1 << 20, "the fixture must compress well");
+    let store = Store::new(&env);
+    let dir = layout.dir.to_str().expect("utf8");
+    let err = store.fails(&[
+        "import",
+        "--max-unpacked-size",
+        "4M",
+        "--name",
+        "example.com/bomb",
+        dir,
+    ]);
+    assert!(
+        err.contains(dir) && err.contains("layer") && err.contains("4194304"),
+        "the error names the image, the layer and the cap: {err}"
+    );
+    assert!(
+        store.ok(&["ls", "-q"]).trim().is_empty(),
+        "no image recorded"
+    );
+    assert_eq!(
+        store.entries("snapshots"),
+        Vec::<String>::new(),
+        "no snapshot, whole or partial, and no temp dir or lock"
+    );
+    // Under a cap it fits, the same image imports (the cap counts unpacked bytes).
+    store.ok(&[
+        "import",
+        "--max-unpacked-size",
+        "64M",
+        "--name",
+        "example.com/bomb",
+        dir,
+    ]);
+    assert_eq!(store.entries("snapshots").len(), 1);
+}
+
+#[test]
+fn an_unpack_left_by_a_dead_writer_goes_though_its_pid_lives() {
+    require_root!();
+    let env = TestEnv::new().expect("test env");
+    let store = Store::new(&env);
+    store.ok(&["ls"]);
+    // As a `kill -9` during an unpack leaves it: the writer's PID in the name (here one
+    // that is alive: this test's own), its lock file, and no process holding the lock.
+    let pid = std::process::id();
+    let stale = store.root.join(format!("snapshots/tmp-{pid}-0-1"));
+    std::fs::create_dir_all(stale.join("usr/lib")).expect("stale dir");
+    std::fs::write(stale.join("usr/lib/big"), vec![7u8; 1 << 20]).expect("stale file");
+    std::fs::write(
+        store.root.join(format!("snapshots/tmp-{pid}-0-1.lock")),
+        b"",
+    )
+    .expect("stale lock");
+    // One whose writer is alive: a process holding the flock on its lock file (this
+    // test; berth runs in another process, so the lock is held against it).
+    let live = store.root.join("snapshots/tmp-1-0-2");
+    std::fs::create_dir_all(&live).expect("live dir");
+    let live_lock = store.root.join("snapshots/tmp-1-0-2.lock");
+    let f = std::fs::File::create(&live_lock).expect("live lock");
+    let held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).expect("flock");
+
+    store.ok(&["ls"]); // opening the store cleans up
+    let left = store.entries("snapshots");
+    drop(held);
+    assert!(
+        !left.iter().any(|e| e.starts_with(&format!("tmp-{pid}-"))),
+        "the dead writer's unpack stayed: {left:?}"
+    );
+    let mut left = left;
+    left.sort();
+    assert_eq!(
+        left,
+        vec!["tmp-1-0-2", "tmp-1-0-2.lock"],
+        "the live one stays"
+    );
+    store.ok(&["ls"]);
+    assert!(
+        store.entries("snapshots").is_empty(),
+        "once its writer is gone, the next start removes it"
+    );
+}

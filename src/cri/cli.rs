@@ -60,6 +60,11 @@ pub struct CriArgs {
     #[arg(long)]
     pub allow_device_nodes: bool,
 
+    /// Refuse an image that unpacks to more than this (bytes, or with a K, M, G or T
+    /// suffix, powers of 1024): a guard against decompression bombs. Default: no cap.
+    #[arg(long, env = "BERTH_MAX_UNPACKED_SIZE", value_parser = crate::image::cli::parse_size)]
+    pub max_unpacked_size: Option<u64>,
+
     /// CNI configuration directory; NetworkReady is true when a valid list is in it.
     #[arg(long, default_value = "/etc/cni/net.d")]
     pub cni_conf_dir: PathBuf,
@@ -111,6 +116,7 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
             Arc::new(LinuxOverlay),
             UnpackOptions {
                 allow_devices: args.allow_device_nodes,
+                max_image_bytes: args.max_unpacked_size,
             },
         )
         .with_context(|| format!("open the image store at {}", image_root.display()))?;

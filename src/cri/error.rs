@@ -113,6 +113,8 @@ pub fn image_code(e: &image::Error) -> Code {
         E::NotFound { .. } => Code::NotFound,
         E::Registry { status: 404, .. } => Code::NotFound,
         E::InUse { .. } => Code::FailedPrecondition,
+        // The operator's cap on an image's unpacked size.
+        E::TooLarge { .. } => Code::ResourceExhausted,
         // The registry refused the credentials given (or wanted some): not a CRI caller
         // authentication problem, so not UNAUTHENTICATED.
         E::Auth { .. }

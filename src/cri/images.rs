@@ -210,7 +210,8 @@ impl ImageApi for Images {
             };
             // Like containerd, a name removes the whole image with every tag and digest,
             // not only that name; unlike it, an image a container uses is refused.
-            match self.store.remove(rec.id.as_str()).await {
+            // The freed snapshots are deleted after the answer (`remove_detached`).
+            match self.store.remove_detached(rec.id.as_str()).await {
                 Ok(c) => {
                     tracing::info!(
                         image = %rec.id, tags = ?rec.repo_tags, blobs = c.blobs.len(),

@@ -36,6 +36,11 @@ pub struct ImageArgs {
     #[arg(long, global = true)]
     pub allow_device_nodes: bool,
 
+    /// Refuse an image that unpacks to more than this (bytes, or with a K, M, G or T
+    /// suffix, powers of 1024): a guard against decompression bombs. Default: no cap.
+    #[arg(long, global = true, env = "BERTH_MAX_UNPACKED_SIZE", value_parser = parse_size)]
+    pub max_unpacked_size: Option<u64>,
+
     #[command(subcommand)]
     pub command: ImageCommand,
 }
@@ -118,6 +123,37 @@ pub struct PullArgs {
     pub max_concurrent_downloads: u16,
 }
 
+/// A byte size: a number with an optional K, M, G or T suffix (powers of 1024, an
+/// optional trailing `i` and `B` accepted: `512M`, `10Gi`, `1GB`). Zero is refused: leave
+/// the flag out for no cap.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let t = t.strip_suffix('i').unwrap_or(t);
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: the unit must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (such as 512M or 10G)"))?;
+    match n.checked_shl(shift).filter(|v| v >> shift == n) {
+        Some(0) => Err("a cap of 0 would refuse every image; leave the flag out for no cap".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("{s:?} is too large")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
@@ -147,6 +183,7 @@ async fn run_async(args: ImageArgs) -> anyhow::Result<()> {
         Arc::new(LinuxOverlay),
         UnpackOptions {
             allow_devices: args.allow_device_nodes,
+            max_image_bytes: args.max_unpacked_size,
         },
     )
     .with_context(|| format!("open the image store at {}", args.root.display()))?;
@@ -349,5 +386,23 @@ fn human(b: u64) -> String {
         format!("{b}B")
     } else {
         format!("{v:.1}{}", U[i])
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_nonsense() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_size("2t"), Ok(2 << 40));
+        for bad in ["", "0", "M", "12X", "-1", "99999999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -64,6 +64,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{object}: the image unpacks to more than {cap} bytes, the cap on an image's unpacked size (--max-unpacked-size); the layer was discarded"
+    )]
+    TooLarge { object: String, cap: u64 },
     #[error("no image matches {what:?}")]
     NotFound { what: String },
     #[error("{what:?} is ambiguous: it matches {matches}")]

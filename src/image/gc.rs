@@ -102,12 +102,28 @@ pub struct Collected {
     pub snapshots: Vec<Digest>,
     pub ingests: usize,
     pub bytes: u64,
+    /// Snapshot trees moved aside (`snapshots/trash-*`), still to be deleted: see
+    /// [`ImageStore::remove_detached`].
+    #[serde(skip)]
+    pub trash: Vec<std::path::PathBuf>,
 }
 
 impl ImageStore {
     /// Removes the image `query` names (or, for a tag of an image that has more tags,
     /// only that tag). An image a container uses is refused.
     pub async fn remove(&self, query: &str) -> Result<Collected> {
+        let mut c = self.remove_detached(query).await?;
+        let trash = std::mem::take(&mut c.trash);
+        c.bytes += purge_blocking(trash).await;
+        Ok(c)
+    }
+
+    /// [`Self::remove`], but the unpacked snapshots it frees are deleted on a blocking
+    /// thread after it returns: they were moved aside (one rename each, under the locks)
+    /// so nothing can use them again, and the caller (a CRI RemoveImage) need not wait
+    /// for their trees to be walked. A `kill -9` meanwhile leaves `snapshots/trash-*`,
+    /// which the next start removes. `bytes` then counts the blobs only.
+    pub async fn remove_detached(&self, query: &str) -> Result<Collected> {
         let gc = self.locks.gc_exclusive().await?;
         let img = {
             let _g = self.locks.lock("meta").await?;
@@ -129,12 +145,7 @@ impl ImageStore {
                 self.meta.save(images)?;
                 return Ok(Collected::default());
             }
-            let users: Vec<String> = self
-                .rootfs_records()?
-                .into_iter()
-                .filter(|r| r.image == img.id)
-                .map(|r| r.container)
-                .collect();
+            let users = self.users_of(&img.id)?;
             if !users.is_empty() {
                 return Err(Error::InUse {
                     image: img.id.to_string(),
@@ -142,12 +153,20 @@ impl ImageStore {
                 });
             }
             images.retain(|i| i.id != img.id);
-            self.meta.save(images)?;
-            img
+            self.meta.save(images.clone())?;
+            (img, images)
         };
-        let mut c = self.collect(false)?;
+        let (img, images) = img;
+        let mut c = self.collect(&images, false)?;
         drop(gc);
         c.images.push(img.id);
+        let trash = std::mem::take(&mut c.trash);
+        if !trash.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                let freed = purge(&trash);
+                tracing::debug!(snapshots = trash.len(), freed, "removed snapshots");
+            });
+        }
         Ok(c)
     }
 
@@ -162,12 +181,15 @@ impl ImageStore {
             let (gone, keep): (Vec<_>, Vec<_>) = images
                 .drain(..)
                 .partition(|i| !in_use.contains(&i.id) && (all || i.repo_tags.is_empty()));
-            self.meta.save(keep)?;
-            gone.into_iter().map(|i| i.id).collect::<Vec<_>>()
+            self.meta.save(keep.clone())?;
+            (gone.into_iter().map(|i| i.id).collect::<Vec<_>>(), keep)
         };
-        let mut c = self.collect(true)?;
+        let (removed, keep) = removed;
+        let mut c = self.collect(&keep, true)?;
         drop(gc);
         c.images = removed;
+        let trash = std::mem::take(&mut c.trash);
+        c.bytes += purge_blocking(trash).await;
         Ok(c)
     }
 
@@ -205,13 +227,14 @@ impl ImageStore {
         Ok(total)
     }
 
-    /// Removes blobs and snapshots no image record or container references. Callers
-    /// hold the gc lock exclusively, so no pull is between storing and recording.
-    fn collect(&self, ingests: bool) -> Result<Collected> {
-        let images = self.images()?;
+    /// Removes blobs and moves aside (into `snapshots/trash-*`, for [`purge`]) the
+    /// snapshots that no image record in `images` (the records just saved) or container
+    /// references. Callers hold the gc lock exclusively, so no pull is between storing
+    /// and recording.
+    fn collect(&self, images: &[ImageRecord], ingests: bool) -> Result<Collected> {
         let mut blobs: BTreeSet<Digest> = BTreeSet::new();
         let mut chains: BTreeSet<Digest> = BTreeSet::new();
-        for i in &images {
+        for i in images {
             blobs.insert(i.id.clone());
             blobs.insert(i.manifest.clone());
             blobs.extend(i.layers.iter().cloned());
@@ -221,8 +244,11 @@ impl ImageStore {
         for r in self.rootfs_records()? {
             chains.extend(r.chain);
         }
+        for v in self.view_records()? {
+            chains.extend(v.chain);
+        }
         let mut c = Collected::default();
-        let index_refs = self.index_blobs(&images);
+        let index_refs = self.index_blobs(images);
         for d in self.content.list()? {
             if !blobs.contains(&d) && !index_refs.contains(&d) {
                 c.bytes += self.content.size(&d).unwrap_or(0);
@@ -232,8 +258,7 @@ impl ImageStore {
         }
         for s in self.snapshots.list()? {
             if !chains.contains(&s) {
-                c.bytes += self.snapshots.disk_usage(&s);
-                self.snapshots.remove(&s)?;
+                c.trash.push(self.snapshots.discard(&s)?);
                 c.snapshots.push(s);
             }
         }
@@ -254,6 +279,30 @@ impl ImageStore {
             .filter_map(|rd| rd.rsplit_once('@').and_then(|(_, d)| Digest::parse(d).ok()))
             .collect()
     }
+}
+
+/// Deletes snapshot trees [`ImageStore::collect`] moved aside; returns the bytes their
+/// files held (apparent sizes), counted in the same walk that deletes them.
+pub fn purge(trash: &[std::path::PathBuf]) -> u64 {
+    trash
+        .iter()
+        .map(|p| {
+            let (bytes, r) = super::snapshot::remove_tree(p);
+            if let Err(e) = r {
+                tracing::warn!(dir = %p.display(), error = %e, "remove a discarded snapshot");
+            }
+            bytes
+        })
+        .sum()
+}
+
+async fn purge_blocking(trash: Vec<std::path::PathBuf>) -> u64 {
+    if trash.is_empty() {
+        return 0;
+    }
+    tokio::task::spawn_blocking(move || purge(&trash))
+        .await
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

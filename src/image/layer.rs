@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
@@ -25,8 +26,11 @@ pub struct LayerJob {
     /// The uncompressed digest the image config promises.
     pub diff_id: Digest,
     pub chain: Digest,
-    /// For messages: `image@layer`.
+    /// For messages: `image layer <blob>`.
     pub object: String,
+    /// Uncompressed bytes unpacked so far by every layer of this image (shared by the
+    /// jobs of one plan), held against [`UnpackOptions::max_image_bytes`].
+    pub unpacked: Arc<AtomicU64>,
 }
 
 /// A verified layer: committed already (`tmp` is `None`), or waiting in `tmp` for its
@@ -118,11 +122,33 @@ pub fn unpack_layer(
     } else {
         Box::new(br)
     };
-    let mut hashed = HashingReader::new(decompressed);
-    let out = unpack(&mut hashed, tmp.path(), &job.object, opts)?;
-    // The tar end-of-archive padding belongs to the diff ID too.
-    std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| io_err(job, "read layer", e))?;
+    let mut capped = Capped {
+        inner: decompressed,
+        total: &job.unpacked,
+        cap: opts.max_image_bytes,
+        added: 0,
+        over: false,
+    };
+    let mut hashed = HashingReader::new(&mut capped);
+    let out = unpack(&mut hashed, tmp.path(), &job.object, opts).and_then(|out| {
+        // The tar end-of-archive padding belongs to the diff ID too.
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .map_err(|e| io_err(job, "read layer", e))?;
+        Ok(out)
+    });
     let actual = hashed.digest();
+    if out.is_err() && !capped.over {
+        // A download that broke is tried again: its bytes will be counted again.
+        job.unpacked.fetch_sub(capped.added, Ordering::Relaxed);
+    }
+    if capped.over {
+        // The caller drops `tmp`, and with it everything this layer wrote.
+        return Err(Error::TooLarge {
+            object: job.object.clone(),
+            cap: opts.max_image_bytes.unwrap_or(0),
+        });
+    }
+    let out = out?;
     if actual != job.diff_id {
         return Err(Error::DigestMismatch {
             object: format!("{} (uncompressed layer, diff ID)", job.object),
@@ -131,6 +157,30 @@ pub fn unpack_layer(
         });
     }
     Ok(out.lower_links)
+}
+
+/// Counts the uncompressed bytes of an image's layers and fails the read that passes the
+/// cap, so a decompression bomb stops at the cap instead of filling the disk.
+struct Capped<'a, R> {
+    inner: R,
+    total: &'a AtomicU64,
+    cap: Option<u64>,
+    /// What this layer's read added to `total`.
+    added: u64,
+    over: bool,
+}
+
+impl<R: Read> Read for Capped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.added += n as u64;
+        let total = self.total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if self.cap.is_some_and(|cap| total > cap) {
+            self.over = true;
+            return Err(std::io::Error::other("past the cap on the unpacked size"));
+        }
+        Ok(n)
+    }
 }
 
 fn io_err(job: &LayerJob, op: &'static str, source: std::io::Error) -> Error {
@@ -255,6 +305,7 @@ mod tests {
                 diff_id: diff_id.clone(),
                 chain: diff_id.clone(),
                 object: name.into(),
+                unpacked: Arc::default(),
             };
             let tmp = snaps.temp().unwrap();
             unpack_layer(&mut &blob[..], &tmp, &job, UnpackOptions::default()).unwrap();
@@ -274,6 +325,65 @@ mod tests {
                 "{name}: {err:?}"
             );
         }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_layer_past_the_cap_is_refused_and_leaves_nothing() {
+        let root = std::env::temp_dir().join(format!("berth-unit-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let snaps = Snapshots::open(&root).unwrap();
+        // 4 MiB of zeros: a few KiB gzipped, a decompression bomb in miniature.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(4 << 20);
+        h.set_uid(nix::unistd::geteuid().as_raw().into());
+        h.set_gid(nix::unistd::getegid().as_raw().into());
+        b.append_data(&mut h, "zeros", std::io::repeat(0).take(4 << 20))
+            .unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let blob = gz.finish().unwrap();
+        assert!(blob.len() < 64 << 10);
+        let job = LayerJob {
+            blob: Digest::of(&blob),
+            size: Some(blob.len() as u64),
+            diff_id: Digest::of(&tar),
+            chain: Digest::of(&tar),
+            object: "example.com/bomb:1 layer 1234".into(),
+            unpacked: Arc::default(),
+        };
+        let capped = UnpackOptions {
+            max_image_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        let tmp = snaps.temp().unwrap();
+        let err = unpack_layer(&mut &blob[..], &tmp, &job, capped).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::TooLarge { cap: 1048576, .. }), "{msg}");
+        assert!(msg.contains("example.com/bomb:1 layer 1234") && msg.contains("1048576"));
+        drop(tmp);
+        let left: Vec<_> = std::fs::read_dir(root.join("snapshots")).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+
+        // The same layer under a cap it fits, counted afresh for another image.
+        let fits = UnpackOptions {
+            max_image_bytes: Some(8 << 20),
+            ..Default::default()
+        };
+        let job = LayerJob {
+            unpacked: Arc::default(),
+            ..job
+        };
+        let tmp = snaps.temp().unwrap();
+        unpack_layer(&mut &blob[..], &tmp, &job, fits).unwrap();
+        // A second layer of the same image counts on top of the first.
+        let tmp2 = snaps.temp().unwrap();
+        let err = unpack_layer(&mut &blob[..], &tmp2, &job, fits).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -153,6 +153,7 @@ pub fn plan(
         ));
     }
     let chains = chain_ids(&diff_ids);
+    let unpacked = std::sync::Arc::default();
     let mut jobs = Vec::with_capacity(layers.len());
     for ((l, diff_id), chain) in layers.iter().zip(diff_ids).zip(chains) {
         let mt = l.media_type().to_string();
@@ -169,6 +170,7 @@ pub fn plan(
             size: Some(l.size()),
             diff_id,
             chain,
+            unpacked: std::sync::Arc::clone(&unpacked),
         });
     }
     Ok(Plan {

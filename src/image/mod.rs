@@ -3,7 +3,7 @@
 //!
 //! Everything lives under one root directory (default `/var/lib/berth/images`):
 //! `content/` (blobs), `snapshots/` (unpacked layers), `rootfs/` (container upper dirs),
-//! `meta/` (image records) and `locks/`. This module owns that tree and must not touch
+//! `views/` (read-only image volumes), `meta/` (image records) and `locks/`. This module owns that tree and must not touch
 //! anything outside it, except the overlay mounts it is asked to make.
 
 pub mod alloc;
@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod rootfs;
 pub mod snapshot;
 pub mod store;
+pub mod view;
 
 pub use store::ImageStore;
 pub mod cli;

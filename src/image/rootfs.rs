@@ -21,7 +21,7 @@ pub struct RootfsRecord {
     pub target: PathBuf,
 }
 
-fn check_id(id: &str) -> Result<()> {
+pub(super) fn check_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
@@ -39,7 +39,7 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 /// How stale an image's `last_used` may get (seconds) before a container's use renews it.
-const TOUCH_EVERY: u64 = 60;
+pub(super) const TOUCH_EVERY: u64 = 60;
 
 impl ImageStore {
     fn rootfs_dir(&self) -> PathBuf {
@@ -159,19 +159,37 @@ impl ImageStore {
             .collect())
     }
 
-    /// Image IDs some container's rootfs uses.
+    /// Image IDs some container's rootfs or image volume uses.
     pub fn images_in_use(&self) -> Result<BTreeSet<Digest>> {
-        Ok(self
+        let mut used: BTreeSet<Digest> = self
             .rootfs_records()?
             .into_iter()
             .map(|r| r.image)
-            .collect())
+            .collect();
+        used.extend(self.view_records()?.into_iter().map(|v| v.image));
+        Ok(used)
+    }
+
+    /// Who uses `image`: containers with it as their rootfs, and owners of views of it.
+    pub fn users_of(&self, image: &Digest) -> Result<Vec<String>> {
+        let mut users: Vec<String> = self
+            .rootfs_records()?
+            .into_iter()
+            .filter(|r| &r.image == image)
+            .map(|r| r.container)
+            .collect();
+        for v in self.view_records()? {
+            if &v.image == image {
+                users.push(format!("{} (image volume)", v.owner));
+            }
+        }
+        Ok(users)
     }
 
     /// Marks the image used now. The metadata file (every image, fsynced) is rewritten at
     /// most once a minute per image: `last_used` only orders garbage collection, and a
     /// node starting containers of one image would otherwise rewrite it for each.
-    async fn touch(&self, id: &Digest) -> Result<()> {
+    pub(super) async fn touch(&self, id: &Digest) -> Result<()> {
         let _g = self.locks.lock("meta").await?;
         let mut images = self.meta.load()?;
         let t = now();

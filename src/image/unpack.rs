@@ -37,6 +37,9 @@ pub struct UnpackOptions {
     /// Create character and block device nodes (a privileged runtime outside a user
     /// namespace may; the default refuses layers that carry them).
     pub allow_devices: bool,
+    /// The most bytes an image may unpack to (its layers' uncompressed tar streams
+    /// together), so a decompression bomb is refused; `None`: no cap, as in containerd.
+    pub max_image_bytes: Option<u64>,
 }
 
 /// A hardlink whose target is not in this layer: resolved against the parent

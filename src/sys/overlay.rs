@@ -21,8 +21,21 @@ pub trait OverlayMounter: Send + Sync + std::fmt::Debug {
     /// `upper` and its `work` dir.
     fn mount(&self, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path)
     -> io::Result<()>;
+    /// Mounts a read-only overlay of `lowers` (top-most first, at least two: overlayfs
+    /// wants two lower dirs when it has no upper) at `target`, nosuid and nodev.
+    fn mount_readonly(&self, lowers: &[PathBuf], target: &Path) -> io::Result<()>;
     /// Detaches the mount at `target`; not mounted is not an error.
     fn unmount(&self, target: &Path) -> io::Result<()>;
+}
+
+/// `lowerdir=...` alone (a read-only overlay), or `None` as for [`mount_options`].
+pub fn readonly_options(lowers: &[PathBuf]) -> Option<String> {
+    let lowers: Option<Vec<&str>> = lowers
+        .iter()
+        .map(|p| p.to_str().filter(|s| !s.contains([',', ':', '\\'])))
+        .collect();
+    let opts = format!("lowerdir={}", lowers?.join(":"));
+    (opts.len() <= MAX_MOUNT_OPTIONS).then_some(opts)
 }
 
 /// `lowerdir=...,upperdir=...,workdir=...`, or `None` when it would not fit in one
@@ -69,7 +82,33 @@ impl OverlayMounter for LinuxOverlay {
                 Some(opts.as_str()),
             )
             .map_err(io::Error::from),
-            None => mount_fsconfig(lowers, upper, work, target),
+            None => mount_fsconfig(lowers, Some((upper, work)), target, 0),
+        }
+    }
+
+    fn mount_readonly(&self, lowers: &[PathBuf], target: &Path) -> io::Result<()> {
+        if lowers.len() < 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a read-only overlay needs at least two lower dirs",
+            ));
+        }
+        use nix::mount::MsFlags;
+        match readonly_options(lowers) {
+            Some(opts) => nix::mount::mount(
+                Some("overlay"),
+                target,
+                Some("overlay"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(opts.as_str()),
+            )
+            .map_err(io::Error::from),
+            None => mount_fsconfig(
+                lowers,
+                None,
+                target,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            ),
         }
     }
 
@@ -86,6 +125,9 @@ const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
@@ -119,7 +161,14 @@ fn fsconfig_string(fs: &OwnedFd, key: &str, value: &Path) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("fsconfig {key}={}: {e}", value.display())))
 }
 
-fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+/// `upper_work`: the writable upper and work dirs, `None` for a read-only overlay;
+/// `attrs`: `MOUNT_ATTR_*` flags of the new mount.
+fn mount_fsconfig(
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    target: &Path,
+    attrs: libc::c_uint,
+) -> io::Result<()> {
     let name = cstr(b"overlay")?;
     // SAFETY: name is a valid NUL-terminated string; fsopen returns a new fd or -1.
     let fd = check(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
@@ -128,8 +177,10 @@ fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) 
     for l in lowers {
         fsconfig_string(&fs, "lowerdir+", l)?;
     }
-    fsconfig_string(&fs, "upperdir", upper)?;
-    fsconfig_string(&fs, "workdir", work)?;
+    if let Some((upper, work)) = upper_work {
+        fsconfig_string(&fs, "upperdir", upper)?;
+        fsconfig_string(&fs, "workdir", work)?;
+    }
     // SAFETY: fs is an open fs context; the null key/value are what CMD_CREATE takes.
     check(unsafe {
         libc::syscall(
@@ -143,7 +194,7 @@ fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) 
     })?;
     // SAFETY: fs is a created fs context; fsmount returns a new mount fd or -1.
     let mfd =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })?;
     // SAFETY: mfd was just returned by fsmount and is owned by nobody else.
     let mnt = unsafe { OwnedFd::from_raw_fd(mfd as i32) };
     let empty = cstr(b"")?;
@@ -162,7 +213,8 @@ fn mount_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) 
     Ok(())
 }
 
-/// One recorded mount: lowers, upper, work, target.
+/// One recorded mount: lowers, upper, work, target (upper and work empty for a
+/// read-only one).
 pub type RecordedMount = (Vec<PathBuf>, PathBuf, PathBuf, PathBuf);
 
 /// A fake that records what would have been mounted.
@@ -184,6 +236,16 @@ impl OverlayMounter for RecordingOverlay {
             lowers.to_vec(),
             upper.into(),
             work.into(),
+            target.into(),
+        ));
+        Ok(())
+    }
+
+    fn mount_readonly(&self, lowers: &[PathBuf], target: &Path) -> io::Result<()> {
+        self.mounts.lock().unwrap_or_else(|p| p.into_inner()).push((
+            lowers.to_vec(),
+            PathBuf::new(),
+            PathBuf::new(),
             target.into(),
         ));
         Ok(())

@@ -5,14 +5,16 @@
 //!
 //! ```text
 //!  create: sandbox ready? -> reserve name -> record(Creating) -> rootfs (overlay)
-//!          -> OCI spec -> holder CreateContainer -> record(Ready)
+//!          -> image volumes (read-only views) -> OCI spec -> holder CreateContainer
+//!          -> record(Ready)
 //!  start:  holder StartContainer
 //!  stop:   stop signal, wait for the exit event up to the timeout, then SIGKILL
-//!  remove: holder RemoveContainer (kills if running) -> rootfs -> record
+//!  remove: holder RemoveContainer (kills if running) -> rootfs -> image volumes -> record
 //! ```
 //! What changes while a container runs (pid, exit code, times, OOM) is the holder's; the
 //! record here holds only what the kubelet asked for and what berth made for it.
 
+mod image_volumes;
 mod metrics;
 mod ops;
 mod stats;
@@ -129,6 +131,7 @@ impl Containers {
             t.index.insert(&id);
             t.records.insert(id, rec);
         }
+        self.remove_orphan_views();
         Ok(())
     }
 }

@@ -170,6 +170,8 @@ impl Containers {
                 not_found: false,
                 reason: format!("rootfs: {e}"),
             })?;
+        let volumes = self.image_volumes(&rec.id, cfg).await?;
+        let cfg = volumes.as_ref().map_or(cfg, |v| &v.spec);
         let info = self.inner.sandboxes.with_holder(sb, |c| c.hello()).await?;
         let ns_opts = sandbox_cfg
             .linux
@@ -271,6 +273,9 @@ impl Containers {
             .with_holder(sb, move |c| c.create_container(create))
             .await?;
         rec.phase = Phase::Ready;
+        if let Some(v) = &volumes {
+            rec.set_config(&v.record);
+        }
         self.inner.store.save(&rec.id, rec)?;
         Ok(())
     }
@@ -303,6 +308,9 @@ impl Containers {
         }
         if let Err(e) = self.inner.images.remove_rootfs(&rec.id) {
             tracing::warn!(container = %rec.id, error = %e, "remove rootfs");
+        }
+        if let Err(e) = self.inner.images.remove_views(&rec.id) {
+            tracing::warn!(container = %rec.id, error = %e, "remove image volumes");
         }
         let _ = std::fs::remove_dir_all(self.inner.cfg.records.join(format!("{}.volumes", rec.id)));
     }

@@ -23,7 +23,9 @@ pub struct BindRequest {
     /// (containerd's label.Relabel is a no-op there too, and kubelet sets it on every
     /// emptyDir, secret and configMap volume).
     pub selinux_relabel: bool,
-    /// CRI's `image` field (image volumes, KEP-4639): not supported yet.
+    /// An image volume (CRI's `image` field, KEP-4639): `host_path` is the read-only
+    /// view of the image the runtime made (or the sub path's place in it). Bound
+    /// read-only, nosuid, nodev and noexec.
     pub image: bool,
 }
 
@@ -234,11 +236,22 @@ pub fn build(
             ));
         }
         if m.image {
-            return Err(SpecError::unsupported(
-                object,
-                field("image"),
-                "image volumes are not supported by berth yet",
-            ));
+            if !m.readonly {
+                return Err(SpecError::invalid(
+                    object,
+                    field("readonly"),
+                    "an image volume is read-only; a read-write mount is refused",
+                ));
+            }
+            if m.host_path.is_empty() {
+                // The runtime resolves image volumes to views before the spec is built;
+                // a caller without an image store cannot.
+                return Err(SpecError::unsupported(
+                    object,
+                    field("image"),
+                    "image volumes need the image store to resolve them",
+                ));
+            }
         }
         if m.host_path.is_empty() || !m.host_path.starts_with('/') {
             return Err(SpecError::invalid(
@@ -344,6 +357,9 @@ pub fn build(
         }
         // Other mounts stay writable under a read-only rootfs (containerd, unlike Docker).
         options.push(if m.readonly { "ro" } else { "rw" }.into());
+        if m.image {
+            options.extend(["nosuid", "nodev", "noexec"].map(String::from));
+        }
         let mut b = Mount::default();
         b.set_destination(PathBuf::from(&m.container_path));
         b.set_typ(Some("bind".into()));
@@ -585,6 +601,14 @@ pub(crate) mod tests {
                     image: true,
                     ..bind("/c", "/h")
                 },
+                "mounts[0].readonly",
+            ),
+            (
+                BindRequest {
+                    image: true,
+                    readonly: true,
+                    ..bind("/c", "")
+                },
                 "mounts[0].image",
             ),
             (bind("/c", "/gone"), "mounts[0].host_path"),
@@ -640,5 +664,26 @@ pub(crate) mod tests {
             mode(&default_mounts(false, true), "/sys/fs/cgroup").as_deref(),
             Some("rw")
         );
+    }
+
+    #[test]
+    fn image_volumes_bind_their_view_read_only_and_noexec() {
+        let host = FakeHost::default();
+        let vol = BindRequest {
+            image: true,
+            readonly: true,
+            ..bind("/vol", "/var/lib/berth/images/views/c1/0/merged/etc")
+        };
+        let m = build("c", &[vol], &[], vec![], &host).expect("image volume");
+        let b = &m.mounts[0];
+        assert_eq!(
+            b.source().as_deref(),
+            Some(Path::new("/var/lib/berth/images/views/c1/0/merged/etc"))
+        );
+        let opts = b.options().clone().unwrap_or_default();
+        for o in ["rbind", "ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.iter().any(|x| x == o), "{o} missing from {opts:?}");
+        }
+        assert!(!opts.iter().any(|x| x == "rw"));
     }
 }
