@@ -95,7 +95,7 @@ fi
 # python's grpcio, a gRPC client of another stack than berth's and containerd's: the CRI
 # socket tests drive it with its default options (grpc-core's own :authority for a unix
 # socket). In a venv at a fixed, versioned path the tests know
-# (integration-tests/tests/cri_containerd/hardening.rs).
+# (integration-tests/tests/cri_cases/hardening.rs).
 grpcio_version=1.85.4
 grpcio_dir=/usr/local/lib/berth-test/grpcio-$grpcio_version
 if [ ! -x "$grpcio_dir/bin/python" ] || ! "$grpcio_dir/bin/python" -c 'import grpc' 2>/dev/null; then
