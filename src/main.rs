@@ -27,7 +27,7 @@ enum Command {
     /// RuntimeService: pod sandboxes and containers (lifecycle, status, lists and their
     /// streaming forms, resource updates, log reopen, ExecSync), Exec, Attach and
     /// PortForward through a streaming server, stats and cAdvisor-named metrics,
-    /// container events, Version, Status and RuntimeConfig. Not served:
+    /// container events, image volumes, Version, Status and RuntimeConfig. Not served:
     /// CheckpointContainer (answers UNIMPLEMENTED). Messages up to 16 MiB each way.
     ///
     /// The socket is root-only (0600, in a 0700 directory when berth creates it). SIGTERM
