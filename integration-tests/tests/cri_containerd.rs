@@ -108,13 +108,9 @@ fn on_berth(case: Case) {
     let env = TestEnv::new().expect("env");
     let dir = env.subdir("berth").expect("dir");
     let ipam = env.subdir("ipam").expect("ipam");
-    let built = berth_integration_tests::util::workspace_bin("berth-bridge")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
     // The same subnet as the containerd target: the cases check pod IPs against it, and
     // each test's bridge lives in its own "host" netns.
-    let net = CriNetwork::berth(&built, &dir.join("cni-bin"), "10.244.30.0/24", &ipam)
+    let net = CriNetwork::berth_built(&dir.join("cni-bin"), "10.244.30.0/24", &ipam)
         .expect("berth plugins");
     let berth = BerthCri::start(&env, &dir, &net).expect("berth cri");
     let target = Target {

@@ -86,11 +86,7 @@ fn image_volumes_on_berth() {
     let env = TestEnv::new().expect("env");
     let dir = env.subdir("berth").expect("dir");
     let ipam = env.subdir("ipam").expect("ipam");
-    let built = berth_integration_tests::util::workspace_bin("berth-bridge")
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let net = CriNetwork::berth(&built, &dir.join("cni-bin"), "10.244.31.0/24", &ipam)
+    let net = CriNetwork::berth_built(&dir.join("cni-bin"), "10.244.31.0/24", &ipam)
         .expect("berth plugins");
     let mut berth = BerthCri::start(&env, &dir, &net).expect("berth cri");
     let busybox = berth.import(&Image::Busybox).expect("busybox");

@@ -233,11 +233,7 @@ fn on_berth(case: Case) {
     let env = TestEnv::new().unwrap();
     let dir = env.subdir("berth").unwrap();
     let ipam = env.subdir("ipam").unwrap();
-    let built = berth_integration_tests::util::workspace_bin("berth-bridge")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let net = CriNetwork::berth(&built, &dir.join("cni-bin"), "10.244.31.0/24", &ipam).unwrap();
+    let net = CriNetwork::berth_built(&dir.join("cni-bin"), "10.244.31.0/24", &ipam).unwrap();
     let berth = BerthCri::start(&env, &dir, &net).unwrap();
     let started = Started {
         name: "berth",

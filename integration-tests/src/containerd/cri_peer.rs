@@ -120,6 +120,16 @@ impl CriNetwork {
     }
 }
 
+impl CriNetwork {
+    /// [`CriNetwork::berth`] with the plugins this workspace built (beside
+    /// `berth-bridge` in cargo's target dir).
+    pub fn berth_built(bin_dir: &Path, subnet: &str, ipam_dir: &Path) -> anyhow::Result<Self> {
+        let bridge = crate::util::workspace_bin("berth-bridge");
+        let built = bridge.parent().context("berth-bridge's directory")?;
+        Self::berth(built, bin_dir, subnet, ipam_dir)
+    }
+}
+
 /// bridge (gateway, masquerade, hairpin) with host-local IPAM and a default route, then
 /// portmap, with plugin types prefixed by `prefix`.
 fn chain(name: &str, prefix: &str, bridge: &str, subnet: &str, ipam_dir: &Path) -> Value {
