@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::content::write_atomic;
 use super::digest::Digest;
 use super::error::{Error, Result};
+use super::metadata::ImageRecord;
 use super::store::{ImageStore, now};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,21 +79,7 @@ impl ImageStore {
         for d in [&upper, &work, &target] {
             std::fs::create_dir_all(d).map_err(Error::io("create", d))?;
         }
-        let lowers: Vec<PathBuf> = img
-            .chain_ids
-            .iter()
-            .rev()
-            .map(|c| self.snapshots.path(c))
-            .collect();
-        if let Some(missing) = lowers.iter().find(|p| !p.is_dir()) {
-            return Err(Error::invalid(
-                format!("image {}", img.id),
-                format!(
-                    "snapshot {} is missing; pull the image again",
-                    missing.display()
-                ),
-            ));
-        }
+        let lowers = self.lower_dirs(&img)?;
         let rec = RootfsRecord {
             container: container.into(),
             image: img.id.clone(),
@@ -113,6 +100,27 @@ impl ImageStore {
             self.touch(&img.id).await?;
         }
         Ok(target)
+    }
+
+    /// The unpacked layers of `img`, top-most first, as overlayfs takes its lower dirs;
+    /// an error naming the image when one is missing.
+    pub(super) fn lower_dirs(&self, img: &ImageRecord) -> Result<Vec<PathBuf>> {
+        let lowers: Vec<PathBuf> = img
+            .chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.snapshots.path(c))
+            .collect();
+        if let Some(missing) = lowers.iter().find(|p| !p.is_dir()) {
+            return Err(Error::invalid(
+                format!("image {}", img.id),
+                format!(
+                    "snapshot {} is missing; pull the image again",
+                    missing.display()
+                ),
+            ));
+        }
+        Ok(lowers)
     }
 
     /// Unmounts and removes `container`'s rootfs; a missing one is not an error.

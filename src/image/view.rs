@@ -62,22 +62,13 @@ impl ImageStore {
         }
         // Top-most first; an empty dir at the bottom, because overlayfs wants two lower
         // dirs when it has no upper and an image may have one layer.
-        let mut lowers: Vec<PathBuf> = img
-            .chain_ids
-            .iter()
-            .rev()
-            .map(|c| self.snapshots.path(c))
-            .collect();
-        if let Some(missing) = lowers.iter().find(|p| !p.is_dir()) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(Error::invalid(
-                format!("image {}", img.id),
-                format!(
-                    "snapshot {} is missing; pull the image again",
-                    missing.display()
-                ),
-            ));
-        }
+        let mut lowers = match self.lower_dirs(&img) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         lowers.push(empty);
         let rec = ViewRecord {
             owner: owner.into(),
