@@ -273,7 +273,14 @@ fn init_inner(
             send_msg(fds.sock, b"H").map_err(|e| e.to_string())?;
             *state = expect(fds.sock, b'K')?;
         }
-        rootfs::prepare(&crate::sys::mount::Linux, plan, in_userns)?;
+        let proc_sys = crate::sys::sysctl::ProcSys::default();
+        let kernel = rootfs::Kernel {
+            mount: &crate::sys::mount::Linux,
+            files: &crate::sys::fs::Linux,
+            root: &crate::sys::root::Linux,
+            sysctl: &proc_sys,
+        };
+        rootfs::prepare(kernel, plan, in_userns)?;
         // in the container's namespaces, before pivot_root: paths resolve on the host
         super::hooks::run(
             &plan.id,
@@ -282,7 +289,7 @@ fn init_inner(
             state,
         )
         .map_err(|e| e.to_string())?;
-        rootfs::enter(plan)?;
+        rootfs::enter(kernel, plan)?;
         if let Some(h) = &plan.hostname {
             nix::unistd::sethostname(h).map_err(|e| format!("hostname {h}: {e}"))?;
         }
@@ -290,7 +297,7 @@ fn init_inner(
             std::fs::write("/proc/sys/kernel/domainname", d)
                 .map_err(|e| format!("domainname {d}: {e}"))?;
         }
-        rootfs::finish(&crate::sys::mount::Linux, plan)?;
+        rootfs::finish(kernel, plan)?;
     }
     if let Some(sock) = fds.console {
         super::console::setup(sock, p.uid, p.gid, p.console_size)?;

@@ -2,16 +2,45 @@
 //! the spec's mounts, /dev, pivot_root, masked and read-only paths.
 //!
 //! Runs in the child only; errors are strings naming the spec field, sent to the parent.
+//! Every mount, node, owner, link, root change and sysctl goes through [`Kernel`], so the
+//! order of the steps is unit-tested against the recording fake; directories and files
+//! are made directly under the plan's rootfs (a temp dir in tests).
 
-use std::os::unix::fs::{DirBuilderExt, symlink};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
 
+use crate::sys::fs::Files;
 use crate::sys::mount::Mounter;
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use crate::sys::record::Recorder;
+use crate::sys::root::Root;
+use crate::sys::sysctl::Sysctl;
 
 use super::plan::{MountPlan, Plan};
+
+/// The kernel interfaces the root is built through.
+#[derive(Clone, Copy)]
+#[allow(missing_debug_implementations)] // trait objects; nothing to show
+pub struct Kernel<'a> {
+    pub mount: &'a dyn Mounter,
+    pub files: &'a dyn Files,
+    pub root: &'a dyn Root,
+    pub sysctl: &'a dyn Sysctl,
+}
+
+impl<'a> Kernel<'a> {
+    /// Every interface through one recorder, so a test sees all calls in one order.
+    pub fn recorded(r: &'a Recorder) -> Self {
+        Kernel {
+            mount: r,
+            files: r,
+            root: r,
+            sysctl: r,
+        }
+    }
+}
 
 /// `dest` (absolute, as the container sees it) as a host path under `root`, following
 /// symlinks as the container would. A relative symlink that climbs above the rootfs is
@@ -223,26 +252,7 @@ fn mount_cgroup(
 /// Remounts a bind mount with `flags`, keeping the lock flags the kernel will not let an
 /// unprivileged mount namespace clear.
 pub fn remount(mnt: &dyn Mounter, target: &Path, flags: MsFlags) -> nix::Result<()> {
-    let locked = nix::sys::statvfs::statvfs(target)
-        .map(|s| {
-            use nix::sys::statvfs::FsFlags as F;
-            let f = s.flags();
-            let mut m = MsFlags::empty();
-            for (a, b) in [
-                (F::ST_NOSUID, MsFlags::MS_NOSUID),
-                (F::ST_NODEV, MsFlags::MS_NODEV),
-                (F::ST_NOEXEC, MsFlags::MS_NOEXEC),
-                (F::ST_NOATIME, MsFlags::MS_NOATIME),
-                (F::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-                (F::ST_RELATIME, MsFlags::MS_RELATIME),
-            ] {
-                if f.contains(a) {
-                    m |= b;
-                }
-            }
-            m
-        })
-        .unwrap_or(MsFlags::empty());
+    let locked = mnt.mount_flags(target).unwrap_or(MsFlags::empty());
     mnt.mount(
         None,
         target,
@@ -279,7 +289,8 @@ pub fn shared_parent_mount(mountinfo: &str, path: &Path) -> Option<PathBuf> {
 }
 
 /// Builds the root: propagation, the rootfs bind, the mounts, /dev.
-pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
+pub fn prepare(k: Kernel, plan: &Plan, in_userns: bool) -> Result<(), String> {
+    let mnt = k.mount;
     // Without a mount namespace of its own the container's mounts are made in the
     // caller's, whose propagation is left alone (runc changes it).
     if plan.has_mount_ns() {
@@ -289,8 +300,7 @@ pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), St
         // above, or the node's own / when the bundle sits on it): pivot_root refuses a new
         // root whose parent mount is shared, and the rootfs bind below would propagate to
         // the peers of that mount. As runc's rootfsParentMountPrivate.
-        let info = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(e("read /proc/self/mountinfo"))?;
+        let info = mnt.mountinfo().map_err(e("read /proc/self/mountinfo"))?;
         if let Some(parent) = shared_parent_mount(&info, &plan.rootfs) {
             mnt.mount(None, &parent, None, MsFlags::MS_PRIVATE, None)
                 .map_err(e(format!("make {} private", parent.display())))?;
@@ -307,16 +317,16 @@ pub fn prepare(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), St
     for m in &plan.mounts {
         do_mount(mnt, plan, m)?;
     }
-    make_dev(mnt, plan, in_userns)
+    make_dev(k, plan, in_userns)
 }
 
-fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), String> {
+fn make_dev(k: Kernel, plan: &Plan, in_userns: bool) -> Result<(), String> {
     let dev = plan.rootfs.join("dev");
     mkdir_p(&dev)?;
     // The spec's modes are exact (as runc, with the umask cleared while nodes are made);
     // restored below, and the init sets the process's own umask later.
     let umask = nix::sys::stat::umask(Mode::empty());
-    let made = make_nodes(mnt, plan, &dev, in_userns);
+    let made = make_nodes(k, plan, &dev, in_userns);
     nix::sys::stat::umask(umask);
     made?;
     for (link, to) in [
@@ -327,19 +337,20 @@ fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), Strin
     ] {
         let p = dev.join(link);
         // what is already there (the spec's own, or the image's) is kept
-        match symlink(to, &p) {
-            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(format!("symlink {}: {err}", p.display()));
-            }
-            _ => {}
+        match k.files.symlink(Path::new(to), &p) {
+            Err(nix::errno::Errno::EEXIST) | Ok(()) => {}
+            Err(err) => return Err(format!("symlink {}: {err}", p.display())),
         }
     }
     let ptmx = dev.join("ptmx");
+    let pts = Path::new("pts/ptmx");
     if dev.join("pts").is_dir() {
-        match symlink("pts/ptmx", &ptmx) {
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+        match k.files.symlink(pts, &ptmx) {
+            Err(nix::errno::Errno::EEXIST) => {
                 let _ = std::fs::remove_file(&ptmx);
-                symlink("pts/ptmx", &ptmx).map_err(e("symlink /dev/ptmx"))?;
+                k.files
+                    .symlink(pts, &ptmx)
+                    .map_err(e("symlink /dev/ptmx"))?;
             }
             r => r.map_err(e("symlink /dev/ptmx"))?,
         }
@@ -348,7 +359,7 @@ fn make_dev(mnt: &dyn Mounter, plan: &Plan, in_userns: bool) -> Result<(), Strin
 }
 
 /// The spec's device nodes (and the default ones) under `dev`, with the umask cleared.
-fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Result<(), String> {
+fn make_nodes(k: Kernel, plan: &Plan, dev: &Path, in_userns: bool) -> Result<(), String> {
     for d in &plan.devices {
         let target = resolve_in_root(&plan.rootfs, &d.path).map_err(e("linux.devices"))?;
         if let Some(p) = target.parent()
@@ -357,11 +368,12 @@ fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Re
             mkdir_p(p)?;
         }
         let node = || {
-            mknod(
+            k.files.mknod(
                 &target,
                 SFlag::from_bits_truncate(d.kind),
-                Mode::from_bits_truncate(d.mode & 0o7777),
-                makedev(d.major, d.minor),
+                d.mode & 0o7777,
+                d.major,
+                d.minor,
             )
         };
         let made = if in_userns {
@@ -378,12 +390,9 @@ fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Re
         };
         match made {
             Ok(()) => {
-                nix::unistd::chown(
-                    &target,
-                    Some(nix::unistd::Uid::from_raw(d.uid)),
-                    Some(nix::unistd::Gid::from_raw(d.gid)),
-                )
-                .map_err(e(format!("chown {}", target.display())))?;
+                k.files
+                    .chown(&target, d.uid, d.gid)
+                    .map_err(e(format!("chown {}", target.display())))?;
             }
             Err(nix::errno::Errno::EPERM) => {
                 // In a user namespace mknod is refused: bind the host's node instead,
@@ -393,7 +402,8 @@ fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Re
                 }
                 std::fs::File::create(&target)
                     .map_err(e(format!("create {}", target.display())))?;
-                mnt.mount(Some(&d.path), &target, None, MsFlags::MS_BIND, None)
+                k.mount
+                    .mount(Some(&d.path), &target, None, MsFlags::MS_BIND, None)
                     .map_err(e(format!("bind {}", d.path.display())))?;
             }
             Err(err) => return Err(format!("mknod {}: {err}", target.display())),
@@ -404,82 +414,72 @@ fn make_nodes(mnt: &dyn Mounter, plan: &Plan, dev: &Path, in_userns: bool) -> Re
 
 /// Makes the rootfs the process's `/`: pivot_root, or (rootfs on ramfs, or --no-pivot)
 /// a move mount and chroot; without a mount namespace of its own, chroot (as runc).
-pub fn enter(plan: &Plan) -> Result<(), String> {
-    nix::unistd::chdir(&plan.rootfs).map_err(e("chdir rootfs"))?;
+pub fn enter(k: Kernel, plan: &Plan) -> Result<(), String> {
+    k.root.chdir(&plan.rootfs).map_err(e("chdir rootfs"))?;
     if !plan.has_mount_ns() {
-        nix::unistd::chroot(".").map_err(e("chroot"))?;
-        return nix::unistd::chdir("/").map_err(e("chdir /"));
+        k.root.chroot(Path::new(".")).map_err(e("chroot"))?;
+        return k.root.chdir(Path::new("/")).map_err(e("chdir /"));
     }
-    pivot_or_move(plan)?;
+    pivot_or_move(k, plan)?;
     // The rootfs, now /, gets the propagation asked for (shared, slave...): applied to /
     // before the rootfs was bound, it only reached the rootfs's parent, which was made
     // private for pivot_root. Private is what it already is.
     let p = plan.rootfs_propagation;
     if !p.is_empty() && !p.contains(MsFlags::MS_PRIVATE) {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+        k.mount
+            .mount(None, Path::new("/"), None, p, None)
             .map_err(e("linux.rootfsPropagation: propagation of the new /"))?;
     }
     Ok(())
 }
 
-fn pivot_or_move(plan: &Plan) -> Result<(), String> {
-    // The old root, held open: after pivot_root(".", ".") it is stacked on the new root,
-    // and "." from the new root's directory still names the new root's mount, not the
-    // old one on top of it.
-    let old_root = nix::fcntl::open(
-        "/",
-        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(e("open /"))?;
+fn pivot_or_move(k: Kernel, plan: &Plan) -> Result<(), String> {
+    let here = Path::new(".");
+    // pivot_root(".", "."), as runc: no directory for the old root is needed in the
+    // image; the old root ends stacked on the new one, with the working directory in it.
     let pivot = if plan.no_pivot {
         Err(nix::errno::Errno::EINVAL)
     } else {
-        nix::unistd::pivot_root(".", ".")
+        k.root.pivot_root(here)
     };
     match pivot {
         Ok(()) => {
-            nix::unistd::fchdir(&old_root).map_err(e("fchdir old root"))?;
-            // The old root is stacked on the new one: detach it, made a slave first so
-            // that the unmount does not propagate to the host.
-            mount(
-                None::<&str>,
-                ".",
-                None::<&str>,
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(e("make old root a slave"))?;
-            umount2(".", MntFlags::MNT_DETACH).map_err(e("detach old root"))?;
+            // Detach the old root, made a slave first so that the unmount does not
+            // propagate to the host.
+            k.mount
+                .mount(None, here, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
+                .map_err(e("make old root a slave"))?;
+            k.mount
+                .umount(here, MntFlags::MNT_DETACH)
+                .map_err(e("detach old root"))?;
         }
         // pivot_root cannot leave the initramfs (the rootfs of a diskless boot is on ramfs):
         // only there, or when asked (--no-pivot), a move mount and chroot instead.
-        Err(err) if !plan.no_pivot && !on_ramfs() => {
+        Err(err) if !plan.no_pivot && !k.root.on_ramfs(here) => {
             return Err(format!(
                 "pivot_root into {}: {err} (--no-pivot moves the root instead)",
                 plan.rootfs.display()
             ));
         }
         Err(_) => {
-            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            k.mount
+                .mount(Some(here), Path::new("/"), None, MsFlags::MS_MOVE, None)
                 .map_err(e("move rootfs to /"))?;
-            nix::unistd::chroot(".").map_err(e("chroot"))?;
+            k.root.chroot(here).map_err(e("chroot"))?;
         }
     }
-    nix::unistd::chdir("/").map_err(e("chdir /"))
-}
-
-fn on_ramfs() -> bool {
-    const RAMFS_MAGIC: i64 = 0x8584_58f6;
-    nix::sys::statfs::statfs(".").is_ok_and(|s| s.filesystem_type().0 == RAMFS_MAGIC)
+    k.root.chdir(Path::new("/")).map_err(e("chdir /"))
 }
 
 /// After entering the root: masked and read-only paths, read-only root, sysctls.
-pub fn finish(mnt: &dyn Mounter, plan: &Plan) -> Result<(), String> {
+pub fn finish(k: Kernel, plan: &Plan) -> Result<(), String> {
+    let mnt = k.mount;
     // before /proc/sys becomes read-only
-    for (k, v) in &plan.sysctl {
-        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&p, v).map_err(e(format!("linux.sysctl[{k}]")))?;
+    for (key, v) in &plan.sysctl {
+        let p = PathBuf::from(key.replace('.', "/"));
+        k.sysctl
+            .write(&p, v)
+            .map_err(e(format!("linux.sysctl[{key}]")))?;
     }
     for p in &plan.readonly {
         // a path the container does not have is skipped (as runc)
@@ -523,6 +523,7 @@ pub fn finish(mnt: &dyn Mounter, plan: &Plan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn resolves_inside_and_refuses_escape() {
@@ -567,52 +568,458 @@ mod tests {
         );
     }
 
+    use crate::sys::record::{Answers, Call, Recorder};
+    use nix::errno::Errno;
+
+    /// A bundle in a temp dir (removed on drop) and its plan.
+    struct Bundle {
+        dir: PathBuf,
+        plan: Plan,
+    }
+
+    impl Drop for Bundle {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl Bundle {
+        fn new(name: &str, spec: serde_json::Value, opts: super::super::plan::PlanOptions) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("berth-rootfs-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("rootfs/data")).expect("mkdir");
+            let mut spec = spec;
+            spec["ociVersion"] = "1.2.0".into();
+            spec["root"] = serde_json::json!({"path": "rootfs"});
+            spec["process"] =
+                serde_json::json!({"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}});
+            let spec: oci_spec::runtime::Spec = serde_json::from_value(spec).expect("spec");
+            let plan = super::super::plan::build("t", &spec, &dir, None, &opts).expect("plan");
+            Bundle { dir, plan }
+        }
+
+        fn root(&self) -> PathBuf {
+            self.plan.rootfs.clone()
+        }
+    }
+
+    fn mount_targets(calls: &[Call]) -> Vec<PathBuf> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, .. } => Some(target.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The mounts a spec turns into, seen through the recording seam (no root needed).
     #[test]
     fn mounts_planned_for_a_spec() {
-        use crate::sys::mount::Recorder;
-        let d = std::env::temp_dir().join(format!("berth-rootfs-plan-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(d.join("rootfs/data")).expect("mkdir");
-        let spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({
-            "ociVersion": "1.2.0",
-            "root": {"path": "rootfs"},
-            "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
-            "mounts": [
-                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                 "options": ["nosuid", "mode=755"]},
-                {"destination": "/data", "type": "bind", "source": d.join("rootfs/data"),
-                 "options": ["rbind", "ro", "nodev", "rprivate"]}
-            ],
-            "linux": {"namespaces": [{"type": "mount"}], "rootfsPropagation": "rslave"}
-        }))
-        .expect("spec");
-        let plan =
-            super::super::plan::build("t", &spec, &d, None, &Default::default()).expect("plan");
-        let rec = Recorder::default();
+        let b = Bundle::new(
+            "plan",
+            serde_json::json!({
+                "mounts": [
+                    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                     "options": ["nosuid", "mode=755"]},
+                    {"destination": "/data", "type": "bind", "source": "/tmp",
+                     "options": ["rbind", "ro", "nodev", "rprivate"]}
+                ],
+                "linux": {"namespaces": [{"type": "mount"}], "rootfsPropagation": "rslave"}
+            }),
+            Default::default(),
+        );
+        let root = b.root();
+        let rec = Recorder::new(Answers {
+            // the bundle's mount is shared: made private before the rootfs bind
+            mountinfo: "22 1 254:0 / / rw shared:1 - ext4 /dev/vda rw\n".into(),
+            mount_flags: MsFlags::MS_NOSUID,
+            ..Default::default()
+        });
         // userns: device nodes are bound, not made
-        prepare(&rec, &plan, true).expect("prepare");
-        let mut calls = rec.calls();
-        // the mount holding the temp dir is made private first where it is shared
-        if calls[1].flags == MsFlags::MS_PRIVATE {
-            calls.remove(1);
-        }
-        let root = d.join("rootfs").canonicalize().expect("canon");
-        assert_eq!(calls[0].target, Path::new("/"));
-        assert_eq!(calls[0].flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);
-        assert_eq!(calls[1].target, root);
-        assert_eq!(calls[2].fstype.as_deref(), Some("tmpfs"));
-        assert_eq!(calls[2].data.as_deref(), Some("mode=755"));
-        assert_eq!(calls[2].flags, MsFlags::MS_NOSUID);
-        // the bind, then the remount that applies ro/nodev, then the propagation
-        assert_eq!(calls[3].flags, MsFlags::MS_BIND | MsFlags::MS_REC);
-        assert!(calls[4].flags.contains(
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NODEV
-        ));
-        assert_eq!(calls[5].flags, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
-        let dev_binds: Vec<_> = calls[6..].iter().filter_map(|c| c.source.clone()).collect();
-        assert!(dev_binds.contains(&PathBuf::from("/dev/null")), "{calls:?}");
+        prepare(Kernel::recorded(&rec), &b.plan, true).expect("prepare");
+        let calls = rec.calls();
+        let mount = |source: Option<&str>,
+                     target: &Path,
+                     fstype: Option<&str>,
+                     flags,
+                     data: Option<&str>| {
+            Call::Mount {
+                source: source.map(PathBuf::from),
+                target: target.into(),
+                fstype: fstype.map(str::to_string),
+                flags,
+                data: data.map(str::to_string),
+            }
+        };
+        assert_eq!(
+            calls[..7],
+            [
+                mount(
+                    None,
+                    Path::new("/"),
+                    None,
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                    None
+                ),
+                mount(None, Path::new("/"), None, MsFlags::MS_PRIVATE, None),
+                mount(
+                    Some(root.to_str().expect("utf-8")),
+                    &root,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None
+                ),
+                mount(
+                    Some("tmpfs"),
+                    &root.join("dev"),
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID,
+                    Some("mode=755")
+                ),
+                // the bind, then the remount that applies ro/nodev (keeping the flags the
+                // mount has), then the propagation
+                mount(
+                    Some("/tmp"),
+                    &root.join("data"),
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None
+                ),
+                mount(
+                    None,
+                    &root.join("data"),
+                    None,
+                    MsFlags::MS_REMOUNT
+                        | MsFlags::MS_BIND
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOSUID,
+                    None
+                ),
+                mount(
+                    None,
+                    &root.join("data"),
+                    None,
+                    MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                    None
+                ),
+            ]
+        );
+        // each default device: a new file with the host's node bound on it
+        assert!(calls.contains(&mount(
+            Some("/dev/null"),
+            &root.join("dev/null"),
+            None,
+            MsFlags::MS_BIND,
+            None
+        )));
         assert!(root.join("dev/null").exists());
-        std::fs::remove_dir_all(&d).expect("rm");
+        assert!(!calls.iter().any(|c| matches!(c, Call::Mknod { .. })));
+    }
+
+    /// Outside a user namespace each node is made with its number, then given its owner;
+    /// the /dev links follow the nodes.
+    #[test]
+    fn dev_nodes_get_their_numbers_and_owner() {
+        let b = Bundle::new(
+            "dev",
+            serde_json::json!({
+                "linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10,
+                    "minor": 229, "fileMode": 432, "uid": 1000, "gid": 100}]}
+            }),
+            Default::default(),
+        );
+        let root = b.root();
+        let rec = Recorder::default();
+        prepare(Kernel::recorded(&rec), &b.plan, false).expect("prepare");
+        let calls = rec.calls();
+        let fuse = root.join("dev/fuse");
+        let at = calls
+            .iter()
+            .position(|c| matches!(c, Call::Mknod { path, .. } if *path == fuse))
+            .expect("fuse made");
+        assert_eq!(
+            calls[at..at + 2],
+            [
+                Call::Mknod {
+                    path: fuse.clone(),
+                    kind: SFlag::S_IFCHR,
+                    mode: 0o660,
+                    major: 10,
+                    minor: 229
+                },
+                Call::Chown {
+                    path: fuse,
+                    uid: 1000,
+                    gid: 100
+                },
+            ]
+        );
+        assert!(calls.contains(&Call::Mknod {
+            path: root.join("dev/tty"),
+            kind: SFlag::S_IFCHR,
+            mode: 0o666,
+            major: 5,
+            minor: 0
+        }));
+        let links: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Symlink { to, link } => Some((to.clone(), link.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(links[0], ("/proc/self/fd".into(), root.join("dev/fd")));
+        assert_eq!(links.len(), 4, "no /dev/pts, no ptmx link: {links:?}");
+        let last_node = calls
+            .iter()
+            .rposition(|c| matches!(c, Call::Chown { .. }))
+            .expect("nodes");
+        let first_link = calls
+            .iter()
+            .position(|c| matches!(c, Call::Symlink { .. }))
+            .expect("links");
+        assert!(last_node < first_link);
+        // without a mount namespace the caller's propagation is left alone
+        assert!(!mount_targets(&calls).contains(&PathBuf::from("/")));
+    }
+
+    /// A failed step stops the setup and the error names the spec field and the step.
+    #[test]
+    fn a_failed_mount_stops_and_names_the_step() {
+        let b = Bundle::new(
+            "fail",
+            serde_json::json!({
+                "mounts": [
+                    {"destination": "/proc", "type": "proc", "source": "proc"},
+                    {"destination": "/data", "type": "bind", "source": "/tmp",
+                     "options": ["rbind"]},
+                    {"destination": "/run", "type": "tmpfs", "source": "tmpfs"}
+                ],
+                "linux": {"namespaces": [{"type": "pid"}]}
+            }),
+            Default::default(),
+        );
+        let root = b.root();
+        let data = root.join("data");
+        let rec = Recorder::default().fail_on(
+            move |c| matches!(c, Call::Mount { target, .. } if *target == data),
+            Errno::EACCES,
+        );
+        let err = prepare(Kernel::recorded(&rec), &b.plan, false).expect_err("fails");
+        assert!(
+            err.starts_with("mounts[1] (/data): bind /tmp:") && err.contains("EACCES"),
+            "{err}"
+        );
+        let calls = rec.calls();
+        assert_eq!(
+            mount_targets(&calls),
+            [root.clone(), root.join("proc"), root.join("data")],
+            "nothing after the failed bind"
+        );
+        assert_eq!(calls.len(), 3);
+
+        // a node that cannot be owned stops at its chown
+        let tty = root.join("dev/tty");
+        let rec = Recorder::default().fail_on(
+            move |c| matches!(c, Call::Chown { path, .. } if *path == tty),
+            Errno::EPERM,
+        );
+        let err = prepare(Kernel::recorded(&rec), &b.plan, false).expect_err("fails");
+        assert!(
+            err.starts_with("chown ") && err.ends_with("dev/tty: EPERM: Operation not permitted"),
+            "{err}"
+        );
+        assert!(matches!(rec.calls().last(), Some(Call::Chown { .. })));
+    }
+
+    /// pivot_root, then the old root (stacked on the new one, the working directory in
+    /// it) made a slave and detached, then the propagation asked for on the new /.
+    #[test]
+    fn enter_pivots_and_detaches_the_old_root() {
+        let b = Bundle::new(
+            "pivot",
+            serde_json::json!({
+                "linux": {"namespaces": [{"type": "mount"}], "rootfsPropagation": "rshared"}
+            }),
+            Default::default(),
+        );
+        let rec = Recorder::default();
+        enter(Kernel::recorded(&rec), &b.plan).expect("enter");
+        let here = PathBuf::from(".");
+        assert_eq!(
+            rec.calls(),
+            [
+                Call::Chdir(b.root()),
+                Call::PivotRoot(here.clone()),
+                Call::Mount {
+                    source: None,
+                    target: here.clone(),
+                    fstype: None,
+                    flags: MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                    data: None
+                },
+                Call::Umount {
+                    target: here,
+                    flags: MntFlags::MNT_DETACH
+                },
+                Call::Chdir("/".into()),
+                Call::Mount {
+                    source: None,
+                    target: "/".into(),
+                    fstype: None,
+                    flags: MsFlags::MS_SHARED | MsFlags::MS_REC,
+                    data: None
+                },
+            ]
+        );
+    }
+
+    /// runc's --no-pivot: the rootfs moved onto / and chrooted into, never pivot_root.
+    #[test]
+    fn no_pivot_moves_and_chroots() {
+        let b = Bundle::new(
+            "nopivot",
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}],
+                "rootfsPropagation": "rprivate"}}),
+            super::super::plan::PlanOptions {
+                no_pivot: true,
+                ..Default::default()
+            },
+        );
+        let rec = Recorder::default();
+        enter(Kernel::recorded(&rec), &b.plan).expect("enter");
+        assert_eq!(
+            rec.calls(),
+            [
+                Call::Chdir(b.root()),
+                Call::Mount {
+                    source: Some(".".into()),
+                    target: "/".into(),
+                    fstype: None,
+                    flags: MsFlags::MS_MOVE,
+                    data: None
+                },
+                Call::Chroot(".".into()),
+                Call::Chdir("/".into()),
+            ]
+        );
+    }
+
+    /// A refused pivot_root is an error that says how to do without, except on ramfs,
+    /// which pivot_root cannot leave: there the root is moved.
+    #[test]
+    fn refused_pivot_is_an_error_except_on_ramfs() {
+        let b = Bundle::new(
+            "refused",
+            serde_json::json!({"linux": {"namespaces": [{"type": "mount"}]}}),
+            Default::default(),
+        );
+        let pivot = |c: &Call| matches!(c, Call::PivotRoot(_));
+        let rec = Recorder::default().fail_on(pivot, Errno::EINVAL);
+        let err = enter(Kernel::recorded(&rec), &b.plan).expect_err("refused");
+        assert!(
+            err.contains("pivot_root into") && err.contains("--no-pivot"),
+            "{err}"
+        );
+        assert!(matches!(rec.calls().last(), Some(Call::PivotRoot(_))));
+
+        let rec = Recorder::new(Answers {
+            ramfs: true,
+            ..Default::default()
+        })
+        .fail_on(pivot, Errno::EINVAL);
+        enter(Kernel::recorded(&rec), &b.plan).expect("moved");
+        assert_eq!(
+            rec.calls()[2..4],
+            [
+                Call::Mount {
+                    source: Some(".".into()),
+                    target: "/".into(),
+                    fstype: None,
+                    flags: MsFlags::MS_MOVE,
+                    data: None
+                },
+                Call::Chroot(".".into()),
+            ]
+        );
+    }
+
+    /// Without a mount namespace of its own the container only chroots (as runc).
+    #[test]
+    fn no_mount_namespace_chroots() {
+        let b = Bundle::new(
+            "chroot",
+            serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}}),
+            Default::default(),
+        );
+        let rec = Recorder::default();
+        enter(Kernel::recorded(&rec), &b.plan).expect("enter");
+        assert_eq!(
+            rec.calls(),
+            [
+                Call::Chdir(b.root()),
+                Call::Chroot(".".into()),
+                Call::Chdir("/".into())
+            ]
+        );
+    }
+
+    /// After entering: sysctls first (before /proc/sys goes read-only), then read-only
+    /// paths, then masked ones (a directory gets a read-only tmpfs, a missing path is
+    /// skipped), then the read-only root.
+    #[test]
+    fn finish_order() {
+        let b = Bundle::new(
+            "finish",
+            serde_json::json!({
+                "root": {"path": "rootfs", "readonly": true},
+                "linux": {
+                    "namespaces": [{"type": "mount"}, {"type": "network"}],
+                    "sysctl": {"net.ipv4.ip_forward": "1"},
+                    "readonlyPaths": ["/proc/sys"],
+                    "maskedPaths": ["/proc/kcore", "/proc/acpi", "/proc/nothere"]
+                }
+            }),
+            Default::default(),
+        );
+        let rec = Recorder::default().fail_on(
+            |c| matches!(c, Call::Mount { target, .. } if target == Path::new("/proc/acpi")),
+            Errno::ENOTDIR,
+        );
+        let b = {
+            let mut b = b;
+            b.plan.readonly_root = true;
+            b
+        };
+        finish(Kernel::recorded(&rec), &b.plan).expect("finish");
+        let calls = rec.calls();
+        assert_eq!(
+            calls[0],
+            Call::Sysctl {
+                path: "net/ipv4/ip_forward".into(),
+                value: "1".into()
+            }
+        );
+        let targets = mount_targets(&calls);
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            targets,
+            [
+                p("/proc/sys"),
+                p("/proc/sys"),
+                p("/proc/kcore"),
+                p("/proc/acpi"),
+                p("/proc/acpi"),
+                p("/proc/nothere"),
+                p("/")
+            ]
+        );
+        assert!(
+            matches!(&calls[5], Call::Mount { fstype: Some(t), flags, .. }
+            if t == "tmpfs" && *flags == MsFlags::MS_RDONLY)
+        );
     }
 }

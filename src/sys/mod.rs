@@ -2,5 +2,9 @@
 //! and a recording fake, so the logic above them is tested without root.
 
 pub mod clone;
+pub mod fs;
 pub mod mount;
 pub mod overlay;
+pub mod record;
+pub mod root;
+pub mod sysctl;

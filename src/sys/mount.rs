@@ -1,12 +1,15 @@
-//! The mount seam: mount(2) and umount2(2) behind a narrow trait, with the Linux
-//! implementation and a recording fake for tests of the logic that plans mounts.
+//! The mount seam: mount(2), umount2(2) and what the kernel says of existing mounts
+//! (statvfs flags, /proc/self/mountinfo), with the Linux implementation and the
+//! recording fake.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::io;
+use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
 
-/// mount(2) and umount2(2).
+use super::record::{Call, Recorder};
+
+/// mount(2), umount2(2), and the mount table as the caller sees it.
 pub trait Mounter: Send + Sync {
     fn mount(
         &self,
@@ -17,6 +20,11 @@ pub trait Mounter: Send + Sync {
         data: Option<&str>,
     ) -> nix::Result<()>;
     fn umount(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
+    /// The per-mount flags (nosuid, nodev, noexec, atime ones) of the mount holding
+    /// `target`, as statvfs(3) reports them.
+    fn mount_flags(&self, target: &Path) -> nix::Result<MsFlags>;
+    /// The caller's /proc/self/mountinfo.
+    fn mountinfo(&self) -> io::Result<String>;
 }
 
 /// The kernel.
@@ -38,27 +46,28 @@ impl Mounter for Linux {
     fn umount(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
         nix::mount::umount2(target, flags)
     }
-}
 
-/// One recorded call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountCall {
-    pub source: Option<PathBuf>,
-    pub target: PathBuf,
-    pub fstype: Option<String>,
-    pub flags: MsFlags,
-    pub data: Option<String>,
-}
+    fn mount_flags(&self, target: &Path) -> nix::Result<MsFlags> {
+        use nix::sys::statvfs::FsFlags as F;
+        let f = nix::sys::statvfs::statvfs(target)?.flags();
+        let mut m = MsFlags::empty();
+        for (a, b) in [
+            (F::ST_NOSUID, MsFlags::MS_NOSUID),
+            (F::ST_NODEV, MsFlags::MS_NODEV),
+            (F::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (F::ST_NOATIME, MsFlags::MS_NOATIME),
+            (F::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (F::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(a) {
+                m |= b;
+            }
+        }
+        Ok(m)
+    }
 
-/// Records every call and succeeds, so tests see the mounts a plan makes.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    pub calls: Mutex<Vec<MountCall>>,
-}
-
-impl Recorder {
-    pub fn calls(&self) -> Vec<MountCall> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    fn mountinfo(&self) -> io::Result<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
     }
 }
 
@@ -71,19 +80,27 @@ impl Mounter for Recorder {
         flags: MsFlags,
         data: Option<&str>,
     ) -> nix::Result<()> {
-        if let Ok(mut c) = self.calls.lock() {
-            c.push(MountCall {
-                source: source.map(Path::to_path_buf),
-                target: target.to_path_buf(),
-                fstype: fstype.map(str::to_string),
-                flags,
-                data: data.map(str::to_string),
-            });
-        }
-        Ok(())
+        self.record(Call::Mount {
+            source: source.map(Path::to_path_buf),
+            target: target.to_path_buf(),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: data.map(str::to_string),
+        })
     }
 
-    fn umount(&self, _target: &Path, _flags: MntFlags) -> nix::Result<()> {
-        Ok(())
+    fn umount(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
+        self.record(Call::Umount {
+            target: target.to_path_buf(),
+            flags,
+        })
+    }
+
+    fn mount_flags(&self, _target: &Path) -> nix::Result<MsFlags> {
+        Ok(self.answers.mount_flags)
+    }
+
+    fn mountinfo(&self) -> io::Result<String> {
+        Ok(self.answers.mountinfo.clone())
     }
 }

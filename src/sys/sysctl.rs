@@ -1,0 +1,48 @@
+//! The sysctl seam: writes under /proc/sys, which act on the writer's own namespaces,
+//! with the Linux implementation and the recording fake.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::record::{Call, Recorder};
+
+/// Writes to /proc/sys.
+pub trait Sysctl: Send + Sync {
+    /// Writes `value` to `path`, relative to /proc/sys. A sysctl this kernel does not
+    /// have is `NotFound`.
+    fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+}
+
+/// The kernel's /proc/sys, or another directory of the same shape.
+#[derive(Debug, Clone)]
+pub struct ProcSys {
+    pub root: PathBuf,
+}
+
+impl Default for ProcSys {
+    fn default() -> Self {
+        ProcSys {
+            root: "/proc/sys".into(),
+        }
+    }
+}
+
+impl Sysctl for ProcSys {
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        // never created: a missing file is a sysctl this kernel does not have
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.root.join(path))
+            .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
+    }
+}
+
+impl Sysctl for Recorder {
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        self.record(Call::Sysctl {
+            path: path.into(),
+            value: value.into(),
+        })
+        .map_err(io::Error::from)
+    }
+}
