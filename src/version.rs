@@ -3,6 +3,13 @@
 /// berth's own version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The commit this binary was built from. The build script sets `BERTH_COMMIT` (from git
+/// in a checkout, or a note saying there was none); a build that did not run it says so.
+pub const COMMIT: &str = match option_env!("BERTH_COMMIT") {
+    Some(c) if !c.is_empty() => c,
+    _ => "not recorded by this build (BERTH_COMMIT was not set when it was compiled)",
+};
+
 /// The interface versions berth speaks, printed by `berth version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
@@ -15,7 +22,7 @@ impl Info {
     pub fn current() -> Self {
         Self {
             berth: VERSION,
-            git_commit: option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+            git_commit: COMMIT,
             target: std::env::consts::ARCH,
         }
     }
@@ -38,5 +45,13 @@ mod tests {
         let info = Info::current();
         assert_eq!(info.berth, env!("CARGO_PKG_VERSION"));
         assert!(info.to_string().starts_with("berth "));
+    }
+
+    /// Never a bare "unknown": a commit id, or a sentence saying why there is none.
+    #[test]
+    fn commit_is_an_id_or_says_why_not() {
+        let c = Info::current().git_commit;
+        let is_id = c.len() >= 7 && c.chars().all(|ch| ch.is_ascii_hexdigit());
+        assert!(is_id || c.contains(' '), "{c:?}");
     }
 }

@@ -84,7 +84,7 @@ fn invoker_add_then_del_after_restart() {
     env.host
         .block_on(|| restarted.del(&att))
         .expect("DEL from the cache");
-    assert!(!has_link(&pod, "eth0"));
+    assert!(!has_link(&pod, "eth0").expect("link query"));
     assert_eq!(allocations(&alloc_dir), 0);
     let rules = ruleset(&env.host);
     assert!(
@@ -119,7 +119,7 @@ fn invoker_gc_removes_stale_attachments() {
     let valid = [("gc-a".to_string(), "eth0".to_string())];
     env.host.block_on(|| inv.gc(&valid)).expect("GC");
     assert_eq!(allocations(&alloc_dir), 1, "GC left allocations");
-    assert!(has_link(&a, "eth0") && !has_link(&b, "eth0"));
+    assert!(has_link(&a, "eth0").expect("link query") && !has_link(&b, "eth0").expect("link query"));
     assert_eq!(inv.cache().all().len(), 1);
     drop(c);
     env.host.block_on(|| inv.status()).expect("STATUS");
@@ -319,7 +319,7 @@ fn berth_cni_cli_add_check_del() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!has_link(&pod, "eth0"));
+    assert!(!has_link(&pod, "eth0").expect("link query"));
     assert_eq!(allocations(&alloc_dir), 0);
     let out = berth(&["add", "--id", "cli-b", "--netns", netns, "--port", "80"]);
     assert!(!out.status.success());

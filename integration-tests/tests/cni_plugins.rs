@@ -66,9 +66,9 @@ fn add_connects_pods_host_outside_and_host_ports(imp: Impl) -> anyhow::Result<()
     assert_eq!(default_gw(&a), Some(IpAddr::V4(GW)));
     assert_eq!(default_gw(&b), Some(IpAddr::V4(GW)));
     assert!(addrs(&env.host, "cbr0").contains(&format!("{GW}/24")));
-    assert_eq!(bridge_ports(&env.host, "cbr0").len(), 2);
+    assert_eq!(bridge_ports(&env.host, "cbr0").expect("link query").len(), 2);
     assert_eq!(link_mtu(&a, "eth0"), Some(1400), "the configured MTU");
-    for port in bridge_ports(&env.host, "cbr0") {
+    for port in bridge_ports(&env.host, "cbr0").expect("link query") {
         assert_eq!(link_mtu(&env.host, &port), Some(1400), "host end {port}");
     }
 
@@ -140,9 +140,9 @@ fn del_removes_everything_twice(imp: Impl) -> anyhow::Result<()> {
         for o in net.del(&env, &att, &ports, Some(&r)) {
             assert!(o.ok, "DEL round {round}: {o:?}");
         }
-        assert!(!has_link(&a, "eth0"), "eth0 left in the pod");
+        assert!(!has_link(&a, "eth0").expect("link query"), "eth0 left in the pod");
         assert!(
-            bridge_ports(&env.host, "cbr0").is_empty(),
+            bridge_ports(&env.host, "cbr0").expect("link query").is_empty(),
             "veth left on the bridge"
         );
         assert!(
@@ -230,7 +230,7 @@ fn concurrent_adds_get_distinct_ips(imp: Impl) -> anyhow::Result<()> {
     }
     assert_eq!(ips.len(), 100, "addresses handed out twice");
     assert_eq!(net.allocations().len(), 100);
-    assert_eq!(bridge_ports(&env.host, "cbr0").len(), 100);
+    assert_eq!(bridge_ports(&env.host, "cbr0").expect("link query").len(), 100);
     std::thread::scope(|s| {
         for att in &atts {
             let net = &net;
@@ -242,7 +242,7 @@ fn concurrent_adds_get_distinct_ips(imp: Impl) -> anyhow::Result<()> {
         }
     });
     assert!(net.allocations().is_empty());
-    assert!(bridge_ports(&env.host, "cbr0").is_empty());
+    assert!(bridge_ports(&env.host, "cbr0").expect("link query").is_empty());
     Ok(())
 }
 
@@ -284,14 +284,14 @@ fn killed_add_is_cleaned_by_del(imp: Impl) -> anyhow::Result<()> {
         }
         assert!(o.ok || peer_bug, "DEL after a kill at step {i}: {o:?}");
         assert!(
-            !has_link(ns, "eth0"),
+            !has_link(ns, "eth0").expect("link query"),
             "eth0 left in the pod after kill {i} + DEL"
         );
     }
     assert!(
-        bridge_ports(&env.host, "cbr0").is_empty(),
+        bridge_ports(&env.host, "cbr0").expect("link query").is_empty(),
         "veth left: {:?}",
-        bridge_ports(&env.host, "cbr0")
+        bridge_ports(&env.host, "cbr0").expect("link query")
     );
     assert!(
         net.allocations().is_empty(),
@@ -337,7 +337,7 @@ fn malformed_input_gives_spec_errors(imp: Impl) -> anyhow::Result<()> {
         assert!(!o.ok, "{plugin}: cniVersion 99.0.0 accepted");
         assert_eq!(o.json()["code"], 1, "{plugin}: wrong version: {o:?}");
     }
-    assert!(!has_link(&a, "eth0"));
+    assert!(!has_link(&a, "eth0").expect("link query"));
     Ok(())
 }
 
@@ -372,12 +372,12 @@ fn gc_frees_allocations_not_in_valid_list() {
     exec(&env, Impl::Berth, "bridge", "GC", &gc, &conf).expect_ok("GC");
     assert_eq!(net.allocations(), vec![ips[1].to_string()]);
     assert_eq!(
-        bridge_ports(&env.host, "cbr0").len(),
+        bridge_ports(&env.host, "cbr0").expect("link query").len(),
         1,
         "GC left veths of invalid attachments"
     );
     assert!(
-        has_link(&pods[1], "eth0") && !has_link(&pods[0], "eth0") && !has_link(&pods[2], "eth0")
+        has_link(&pods[1], "eth0").expect("link query") && !has_link(&pods[0], "eth0").expect("link query") && !has_link(&pods[2], "eth0").expect("link query")
     );
     let rules = ruleset(&env.host);
     assert!(
@@ -698,7 +698,7 @@ fn killed_adds_are_cleaned_by_gc() {
     eprintln!(
         "before GC: {} allocations, {} veths on the bridge",
         net.allocations().len(),
-        bridge_ports(&env.host, "cbr0").len()
+        bridge_ports(&env.host, "cbr0").expect("link query").len()
     );
     let mut conf = net.bridge.clone();
     conf["cni.dev/valid-attachments"] = json!([]);
@@ -710,11 +710,11 @@ fn killed_adds_are_cleaned_by_gc() {
     exec(&env, Impl::Berth, "bridge", "GC", &gc, &conf).expect_ok("GC");
     assert!(net.allocations().is_empty(), "{:?}", net.allocations());
     assert!(
-        bridge_ports(&env.host, "cbr0").is_empty(),
+        bridge_ports(&env.host, "cbr0").expect("link query").is_empty(),
         "{:?}",
-        bridge_ports(&env.host, "cbr0")
+        bridge_ports(&env.host, "cbr0").expect("link query")
     );
-    assert!(pods.iter().all(|ns| !has_link(ns, "eth0")));
+    assert!(pods.iter().all(|ns| !has_link(ns, "eth0").expect("link query")));
     let rules = ruleset(&env.host);
     assert!(!rules.contains("killed-gc-"), "{rules}");
 }

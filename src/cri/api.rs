@@ -41,9 +41,10 @@ pub trait ImageApi: Send + Sync + 'static {
     ) -> CriFuture<'_, cri::ImageFsInfoResponse>;
 }
 
-/// The part of the CRI RuntimeService berth serves today: what the runtime is and
-/// whether it is ready. Sandbox and container calls join this trait as the runtime
-/// (`src/runtime/`) lands; until then the gRPC adapter answers them UNIMPLEMENTED.
+/// The runtime-wide calls of the CRI RuntimeService: what the runtime is, whether it is
+/// ready, its config. The sandbox and container calls are [`PodApi`], the streaming ones
+/// [`StreamApi`]; of the whole service, only CheckpointContainer is not served (the
+/// gRPC adapter answers it UNIMPLEMENTED).
 pub trait RuntimeApi: Send + Sync + 'static {
     fn version(&self, req: cri::VersionRequest) -> CriFuture<'_, cri::VersionResponse>;
     /// RuntimeReady and NetworkReady; with `verbose`, details in `info`.

@@ -3,7 +3,9 @@
 
 pub mod clone;
 pub mod fs;
+pub mod link;
 pub mod mount;
+pub mod ns;
 pub mod overlay;
 pub mod record;
 pub mod root;

@@ -337,24 +337,30 @@ pub fn addrs(ns: &NetNs, ifname: &str) -> Vec<String> {
     })
 }
 
-/// True when `ns` has a link called `name`.
-pub fn has_link(ns: &NetNs, name: &str) -> bool {
+/// True when `ns` has a link called `name`. A query the kernel fails is an error, never
+/// "absent": a DEL test must not pass on a broken query.
+pub fn has_link(ns: &NetNs, name: &str) -> anyhow::Result<bool> {
     let name = name.to_string();
     ns.netlink(move |h| async move {
-        matches!(
-            h.link().get().match_name(name).execute().try_next().await,
-            Ok(Some(_))
-        )
+        match h.link().get().match_name(name.clone()).execute().try_next().await {
+            Ok(l) => Ok(l.is_some()),
+            Err(e) if is_enodev(&e) => Ok(false),
+            Err(e) => Err(anyhow::anyhow!("get link {name}: {e}")),
+        }
     })
 }
 
-/// The names of the links enslaved to bridge `bridge` in `ns`.
-pub fn bridge_ports(ns: &NetNs, bridge: &str) -> Vec<String> {
+/// The names of the links enslaved to bridge `bridge` in `ns` (none when there is no such
+/// bridge). A query the kernel fails is an error.
+pub fn bridge_ports(ns: &NetNs, bridge: &str) -> anyhow::Result<Vec<String>> {
     let bridge = bridge.to_string();
     ns.netlink(move |h| async move {
         use rtnetlink::packet_route::link::LinkAttribute;
-        let Ok(Some(br)) = h.link().get().match_name(bridge).execute().try_next().await else {
-            return Vec::new();
+        let br = match h.link().get().match_name(bridge.clone()).execute().try_next().await {
+            Ok(Some(br)) => br,
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) if is_enodev(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(anyhow::anyhow!("get link {bridge}: {e}")),
         };
         let links: Vec<_> = h
             .link()
@@ -362,8 +368,8 @@ pub fn bridge_ports(ns: &NetNs, bridge: &str) -> Vec<String> {
             .execute()
             .try_collect()
             .await
-            .unwrap_or_default();
-        links
+            .map_err(|e| anyhow::anyhow!("dump links: {e}"))?;
+        Ok(links
             .iter()
             .filter(|l| {
                 l.attributes
@@ -376,8 +382,13 @@ pub fn bridge_ports(ns: &NetNs, bridge: &str) -> Vec<String> {
                     _ => None,
                 })
             })
-            .collect()
+            .collect())
     })
+}
+
+/// The kernel's answer for a link that is not there.
+fn is_enodev(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV)
 }
 
 /// The default route's gateway in `ns` (IPv4).

@@ -1,6 +1,8 @@
 //! The pod's CNI attachment as containerd builds it, and the pod IPs from the result:
-//! pure functions, so the exact CNI_ARGS and capability arguments are unit-tested.
+//! pure functions, so the exact CNI_ARGS and capability arguments are unit-tested; and
+//! the pod's `lo` brought up through the namespace and link seams.
 
+use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -9,6 +11,8 @@ use serde_json::{Map, Value, json};
 use cri_proto::v1::{PodSandboxConfig, Protocol};
 
 use crate::net::cni::Attachment;
+use crate::sys::link::LinkFlags;
+use crate::sys::ns::Namespaces;
 
 /// The interface CNI creates in the pod (containerd's `defaultIfName`).
 pub const POD_IFNAME: &str = "eth0";
@@ -74,42 +78,10 @@ pub fn pod_ips(result: &Value) -> Vec<String> {
 /// Brings up `lo` in the network namespace at `netns`, as containerd's always-present
 /// loopback network does before the pod's own network is added: without it, containers
 /// of a pod cannot reach each other on 127.0.0.1.
-pub fn loopback_up(netns: &Path) -> std::io::Result<()> {
-    let file = std::fs::File::open(netns)?;
-    // setns moves only the calling thread; a short-lived thread keeps the caller's own
-    // namespace untouched.
-    std::thread::scope(|s| {
-        s.spawn(|| -> std::io::Result<()> {
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)?;
-            let sock = nix::sys::socket::socket(
-                nix::sys::socket::AddressFamily::Inet,
-                nix::sys::socket::SockType::Datagram,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(std::io::Error::from)?;
-            // SAFETY: ifreq is plain old data; zeroed is a valid value for it.
-            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-            for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-                *d = *s as libc::c_char;
-            }
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-            // SAFETY: SIOCGIFFLAGS reads the flags of the named interface into `req`, a
-            // valid ifreq that outlives the call.
-            if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: the flags member of the union is the one SIOCGIFFLAGS filled in.
-            unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-            // SAFETY: SIOCSIFFLAGS reads `req`, a valid ifreq naming "lo".
-            if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("loopback thread panicked")))
+pub fn loopback_up(ns: &dyn Namespaces, links: &dyn LinkFlags, netns: &Path) -> io::Result<()> {
+    ns.in_netns(netns, &mut || {
+        let flags = links.flags("lo")?;
+        links.set_flags("lo", flags | libc::IFF_UP)
     })
 }
 
@@ -170,6 +142,35 @@ mod tests {
         );
         let none = attachment("abc", None, &PodSandboxConfig::default());
         assert!(none.capability_args.is_empty());
+    }
+
+    /// lo goes up in the pod's netns, keeping the flags it had (LOOPBACK, RUNNING...).
+    #[test]
+    fn loopback_up_sets_up_and_keeps_other_flags() {
+        use crate::sys::record::{Answers, Call, Recorder};
+        let rec = Recorder::new(Answers {
+            link_flags: libc::IFF_LOOPBACK | libc::IFF_RUNNING,
+            ..Default::default()
+        });
+        loopback_up(&rec, &rec, Path::new("/run/netns/p")).expect("up");
+        assert_eq!(
+            rec.calls(),
+            [
+                Call::EnterNetns("/run/netns/p".into()),
+                Call::SetLinkFlags {
+                    name: "lo".into(),
+                    flags: libc::IFF_LOOPBACK | libc::IFF_RUNNING | libc::IFF_UP
+                },
+            ]
+        );
+        // nothing is set when the namespace cannot be entered
+        let rec = Recorder::default().fail_on(
+            |c| matches!(c, Call::EnterNetns(_)),
+            nix::errno::Errno::ENOENT,
+        );
+        let err = loopback_up(&rec, &rec, Path::new("/gone")).expect_err("no netns");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(rec.calls().len(), 1);
     }
 
     #[test]

@@ -196,7 +196,8 @@ impl Sandboxes {
             .store
             .save_with(&rec.id, rec, Durability::Replace)?;
         if let Some(ns) = &rec.netns {
-            loopback_up(std::path::Path::new(ns)).map_err(|source| RuntimeError::Io {
+            let (kernel_ns, kernel_links) = (&crate::sys::ns::Linux, &crate::sys::link::Linux);
+            loopback_up(kernel_ns, kernel_links, std::path::Path::new(ns)).map_err(|source| RuntimeError::Io {
                 kind: "sandbox",
                 id: rec.id.clone(),
                 op: "bring up lo in",
