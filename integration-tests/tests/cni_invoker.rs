@@ -119,7 +119,9 @@ fn invoker_gc_removes_stale_attachments() {
     let valid = [("gc-a".to_string(), "eth0".to_string())];
     env.host.block_on(|| inv.gc(&valid)).expect("GC");
     assert_eq!(allocations(&alloc_dir), 1, "GC left allocations");
-    assert!(has_link(&a, "eth0").expect("link query") && !has_link(&b, "eth0").expect("link query"));
+    assert!(
+        has_link(&a, "eth0").expect("link query") && !has_link(&b, "eth0").expect("link query")
+    );
     assert_eq!(inv.cache().all().len(), 1);
     drop(c);
     env.host.block_on(|| inv.status()).expect("STATUS");

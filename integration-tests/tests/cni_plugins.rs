@@ -66,7 +66,10 @@ fn add_connects_pods_host_outside_and_host_ports(imp: Impl) -> anyhow::Result<()
     assert_eq!(default_gw(&a), Some(IpAddr::V4(GW)));
     assert_eq!(default_gw(&b), Some(IpAddr::V4(GW)));
     assert!(addrs(&env.host, "cbr0").contains(&format!("{GW}/24")));
-    assert_eq!(bridge_ports(&env.host, "cbr0").expect("link query").len(), 2);
+    assert_eq!(
+        bridge_ports(&env.host, "cbr0").expect("link query").len(),
+        2
+    );
     assert_eq!(link_mtu(&a, "eth0"), Some(1400), "the configured MTU");
     for port in bridge_ports(&env.host, "cbr0").expect("link query") {
         assert_eq!(link_mtu(&env.host, &port), Some(1400), "host end {port}");
@@ -140,9 +143,14 @@ fn del_removes_everything_twice(imp: Impl) -> anyhow::Result<()> {
         for o in net.del(&env, &att, &ports, Some(&r)) {
             assert!(o.ok, "DEL round {round}: {o:?}");
         }
-        assert!(!has_link(&a, "eth0").expect("link query"), "eth0 left in the pod");
         assert!(
-            bridge_ports(&env.host, "cbr0").expect("link query").is_empty(),
+            !has_link(&a, "eth0").expect("link query"),
+            "eth0 left in the pod"
+        );
+        assert!(
+            bridge_ports(&env.host, "cbr0")
+                .expect("link query")
+                .is_empty(),
             "veth left on the bridge"
         );
         assert!(
@@ -230,7 +238,10 @@ fn concurrent_adds_get_distinct_ips(imp: Impl) -> anyhow::Result<()> {
     }
     assert_eq!(ips.len(), 100, "addresses handed out twice");
     assert_eq!(net.allocations().len(), 100);
-    assert_eq!(bridge_ports(&env.host, "cbr0").expect("link query").len(), 100);
+    assert_eq!(
+        bridge_ports(&env.host, "cbr0").expect("link query").len(),
+        100
+    );
     std::thread::scope(|s| {
         for att in &atts {
             let net = &net;
@@ -242,7 +253,11 @@ fn concurrent_adds_get_distinct_ips(imp: Impl) -> anyhow::Result<()> {
         }
     });
     assert!(net.allocations().is_empty());
-    assert!(bridge_ports(&env.host, "cbr0").expect("link query").is_empty());
+    assert!(
+        bridge_ports(&env.host, "cbr0")
+            .expect("link query")
+            .is_empty()
+    );
     Ok(())
 }
 
@@ -289,7 +304,9 @@ fn killed_add_is_cleaned_by_del(imp: Impl) -> anyhow::Result<()> {
         );
     }
     assert!(
-        bridge_ports(&env.host, "cbr0").expect("link query").is_empty(),
+        bridge_ports(&env.host, "cbr0")
+            .expect("link query")
+            .is_empty(),
         "veth left: {:?}",
         bridge_ports(&env.host, "cbr0").expect("link query")
     );
@@ -377,7 +394,9 @@ fn gc_frees_allocations_not_in_valid_list() {
         "GC left veths of invalid attachments"
     );
     assert!(
-        has_link(&pods[1], "eth0").expect("link query") && !has_link(&pods[0], "eth0").expect("link query") && !has_link(&pods[2], "eth0").expect("link query")
+        has_link(&pods[1], "eth0").expect("link query")
+            && !has_link(&pods[0], "eth0").expect("link query")
+            && !has_link(&pods[2], "eth0").expect("link query")
     );
     let rules = ruleset(&env.host);
     assert!(
@@ -710,11 +729,16 @@ fn killed_adds_are_cleaned_by_gc() {
     exec(&env, Impl::Berth, "bridge", "GC", &gc, &conf).expect_ok("GC");
     assert!(net.allocations().is_empty(), "{:?}", net.allocations());
     assert!(
-        bridge_ports(&env.host, "cbr0").expect("link query").is_empty(),
+        bridge_ports(&env.host, "cbr0")
+            .expect("link query")
+            .is_empty(),
         "{:?}",
         bridge_ports(&env.host, "cbr0").expect("link query")
     );
-    assert!(pods.iter().all(|ns| !has_link(ns, "eth0").expect("link query")));
+    assert!(
+        pods.iter()
+            .all(|ns| !has_link(ns, "eth0").expect("link query"))
+    );
     let rules = ruleset(&env.host);
     assert!(!rules.contains("killed-gc-"), "{rules}");
 }

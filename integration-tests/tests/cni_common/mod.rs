@@ -342,7 +342,14 @@ pub fn addrs(ns: &NetNs, ifname: &str) -> Vec<String> {
 pub fn has_link(ns: &NetNs, name: &str) -> anyhow::Result<bool> {
     let name = name.to_string();
     ns.netlink(move |h| async move {
-        match h.link().get().match_name(name.clone()).execute().try_next().await {
+        match h
+            .link()
+            .get()
+            .match_name(name.clone())
+            .execute()
+            .try_next()
+            .await
+        {
             Ok(l) => Ok(l.is_some()),
             Err(e) if is_enodev(&e) => Ok(false),
             Err(e) => Err(anyhow::anyhow!("get link {name}: {e}")),
@@ -356,7 +363,14 @@ pub fn bridge_ports(ns: &NetNs, bridge: &str) -> anyhow::Result<Vec<String>> {
     let bridge = bridge.to_string();
     ns.netlink(move |h| async move {
         use rtnetlink::packet_route::link::LinkAttribute;
-        let br = match h.link().get().match_name(bridge.clone()).execute().try_next().await {
+        let br = match h
+            .link()
+            .get()
+            .match_name(bridge.clone())
+            .execute()
+            .try_next()
+            .await
+        {
             Ok(Some(br)) => br,
             Ok(None) => return Ok(Vec::new()),
             Err(e) if is_enodev(&e) => return Ok(Vec::new()),

@@ -197,12 +197,14 @@ impl Sandboxes {
             .save_with(&rec.id, rec, Durability::Replace)?;
         if let Some(ns) = &rec.netns {
             let (kernel_ns, kernel_links) = (&crate::sys::ns::Linux, &crate::sys::link::Linux);
-            loopback_up(kernel_ns, kernel_links, std::path::Path::new(ns)).map_err(|source| RuntimeError::Io {
-                kind: "sandbox",
-                id: rec.id.clone(),
-                op: "bring up lo in",
-                path: ns.into(),
-                source,
+            loopback_up(kernel_ns, kernel_links, std::path::Path::new(ns)).map_err(|source| {
+                RuntimeError::Io {
+                    kind: "sandbox",
+                    id: rec.id.clone(),
+                    op: "bring up lo in",
+                    path: ns.into(),
+                    source,
+                }
             })?;
             let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), cfg);
             let result = self
