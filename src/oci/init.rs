@@ -273,13 +273,7 @@ fn init_inner(
             send_msg(fds.sock, b"H").map_err(|e| e.to_string())?;
             *state = expect(fds.sock, b'K')?;
         }
-        let proc_sys = crate::sys::sysctl::ProcSys::default();
-        let kernel = rootfs::Kernel {
-            mount: &crate::sys::mount::Linux,
-            files: &crate::sys::fs::Linux,
-            root: &crate::sys::root::Linux,
-            sysctl: &proc_sys,
-        };
+        let kernel = rootfs::Kernel::LINUX;
         rootfs::prepare(kernel, plan, in_userns)?;
         // in the container's namespaces, before pivot_root: paths resolve on the host
         super::hooks::run(

@@ -30,6 +30,15 @@ pub struct Kernel<'a> {
     pub sysctl: &'a dyn Sysctl,
 }
 
+impl Kernel<'static> {
+    pub const LINUX: Self = Kernel {
+        mount: &crate::sys::mount::Linux,
+        files: &crate::sys::fs::Linux,
+        root: &crate::sys::root::Linux,
+        sysctl: &crate::sys::sysctl::Linux,
+    };
+}
+
 impl<'a> Kernel<'a> {
     /// Every interface through one recorder, so a test sees all calls in one order.
     pub fn recorded(r: &'a Recorder) -> Self {

@@ -2,7 +2,7 @@
 //! with the Linux implementation and the recording fake.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::record::{Call, Recorder};
 
@@ -13,26 +13,16 @@ pub trait Sysctl: Send + Sync {
     fn write(&self, path: &Path, value: &str) -> io::Result<()>;
 }
 
-/// The kernel's /proc/sys, or another directory of the same shape.
-#[derive(Debug, Clone)]
-pub struct ProcSys {
-    pub root: PathBuf,
-}
+/// The kernel's /proc/sys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Linux;
 
-impl Default for ProcSys {
-    fn default() -> Self {
-        ProcSys {
-            root: "/proc/sys".into(),
-        }
-    }
-}
-
-impl Sysctl for ProcSys {
+impl Sysctl for Linux {
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
         // never created: a missing file is a sysctl this kernel does not have
         std::fs::OpenOptions::new()
             .write(true)
-            .open(self.root.join(path))
+            .open(Path::new("/proc/sys").join(path))
             .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
     }
 }
