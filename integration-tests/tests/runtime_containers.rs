@@ -51,7 +51,7 @@ fn runtime(env: &TestEnv) -> Rt {
     let sb_cfg = SandboxConfig {
         records: env.subdir("lib/sandboxes").unwrap(),
         state_dir: env.subdir("run").unwrap(),
-        holder_binary: Some(workspace_bin("berth")),
+        holder_binary: workspace_bin("berth-holder"),
         holder_env: vec![(ID_ENV.into(), env.id().into())],
         cni: InvokerConfig {
             conf_dir,

@@ -4,3 +4,5 @@
 pub mod clone;
 pub mod mount;
 pub mod overlay;
+pub mod sysctl;
+pub mod tty;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::runtime::holder::proto::CreateContainer;
-use berth::runtime::holder::{Client, SpawnOptions, Zygote, ns::PodOptions};
+use berth::runtime::holder::{Client, PodOptions, SpawnOptions, Zygote};
 
 const RUNC: &str = "/usr/sbin/runc";
 
@@ -125,7 +125,7 @@ fn measure(n: usize, berth: &Path, dir: &Path, tag: &str) -> Result<Figures, Str
     make_rootfs(&rootfs)?;
     let state = dir.join("state");
     let mut clients = Vec::new();
-    let zygote = Zygote::new(Some(berth.to_path_buf()), vec![]);
+    let zygote = Zygote::new(berth.with_file_name("berth-holder"), vec![]);
     let res = (|| {
         for i in 0..PODS {
             let pod_id = format!("bench{i}");

@@ -34,8 +34,8 @@ pub struct SandboxConfig {
     pub records: PathBuf,
     /// The holders' state (e.g. /run/berth): sockets, namespace files, container records.
     pub state_dir: PathBuf,
-    /// The berth binary holders are started from (default: this executable).
-    pub holder_binary: Option<PathBuf>,
+    /// The `berth-holder` binary the pods' holders run.
+    pub holder_binary: PathBuf,
     /// Extra environment for every holder (e.g. a marker that lets a test's leak check
     /// find them).
     pub holder_env: Vec<(String, String)>,

@@ -14,7 +14,7 @@ use super::network::{attachment, loopback_up, pod_ips};
 use super::{Sandboxes, lock};
 use crate::oci::state::proc_stat;
 use crate::runtime::error::{Result, RuntimeError};
-use crate::runtime::holder::ns::PodOptions;
+use crate::runtime::holder::PodOptions;
 use crate::runtime::holder::{Client, ContainerState, EventKind, SpawnOptions, now_ns};
 use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, sandbox_name};
 use crate::runtime::spec::sandbox::ResolvConf;
@@ -515,10 +515,10 @@ fn remove_files(dir: &std::path::Path) {
     }
 }
 
-/// The `berth holder` processes of sandbox `id`, found by their command line: a daemon
-/// killed while a holder was starting never learnt its pid, and the holder may not be
-/// listening yet when the restarted daemon rolls the sandbox back.
-fn holders_of(id: &str) -> Vec<i32> {
+/// The holder processes of sandbox `id`, found by their command line: a daemon killed
+/// while a holder was starting never learnt its pid, and the holder may not be listening
+/// yet when the restarted daemon rolls the sandbox back.
+fn holders_of(state_dir: &std::path::Path, id: &str) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -526,11 +526,7 @@ fn holders_of(id: &str) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.get(1) == Some(&&b"holder"[..])
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--pod-id" && w[1] == id.as_bytes())
+            crate::runtime::holder::launch::is_holder_of(&cmd, state_dir, id)
         })
         .collect()
 }
@@ -546,7 +542,7 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
             } else {
                 tracing::info!(sandbox = %rec.id, "the holder had died; cleaning up after it");
             }
-            let mut pids = holders_of(&rec.id);
+            let mut pids = holders_of(state_dir, &rec.id);
             if holder_alive(rec) {
                 pids.push(rec.holder_pid);
             }
