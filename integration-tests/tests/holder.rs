@@ -151,7 +151,7 @@ fn pod_bundle(env: &TestEnv, pod_dir: &Path, pod_id: &str, id: &str, script: &st
 fn req(b: &Bundle, log: Option<PathBuf>) -> CreateContainer {
     CreateContainer {
         id: b.id.clone(),
-        spec: b.spec.clone(),
+        spec: b.spec.clone().into(),
         log_path: log,
         stdin: false,
         tty: false,
@@ -516,7 +516,7 @@ fn holder_outlives_its_client() {
             )?;
             c.create_container(CreateContainer {
                 id: "lives".into(),
-                spec: b.spec.clone(),
+                spec: b.spec.clone().into(),
                 log_path: None,
                 stdin: false,
                 tty: false,

@@ -95,13 +95,12 @@ pub fn main(args: HolderArgs) -> i32 {
     // Only stdio and the ready pipe are the holder's: whatever else the spawner left open
     // would be kept open as long as the pod lives.
     let keep = args.ready_fd.unwrap_or(2).max(2) as u32;
-    // SAFETY: close_range only closes fds of this process, none of which are in use yet
-    // (the ready fd is kept).
+    // SAFETY: none of these fds is in use in this process yet (the ready fd is kept).
     unsafe {
         if keep > 2 {
-            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+            crate::sys::fds::close_range(3, keep - 1);
         }
-        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+        crate::sys::fds::close_range(keep + 1, u32::MAX);
     }
     // In the pod's cgroup before anything is forked: the pod init and every container
     // start from there. The v1 hierarchies are joined here, the unified one by being

@@ -69,9 +69,9 @@ pub fn main() -> i32 {
         a.write(std::iter::once(OsStr::new(ZYGOTE_ARG)));
     }
     // Nothing else the spawner left open is the zygote's.
-    // SAFETY: close_range only closes fds of this process, none in use beyond the socket.
+    // SAFETY: no fd above the socket is in use in this process.
     unsafe {
-        libc::syscall(libc::SYS_close_range, SOCKET_FD as u32 + 1, u32::MAX, 0u32);
+        crate::sys::fds::close_range(SOCKET_FD as u32 + 1, u32::MAX);
     }
     let mut buf = vec![0u8; MAX_REQUEST];
     // What start-up allocated, freed and dirtied goes back before any holder shares it.

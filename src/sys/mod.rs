@@ -2,6 +2,7 @@
 //! and a recording fake, so the logic above them is tested without root.
 
 pub mod clone;
+pub mod fds;
 pub mod mount;
 pub mod overlay;
 pub mod sysctl;

@@ -245,7 +245,7 @@ fn start_pod(
         spec.as_object_mut().map(|o| o.remove("hostname"));
         c.create_container(CreateContainer {
             id: id.into(),
-            spec,
+            spec: spec.into(),
             log_path: Some(state.join(format!("logs/{pod_id}-{id}.log"))),
             stdin: false,
             tty: false,

@@ -12,8 +12,8 @@ use cri_proto::v1::{ContainerConfig as CriContainerConfig, PodSandboxConfig};
 use super::{Containers, lock};
 use crate::image::inroot::{open_dir_path, open_in_root};
 use crate::runtime::error::{Result, RuntimeError};
-use crate::runtime::holder::proto::CreateContainer;
-use crate::runtime::holder::{Client, ContainerState, EventKind, ExecResult};
+use crate::runtime::holder::proto::{CreateContainer, SpecJson};
+use crate::runtime::holder::{Client, ContainerState, EventKind, ExecResult, PodDir};
 use crate::runtime::meta::{ContainerRecord, Phase, ProcessUser, container_name, generate_id};
 use crate::runtime::spec::container::localhost_seccomp_path;
 use crate::runtime::spec::logs::container_log_path;
@@ -34,13 +34,6 @@ fn read_in_root(root: &Path, path: &str) -> Option<String> {
         .read_to_string(&mut s)
         .ok()?;
     Some(s)
-}
-
-fn ns_path(namespaces: &[(String, PathBuf)], kind: &str) -> Ns {
-    namespaces
-        .iter()
-        .find(|(k, _)| k == kind)
-        .map_or(Ns::Host, |(_, p)| Ns::Path(p.clone()))
 }
 
 /// The signal a stop starts with: the config's, else the image's, else SIGTERM.
@@ -172,21 +165,29 @@ impl Containers {
             })?;
         let volumes = self.image_volumes(&rec.id, cfg).await?;
         let cfg = volumes.as_ref().map_or(cfg, |v| &v.spec);
-        let info = self.inner.sandboxes.with_holder(sb, |c| c.hello()).await?;
         let ns_opts = sandbox_cfg
             .linux
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.clone())
             .unwrap_or_default();
+        // Where the holder bound the pod's namespaces (RunPodSandbox checked the modes:
+        // network and ipc are POD or NODE; UTS follows the network).
+        let ns_dir = PodDir::new(self.inner.sandboxes.state_dir(), &rec.sandbox_id)
+            .map_err(|e| RuntimeError::holder(&rec.sandbox_id, e))?
+            .ns_dir();
+        let pod_ns = |mode: i32, kind: &str| match mode {
+            POD => Ns::Path(ns_dir.join(kind)),
+            _ => Ns::Host,
+        };
         let pod = PodContext {
             sandbox_id: rec.sandbox_id.clone(),
             namespaces: PodNamespaces {
-                network: ns_path(&info.namespaces, "net"),
-                ipc: ns_path(&info.namespaces, "ipc"),
-                uts: ns_path(&info.namespaces, "uts"),
+                network: pod_ns(ns_opts.network, "net"),
+                ipc: pod_ns(ns_opts.ipc, "ipc"),
+                uts: pod_ns(ns_opts.network, "uts"),
                 pid: match ns_opts.pid {
-                    POD => Some(ns_path(&info.namespaces, "pid")),
+                    POD => Some(pod_ns(POD, "pid")),
                     NODE => Some(Ns::Host),
                     CONTAINER => None,
                     _ => None,
@@ -247,7 +248,7 @@ impl Containers {
         for w in &built.warnings {
             tracing::warn!(container = %rec.id, "{w}");
         }
-        let spec = serde_json::to_value(&built.spec)
+        let spec = SpecJson::to_raw(&built.spec)
             .map_err(|e| RuntimeError::Internal(format!("spec to JSON: {e}")))?;
         if !rec.log_path.is_empty()
             && let Some(dir) = Path::new(&rec.log_path).parent()
