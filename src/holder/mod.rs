@@ -63,13 +63,31 @@ pub fn main() -> i32 {
 }
 
 /// A holder's log: plain lines on stderr, which the holder points at its pod's
-/// holder.log.
+/// holder.log. The filter takes targets and levels (`info`, `berth=debug,warn`: tracing's
+/// `Targets`), not the daemon's full env-filter syntax, whose span and field matching
+/// needs a regex engine a holder has no use for; a filter it cannot read logs at info.
 fn init_log(filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (targets, bad) = match filter.parse::<Targets>() {
+        Ok(t) => (t, None),
+        Err(e) => (
+            Targets::new().with_default(tracing::Level::INFO),
+            Some(e.to_string()),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(targets)
         .init();
+    if let Some(e) = bad {
+        tracing::warn!(filter, error = %e, "log filter not understood; logging at info");
+    }
 }
 
 /// Errors of the holder and of its client.
