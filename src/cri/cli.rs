@@ -19,11 +19,11 @@ use crate::image::ImageStore;
 use crate::image::pull::{DEFAULT_MAX_CONCURRENT, PullOptions};
 use crate::image::registry::RegistryHosts;
 use crate::image::unpack::UnpackOptions;
-use crate::net::cni::InvokerConfig;
+use crate::net::cni::{Invoker, InvokerConfig};
 use crate::runtime::container::{ContainerConfig, Containers};
-use crate::runtime::sandbox::{SandboxConfig, Sandboxes};
+use crate::runtime::sandbox::{LinuxHolders, SandboxConfig, Sandboxes};
 use crate::runtime::sessions::Sessions;
-use crate::runtime::spec::RuntimeOptions;
+use crate::runtime::spec::{HostFacts, RuntimeOptions};
 use crate::runtime::streaming::{StreamingConfig, StreamingServer};
 use crate::sys::overlay::LinuxOverlay;
 
@@ -136,18 +136,23 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
                 },
             },
         );
-        let sandboxes = Sandboxes::open(SandboxConfig {
-            records: args.root.join("sandboxes"),
-            state_dir: args.state_dir.clone(),
-            holder_binary: None,
-            holder_env: vec![],
-            cni: InvokerConfig {
-                conf_dir: args.cni_conf_dir.clone(),
-                bin_dirs: args.cni_bin_dirs.clone(),
-                cache_dir: args.root.join("cni/results"),
-                ..InvokerConfig::default()
+        // The zygote inherits the daemon's environment, BERTH_LOG included.
+        let holders = LinuxHolders::new(&args.state_dir, None, vec![]);
+        let cni = Invoker::new(InvokerConfig {
+            conf_dir: args.cni_conf_dir.clone(),
+            bin_dirs: args.cni_bin_dirs.clone(),
+            cache_dir: args.root.join("cni/results"),
+            ..InvokerConfig::default()
+        });
+        let sandboxes = Sandboxes::open(
+            SandboxConfig {
+                records: args.root.join("sandboxes"),
+                state_dir: args.state_dir.clone(),
+                facts: HostFacts::detect(),
             },
-        })
+            Arc::new(holders),
+            Arc::new(cni),
+        )
         .await
         .context("recover the pod sandboxes")?;
         let containers = Containers::open(
