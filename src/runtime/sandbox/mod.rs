@@ -17,7 +17,7 @@ mod network;
 mod ops;
 mod recover;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
