@@ -268,7 +268,12 @@ struct FakeConn {
 impl FakeConn {
     /// Records `op`, then runs `f` on the pod if its holder runs and `op` is not told to
     /// fail.
-    fn call<T>(&self, op: &'static str, arg: &str, f: impl FnOnce(&mut FakePod) -> Result<T>) -> Result<T> {
+    fn call<T>(
+        &self,
+        op: &'static str,
+        arg: &str,
+        f: impl FnOnce(&mut FakePod) -> Result<T>,
+    ) -> Result<T> {
         let mut w = self.holders.world();
         w.calls.push(if arg.is_empty() {
             format!("{op} {}", self.pod)
@@ -287,13 +292,15 @@ impl FakeConn {
     }
 
     fn container<'a>(pod: &'a mut FakePod, name: &str, id: &str) -> Result<&'a mut ContainerInfo> {
-        pod.containers.get_mut(id).ok_or_else(|| HolderError::Remote {
-            pod: name.into(),
-            error: WireError {
-                code: ErrorCode::NotFound,
-                message: format!("no container {id}"),
-            },
-        })
+        pod.containers
+            .get_mut(id)
+            .ok_or_else(|| HolderError::Remote {
+                pod: name.into(),
+                error: WireError {
+                    code: ErrorCode::NotFound,
+                    message: format!("no container {id}"),
+                },
+            })
     }
 }
 
@@ -398,7 +405,9 @@ impl HolderConn for FakeConn {
 
     fn reopen_log(&mut self, id: &str) -> Result<()> {
         let pod = self.pod.clone();
-        self.call("reopen_log", id, |p| Self::container(p, &pod, id).map(|_| ()))
+        self.call("reopen_log", id, |p| {
+            Self::container(p, &pod, id).map(|_| ())
+        })
     }
 
     fn remove_container(&mut self, id: &str) -> Result<()> {
@@ -514,9 +523,7 @@ fn plugin_error(verb: &'static str, container: &str) -> CniError {
 
 impl PodNetwork for FakeCni {
     fn loopback_up(&self, netns: &Path) -> std::io::Result<()> {
-        self.world()
-            .calls
-            .push(format!("lo {}", netns.display()));
+        self.world().calls.push(format!("lo {}", netns.display()));
         Ok(())
     }
 

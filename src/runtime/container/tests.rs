@@ -3,8 +3,7 @@
 //! reservation and recovery after a restart.
 
 use cri_proto::v1::{
-    ContainerConfig as CriContainerConfig, ContainerMetadata, ContainerState as CriState,
-    ImageSpec,
+    ContainerConfig as CriContainerConfig, ContainerMetadata, ContainerState as CriState, ImageSpec,
 };
 
 use super::*;
@@ -146,7 +145,11 @@ async fn a_failed_holder_create_rolls_the_container_back() {
         ]
     );
     assert!(rig.images.world().rootfs.is_empty());
-    assert!(left_in(&rig.records()).is_empty(), "{:?}", left_in(&rig.records()));
+    assert!(
+        left_in(&rig.records()).is_empty(),
+        "{:?}",
+        left_in(&rig.records())
+    );
     assert!(rig.containers.all().is_empty());
     rig.pods.holders.world().fail.clear();
     ok(rig.create("app").await);
@@ -167,7 +170,11 @@ async fn a_missing_image_is_not_found_and_leaves_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e}");
     assert!(rig.created().is_empty());
-    assert!(left_in(&rig.records()).is_empty(), "{:?}", left_in(&rig.records()));
+    assert!(
+        left_in(&rig.records()).is_empty(),
+        "{:?}",
+        left_in(&rig.records())
+    );
     ok(rig.create("app").await);
 }
 
@@ -206,8 +213,16 @@ async fn stop_and_remove_twice_and_of_unknown_ids_succeed() {
     ok(rig.containers.remove(&id).await);
     ok(rig.containers.remove(&id).await);
     assert!(rig.images.world().rootfs.is_empty());
-    assert!(rig.pods.holders.world().pods[&rig.sandbox].containers.is_empty());
-    assert!(left_in(&rig.records()).is_empty(), "{:?}", left_in(&rig.records()));
+    assert!(
+        rig.pods.holders.world().pods[&rig.sandbox]
+            .containers
+            .is_empty()
+    );
+    assert!(
+        left_in(&rig.records()).is_empty(),
+        "{:?}",
+        left_in(&rig.records())
+    );
     ok(rig.containers.stop("0123456789abcdef", 10).await);
     ok(rig.containers.remove("0123456789abcdef").await);
     assert_eq!(

@@ -191,12 +191,12 @@ impl Sandboxes {
                 .cni
                 .loopback_up(std::path::Path::new(ns))
                 .map_err(|source| RuntimeError::Io {
-                kind: "sandbox",
-                id: rec.id.clone(),
-                op: "bring up lo in",
-                path: ns.into(),
-                source,
-            })?;
+                    kind: "sandbox",
+                    id: rec.id.clone(),
+                    op: "bring up lo in",
+                    path: ns.into(),
+                    source,
+                })?;
             let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), cfg);
             let result = self
                 .inner

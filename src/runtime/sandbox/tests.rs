@@ -125,7 +125,10 @@ async fn run_starts_the_holder_then_the_network() {
     );
     let rec = ok(rig.sandboxes.get(&id)).snapshot();
     assert_eq!(rec.phase, Phase::Ready);
-    assert_eq!(rec.netns.as_deref(), Some(format!("/fake/{id}/ns/net").as_str()));
+    assert_eq!(
+        rec.netns.as_deref(),
+        Some(format!("/fake/{id}/ns/net").as_str())
+    );
     assert_eq!(rec.ips.len(), 1, "{:?}", rec.ips);
     assert!(ready(&rig.sandboxes, &id));
 }
@@ -148,7 +151,11 @@ async fn a_failed_cni_add_rolls_the_sandbox_back() {
         Some(&format!("del {id}")),
         "what ADD may have made is released"
     );
-    assert!(left_in(&rig.records()).is_empty(), "{:?}", left_in(&rig.records()));
+    assert!(
+        left_in(&rig.records()).is_empty(),
+        "{:?}",
+        left_in(&rig.records())
+    );
     assert!(rig.sandboxes.list(None).is_empty());
     rig.cni.world().fail_add = false;
     ok(rig.sandboxes.run(pod("web"), "").await);
@@ -160,8 +167,16 @@ async fn a_failed_holder_spawn_leaves_nothing() {
     rig.holders.fail("spawn");
     let e = rig.sandboxes.run(pod("web"), "").await.unwrap_err();
     assert!(e.to_string().contains("spawn refused"), "{e}");
-    assert!(rig.cni.calls().is_empty(), "no network: {:?}", rig.cni.calls());
-    assert!(left_in(&rig.records()).is_empty(), "{:?}", left_in(&rig.records()));
+    assert!(
+        rig.cni.calls().is_empty(),
+        "no network: {:?}",
+        rig.cni.calls()
+    );
+    assert!(
+        left_in(&rig.records()).is_empty(),
+        "{:?}",
+        left_in(&rig.records())
+    );
     assert!(rig.sandboxes.list(None).is_empty());
     rig.holders.world().fail.clear();
     ok(rig.sandboxes.run(pod("web"), "").await);
@@ -193,18 +208,20 @@ async fn a_name_is_held_until_its_sandbox_is_removed() {
 async fn stop_and_remove_twice_and_of_unknown_ids_succeed() {
     let rig = Rig::new().await;
     let id = ok(rig.sandboxes.run(pod("web"), "").await);
-    rig.holders
-        .world()
-        .pods
-        .get_mut(&id)
-        .map(|p| {
-            p.containers
-                .insert("c1".into(), container_info("c1", ContainerState::Running))
-        });
+    rig.holders.world().pods.get_mut(&id).map(|p| {
+        p.containers
+            .insert("c1".into(), container_info("c1", ContainerState::Running))
+    });
     ok(rig.sandboxes.stop(&id).await);
     ok(rig.sandboxes.stop(&id).await);
     assert!(!ready(&rig.sandboxes, &id));
-    let dels = |rig: &Rig| rig.cni.calls().iter().filter(|c| c.starts_with("del")).count();
+    let dels = |rig: &Rig| {
+        rig.cni
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("del"))
+            .count()
+    };
     assert_eq!(dels(&rig), 1, "a stopped sandbox is not torn down again");
     assert!(
         rig.holders.calls().contains(&format!("signal {id}/c1 9")),
@@ -216,7 +233,11 @@ async fn stop_and_remove_twice_and_of_unknown_ids_succeed() {
     ok(rig.sandboxes.remove(&id).await);
     assert!(!rig.holders.is_running(&id));
     assert!(rig.cni.world().attached.is_empty());
-    assert!(left_in(&rig.records()).is_empty(), "{:?}", left_in(&rig.records()));
+    assert!(
+        left_in(&rig.records()).is_empty(),
+        "{:?}",
+        left_in(&rig.records())
+    );
     ok(rig.sandboxes.stop("0123456789abcdef").await);
     ok(rig.sandboxes.remove("0123456789abcdef").await);
     assert_eq!(
@@ -248,14 +269,10 @@ async fn a_sandbox_whose_holder_died_stops_and_removes() {
 async fn teardown_runs_every_step_and_names_every_failure() {
     let rig = Rig::new().await;
     let id = ok(rig.sandboxes.run(pod("web"), "").await);
-    rig.holders
-        .world()
-        .pods
-        .get_mut(&id)
-        .map(|p| {
-            p.containers
-                .insert("c1".into(), container_info("c1", ContainerState::Running))
-        });
+    rig.holders.world().pods.get_mut(&id).map(|p| {
+        p.containers
+            .insert("c1".into(), container_info("c1", ContainerState::Running))
+    });
     rig.holders.fail("signal");
     rig.cni.world().fail_del = true;
     let e = rig.sandboxes.remove(&id).await.unwrap_err();
@@ -293,11 +310,13 @@ async fn a_restart_adopts_sandboxes_and_rolls_back_half_made_ones() {
     rec.holder_pid = pid;
     rec.holder_start = start;
     rec.netns = Some(format!("/fake/{half}/ns/net"));
-    ok(crate::runtime::meta::RecordStore::<crate::runtime::meta::SandboxRecord>::open(
-        rig.records(),
-    )
-    .and_then(|s| s.save(&half, &rec))
-    .map_err(RuntimeError::from));
+    ok(
+        crate::runtime::meta::RecordStore::<crate::runtime::meta::SandboxRecord>::open(
+            rig.records(),
+        )
+        .and_then(|s| s.save(&half, &rec))
+        .map_err(RuntimeError::from),
+    );
     rig.holders.die(&dead);
 
     rig.restart().await;
@@ -305,7 +324,10 @@ async fn a_restart_adopts_sandboxes_and_rolls_back_half_made_ones() {
     let mut want = vec![live.clone(), dead.clone()];
     want.sort();
     assert_eq!(ids, want, "the half-made one is gone");
-    assert!(ready(&rig.sandboxes, &live), "adopted with its running holder");
+    assert!(
+        ready(&rig.sandboxes, &live),
+        "adopted with its running holder"
+    );
     assert!(!ready(&rig.sandboxes, &dead), "its holder is gone");
     assert!(rig.holders.calls().contains(&format!("shutdown {half}")));
     assert!(!rig.holders.is_running(&half));
