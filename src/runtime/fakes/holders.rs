@@ -1,57 +1,17 @@
-//! Recording fakes of the runtime's collaborators, for unit tests of the sandbox and
-//! container logic: pods' holders ([`FakeHolders`]), the pod network ([`FakeCni`]) and
-//! the image store ([`FakeImages`]). Each records the calls it gets, in order, as short
-//! strings (`"spawn <pod>"`, `"del <pod>"`, ...), keeps the state a real one would
-//! (which holders run, which containers they hold, which rootfs exist), and can be told
-//! to fail one kind of call.
+//! Pods' holders in memory: which run, the containers each holds and its events.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use super::container::{ContainerImages, ImageFuture};
-use super::holder::proto::CreateContainer;
-use super::holder::{
+use super::lock;
+use crate::runtime::holder::proto::CreateContainer;
+use crate::runtime::holder::{
     ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
     HolderError, HolderInfo, Result, SpawnOptions, WireError,
 };
-use super::sandbox::{CniFuture, HolderConn, HolderEvents, Holders, PodNetwork, Spawned};
-use crate::image::Digest;
-use crate::image::metadata::{ImageRecord, RuntimeConfig};
-use crate::net::cni::{Attachment, CniError};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A directory under the system's temp dir, removed on drop.
-#[derive(Debug)]
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "berth-unit-{name}-{}-{}",
-            std::process::id(),
-            super::meta::generate_id().unwrap_or_default()
-        ));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        Self(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::runtime::sandbox::{HolderConn, HolderEvents, Holders, Spawned};
 
 /// One pod's holder as the fake keeps it.
 #[derive(Debug, Clone, Default)]
@@ -242,7 +202,7 @@ impl Holders for FakeHolders {
                 c.state = ContainerState::Exited;
                 c.pid = 0;
                 c.finished_at = 3;
-                c.exit = Some(super::holder::dead::LOST_EXIT);
+                c.exit = Some(crate::runtime::holder::dead::LOST_EXIT);
             }
         }
         p.containers.values().cloned().collect()
@@ -483,206 +443,5 @@ impl HolderEvents for FakeEvents {
     fn set_timeout(&mut self, t: Option<Duration>) -> Result<()> {
         self.timeout = t;
         Ok(())
-    }
-}
-
-/// What the network's fake knows and was asked.
-#[derive(Debug, Default)]
-pub struct CniWorld {
-    pub calls: Vec<String>,
-    pub fail_add: bool,
-    pub fail_del: bool,
-    /// The pods attached now.
-    pub attached: BTreeSet<String>,
-}
-
-/// A pod network in memory; each ADD gives the next 10.88.0.x.
-#[derive(Debug, Clone, Default)]
-pub struct FakeCni(pub Arc<Mutex<CniWorld>>);
-
-impl FakeCni {
-    pub fn world(&self) -> MutexGuard<'_, CniWorld> {
-        lock(&self.0)
-    }
-
-    pub fn calls(&self) -> Vec<String> {
-        self.world().calls.clone()
-    }
-}
-
-fn plugin_error(verb: &'static str, container: &str) -> CniError {
-    CniError::Plugin {
-        plugin: "fake".into(),
-        verb,
-        container: container.into(),
-        code: 11,
-        msg: format!("{verb} refused by the test"),
-        details: String::new(),
-    }
-}
-
-impl PodNetwork for FakeCni {
-    fn loopback_up(&self, netns: &Path) -> std::io::Result<()> {
-        self.world().calls.push(format!("lo {}", netns.display()));
-        Ok(())
-    }
-
-    fn add<'a>(&'a self, att: &'a Attachment) -> CniFuture<'a, Value> {
-        let mut w = self.world();
-        w.calls.push(format!("add {}", att.container_id));
-        let r = if w.fail_add {
-            Err(plugin_error("ADD", &att.container_id))
-        } else {
-            w.attached.insert(att.container_id.clone());
-            let n = w.calls.len();
-            Ok(json!({"ips": [{"address": format!("10.88.0.{n}/16")}]}))
-        };
-        Box::pin(std::future::ready(r))
-    }
-
-    fn del<'a>(&'a self, att: &'a Attachment) -> CniFuture<'a, ()> {
-        let mut w = self.world();
-        w.calls.push(format!("del {}", att.container_id));
-        let r = if w.fail_del {
-            Err(plugin_error("DEL", &att.container_id))
-        } else {
-            w.attached.remove(&att.container_id);
-            Ok(())
-        };
-        Box::pin(std::future::ready(r))
-    }
-}
-
-/// What the image store's fake knows and was asked.
-#[derive(Debug, Default)]
-pub struct ImageWorld {
-    /// The images by name.
-    pub images: BTreeMap<String, ImageRecord>,
-    /// Where rootfs dirs are made (`<root>/<container>`).
-    pub root: PathBuf,
-    pub rootfs: BTreeSet<String>,
-    /// View owners and their view names.
-    pub views: BTreeMap<String, BTreeSet<String>>,
-    pub calls: Vec<String>,
-}
-
-/// An image store in memory; a rootfs is an empty dir under `root`.
-#[derive(Debug, Clone, Default)]
-pub struct FakeImages(pub Arc<Mutex<ImageWorld>>);
-
-impl FakeImages {
-    /// A store holding `names` (each its own image) with rootfs dirs under `root`.
-    pub fn new(root: &Path, names: &[&str]) -> Self {
-        let images = names
-            .iter()
-            .map(|n| {
-                let id = Digest::of(n.as_bytes());
-                let rec = ImageRecord {
-                    id: id.clone(),
-                    manifest: id,
-                    repo_tags: vec![(*n).into()],
-                    repo_digests: vec![],
-                    layers: vec![],
-                    diff_ids: vec![],
-                    chain_ids: vec![],
-                    size: 0,
-                    created: None,
-                    platform: "linux/amd64".into(),
-                    config: RuntimeConfig {
-                        cmd: vec!["/bin/sh".into()],
-                        ..Default::default()
-                    },
-                    stored_at: 0,
-                    last_used: 0,
-                };
-                ((*n).to_string(), rec)
-            })
-            .collect();
-        Self(Arc::new(Mutex::new(ImageWorld {
-            images,
-            root: root.to_path_buf(),
-            ..Default::default()
-        })))
-    }
-
-    pub fn world(&self) -> MutexGuard<'_, ImageWorld> {
-        lock(&self.0)
-    }
-
-    pub fn calls(&self) -> Vec<String> {
-        self.world().calls.clone()
-    }
-}
-
-fn find_in(w: &ImageWorld, query: &str) -> crate::image::Result<ImageRecord> {
-    w.images
-        .iter()
-        .find(|(name, rec)| *name == query || rec.id.to_string() == query)
-        .map(|(_, rec)| rec.clone())
-        .ok_or_else(|| crate::image::Error::NotFound {
-            what: format!("image {query}"),
-        })
-}
-
-impl ContainerImages for FakeImages {
-    fn find(&self, query: &str) -> crate::image::Result<ImageRecord> {
-        find_in(&self.world(), query)
-    }
-
-    fn create_rootfs<'a>(&'a self, container: &'a str, image: &'a str) -> ImageFuture<'a, PathBuf> {
-        let mut w = self.world();
-        w.calls.push(format!("create_rootfs {container}"));
-        let r = find_in(&w, image).and_then(|_| {
-            let dir = w.root.join(container);
-            std::fs::create_dir_all(&dir).map_err(crate::image::Error::io("create", &dir))?;
-            w.rootfs.insert(container.into());
-            Ok(dir)
-        });
-        Box::pin(std::future::ready(r))
-    }
-
-    fn rootfs_upper(&self, container: &str) -> crate::image::Result<PathBuf> {
-        Ok(self.world().root.join(container).join("upper"))
-    }
-
-    fn remove_rootfs(&self, container: &str) -> crate::image::Result<()> {
-        let mut w = self.world();
-        w.calls.push(format!("remove_rootfs {container}"));
-        w.rootfs.remove(container);
-        let dir = w.root.join(container);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(crate::image::Error::io("remove", &dir)(e))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn create_view<'a>(
-        &'a self,
-        owner: &'a str,
-        name: &'a str,
-        image: &'a str,
-    ) -> ImageFuture<'a, (ImageRecord, PathBuf)> {
-        let mut w = self.world();
-        w.calls.push(format!("create_view {owner}/{name}"));
-        let r = find_in(&w, image).and_then(|img| {
-            let dir = w.root.join("views").join(owner).join(name);
-            std::fs::create_dir_all(&dir).map_err(crate::image::Error::io("create", &dir))?;
-            w.views.entry(owner.into()).or_default().insert(name.into());
-            Ok((img, dir))
-        });
-        Box::pin(std::future::ready(r))
-    }
-
-    fn remove_views(&self, owner: &str) -> crate::image::Result<()> {
-        let mut w = self.world();
-        w.calls.push(format!("remove_views {owner}"));
-        w.views.remove(owner);
-        Ok(())
-    }
-
-    fn view_owners(&self) -> crate::image::Result<Vec<String>> {
-        Ok(self.world().views.keys().cloned().collect())
     }
 }
