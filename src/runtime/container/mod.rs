@@ -13,6 +13,10 @@
 //! ```
 //! What changes while a container runs (pid, exit code, times, OOM) is the holder's; the
 //! record here holds only what the kubelet asked for and what berth made for it.
+//!
+//! The image store is reached only through [`ContainerImages`] and holders only through
+//! the sandboxes' [`super::sandbox::Holders`], so the tests (`tests.rs`) run this logic
+//! over recording fakes, without root.
 
 mod image_volumes;
 mod images;

@@ -9,7 +9,12 @@
 //!  remove: stop -> holder Shutdown (containers, namespaces, pod dir) -> delete record
 //! ```
 //! Failures roll back in reverse. On start, a `Creating` record is rolled back and the
-//! others are adopted as they are.
+//! others are adopted as they are. Stop and remove run every step even when an earlier
+//! one failed, and report every failure.
+//!
+//! Holders and the pod network are reached only through [`Holders`] and [`PodNetwork`],
+//! passed in by [`Sandboxes::open`]: the tests (`tests.rs`) run this logic over
+//! recording fakes, without root.
 
 mod cni;
 mod holders;
