@@ -19,11 +19,11 @@ use crate::image::ImageStore;
 use crate::image::pull::{DEFAULT_MAX_CONCURRENT, PullOptions};
 use crate::image::registry::RegistryHosts;
 use crate::image::unpack::UnpackOptions;
-use crate::net::cni::InvokerConfig;
+use crate::net::cni::{Invoker, InvokerConfig};
 use crate::runtime::container::{ContainerConfig, Containers};
-use crate::runtime::sandbox::{SandboxConfig, Sandboxes};
+use crate::runtime::sandbox::{LinuxHolders, SandboxConfig, Sandboxes};
 use crate::runtime::sessions::Sessions;
-use crate::runtime::spec::RuntimeOptions;
+use crate::runtime::spec::{HostFacts, RuntimeOptions};
 use crate::runtime::streaming::{StreamingConfig, StreamingServer};
 use crate::sys::overlay::LinuxOverlay;
 
@@ -100,6 +100,7 @@ pub struct CriArgs {
 /// next to this executable. Checked at start, so that a missing one is an error now and
 /// not at the first RunPodSandbox.
 fn holder_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let path = match flag {
         Some(p) => p,
         None => crate::runtime::holder::default_binary()
@@ -112,7 +113,6 @@ fn holder_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             path.display()
         )
     })?;
-    use std::os::unix::fs::PermissionsExt;
     anyhow::ensure!(
         meta.is_file() && meta.permissions().mode() & 0o111 != 0,
         "the pod holder binary {} is not an executable file (--holder-path)",
@@ -166,18 +166,23 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
                 },
             },
         );
-        let sandboxes = Sandboxes::open(SandboxConfig {
-            records: args.root.join("sandboxes"),
-            state_dir: args.state_dir.clone(),
-            holder_binary,
-            holder_env: vec![],
-            cni: InvokerConfig {
-                conf_dir: args.cni_conf_dir.clone(),
-                bin_dirs: args.cni_bin_dirs.clone(),
-                cache_dir: args.root.join("cni/results"),
-                ..InvokerConfig::default()
+        // The zygote inherits the daemon's environment, BERTH_LOG included.
+        let holders = LinuxHolders::new(&args.state_dir, holder_binary, vec![]);
+        let cni = Invoker::new(InvokerConfig {
+            conf_dir: args.cni_conf_dir.clone(),
+            bin_dirs: args.cni_bin_dirs.clone(),
+            cache_dir: args.root.join("cni/results"),
+            ..InvokerConfig::default()
+        });
+        let sandboxes = Sandboxes::open(
+            SandboxConfig {
+                records: args.root.join("sandboxes"),
+                state_dir: args.state_dir.clone(),
+                facts: HostFacts::detect(),
             },
-        })
+            Arc::new(holders),
+            Arc::new(cni),
+        )
         .await
         .context("recover the pod sandboxes")?;
         let containers = Containers::open(

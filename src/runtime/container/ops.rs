@@ -13,7 +13,7 @@ use super::{Containers, lock};
 use crate::image::inroot::{open_dir_path, open_in_root};
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::proto::{CreateContainer, SpecJson};
-use crate::runtime::holder::{Client, ContainerState, EventKind, ExecResult, PodDir};
+use crate::runtime::holder::{ContainerState, EventKind, ExecResult, PodDir};
 use crate::runtime::meta::{ContainerRecord, Phase, ProcessUser, container_name, generate_id};
 use crate::runtime::spec::container::localhost_seccomp_path;
 use crate::runtime::spec::logs::container_log_path;
@@ -156,7 +156,7 @@ impl Containers {
         let rootfs = self
             .inner
             .images
-            .create_rootfs(&rec.id, &rec.image_id, None)
+            .create_rootfs(&rec.id, &rec.image_id)
             .await
             .map_err(|e| RuntimeError::Image {
                 image: image.into(),
@@ -286,12 +286,9 @@ impl Containers {
         if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
             // Nobody to ask: what is left of it (processes, cgroup, OCI state, the
             // holder's record) is removed here.
-            let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+            let holders = self.inner.sandboxes.holders().clone();
             let (sid, cid) = (rec.sandbox_id.clone(), rec.id.clone());
-            let r = tokio::task::spawn_blocking(move || {
-                crate::runtime::holder::dead::remove_container(&state_dir, &sid, &cid)
-            })
-            .await;
+            let r = tokio::task::spawn_blocking(move || holders.remove_dead(&sid, &cid)).await;
             if let Ok(Err(e)) = r {
                 tracing::warn!(container = %rec.id, error = %e, "remove what its dead holder left");
             }
@@ -366,19 +363,19 @@ impl Containers {
             .map(|i| i.config.stop_signal)
             .unwrap_or_default();
         let signal = stop_signal(&cfg, &image_signal);
-        let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+        let holders = self.inner.sandboxes.holders().clone();
         let (sid, cid) = (rec.sandbox_id.clone(), rec.id.clone());
         let grace = Duration::from_secs(timeout.max(0) as u64);
         tokio::task::spawn_blocking(move || -> crate::runtime::holder::Result<()> {
-            let (now, mut events) = Client::connect(&state_dir, &sid)?.subscribe()?;
+            let (now, mut events) = holders.connect(&sid)?.subscribe()?;
             let running = now
                 .iter()
                 .any(|c| c.id == cid && c.state == ContainerState::Running);
             if !running {
                 return Ok(());
             }
-            let mut calls = Client::connect(&state_dir, &sid)?;
-            let wait = |events: &mut crate::runtime::holder::client::Events,
+            let mut calls = holders.connect(&sid)?;
+            let wait = |events: &mut Box<dyn crate::runtime::sandbox::HolderEvents>,
                         d: Duration|
              -> crate::runtime::holder::Result<bool> {
                 let deadline = std::time::Instant::now() + d;
