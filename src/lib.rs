@@ -5,6 +5,7 @@
 
 pub mod cgroups;
 pub mod cri;
+pub mod holder;
 pub mod image;
 pub mod net;
 pub mod oci;

@@ -40,18 +40,9 @@ enum Command {
     Cni(berth::net::cni::cli::CniArgs),
     /// Run OCI containers with runc's command line.
     Oci(Box<berth::oci::cli::OciArgs>),
-    /// Run a pod's holder (started by the daemon, one per pod).
-    Holder(berth::runtime::holder::cli::HolderArgs),
 }
 
 fn main() -> ExitCode {
-    // A holder lives as long as its pod: it parses only its own arguments, so that what the
-    // whole command line would allocate never reaches its heap.
-    match std::env::args_os().nth(1) {
-        Some(a) if a == "holder" => return holder_main(),
-        Some(a) if a == "holder-zygote" => return zygote_main(),
-        _ => {}
-    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
@@ -67,34 +58,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `berth holder` (see [`berth::runtime::holder::cli`]).
-fn holder_main() -> ExitCode {
-    let cli = berth::runtime::holder::cli::HolderCli::parse_from(std::env::args_os().skip(1));
-    holder_log(&cli.log_level);
-    std::process::exit(berth::runtime::holder::cli::main(cli.args))
-}
-
-/// `berth holder-zygote`, started by `berth cri` to fork its holders (see
-/// [`berth::runtime::holder::zygote`]); its holders keep its log filter (`BERTH_LOG`).
-fn zygote_main() -> ExitCode {
-    holder_log(&std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()));
-    std::process::exit(berth::runtime::holder::zygote::main())
-}
-
-/// A holder's log: plain lines on stderr, which the holder points at its pod's
-/// holder.log.
-fn holder_log(filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Oci(args) => std::process::exit(berth::oci::cli::main(*args)),
-        Command::Holder(args) => std::process::exit(berth::runtime::holder::cli::main(args)),
         Command::Version => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", berth::version::Info::current())?;

@@ -13,11 +13,11 @@ use std::time::Duration;
 use berth::image::ImageStore;
 use berth::image::progress::Progress;
 use berth::image::unpack::UnpackOptions;
-use berth::net::cni::InvokerConfig;
+use berth::net::cni::{Invoker, InvokerConfig};
 use berth::runtime::container::{ContainerConfig, Containers};
 use berth::runtime::error::Code;
-use berth::runtime::sandbox::{SandboxConfig, Sandboxes};
-use berth::runtime::spec::RuntimeOptions;
+use berth::runtime::sandbox::{LinuxHolders, SandboxConfig, Sandboxes};
+use berth::runtime::spec::{HostFacts, RuntimeOptions};
 use berth::sys::overlay::LinuxOverlay;
 use berth_integration_tests::fixtures::{self, Image};
 use berth_integration_tests::util::{ID_ENV, wait_for, workspace_bin};
@@ -48,18 +48,19 @@ fn runtime(env: &TestEnv) -> Rt {
                               "ranges": [[{"subnet": "10.244.78.0/24"}]]}}]
     });
     std::fs::write(conf_dir.join("10-pods.conflist"), list.to_string()).unwrap();
-    let sb_cfg = SandboxConfig {
-        records: env.subdir("lib/sandboxes").unwrap(),
-        state_dir: env.subdir("run").unwrap(),
-        holder_binary: Some(workspace_bin("berth")),
-        holder_env: vec![(ID_ENV.into(), env.id().into())],
-        cni: InvokerConfig {
-            conf_dir,
-            bin_dirs: vec![berth_bin_dir()],
-            cache_dir: env.subdir("cni-cache").unwrap(),
-            timeout: Duration::from_secs(20),
-        },
-    };
+    let state_dir = env.subdir("run").unwrap();
+    let holders = LinuxHolders::new(
+        &state_dir,
+        workspace_bin("berth-holder"),
+        vec![(ID_ENV.into(), env.id().into())],
+    );
+    let cni = Invoker::new(InvokerConfig {
+        conf_dir,
+        bin_dirs: vec![berth_bin_dir()],
+        cache_dir: env.subdir("cni-cache").unwrap(),
+        timeout: Duration::from_secs(20),
+    });
+    let records = env.subdir("lib/sandboxes").unwrap();
     let store = ImageStore::open(
         &env.subdir("images").unwrap(),
         Arc::new(LinuxOverlay),
@@ -86,7 +87,14 @@ fn runtime(env: &TestEnv) -> Rt {
         },
     };
     let (sandboxes, containers) = env.host.block_on(|| async {
-        let sandboxes = Sandboxes::open(sb_cfg).await.unwrap();
+        let sb_cfg = SandboxConfig {
+            records,
+            state_dir,
+            facts: HostFacts::detect(),
+        };
+        let sandboxes = Sandboxes::open(sb_cfg, Arc::new(holders), Arc::new(cni))
+            .await
+            .unwrap();
         let containers = Containers::open(c_cfg, store, sandboxes.clone())
             .await
             .unwrap();

@@ -8,11 +8,13 @@ mod cni_common;
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use berth::net::cni::InvokerConfig;
+use berth::net::cni::{Invoker, InvokerConfig};
 use berth::runtime::error::Code;
-use berth::runtime::sandbox::{SandboxConfig, Sandboxes};
+use berth::runtime::sandbox::{LinuxHolders, SandboxConfig, Sandboxes};
+use berth::runtime::spec::HostFacts;
 use berth_integration_tests::util::{ID_ENV, workspace_bin};
 use berth_integration_tests::{TestEnv, require_root};
 use cni_common::berth_bin_dir;
@@ -38,15 +40,35 @@ fn config(env: &TestEnv) -> SandboxConfig {
     SandboxConfig {
         records: env.subdir("lib/sandboxes").unwrap(),
         state_dir: env.subdir("run").unwrap(),
-        holder_binary: Some(workspace_bin("berth")),
-        holder_env: vec![(ID_ENV.into(), env.id().into())],
-        cni: InvokerConfig {
-            conf_dir,
-            bin_dirs: vec![berth_bin_dir()],
-            cache_dir: env.subdir("cni-cache").unwrap(),
-            timeout: Duration::from_secs(20),
-        },
+        facts: HostFacts::default(),
     }
+}
+
+/// The sandboxes of a daemon started on `cfg` as `berth cri` starts them: holders of
+/// this workspace's berth (marked with the test's id for the leak check), the test's
+/// network through berth's plugins, host facts detected in the test's host namespace.
+fn open(env: &TestEnv, cfg: &SandboxConfig) -> Sandboxes {
+    let holders = LinuxHolders::new(
+        &cfg.state_dir,
+        workspace_bin("berth-holder"),
+        vec![(ID_ENV.into(), env.id().into())],
+    );
+    let cni = Invoker::new(InvokerConfig {
+        conf_dir: env.subdir("net.d").unwrap(),
+        bin_dirs: vec![berth_bin_dir()],
+        cache_dir: env.subdir("cni-cache").unwrap(),
+        timeout: Duration::from_secs(20),
+    });
+    let cfg = cfg.clone();
+    env.host
+        .block_on(|| async move {
+            let cfg = SandboxConfig {
+                facts: HostFacts::detect(),
+                ..cfg
+            };
+            Sandboxes::open(cfg, Arc::new(holders), Arc::new(cni)).await
+        })
+        .unwrap()
 }
 
 fn pod(name: &str) -> PodSandboxConfig {
@@ -96,7 +118,7 @@ fn a_sandbox_runs_with_its_network_survives_a_restart_and_goes_away() {
     require_root!();
     let env = TestEnv::new().unwrap();
     let cfg = config(&env);
-    let sb = env.host.block_on(|| Sandboxes::open(cfg.clone())).unwrap();
+    let sb = open(&env, &cfg);
     let id = env.host.block_on(|| sb.run(pod("web"), "")).unwrap();
     assert_eq!(id.len(), 64);
 
@@ -133,7 +155,7 @@ fn a_sandbox_runs_with_its_network_survives_a_restart_and_goes_away() {
 
     // A restarted daemon finds the sandbox as it was.
     drop(sb);
-    let sb = env.host.block_on(|| Sandboxes::open(cfg.clone())).unwrap();
+    let sb = open(&env, &cfg);
     let by_label = sb.list(Some(PodSandboxFilter {
         label_selector: HashMap::from([("app".to_string(), "web".to_string())]),
         ..Default::default()
@@ -181,7 +203,7 @@ fn a_sandbox_left_half_made_by_a_crash_is_rolled_back_on_start() {
     require_root!();
     let env = TestEnv::new().unwrap();
     let cfg = config(&env);
-    let sb = env.host.block_on(|| Sandboxes::open(cfg.clone())).unwrap();
+    let sb = open(&env, &cfg);
     let id = env.host.block_on(|| sb.run(pod("db"), "")).unwrap();
     let (_, info) = sb.status(&id, true).unwrap();
     let pid = serde_json::from_str::<serde_json::Value>(&info["info"]).unwrap()["pid"]
@@ -195,7 +217,7 @@ fn a_sandbox_left_half_made_by_a_crash_is_rolled_back_on_start() {
     rec["phase"] = json!("creating");
     std::fs::write(&rec_path, rec.to_string()).unwrap();
 
-    let sb = env.host.block_on(|| Sandboxes::open(cfg.clone())).unwrap();
+    let sb = open(&env, &cfg);
     assert!(sb.list(None).is_empty());
     assert!(!rec_path.exists());
     assert!(
@@ -217,7 +239,7 @@ fn bad_sandbox_requests_are_refused_by_field_and_change_nothing() {
     require_root!();
     let env = TestEnv::new().unwrap();
     let cfg = config(&env);
-    let sb = env.host.block_on(|| Sandboxes::open(cfg.clone())).unwrap();
+    let sb = open(&env, &cfg);
     let no_meta = PodSandboxConfig::default();
     let e = env.host.block_on(|| sb.run(no_meta, "")).unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);

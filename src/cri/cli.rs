@@ -19,11 +19,11 @@ use crate::image::ImageStore;
 use crate::image::pull::{DEFAULT_MAX_CONCURRENT, PullOptions};
 use crate::image::registry::RegistryHosts;
 use crate::image::unpack::UnpackOptions;
-use crate::net::cni::InvokerConfig;
+use crate::net::cni::{Invoker, InvokerConfig};
 use crate::runtime::container::{ContainerConfig, Containers};
-use crate::runtime::sandbox::{SandboxConfig, Sandboxes};
+use crate::runtime::sandbox::{LinuxHolders, SandboxConfig, Sandboxes};
 use crate::runtime::sessions::Sessions;
-use crate::runtime::spec::RuntimeOptions;
+use crate::runtime::spec::{HostFacts, RuntimeOptions};
 use crate::runtime::streaming::{StreamingConfig, StreamingServer};
 use crate::sys::overlay::LinuxOverlay;
 
@@ -87,9 +87,38 @@ pub struct CriArgs {
     #[arg(long, default_value_t = 0)]
     pub stream_port: u16,
 
+    /// The pod holder binary (default: `berth-holder` next to this executable).
+    #[arg(long, env = "BERTH_HOLDER_PATH")]
+    pub holder_path: Option<PathBuf>,
+
     /// Seconds running calls may take to finish after SIGTERM before berth exits anyway.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace: u64,
+}
+
+/// The `berth-holder` binary to start the pods' holders from: `--holder-path`, or the one
+/// next to this executable. Checked at start, so that a missing one is an error now and
+/// not at the first RunPodSandbox.
+fn holder_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = match flag {
+        Some(p) => p,
+        None => crate::runtime::holder::default_binary()
+            .context("find berth's own executable (to find berth-holder next to it)")?,
+    };
+    let meta = std::fs::metadata(&path).with_context(|| {
+        format!(
+            "the pod holder binary {}: install berth-holder next to berth, or pass \
+             --holder-path",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0,
+        "the pod holder binary {} is not an executable file (--holder-path)",
+        path.display()
+    );
+    Ok(path)
 }
 
 /// Runs `berth cri` until SIGTERM or SIGINT.
@@ -103,6 +132,7 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.root.join("images"));
     let hosts = load_hosts(args.registry_config.as_deref())?;
+    let holder_binary = holder_binary(args.holder_path.clone())?;
     // Bound before the async runtime starts any thread: see BoundSocket::bind.
     let socket = BoundSocket::bind(&path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -136,18 +166,23 @@ pub fn run(args: CriArgs) -> anyhow::Result<()> {
                 },
             },
         );
-        let sandboxes = Sandboxes::open(SandboxConfig {
-            records: args.root.join("sandboxes"),
-            state_dir: args.state_dir.clone(),
-            holder_binary: None,
-            holder_env: vec![],
-            cni: InvokerConfig {
-                conf_dir: args.cni_conf_dir.clone(),
-                bin_dirs: args.cni_bin_dirs.clone(),
-                cache_dir: args.root.join("cni/results"),
-                ..InvokerConfig::default()
+        // The zygote inherits the daemon's environment, BERTH_LOG included.
+        let holders = LinuxHolders::new(&args.state_dir, holder_binary, vec![]);
+        let cni = Invoker::new(InvokerConfig {
+            conf_dir: args.cni_conf_dir.clone(),
+            bin_dirs: args.cni_bin_dirs.clone(),
+            cache_dir: args.root.join("cni/results"),
+            ..InvokerConfig::default()
+        });
+        let sandboxes = Sandboxes::open(
+            SandboxConfig {
+                records: args.root.join("sandboxes"),
+                state_dir: args.state_dir.clone(),
+                facts: HostFacts::detect(),
             },
-        })
+            Arc::new(holders),
+            Arc::new(cni),
+        )
         .await
         .context("recover the pod sandboxes")?;
         let containers = Containers::open(

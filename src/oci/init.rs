@@ -205,15 +205,7 @@ fn init(plan: &Plan, fds: ChildFds, in_userns: bool) -> ! {
     }
     // Only stdio crosses into the program: whatever else the runtime's process holds
     // (an in-process caller's sockets and files) is closed on exec.
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this process's fds.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-    }
+    crate::sys::fds::cloexec_above_stdio();
     let p = &plan.process;
     if p.no_new_privs {
         if let Err(e) = nix::sys::prctl::set_no_new_privs() {

@@ -54,6 +54,11 @@ pub fn load_with_bytes(id: &str, bundle: &Path) -> Result<(Spec, Vec<u8>)> {
 pub fn parse(id: &str, bytes: &[u8]) -> Result<Spec> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| OciError::spec(id, "config.json", format!("not JSON: {e}")))?;
+    from_value(id, v)
+}
+
+/// Checks and converts config.json already read as JSON.
+pub fn from_value(id: &str, v: Value) -> Result<Spec> {
     precheck(id, &v)?;
     serde_json::from_value(v).map_err(|e| OciError::spec(id, "config.json", e.to_string()))
 }

@@ -57,6 +57,12 @@ pub enum RuntimeError {
     NotReady { sandbox: String, reason: String },
     #[error("{0}")]
     Internal(String),
+    /// Several steps of one teardown failed; each ran regardless of the others.
+    #[error("{first} (and {} more failures: {})", rest.len(), rest.join("; "))]
+    Many {
+        first: Box<RuntimeError>,
+        rest: Vec<String>,
+    },
 }
 
 impl RuntimeError {
@@ -79,6 +85,22 @@ impl RuntimeError {
             sandbox: sandbox.into(),
             source: Box::new(source),
         }
+    }
+
+    /// The failures of a teardown whose every step ran: none is success, one is itself,
+    /// more are all named, the first one's class deciding the code.
+    pub fn all(mut failed: Vec<RuntimeError>) -> Result<()> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let first = failed.remove(0);
+        if failed.is_empty() {
+            return Err(first);
+        }
+        Err(Self::Many {
+            first: Box::new(first),
+            rest: failed.iter().map(ToString::to_string).collect(),
+        })
     }
 
     /// Whether the connection to a pod's holder failed (it could not be reached, or
@@ -122,6 +144,7 @@ impl RuntimeError {
             }
             Self::Network { .. } | Self::Internal(_) | Self::Io { .. } => Code::Internal,
             Self::NotReady { .. } | Self::NotRunning { .. } => Code::FailedPrecondition,
+            Self::Many { first, .. } => first.code(),
         }
     }
 }

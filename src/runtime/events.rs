@@ -3,11 +3,10 @@
 //! a thread of its own that forwards every event to a broadcast channel; the CRI stream
 //! of each client is a receiver of that channel.
 
-use std::path::Path;
-
 use tokio::sync::broadcast;
 
-use super::holder::{Client, ContainerEvent, Result};
+use super::holder::ContainerEvent;
+use super::sandbox::HolderEvents;
 
 /// How many events a slow client may fall behind before it misses some (it is told, and
 /// the kubelet relists on a gap).
@@ -40,10 +39,14 @@ impl EventHub {
         self.tx.subscribe()
     }
 
-    /// Forwards the events of sandbox `id`'s holder until the holder goes away. Returns
-    /// once subscribed, so no event of a call made after it is missed.
-    pub fn watch(&self, state_dir: &Path, id: &str) -> Result<()> {
-        let (_now, mut events) = Client::connect(state_dir, id)?.subscribe()?;
+    /// Forwards `events`, the subscribed stream of sandbox `id`'s holder, until the
+    /// holder goes away. The caller subscribes before it returns, so no event of a call
+    /// made after it is missed.
+    pub fn forward(
+        &self,
+        id: &str,
+        mut events: Box<dyn HolderEvents>,
+    ) -> super::holder::Result<()> {
         let tx = self.tx.clone();
         let sandbox_id = id.to_string();
         let name = format!("events-{}", &id[..id.len().min(12)]);
@@ -63,7 +66,7 @@ impl EventHub {
             .map_err(|source| super::holder::HolderError::Io {
                 pod: id.into(),
                 op: "start the event thread",
-                path: state_dir.into(),
+                path: std::path::PathBuf::new(),
                 source,
             })?;
         Ok(())

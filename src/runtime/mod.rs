@@ -8,6 +8,8 @@
 pub mod container;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod holder;
 pub mod meta;
 pub mod sandbox;

@@ -18,6 +18,7 @@
 //! Still called directly, without a fake:
 //! - [`clone`]: fork, clone3 (into a cgroup, with CLONE_PARENT), setns of a container's
 //!   namespaces, and the message socket: plain functions, used by oci/ and the holder.
+//! - [`fds`]: close_range; [`tty`]: TIOCSWINSZ.
 //! - oci/init.rs and oci/create.rs: capabilities, no_new_privs, seccomp, rlimits,
 //!   personality, ioprio, uid/gid switches, umask, hostname and domainname, the cgroup
 //!   namespace unshare, exec; oci/console.rs and the holder's pty.rs: pty ioctls.
@@ -32,6 +33,7 @@
 //! - image/: unpack (mknod, xattrs, times, ownership) under the store's root path.
 
 pub mod clone;
+pub mod fds;
 pub mod fs;
 pub mod link;
 pub mod mount;
@@ -40,3 +42,4 @@ pub mod overlay;
 pub mod record;
 pub mod root;
 pub mod sysctl;
+pub mod tty;

@@ -1,10 +1,21 @@
 //! The sysctl seam: writes under /proc/sys, which act on the writer's own namespaces,
-//! with the Linux implementation and the recording fake.
+//! with the Linux implementation and the recording fake; and sysctl names, the dotted
+//! form the CRI and runc use and the file under /proc/sys that each names.
 
 use std::io;
 use std::path::Path;
 
 use super::record::{Call, Recorder};
+
+/// The file under /proc/sys of a dotted sysctl name (a '/' inside a component is a '.'
+/// of the file name, e.g. an interface `eth0.100`).
+pub fn proc_path(dotted: &str) -> String {
+    dotted
+        .split('.')
+        .map(|c| c.replace('/', "."))
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 /// Writes to /proc/sys.
 pub trait Sysctl: Send + Sync {

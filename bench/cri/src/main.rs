@@ -12,13 +12,11 @@
 //!
 //! Each runtime is started by the bench in the test harness's isolation: a "host"
 //! netns, temp dirs, a `berth-test-*` cgroup parent and private mounts, all removed after.
-//! Run as root: `cargo build --release -p berth -p berth-bench-cri &&
+//! For berth it also reports the `berth-holder` binary's size and the code of it each
+//! holder maps (resident, and its share with the pods running at once).
+//! Run as root: `cargo build --release --workspace &&
 //! sudo ./target/release/berth-bench-cri`.
-//!
-//! With `--text-layout FILE` it measures nothing and writes the linker script of the code
-//! berth's holders run instead ([`layout`]; scripts/text-layout.sh).
 
-mod layout;
 mod procfs;
 mod target;
 
@@ -52,14 +50,10 @@ struct Args {
     /// ExecSync calls measured.
     #[arg(long, default_value_t = 100)]
     execs: usize,
-    /// The berth binary (default: the workspace's build, same profile as the bench).
+    /// The berth binary (default: the workspace's build, same profile as the bench);
+    /// `berth-holder` is taken from next to it.
     #[arg(long)]
     berth: Option<PathBuf>,
-    /// Measure nothing: run `--concurrent` pods through the holder's life on a profiling
-    /// build of berth (`--berth`) and write the linker script of the code its holders run
-    /// to this file (see scripts/text-layout.sh).
-    #[arg(long, value_name = "FILE")]
-    text_layout: Option<PathBuf>,
 }
 
 const STEPS: [&str; 7] = [
@@ -88,6 +82,9 @@ struct Report {
     daemon_many: u64,
     /// Pods running at once for the figures above.
     concurrent: usize,
+    /// berth: the holder binary's size, and the mean resident and proportional size of
+    /// its code mapped per holder with `concurrent` pods running, KiB.
+    holder_code: Option<HolderCode>,
     exec: ExecCpu,
 }
 
@@ -103,16 +100,6 @@ fn main() -> anyhow::Result<()> {
     }
     let berth = target::berth_binary(args.berth.clone());
     let mut out = std::io::stdout().lock();
-    if let Some(file) = &args.text_layout {
-        let (functions, patterns) = text_layout(&berth, args.concurrent, file)?;
-        writeln!(
-            out,
-            "{}: {patterns} patterns for the {functions} functions {} holders and their zygote ran",
-            file.display(),
-            args.concurrent
-        )?;
-        return Ok(());
-    }
     writeln!(
         out,
         "CRI pod lifecycle of a busybox pod: {} measured after {} warm-up, {} ExecSync calls",
@@ -123,17 +110,6 @@ fn main() -> anyhow::Result<()> {
         match measure_target(kind, &berth, &args) {
             Ok(r) => {
                 print_report(&mut out, kind, &r)?;
-                if kind == Kind::Berth {
-                    let script = layout::SCRIPT.as_ref();
-                    match layout::exact_names_found(&berth, script) {
-                        Ok((found, all)) => writeln!(
-                            out,
-                            "  code layout: {found} of the {all} holder functions of {} found by exact name (docs/holder.md, \"Code layout\")",
-                            script.display()
-                        )?,
-                        Err(e) => writeln!(out, "  code layout: {e:#}")?,
-                    }
-                }
                 reports.insert(format!("{kind:?}"), r);
             }
             Err(e) if !explicit && kind == Kind::Berth => {
@@ -169,30 +145,24 @@ fn measure_target(kind: Kind, berth: &std::path::Path, args: &Args) -> anyhow::R
         let mut c = CriClient::connect(&target.endpoint).await?;
         let mut report = Report::default();
         lifecycles(&mut c, &target, &pods, args, &mut report).await?;
-        (report.pss_many, report.uss_many, report.daemon_many) =
-            concurrent_memory(&mut c, &target, &pods, args.concurrent).await?;
+        (
+            report.pss_many,
+            report.uss_many,
+            report.daemon_many,
+            report.holder_code,
+        ) = concurrent_memory(&mut c, &target, &pods, args.concurrent).await?;
         report.concurrent = args.concurrent;
         report.exec = exec_cpu(&mut c, &target, &pods, args.execs).await?;
         Ok(report)
     })
 }
 
-/// `--text-layout`: see [`layout`].
-fn text_layout(
-    berth: &std::path::Path,
-    pods: usize,
-    file: &std::path::Path,
-) -> anyhow::Result<(usize, usize)> {
-    let env = TestEnv::new()?;
-    let target = Target::start(Kind::Berth, &env, berth)?;
-    let pods_spec = Pods::new(&env, &target)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut c = CriClient::connect(&target.endpoint).await?;
-        layout::profile(&mut c, &target, &pods_spec, berth, pods, file).await
-    })
+/// What of the `berth-holder` binary a holder maps, KiB.
+#[derive(Debug, Default)]
+struct HolderCode {
+    file: u64,
+    code_rss: u64,
+    code_pss: u64,
 }
 
 /// How the bench's pods are made.
@@ -333,7 +303,12 @@ async fn concurrent_memory(
     target: &Target<'_>,
     pods: &Pods,
     n: usize,
-) -> anyhow::Result<(Vec<(&'static str, u64)>, Vec<(&'static str, u64)>, u64)> {
+) -> anyhow::Result<(
+    Vec<(&'static str, u64)>,
+    Vec<(&'static str, u64)>,
+    u64,
+    Option<HolderCode>,
+)> {
     let mut running = Vec::new();
     for i in 0..n {
         let pod = pods.pod(&format!("many-{i}"))?;
@@ -356,7 +331,29 @@ async fn concurrent_memory(
         pss.push((*role, p / n.max(1) as u64));
         private.push((*role, u / n.max(1) as u64));
     }
-    let memory = (pss, private, procfs::pss_kib(target.daemon)?);
+    let holder_code = match (target.kind, procs.get("holder")) {
+        (Kind::Berth, Some(pids)) => {
+            let bin = target.holder_binary();
+            let name = bin.to_string_lossy().into_owned();
+            let (mut rss, mut pss) = (0, 0);
+            for p in pids {
+                let (r, s) = procfs::mapped_code_kib(*p, &name)?;
+                rss += r;
+                pss += s;
+            }
+            let holders = pids.len().max(1) as u64;
+            Some(HolderCode {
+                file: std::fs::metadata(&bin)
+                    .with_context(|| format!("{}", bin.display()))?
+                    .len()
+                    / 1024,
+                code_rss: rss / holders,
+                code_pss: pss / holders,
+            })
+        }
+        _ => None,
+    };
+    let memory = (pss, private, procfs::pss_kib(target.daemon)?, holder_code);
     for (id, cid) in &running {
         pods.down(c, id, cid).await?;
     }
@@ -461,6 +458,13 @@ fn print_report(out: &mut impl Write, kind: Kind, r: &Report) -> anyhow::Result<
         r.daemon_many as f64 / 1024.0,
         r.concurrent
     )?;
+    if let Some(h) = &r.holder_code {
+        writeln!(
+            out,
+            "  berth-holder: {} KiB file; its code mapped per holder: {} KiB resident, {} KiB PSS (pods at once)",
+            h.file, h.code_rss, h.code_pss
+        )?;
+    }
     let parts: Vec<String> = r
         .exec
         .parts

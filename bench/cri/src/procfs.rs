@@ -18,6 +18,34 @@ pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     ))
 }
 
+/// The executable mappings of `binary` (its path as /proc/<pid>/maps shows it) in
+/// /proc/<pid>/smaps, in KiB: (resident, proportional).
+pub fn mapped_code_kib(pid: u32, binary: &str) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/smaps");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    let (mut rss, mut pss, mut counting) = (0, 0, false);
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // a mapping's header: range perms offset dev inode [path]
+            let perms = words.next().unwrap_or("");
+            counting = perms.contains('x') && line.trim_end().ends_with(binary);
+        } else if counting {
+            let kib = words
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            match first {
+                "Rss:" => rss += kib,
+                "Pss:" => pss += kib,
+                _ => {}
+            }
+        }
+    }
+    Ok((rss, pss))
+}
+
 /// The `Pss` of [`memory_kib`].
 pub fn pss_kib(pid: u32) -> anyhow::Result<u64> {
     memory_kib(pid).map(|(pss, _)| pss)

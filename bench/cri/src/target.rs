@@ -30,6 +30,8 @@ pub struct Target<'a> {
     pub busybox: String,
     /// The daemon's pid (containerd, or `berth cri`).
     pub daemon: u32,
+    /// The berth binary (measured or not).
+    berth: PathBuf,
     // Held for their Drop, which stops the runtime and cleans up after it.
     _containerd: Option<Box<CriPeer<'a>>>,
     _berth: Option<Box<BerthCri<'a>>>,
@@ -58,6 +60,7 @@ impl<'a> Target<'a> {
                     endpoint: peer.endpoint.clone(),
                     busybox,
                     daemon: peer.pid(),
+                    berth: berth.to_path_buf(),
                     _containerd: Some(Box::new(peer)),
                     _berth: None,
                 })
@@ -84,6 +87,7 @@ impl<'a> Target<'a> {
                     endpoint: b.endpoint.clone(),
                     busybox,
                     daemon: b.pid().context("berth cri pid")?,
+                    berth: berth.to_path_buf(),
                     _containerd: None,
                     _berth: Some(Box::new(b)),
                 })
@@ -115,13 +119,18 @@ impl<'a> Target<'a> {
             Kind::Berth => Ok(PodProcs {
                 roles: vec![
                     ("holder", vec![pid]),
-                    (
-                        "zygote",
-                        procfs::children_running(self.daemon, "holder-zygote"),
-                    ),
+                    ("zygote", procfs::children_running(self.daemon, "zygote")),
                 ],
             }),
         }
+    }
+}
+
+impl Target<'_> {
+    /// The `berth-holder` binary `berth cri` starts the holders from (next to berth's).
+    pub fn holder_binary(&self) -> PathBuf {
+        let bin = self.berth.with_file_name("berth-holder");
+        bin.canonicalize().unwrap_or(bin)
     }
 }
 

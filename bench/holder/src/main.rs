@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::runtime::holder::proto::CreateContainer;
-use berth::runtime::holder::{Client, SpawnOptions, Zygote, ns::PodOptions};
+use berth::runtime::holder::{Client, PodOptions, SpawnOptions, Zygote};
 
 const RUNC: &str = "/usr/sbin/runc";
 
@@ -125,7 +125,7 @@ fn measure(n: usize, berth: &Path, dir: &Path, tag: &str) -> Result<Figures, Str
     make_rootfs(&rootfs)?;
     let state = dir.join("state");
     let mut clients = Vec::new();
-    let zygote = Zygote::new(Some(berth.to_path_buf()), vec![]);
+    let zygote = Zygote::new(berth.with_file_name("berth-holder"), vec![]);
     let res = (|| {
         for i in 0..PODS {
             let pod_id = format!("bench{i}");
@@ -245,7 +245,7 @@ fn start_pod(
         spec.as_object_mut().map(|o| o.remove("hostname"));
         c.create_container(CreateContainer {
             id: id.into(),
-            spec,
+            spec: spec.into(),
             log_path: Some(state.join(format!("logs/{pod_id}-{id}.log"))),
             stdin: false,
             tty: false,

@@ -13,12 +13,19 @@
 //! ```
 //! What changes while a container runs (pid, exit code, times, OOM) is the holder's; the
 //! record here holds only what the kubelet asked for and what berth made for it.
+//!
+//! The image store is reached only through [`ContainerImages`] and holders only through
+//! the sandboxes' [`super::sandbox::Holders`], so the tests (`tests.rs`) run this logic
+//! over recording fakes, without root.
 
 mod image_volumes;
+mod images;
 mod metrics;
 mod ops;
 mod stats;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +35,8 @@ use super::error::{Result, RuntimeError};
 use super::meta::{ContainerRecord, IdIndex, NameRegistrar, RecordStore};
 use super::sandbox::Sandboxes;
 use super::spec::RuntimeOptions;
-use crate::image::ImageStore;
+
+pub use images::{ContainerImages, ImageFuture};
 
 /// Where container records live and how specs are built.
 #[derive(Debug, Clone)]
@@ -55,7 +63,7 @@ pub struct Containers {
 struct Inner {
     cfg: ContainerConfig,
     store: RecordStore<ContainerRecord>,
-    images: Arc<ImageStore>,
+    images: Arc<dyn ContainerImages>,
     sandboxes: Sandboxes,
     table: Mutex<Table>,
     /// The previous CPU sample per container and sandbox, for the nano-cores rate.
@@ -69,10 +77,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Containers {
-    /// Opens the records; half-made containers of a crash are removed.
+    /// Opens the records; half-made containers of a crash are removed. Rootfs and image
+    /// volumes come from `images`; holders are reached through `sandboxes`.
     pub async fn open(
         cfg: ContainerConfig,
-        images: Arc<ImageStore>,
+        images: Arc<dyn ContainerImages>,
         sandboxes: Sandboxes,
     ) -> Result<Self> {
         let store = RecordStore::open(&cfg.records)?;

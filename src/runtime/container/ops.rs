@@ -12,8 +12,8 @@ use cri_proto::v1::{ContainerConfig as CriContainerConfig, PodSandboxConfig};
 use super::{Containers, lock};
 use crate::image::inroot::{open_dir_path, open_in_root};
 use crate::runtime::error::{Result, RuntimeError};
-use crate::runtime::holder::proto::CreateContainer;
-use crate::runtime::holder::{Client, ContainerState, EventKind, ExecResult};
+use crate::runtime::holder::proto::{CreateContainer, SpecJson};
+use crate::runtime::holder::{ContainerState, EventKind, ExecResult, PodDir};
 use crate::runtime::meta::{ContainerRecord, Phase, ProcessUser, container_name, generate_id};
 use crate::runtime::spec::container::localhost_seccomp_path;
 use crate::runtime::spec::logs::container_log_path;
@@ -34,13 +34,6 @@ fn read_in_root(root: &Path, path: &str) -> Option<String> {
         .read_to_string(&mut s)
         .ok()?;
     Some(s)
-}
-
-fn ns_path(namespaces: &[(String, PathBuf)], kind: &str) -> Ns {
-    namespaces
-        .iter()
-        .find(|(k, _)| k == kind)
-        .map_or(Ns::Host, |(_, p)| Ns::Path(p.clone()))
 }
 
 /// The signal a stop starts with: the config's, else the image's, else SIGTERM.
@@ -163,7 +156,7 @@ impl Containers {
         let rootfs = self
             .inner
             .images
-            .create_rootfs(&rec.id, &rec.image_id, None)
+            .create_rootfs(&rec.id, &rec.image_id)
             .await
             .map_err(|e| RuntimeError::Image {
                 image: image.into(),
@@ -172,21 +165,29 @@ impl Containers {
             })?;
         let volumes = self.image_volumes(&rec.id, cfg).await?;
         let cfg = volumes.as_ref().map_or(cfg, |v| &v.spec);
-        let info = self.inner.sandboxes.with_holder(sb, |c| c.hello()).await?;
         let ns_opts = sandbox_cfg
             .linux
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.clone())
             .unwrap_or_default();
+        // Where the holder bound the pod's namespaces (RunPodSandbox checked the modes:
+        // network and ipc are POD or NODE; UTS follows the network).
+        let ns_dir = PodDir::new(self.inner.sandboxes.state_dir(), &rec.sandbox_id)
+            .map_err(|e| RuntimeError::holder(&rec.sandbox_id, e))?
+            .ns_dir();
+        let pod_ns = |mode: i32, kind: &str| match mode {
+            POD => Ns::Path(ns_dir.join(kind)),
+            _ => Ns::Host,
+        };
         let pod = PodContext {
             sandbox_id: rec.sandbox_id.clone(),
             namespaces: PodNamespaces {
-                network: ns_path(&info.namespaces, "net"),
-                ipc: ns_path(&info.namespaces, "ipc"),
-                uts: ns_path(&info.namespaces, "uts"),
+                network: pod_ns(ns_opts.network, "net"),
+                ipc: pod_ns(ns_opts.ipc, "ipc"),
+                uts: pod_ns(ns_opts.network, "uts"),
                 pid: match ns_opts.pid {
-                    POD => Some(ns_path(&info.namespaces, "pid")),
+                    POD => Some(pod_ns(POD, "pid")),
                     NODE => Some(Ns::Host),
                     CONTAINER => None,
                     _ => None,
@@ -247,7 +248,7 @@ impl Containers {
         for w in &built.warnings {
             tracing::warn!(container = %rec.id, "{w}");
         }
-        let spec = serde_json::to_value(&built.spec)
+        let spec = SpecJson::to_raw(&built.spec)
             .map_err(|e| RuntimeError::Internal(format!("spec to JSON: {e}")))?;
         if !rec.log_path.is_empty()
             && let Some(dir) = Path::new(&rec.log_path).parent()
@@ -285,12 +286,9 @@ impl Containers {
         if self.inner.sandboxes.holder_gone(&rec.sandbox_id) {
             // Nobody to ask: what is left of it (processes, cgroup, OCI state, the
             // holder's record) is removed here.
-            let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+            let holders = self.inner.sandboxes.holders().clone();
             let (sid, cid) = (rec.sandbox_id.clone(), rec.id.clone());
-            let r = tokio::task::spawn_blocking(move || {
-                crate::runtime::holder::dead::remove_container(&state_dir, &sid, &cid)
-            })
-            .await;
+            let r = tokio::task::spawn_blocking(move || holders.remove_dead(&sid, &cid)).await;
             if let Ok(Err(e)) = r {
                 tracing::warn!(container = %rec.id, error = %e, "remove what its dead holder left");
             }
@@ -365,19 +363,19 @@ impl Containers {
             .map(|i| i.config.stop_signal)
             .unwrap_or_default();
         let signal = stop_signal(&cfg, &image_signal);
-        let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+        let holders = self.inner.sandboxes.holders().clone();
         let (sid, cid) = (rec.sandbox_id.clone(), rec.id.clone());
         let grace = Duration::from_secs(timeout.max(0) as u64);
         tokio::task::spawn_blocking(move || -> crate::runtime::holder::Result<()> {
-            let (now, mut events) = Client::connect(&state_dir, &sid)?.subscribe()?;
+            let (now, mut events) = holders.connect(&sid)?.subscribe()?;
             let running = now
                 .iter()
                 .any(|c| c.id == cid && c.state == ContainerState::Running);
             if !running {
                 return Ok(());
             }
-            let mut calls = Client::connect(&state_dir, &sid)?;
-            let wait = |events: &mut crate::runtime::holder::client::Events,
+            let mut calls = holders.connect(&sid)?;
+            let wait = |events: &mut Box<dyn crate::runtime::sandbox::HolderEvents>,
                         d: Duration|
              -> crate::runtime::holder::Result<bool> {
                 let deadline = std::time::Instant::now() + d;

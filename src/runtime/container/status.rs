@@ -100,9 +100,9 @@ impl Containers {
     /// The containers of a sandbox whose holder is gone, finished from what it left
     /// (what still runs of them is killed; see [`crate::runtime::holder::dead`]).
     pub(super) async fn dead_infos(&self, sandbox_id: &str) -> HashMap<String, ContainerInfo> {
-        let state_dir = self.inner.sandboxes.state_dir().to_path_buf();
+        let holders = self.inner.sandboxes.holders().clone();
         let sid = sandbox_id.to_string();
-        tokio::task::spawn_blocking(move || dead::finish(&state_dir, &sid))
+        tokio::task::spawn_blocking(move || holders.finish_dead(&sid))
             .await
             .unwrap_or_default()
             .into_iter()

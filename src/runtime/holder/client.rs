@@ -7,14 +7,14 @@
 //! short except `exec_sync`, which waits for the process; several clients may be connected
 //! to one holder at once.
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::ns::PodOptions;
+use super::PodOptions;
+use super::launch::INVALID_PREFIX;
 use super::proto::{
     AttachStart, Body, ContainerEvent, ContainerInfo, CreateContainer, Envelope, ExecResult,
     ExecStart, HolderInfo, PROTOCOL_VERSION, Request, Response, decode, encode,
@@ -28,41 +28,6 @@ pub struct SpawnOptions {
     pub state_dir: PathBuf,
     pub pod_id: String,
     pub pod: PodOptions,
-}
-
-impl SpawnOptions {
-    /// `berth holder`'s arguments for this pod, after the subcommand and without the
-    /// ready pipe.
-    fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--state-dir".into(),
-            self.state_dir.clone().into(),
-            "--pod-id".into(),
-            self.pod_id.clone().into(),
-        ];
-        if let Some(h) = &self.pod.hostname {
-            args.extend(["--hostname".into(), h.into()]);
-        }
-        for (on, flag) in [
-            (self.pod.host_network, "--host-network"),
-            (self.pod.host_ipc, "--host-ipc"),
-            (self.pod.share_pid, "--share-pid"),
-        ] {
-            if on {
-                args.push(flag.into());
-            }
-        }
-        for (k, v) in &self.pod.sysctls {
-            args.push(format!("--sysctl={k}={v}").into());
-        }
-        if let Some(cg) = &self.pod.cgroup {
-            args.extend(["--cgroup".into(), cg.into()]);
-            if let Some(shares) = self.pod.cpu_shares {
-                args.extend(["--cpu-shares".into(), shares.to_string().into()]);
-            }
-        }
-        args
-    }
 }
 
 /// One connection to a pod's holder.
@@ -88,7 +53,7 @@ impl Client {
             }
         })?;
         zygote
-            .start_holder(&opts.args(), w.as_fd())
+            .start_holder(&opts.pod.args(&opts.state_dir, &opts.pod_id), w.as_fd())
             .map_err(|e| HolderError::Start {
                 pod: id.clone(),
                 message: e.to_string(),
@@ -100,13 +65,13 @@ impl Client {
         let _ = std::fs::File::from(r).read_to_string(&mut msg);
         let msg = msg.trim();
         if !msg.starts_with("ok") {
-            let invalid = msg.starts_with(super::cli::INVALID_PREFIX);
+            let invalid = msg.starts_with(INVALID_PREFIX);
             return Err(HolderError::Start {
                 pod: id,
                 message: if msg.is_empty() {
                     "it exited without reporting readiness".into()
                 } else {
-                    msg.trim_start_matches(super::cli::INVALID_PREFIX)
+                    msg.trim_start_matches(INVALID_PREFIX)
                         .trim_start_matches("error: ")
                         .to_string()
                 },

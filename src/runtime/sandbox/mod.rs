@@ -9,22 +9,31 @@
 //!  remove: stop -> holder Shutdown (containers, namespaces, pod dir) -> delete record
 //! ```
 //! Failures roll back in reverse. On start, a `Creating` record is rolled back and the
-//! others are adopted as they are.
+//! others are adopted as they are. Stop and remove run every step even when an earlier
+//! one failed, and report every failure.
+//!
+//! Holders and the pod network are reached only through [`Holders`] and [`PodNetwork`],
+//! passed in by [`Sandboxes::open`]: the tests (`tests.rs`) run this logic over
+//! recording fakes, without root.
 
+mod cni;
+mod holders;
 mod network;
 mod ops;
 mod recover;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::net::cni::{Invoker, InvokerConfig};
-
 use super::error::{Result, RuntimeError};
-use super::holder::Client;
 use super::meta::{IdIndex, NameRegistrar, RecordStore, SandboxRecord};
+use super::spec::HostFacts;
 
+pub use cni::{CniFuture, PodNetwork};
+pub use holders::{HolderConn, HolderEvents, Holders, LinuxHolders, Spawned};
 pub use network::{POD_IFNAME, attachment, pod_ips};
 
 /// Where sandboxes live and what they run with.
@@ -34,12 +43,8 @@ pub struct SandboxConfig {
     pub records: PathBuf,
     /// The holders' state (e.g. /run/berth): sockets, namespace files, container records.
     pub state_dir: PathBuf,
-    /// The berth binary holders are started from (default: this executable).
-    pub holder_binary: Option<PathBuf>,
-    /// Extra environment for every holder (e.g. a marker that lets a test's leak check
-    /// find them).
-    pub holder_env: Vec<(String, String)>,
-    pub cni: InvokerConfig,
+    /// The host facts specs are built with (detected once at start).
+    pub facts: HostFacts,
 }
 
 /// One sandbox as the daemon tracks it.
@@ -47,7 +52,7 @@ pub struct SandboxConfig {
 pub struct Entry {
     pub record: Mutex<SandboxRecord>,
     /// The call connection to the holder, made on first use.
-    holder: Mutex<Option<Client>>,
+    holder: Mutex<Option<Box<dyn HolderConn>>>,
     /// Serialises run/stop/remove of this sandbox.
     op: tokio::sync::Mutex<()>,
 }
@@ -84,12 +89,10 @@ pub struct Sandboxes {
 struct Inner {
     cfg: SandboxConfig,
     store: RecordStore<SandboxRecord>,
-    cni: Invoker,
-    facts: crate::runtime::spec::HostFacts,
+    holders: Arc<dyn Holders>,
+    cni: Arc<dyn PodNetwork>,
     events: crate::runtime::events::EventHub,
     table: Mutex<Table>,
-    /// Forks the holders.
-    zygote: crate::runtime::holder::Zygote,
 }
 
 /// A poisoned lock only means another request panicked mid-way; the data is still
@@ -99,26 +102,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sandboxes {
-    /// Opens the record store and adopts or rolls back what an earlier run left.
-    pub async fn open(cfg: SandboxConfig) -> Result<Self> {
+    /// Opens the record store and adopts or rolls back what an earlier run left; pods'
+    /// holders are reached through `holders`, their networks set up through `cni`.
+    pub async fn open(
+        cfg: SandboxConfig,
+        holders: Arc<dyn Holders>,
+        cni: Arc<dyn PodNetwork>,
+    ) -> Result<Self> {
         let store = RecordStore::open(&cfg.records)?;
-        let cni = Invoker::new(cfg.cni.clone());
-        // The zygote inherits the daemon's environment, BERTH_LOG included.
-        let zygote =
-            crate::runtime::holder::Zygote::new(cfg.holder_binary.clone(), cfg.holder_env.clone());
         let me = Self {
             inner: Arc::new(Inner {
                 cfg,
                 store,
+                holders,
                 cni,
-                facts: crate::runtime::spec::HostFacts::detect(),
                 events: Default::default(),
                 table: Mutex::new(Table {
                     index: IdIndex::new("sandbox"),
                     names: NameRegistrar::new("sandbox"),
                     entries: HashMap::new(),
                 }),
-                zygote,
             }),
         };
         me.recover().await?;
@@ -158,17 +161,31 @@ impl Sandboxes {
     /// works, only its events are missing).
     pub(super) async fn watch(&self, id: &str) {
         let hub = self.inner.events.clone();
-        let state_dir = self.inner.cfg.state_dir.clone();
+        let holders = self.inner.holders.clone();
         let sid = id.to_string();
-        let r = tokio::task::spawn_blocking(move || hub.watch(&state_dir, &sid)).await;
+        let r = tokio::task::spawn_blocking(move || {
+            let (_now, events) = holders.connect(&sid)?.subscribe()?;
+            hub.forward(&sid, events)
+        })
+        .await;
         if let Ok(Err(e)) = r {
             tracing::warn!(sandbox = %id, error = %e, "no container events from this pod");
         }
     }
 
     /// The host facts specs are built with (detected once at start).
-    pub fn facts(&self) -> &crate::runtime::spec::HostFacts {
-        &self.inner.facts
+    pub fn facts(&self) -> &HostFacts {
+        &self.inner.cfg.facts
+    }
+
+    /// The holders of this node's pods.
+    pub fn holders(&self) -> &Arc<dyn Holders> {
+        &self.inner.holders
+    }
+
+    /// Whether the holder recorded in `rec` still runs.
+    pub fn holder_alive(&self, rec: &SandboxRecord) -> bool {
+        self.inner.holders.alive(rec.holder_pid, rec.holder_start)
     }
 
     /// The files the sandbox serves its containers (/etc/hostname, /etc/hosts,
@@ -200,7 +217,7 @@ impl Sandboxes {
     /// ([`super::holder::dead`]), never through its socket.
     pub fn holder_gone(&self, id: &str) -> bool {
         match self.get(id) {
-            Ok(e) => !ops::holder_alive(&e.snapshot()),
+            Ok(e) => !self.holder_alive(&e.snapshot()),
             Err(_) => true,
         }
     }
@@ -228,23 +245,24 @@ impl Sandboxes {
     pub async fn with_holder<T: Send + 'static>(
         &self,
         entry: &Arc<Entry>,
-        f: impl FnOnce(&mut Client) -> super::holder::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut dyn HolderConn) -> super::holder::Result<T> + Send + 'static,
     ) -> Result<T> {
         let entry = entry.clone();
-        let state_dir = self.inner.cfg.state_dir.clone();
+        let holders = self.inner.holders.clone();
         tokio::task::spawn_blocking(move || {
             let id = lock(&entry.record).id.clone();
             let mut slot = lock(&entry.holder);
             if slot.is_none() {
                 *slot = Some(
-                    Client::connect(&state_dir, &id)
+                    holders
+                        .connect(&id)
                         .map_err(|source| RuntimeError::holder(id.clone(), source))?,
                 );
             }
             let client = slot
                 .as_mut()
                 .ok_or_else(|| RuntimeError::Internal("no holder".into()))?;
-            let r = f(client);
+            let r = f(client.as_mut());
             if matches!(
                 r,
                 Err(super::holder::HolderError::Closed { .. }

@@ -10,12 +10,12 @@ use cri_proto::v1::{
     PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 
-use super::network::{attachment, loopback_up, pod_ips};
+use super::holders::Holders;
+use super::network::{attachment, pod_ips};
 use super::{Sandboxes, lock};
-use crate::oci::state::proc_stat;
 use crate::runtime::error::{Result, RuntimeError};
-use crate::runtime::holder::ns::PodOptions;
-use crate::runtime::holder::{Client, ContainerState, EventKind, SpawnOptions, now_ns};
+use crate::runtime::holder::PodOptions;
+use crate::runtime::holder::{ContainerState, EventKind, SpawnOptions, now_ns};
 use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, sandbox_name};
 use crate::runtime::spec::sandbox::ResolvConf;
 use crate::runtime::spec::{SandboxOptions, SandboxPlan, sandbox_plan};
@@ -89,13 +89,6 @@ fn check_handler(handler: &str) -> Result<String> {
     }
 }
 
-/// Whether the holder recorded in `rec` still runs (a pid reused by another process is not it).
-pub fn holder_alive(rec: &SandboxRecord) -> bool {
-    rec.holder_pid > 0
-        && proc_stat(rec.holder_pid)
-            .is_some_and(|(state, start)| state != 'Z' && start == rec.holder_start)
-}
-
 /// Releases a name when a run fails before it is recorded as the sandbox's.
 struct NameGuard<'a> {
     sb: &'a Sandboxes,
@@ -124,7 +117,7 @@ impl Sandboxes {
             .ok_or_else(|| RuntimeError::invalid("config.metadata", "is required"))?;
         let name = sandbox_name(&meta)?;
         let id = generate_id().map_err(|e| RuntimeError::Internal(format!("sandbox id: {e}")))?;
-        let plan = sandbox_plan(&id, &cfg, &plan_options(), &self.inner.facts)?;
+        let plan = sandbox_plan(&id, &cfg, &plan_options(), &self.inner.cfg.facts)?;
         let opts = pod_options(&plan)?;
         lock(&self.inner.table).names.reserve(&name, &id)?;
         let mut guard = NameGuard {
@@ -175,16 +168,14 @@ impl Sandboxes {
             pod,
         };
         let id = rec.id.clone();
-        let inner = self.inner.clone();
-        let info = tokio::task::spawn_blocking(move || {
-            let mut c = Client::spawn(&inner.zygote, &spawn)?;
-            c.hello()
-        })
-        .await
-        .map_err(|e| RuntimeError::Internal(format!("holder spawn panicked: {e}")))?
-        .map_err(|source| RuntimeError::holder(id.clone(), source))?;
+        let holders = self.inner.holders.clone();
+        let spawned = tokio::task::spawn_blocking(move || holders.spawn(&spawn))
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("holder spawn panicked: {e}")))?
+            .map_err(|source| RuntimeError::holder(id.clone(), source))?;
+        let info = spawned.info;
         rec.holder_pid = info.pid;
-        rec.holder_start = proc_stat(info.pid).map(|s| s.1).unwrap_or(0);
+        rec.holder_start = spawned.start;
         let netns = info
             .namespaces
             .iter()
@@ -196,16 +187,16 @@ impl Sandboxes {
             .store
             .save_with(&rec.id, rec, Durability::Replace)?;
         if let Some(ns) = &rec.netns {
-            let (kernel_ns, kernel_links) = (&crate::sys::ns::Linux, &crate::sys::link::Linux);
-            loopback_up(kernel_ns, kernel_links, std::path::Path::new(ns)).map_err(|source| {
-                RuntimeError::Io {
+            self.inner
+                .cni
+                .loopback_up(std::path::Path::new(ns))
+                .map_err(|source| RuntimeError::Io {
                     kind: "sandbox",
                     id: rec.id.clone(),
                     op: "bring up lo in",
                     path: ns.into(),
                     source,
-                }
-            })?;
+                })?;
             let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), cfg);
             let result = self
                 .inner
@@ -285,15 +276,30 @@ impl Sandboxes {
                 tracing::warn!(sandbox = %rec.id, error = %e, "CNI DEL");
             }
         }
+        if let Err(e) = self.shutdown_holder(rec).await {
+            tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown");
+        }
+        if let Err(e) = remove_files(&rec.id, &self.inner.cfg.records.join(&rec.id)) {
+            tracing::warn!(error = %e, "remove the sandbox's files");
+        }
+    }
+
+    /// The holder of `rec` shut down (or killed) and its files removed, on a blocking
+    /// thread.
+    pub(super) async fn shutdown_holder(&self, rec: &SandboxRecord) -> Result<()> {
+        let holders = self.inner.holders.clone();
         let state_dir = self.inner.cfg.state_dir.clone();
         let r = rec.clone();
-        let _ = tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &r)).await;
-        remove_files(&self.inner.cfg.records.join(&rec.id));
+        tokio::task::spawn_blocking(move || shutdown_holder(holders.as_ref(), &state_dir, &r))
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("holder shutdown panicked: {e}")))?
     }
 
     /// StopPodSandbox: every container killed, the network released. Idempotent: an
     /// unknown sandbox succeeds too (the CRI says so; the kubelet retries a stop of a pod
-    /// already removed).
+    /// already removed). Every step runs even when an earlier one failed (a pod whose
+    /// containers cannot be reached still gives its IP back); the error names every
+    /// failure, and the sandbox stays un-stopped so a retry does them again.
     pub async fn stop(&self, id: &str) -> Result<()> {
         let entry = match self.get(id) {
             Ok(e) => e,
@@ -309,11 +315,15 @@ impl Sandboxes {
         }
         let span = tracing::info_span!("stop_sandbox", sandbox = %rec.id);
         async {
-            let died = if holder_alive(&rec) {
+            let mut failed = vec![];
+            let died = if self.holder_alive(&rec) {
                 match self.kill_containers(&rec).await {
                     Ok(()) => false,
                     Err(e) if e.lost_holder() && self.holder_died(&rec.id).await => true,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        failed.push(e);
+                        false
+                    }
                 }
             } else {
                 true
@@ -321,29 +331,37 @@ impl Sandboxes {
             if died {
                 // A holder that died may leave containers running: finished as
                 // containerd finishes a dead shim's.
-                let state_dir = self.inner.cfg.state_dir.clone();
+                let holders = self.inner.holders.clone();
                 let sid = rec.id.clone();
-                tokio::task::spawn_blocking(move || {
-                    crate::runtime::holder::dead::finish(&state_dir, &sid)
-                })
-                .await
-                .map_err(|e| RuntimeError::Internal(format!("stop panicked: {e}")))?;
+                if let Err(e) = tokio::task::spawn_blocking(move || holders.finish_dead(&sid)).await
+                {
+                    failed.push(RuntimeError::Internal(format!("stop panicked: {e}")));
+                }
             }
             if let Some(ns) = &rec.netns {
-                let cfg = rec.config().map_err(RuntimeError::Internal)?;
-                let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), &cfg);
-                self.inner
-                    .cni
-                    .del(&att)
-                    .await
-                    .map_err(|source| RuntimeError::network(rec.id.clone(), source))?;
+                match rec.config() {
+                    Ok(cfg) => {
+                        let att = attachment(&rec.id, Some(PathBuf::from(ns).as_path()), &cfg);
+                        if let Err(source) = self.inner.cni.del(&att).await {
+                            failed.push(RuntimeError::network(rec.id.clone(), source));
+                        }
+                    }
+                    Err(e) => failed.push(RuntimeError::Internal(e)),
+                }
             }
-            let mut updated = rec.clone();
-            updated.phase = Phase::Stopped;
-            self.inner
-                .store
-                .save_with(&updated.id, &updated, Durability::Replace)?;
-            *lock(&entry.record) = updated;
+            if failed.is_empty() {
+                let mut updated = rec.clone();
+                updated.phase = Phase::Stopped;
+                match self
+                    .inner
+                    .store
+                    .save_with(&updated.id, &updated, Durability::Replace)
+                {
+                    Ok(()) => *lock(&entry.record) = updated,
+                    Err(e) => failed.push(e.into()),
+                }
+            }
+            RuntimeError::all(failed)?;
             tracing::info!("sandbox stopped");
             Ok(())
         }
@@ -354,11 +372,10 @@ impl Sandboxes {
     /// SIGKILLs every running container of the sandbox and waits for the holder to report
     /// each exit (events, not polling).
     async fn kill_containers(&self, rec: &SandboxRecord) -> Result<()> {
-        let state_dir = self.inner.cfg.state_dir.clone();
+        let holders = self.inner.holders.clone();
         let id = rec.id.clone();
         tokio::task::spawn_blocking(move || -> crate::runtime::holder::Result<()> {
-            let events_conn = Client::connect(&state_dir, &id)?;
-            let (containers, mut events) = events_conn.subscribe()?;
+            let (containers, mut events) = holders.connect(&id)?.subscribe()?;
             let mut running: Vec<String> = containers
                 .iter()
                 .filter(|c| c.state == ContainerState::Running)
@@ -367,7 +384,7 @@ impl Sandboxes {
             if running.is_empty() {
                 return Ok(());
             }
-            let mut calls = Client::connect(&state_dir, &id)?;
+            let mut calls = holders.connect(&id)?;
             for c in &running {
                 calls.signal(c, libc::SIGKILL, true)?;
             }
@@ -386,7 +403,9 @@ impl Sandboxes {
     }
 
     /// RemovePodSandbox: stopped if needed, then the holder and every file are gone.
-    /// Removing an unknown sandbox succeeds (the CRI asks for idempotence).
+    /// Removing an unknown sandbox succeeds (the CRI asks for idempotence). As with stop,
+    /// every step runs and the error names every failure; the sandbox is forgotten only
+    /// once all succeeded, so a retry finishes what failed.
     pub async fn remove(&self, id: &str) -> Result<()> {
         let entry = match self.get(id) {
             Ok(e) => e,
@@ -395,17 +414,21 @@ impl Sandboxes {
             }
             Err(e) => return Err(e),
         };
-        self.stop(id).await?;
+        let mut failed = vec![];
+        if let Err(e) = self.stop(id).await {
+            failed.push(e);
+        }
         let _op = entry.op.lock().await;
         let rec = entry.snapshot();
         lock(&entry.holder).take();
-        let state_dir = self.inner.cfg.state_dir.clone();
-        let r = rec.clone();
-        tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &r))
-            .await
-            .map_err(|e| RuntimeError::Internal(format!("remove panicked: {e}")))??;
+        if let Err(e) = self.shutdown_holder(&rec).await {
+            failed.push(e);
+        }
+        if let Err(e) = remove_files(&rec.id, &self.inner.cfg.records.join(&rec.id)) {
+            failed.push(e);
+        }
+        RuntimeError::all(failed)?;
         self.inner.store.remove(&rec.id)?;
-        remove_files(&self.inner.cfg.records.join(&rec.id));
         let mut t = lock(&self.inner.table);
         t.index.remove(&rec.id);
         t.names.release(&rec.name, &rec.id);
@@ -413,7 +436,6 @@ impl Sandboxes {
         tracing::info!(sandbox = %rec.id, "sandbox removed");
         Ok(())
     }
-
     /// PodSandboxStatus.
     pub fn status(
         &self,
@@ -423,7 +445,7 @@ impl Sandboxes {
         let entry = self.get(id)?;
         let rec = entry.snapshot();
         let cfg = rec.config().map_err(RuntimeError::Internal)?;
-        let ready = rec.phase == Phase::Ready && holder_alive(&rec);
+        let ready = rec.phase == Phase::Ready && self.holder_alive(&rec);
         let ns = namespace_options(&cfg);
         let status = PodSandboxStatus {
             id: rec.id.clone(),
@@ -464,7 +486,7 @@ impl Sandboxes {
                 "pid": rec.holder_pid,
                 "netNamespacePath": rec.netns,
                 "phase": rec.phase,
-                "holderAlive": holder_alive(&rec),
+                "holderAlive": self.holder_alive(&rec),
                 "runtimeHandler": rec.runtime_handler,
             });
             info.insert("info".into(), v.to_string());
@@ -485,7 +507,7 @@ impl Sandboxes {
             .filter_map(|e| {
                 let rec = e.snapshot();
                 let cfg = rec.config().ok()?;
-                let ready = rec.phase == Phase::Ready && holder_alive(&rec);
+                let ready = rec.phase == Phase::Ready && self.holder_alive(&rec);
                 Some(PodSandbox {
                     id: rec.id,
                     metadata: cfg.metadata,
@@ -506,60 +528,39 @@ impl Sandboxes {
 }
 
 /// Removes a sandbox's files dir, its /dev/shm tmpfs unmounted first.
-fn remove_files(dir: &std::path::Path) {
+fn remove_files(id: &str, dir: &std::path::Path) -> Result<()> {
     let shm = dir.join("shm");
     if shm.exists() {
+        // Not mounted (a run that failed before the mount) is no error: removing the
+        // dir below says whether anything is still in the way.
         let _ = nix::mount::umount2(&shm, nix::mount::MntFlags::MNT_DETACH);
     }
-    if let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "remove the sandbox's files");
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Io {
+            kind: "sandbox",
+            id: id.into(),
+            op: "remove",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
-/// The `berth holder` processes of sandbox `id`, found by their command line: a daemon
-/// killed while a holder was starting never learnt its pid, and the holder may not be
-/// listening yet when the restarted daemon rolls the sandbox back.
-fn holders_of(id: &str) -> Vec<i32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.get(1) == Some(&&b"holder"[..])
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--pod-id" && w[1] == id.as_bytes())
-        })
-        .collect()
-}
-
-/// Asks the holder to shut down; if it cannot be reached but its process still runs
-/// (matching start time), it is killed. Either way its pod directory is removed.
-pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) -> Result<()> {
-    match Client::connect(state_dir, &rec.id).and_then(Client::shutdown) {
-        Ok(()) => {}
-        Err(e) => {
-            if holder_alive(rec) {
-                tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown; killing it");
-            } else {
-                tracing::info!(sandbox = %rec.id, "the holder had died; cleaning up after it");
-            }
-            let mut pids = holders_of(&rec.id);
-            if holder_alive(rec) {
-                pids.push(rec.holder_pid);
-            }
-            for pid in pids {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+/// Asks the holder to shut down; if it cannot be reached, whatever still runs of it is
+/// killed. Either way its cgroup and pod directory are removed.
+pub(super) fn shutdown_holder(
+    holders: &dyn Holders,
+    state_dir: &std::path::Path,
+    rec: &SandboxRecord,
+) -> Result<()> {
+    if let Err(e) = holders.connect(&rec.id).and_then(|c| c.shutdown()) {
+        if holders.alive(rec.holder_pid, rec.holder_start) {
+            tracing::warn!(sandbox = %rec.id, error = %e, "holder shutdown; killing it");
+        } else {
+            tracing::info!(sandbox = %rec.id, "the holder had died; cleaning up after it");
         }
+        holders.kill(&rec.id, rec.holder_pid, rec.holder_start);
     }
     // The holder's cgroup goes once the holder has: whatever is still in it (a holder
     // on its way out, a pod init) is killed.
@@ -568,6 +569,7 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
     {
         tracing::warn!(sandbox = %rec.id, error = %e, "remove the holder's cgroup");
     }
+    let mut failed = vec![];
     // A holder that died leaves its namespace bind mounts and directory behind.
     let dir = state_dir.join("pods").join(&rec.id);
     if dir.exists() {
@@ -576,11 +578,17 @@ pub(super) fn shutdown_holder(state_dir: &std::path::Path, rec: &SandboxRecord) 
                 let _ = nix::mount::umount2(&f.path(), nix::mount::MntFlags::MNT_DETACH);
             }
         }
-        std::fs::remove_dir_all(&dir).map_err(|e| {
-            RuntimeError::Internal(format!("sandbox {}: remove {}: {e}", rec.id, dir.display()))
-        })?;
+        if let Err(source) = std::fs::remove_dir_all(&dir) {
+            failed.push(RuntimeError::Io {
+                kind: "sandbox",
+                id: rec.id.clone(),
+                op: "remove",
+                path: dir,
+                source,
+            });
+        }
     }
-    Ok(())
+    RuntimeError::all(failed)
 }
 
 #[cfg(test)]

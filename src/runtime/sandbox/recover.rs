@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use super::ops::shutdown_holder;
 use super::{Entry, Sandboxes, lock};
 use crate::runtime::error::Result;
 use crate::runtime::meta::Phase;
@@ -20,17 +19,15 @@ impl Sandboxes {
                     Ok(cfg) => self.unmake(&rec, &cfg).await,
                     Err(e) => {
                         tracing::warn!(sandbox = %id, error = %e, "config unreadable");
-                        let state_dir = self.inner.cfg.state_dir.clone();
-                        let r = rec.clone();
-                        let _ =
-                            tokio::task::spawn_blocking(move || shutdown_holder(&state_dir, &r))
-                                .await;
+                        if let Err(e) = self.shutdown_holder(&rec).await {
+                            tracing::warn!(sandbox = %id, error = %e, "holder shutdown");
+                        }
                     }
                 }
                 self.inner.store.remove(&id)?;
                 continue;
             }
-            let watch = rec.phase == Phase::Ready && super::ops::holder_alive(&rec);
+            let watch = rec.phase == Phase::Ready && self.holder_alive(&rec);
             {
                 let mut t = lock(&self.inner.table);
                 if let Err(e) = t.names.reserve(&rec.name, &id) {

@@ -16,8 +16,9 @@ use nix::fcntl::OFlag;
 use super::FdStream;
 use super::exec::{Target, Tasks, copy_out, recv_fd, wait_answer};
 use crate::runtime::holder::proto::Body;
-use crate::runtime::holder::{AttachStart, Client, pty};
+use crate::runtime::holder::{AttachStart, Client};
 use crate::runtime::streaming::{RuntimeError, SessionIo};
+use crate::sys::tty;
 
 fn err(container: &str, what: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError(format!("container {container}: attach: {what}: {e}"))
@@ -87,7 +88,7 @@ pub(super) async fn run(t: Target, tty: bool, mut io: SessionIo) -> Result<(), R
                     let master = fd.try_clone().map_err(|e| err(&cid, "dup", e))?;
                     tasks.0.push(tokio::spawn(async move {
                         while let Some(s) = rx.recv().await {
-                            if let Err(e) = pty::set_size(&master, s.height, s.width) {
+                            if let Err(e) = tty::set_size(&master, s.height, s.width) {
                                 tracing::debug!(error = %e, "attach: resize");
                             }
                         }

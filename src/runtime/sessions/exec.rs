@@ -21,8 +21,9 @@ use tokio::task::JoinHandle;
 
 use super::FdStream;
 use crate::runtime::holder::proto::{self, Body, Response};
-use crate::runtime::holder::{Client, ExecStart, fdpass, pty};
+use crate::runtime::holder::{Client, ExecStart, fdpass};
 use crate::runtime::streaming::{RuntimeError, SessionIo, StreamOut};
+use crate::sys::tty;
 
 /// How long output may keep coming after the process exited (from processes it left
 /// behind holding its stdout); then the session ends without it.
@@ -150,7 +151,7 @@ pub(super) async fn run(
         if let Some(mut rx) = io.resize.take() {
             tasks.0.push(tokio::spawn(async move {
                 while let Some(s) = rx.recv().await {
-                    if let Err(e) = pty::set_size(&resize_fd, s.height, s.width) {
+                    if let Err(e) = tty::set_size(&resize_fd, s.height, s.width) {
                         tracing::debug!(error = %e, "exec: resize");
                     }
                 }

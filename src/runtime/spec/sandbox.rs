@@ -153,15 +153,7 @@ pub fn sysctl_dotted(key: &str) -> String {
     }
 }
 
-/// The file under /proc/sys of a dotted sysctl name (a '/' inside a component is a '.'
-/// of the file name, e.g. an interface `eth0.100`).
-pub fn sysctl_proc_path(dotted: &str) -> String {
-    dotted
-        .split('.')
-        .map(|c| c.replace('/', "."))
-        .collect::<Vec<_>>()
-        .join("/")
-}
+pub use crate::sys::sysctl::proc_path as sysctl_proc_path;
 
 /// runc's sysctl rule: only sysctls of a namespace the pod has; kernel.hostname has its
 /// own field. `uts` follows the network mode (a host-network pod uses the host's UTS).

@@ -245,15 +245,7 @@ impl ExecTemplate {
             Ok(exe) => exe,
             Err(e) => return e,
         };
-        // SAFETY: marks this process's fds from 3 up close-on-exec.
-        unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-        }
+        crate::sys::fds::cloexec_above_stdio();
         if p.no_new_privs {
             if let Err(e) = nix::sys::prctl::set_no_new_privs() {
                 return format!("no_new_privs: {e}");

@@ -16,7 +16,7 @@ use oci_spec::runtime::Process;
 
 use super::log::{LogFile, Splitter, Stream};
 use super::proto::{
-    ContainerInfo, ContainerState, CreateContainer, ErrorCode, ExitInfo, WireError,
+    ContainerInfo, ContainerState, CreateContainer, ErrorCode, ExitInfo, SpecJson, WireError,
 };
 use super::{PodDir, now_ns};
 use crate::cgroups::Cgroup;
@@ -72,6 +72,26 @@ pub struct Container {
     pub attached: Vec<super::attach::Attacher>,
     /// Built at the first ExecSync; `Some(None)`: this container uses the OCI runtime's exec.
     pub(crate) exec: Option<Option<super::exec_spawn::ExecTemplate>>,
+}
+
+/// A new container's main-process I/O, as [`Container`] keeps it.
+struct Io {
+    out: [Option<OutPipe>; 2],
+    stdin: Option<OwnedFd>,
+    stdin_once: bool,
+    tty: bool,
+}
+
+impl Io {
+    /// No I/O: a container whose program never ran.
+    fn none() -> Self {
+        Io {
+            out: [None, None],
+            stdin: None,
+            stdin_once: false,
+            tty: false,
+        }
+    }
 }
 
 impl Container {
@@ -162,7 +182,8 @@ impl Pod {
         }
     }
 
-    pub fn create(&mut self, req: CreateContainer) -> Result<ContainerInfo, WireError> {
+    pub fn create(&mut self, mut req: CreateContainer) -> Result<ContainerInfo, WireError> {
+        let wire_spec = std::mem::replace(&mut req.spec, SpecJson::Value(Default::default()));
         let id = req.id.as_str();
         oci::state::Root::check_id(id).map_err(oci_err)?;
         if self.containers.contains_key(id) {
@@ -171,13 +192,11 @@ impl Pod {
                 format!("container {id} already exists in pod {}", self.dir.pod_id),
             ));
         }
-        let bytes = serde_json::to_vec(&req.spec).map_err(|e| {
-            werr(
-                ErrorCode::InvalidArgument,
-                format!("container {id}: spec: {e}"),
-            )
-        })?;
-        let spec = oci::spec::parse(id, &bytes).map_err(oci_err)?;
+        let spec = match wire_spec {
+            SpecJson::Value(v) => oci::spec::from_value(id, v),
+            SpecJson::Raw(r) => oci::spec::parse(id, r.get().as_bytes()),
+        }
+        .map_err(oci_err)?;
         let terminal = spec
             .process()
             .as_ref()
@@ -250,32 +269,26 @@ impl Pod {
         for fd in [&out_r, &err_r] {
             set_nonblocking(fd);
         }
-        let info = created_info(id, st.pid, req.log_path.clone());
-        self.save(&info);
-        let c = Container {
-            info: info.clone(),
-            process,
-            cgroup: st.cgroup,
-            log,
-            out: [
-                Some(OutPipe {
-                    fd: out_r,
-                    stream: Stream::Stdout,
-                    split: Splitter::default(),
-                }),
-                Some(OutPipe {
-                    fd: err_r,
-                    stream: Stream::Stderr,
-                    split: Splitter::default(),
-                }),
-            ],
+        let out = [
+            Some(OutPipe {
+                fd: out_r,
+                stream: Stream::Stdout,
+                split: Splitter::default(),
+            }),
+            Some(OutPipe {
+                fd: err_r,
+                stream: Stream::Stderr,
+                split: Splitter::default(),
+            }),
+        ];
+        let io = Io {
+            out,
             stdin: stdin_keep,
             stdin_once: req.stdin_once,
             tty: false,
-            attached: Vec::new(),
-            exec: None,
         };
-        self.containers.insert(id.into(), c);
+        let info = created_info(id, st.pid, req.log_path);
+        let info = self.track(info, process, st.cgroup, log, io);
         tracing::info!(container = id, pid = info.pid, "created");
         Ok(info)
     }
@@ -356,13 +369,7 @@ impl Pod {
             None
         };
         set_nonblocking(&master);
-        let info = created_info(id, st.pid, req.log_path.clone());
-        self.save(&info);
-        let c = Container {
-            info: info.clone(),
-            process,
-            cgroup: st.cgroup,
-            log,
+        let io = Io {
             out: [
                 Some(OutPipe {
                     fd: master,
@@ -374,10 +381,9 @@ impl Pod {
             stdin,
             stdin_once: false,
             tty: true,
-            attached: Vec::new(),
-            exec: None,
         };
-        self.containers.insert(id.into(), c);
+        let info = created_info(id, st.pid, req.log_path);
+        let info = self.track(info, process, st.cgroup, log, io);
         tracing::info!(container = id, pid = info.pid, "created with a terminal");
         Ok(info)
     }
@@ -395,23 +401,37 @@ impl Pod {
     ) -> ContainerInfo {
         let mut info = created_info(id, 0, log_path);
         info.start_error = Some(message);
+        let info = self.track(info, process, None, log, Io::none());
+        tracing::info!(container = id, reason = ?info.start_error, "created; its program cannot run");
+        info
+    }
+
+    /// Records a container just made (on disk, then in the pod's table) and returns its
+    /// info.
+    fn track(
+        &mut self,
+        info: ContainerInfo,
+        process: Process,
+        cgroup: Option<Cgroup>,
+        log: Option<LogFile>,
+        io: Io,
+    ) -> ContainerInfo {
         self.save(&info);
         self.containers.insert(
-            id.into(),
+            info.id.clone(),
             Container {
                 info: info.clone(),
                 process,
-                cgroup: None,
+                cgroup,
                 log,
-                out: [None, None],
-                stdin: None,
-                stdin_once: false,
-                tty: false,
+                out: io.out,
+                stdin: io.stdin,
+                stdin_once: io.stdin_once,
+                tty: io.tty,
                 attached: Vec::new(),
                 exec: None,
             },
         );
-        tracing::info!(container = id, reason = ?info.start_error, "created; its program cannot run");
         info
     }
 

@@ -93,7 +93,7 @@ pub enum Request {
 pub struct CreateContainer {
     pub id: String,
     /// The OCI runtime spec (config.json's content); `root.path` is absolute.
-    pub spec: serde_json::Value,
+    pub spec: SpecJson,
     /// The CRI log file; None: output is read and dropped.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
@@ -107,6 +107,44 @@ pub struct CreateContainer {
     /// client's stdin ends, the container's does.
     #[serde(default)]
     pub stdin_once: bool,
+}
+
+/// A container's OCI spec on the wire: a JSON object inside the request. The daemon sends
+/// the bytes it serialized the spec to, once ([`SpecJson::Raw`]); the holder reads a
+/// [`SpecJson::Value`] (a request's tag is read before its fields, so its body arrives as
+/// a tree) and checks and converts that tree without writing it out again.
+#[derive(Debug, Clone)]
+pub enum SpecJson {
+    Raw(Box<serde_json::value::RawValue>),
+    Value(serde_json::Value),
+}
+
+impl SpecJson {
+    /// The spec serialized once, for a request.
+    pub fn to_raw<T: Serialize>(spec: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(spec).map(SpecJson::Raw)
+    }
+}
+
+impl From<serde_json::Value> for SpecJson {
+    fn from(v: serde_json::Value) -> Self {
+        SpecJson::Value(v)
+    }
+}
+
+impl Serialize for SpecJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SpecJson::Raw(r) => r.serialize(s),
+            SpecJson::Value(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SpecJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(SpecJson::Value)
+    }
 }
 
 /// Which of the main process's streams an attach wants, and the descriptors with it:

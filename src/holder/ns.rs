@@ -8,27 +8,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 
-use super::{HolderError, PodDir, Result};
-
-/// Which namespaces a pod gets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodOptions {
-    /// Set in the pod's new uts namespace.
-    pub hostname: Option<String>,
-    /// Use the host's network (and, as containerd does, its uts) namespace.
-    pub host_network: bool,
-    pub host_ipc: bool,
-    /// One pid namespace for all containers of the pod (shareProcessNamespace).
-    pub share_pid: bool,
-    /// Sysctls set in the pod's own namespaces before it is ready: (dotted name, value),
-    /// checked by the daemon against the namespaces the pod has.
-    pub sysctls: Vec<(String, String)>,
-    /// The holder's cgroup, relative to each hierarchy's root (containerd's pause
-    /// container cgroup: `<cgroup parent>/<sandbox id>`).
-    pub cgroup: Option<String>,
-    /// cpu.shares of that cgroup (containerd's sandbox CPU shares).
-    pub cpu_shares: Option<u64>,
-}
+use super::{HolderError, PodDir, PodOptions, Result};
 
 /// The namespaces the holder holds.
 #[derive(Debug)]
@@ -149,7 +129,7 @@ impl Namespaces {
 
 /// Writes `value` to the sysctl `key` (dotted form) of the caller's namespaces.
 fn write_sysctl(pod: &str, key: &str, value: &str) -> Result<()> {
-    let path = Path::new("/proc/sys").join(crate::runtime::spec::sandbox::sysctl_proc_path(key));
+    let path = Path::new("/proc/sys").join(crate::sys::sysctl::proc_path(key));
     let invalid = |reason: String| HolderError::Invalid {
         pod: pod.into(),
         field: "sysctl",

@@ -1,4 +1,4 @@
-//! `berth holder`: starts a pod's holder. It detaches (own session, parent exits at once),
+//! `berth-holder`: starts a pod's holder. It detaches (own session, parent exits at once),
 //! makes the pod's namespaces, listens on `<pod>/holder.sock`, reports readiness on
 //! `--ready-fd` (`ok <pid>`, `error: <why>`, or `invalid error: <why>` when what it was
 //! asked to set up was refused), then serves until Shutdown.
@@ -12,16 +12,18 @@ use std::path::PathBuf;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::PodOptions;
 use super::container::Pod;
-use super::ns::{Namespaces, PodOptions};
+use super::launch::INVALID_PREFIX;
+use super::ns::Namespaces;
 use super::server::Server;
 use super::{HolderError, PodDir, Result};
 use crate::store::{Durability, write_file};
 
-/// `berth holder`'s whole command line, as an exec'd holder and the zygote's children
+/// `berth-holder`'s whole command line, as an exec'd holder and the zygote's children
 /// (`zygote.rs`) parse it.
 #[derive(Debug, clap::Parser)]
-#[command(name = "berth holder")]
+#[command(name = "berth-holder", version)]
 pub struct HolderCli {
     /// Log filter (tracing's env-filter syntax).
     #[arg(long, env = "BERTH_LOG", default_value = "info")]
@@ -30,7 +32,8 @@ pub struct HolderCli {
     pub args: HolderArgs,
 }
 
-/// The command line of `berth holder`.
+/// The command line of `berth-holder` (one pod's holder). The daemon builds it from
+/// [`super::PodOptions::args`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct HolderArgs {
     /// berth's state dir; the holder keeps its files in `<state-dir>/pods/<pod-id>`.
@@ -68,17 +71,22 @@ pub struct HolderArgs {
     pub foreground: bool,
 }
 
-/// Marks a readiness error caused by what the holder was asked for (the daemon answers
-/// INVALID_ARGUMENT), not by the host.
-pub(crate) const INVALID_PREFIX: &str = "invalid ";
-
 fn parse_sysctl(s: &str) -> std::result::Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
-/// Runs `berth holder`; returns the process's exit code.
+/// Runs an exec'd `berth-holder` with the command line `argv`; returns the process's exit
+/// code.
+pub fn main_from(argv: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    use clap::Parser;
+    let cli = HolderCli::parse_from(argv);
+    super::init_log(&cli.log_level);
+    main(cli.args)
+}
+
+/// Runs one pod's holder; returns the process's exit code.
 pub fn main(args: HolderArgs) -> i32 {
     // SAFETY: the fd was handed to this process for it alone (the spawner's pipe).
     let mut ready = args
@@ -87,13 +95,12 @@ pub fn main(args: HolderArgs) -> i32 {
     // Only stdio and the ready pipe are the holder's: whatever else the spawner left open
     // would be kept open as long as the pod lives.
     let keep = args.ready_fd.unwrap_or(2).max(2) as u32;
-    // SAFETY: close_range only closes fds of this process, none of which are in use yet
-    // (the ready fd is kept).
+    // SAFETY: none of these fds is in use in this process yet (the ready fd is kept).
     unsafe {
         if keep > 2 {
-            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+            crate::sys::fds::close_range(3, keep - 1);
         }
-        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+        crate::sys::fds::close_range(keep + 1, u32::MAX);
     }
     // In the pod's cgroup before anything is forked: the pod init and every container
     // start from there. The v1 hierarchies are joined here, the unified one by being

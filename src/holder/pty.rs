@@ -42,7 +42,7 @@ pub fn open_in(pid: i32, size: Option<(u16, u16)>) -> io::Result<Pty> {
         return Err(io::Error::new(e.kind(), format!("unlockpt: {e}")));
     }
     if let Some((rows, cols)) = size {
-        set_size(&master, rows, cols)?;
+        crate::sys::tty::set_size(&master, rows, cols)?;
     }
     // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd or -1.
     let s = unsafe {
@@ -59,19 +59,4 @@ pub fn open_in(pid: i32, size: Option<(u16, u16)>) -> io::Result<Pty> {
     // SAFETY: s is a descriptor the ioctl just made.
     let slave = unsafe { OwnedFd::from_raw_fd(s) };
     Ok(Pty { master, slave })
-}
-
-/// Sets a terminal's window size (on the master or the slave).
-pub fn set_size(fd: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
