@@ -15,7 +15,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::PodOptions;
 use super::container::Pod;
 use super::launch::INVALID_PREFIX;
-use super::ns::Namespaces;
+use super::ns::{Kernel, Namespaces};
 use super::server::Server;
 use super::{HolderError, PodDir, Result};
 use crate::store::{Durability, write_file};
@@ -261,7 +261,7 @@ fn setup_in(args: &HolderArgs, pod: &PodDir) -> Result<Server> {
             path: records.clone(),
             source,
         })?;
-    let mut ns = Namespaces::setup(pod, &opts)?;
+    let mut ns = Namespaces::setup(Kernel::LINUX, pod, &opts)?;
     let sock = pod.socket();
     let listener = match pod.with_socket_path(|p| UnixListener::bind(p)) {
         Ok(l) => l,

@@ -37,7 +37,7 @@ enum Token {
 #[derive(Debug)]
 pub struct Server {
     pub(super) pod: Pod,
-    pub(super) ns: Namespaces,
+    pub(super) ns: Namespaces<'static>,
     pub(super) listener: UnixListener,
     pub(super) sigfd: SignalFd,
     pub(super) conns: BTreeMap<u64, Conn>,
@@ -48,7 +48,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(pod: Pod, ns: Namespaces, listener: UnixListener, sigfd: SignalFd) -> Self {
+    pub fn new(pod: Pod, ns: Namespaces<'static>, listener: UnixListener, sigfd: SignalFd) -> Self {
         Self {
             pod,
             ns,
