@@ -50,7 +50,7 @@ impl std::fmt::Debug for Namespaces<'_> {
     }
 }
 
-fn sys(pod: &str, op: impl Into<String>) -> impl FnOnce(nix::Error) -> HolderError {
+fn sys_error(pod: &str, op: impl Into<String>) -> impl FnOnce(nix::Error) -> HolderError {
     let (pod, op) = (pod.to_string(), op.into());
     move |source| HolderError::Sys { pod, op, source }
 }
@@ -91,7 +91,7 @@ impl<'k> Namespaces<'k> {
             kernel
                 .ns
                 .unshare(flags)
-                .map_err(sys(id, format!("unshare {flags:?}")))?;
+                .map_err(sys_error(id, format!("unshare {flags:?}")))?;
         }
         if flags.contains(CloneFlags::CLONE_NEWUTS)
             && let Some(h) = &opts.hostname
@@ -99,7 +99,7 @@ impl<'k> Namespaces<'k> {
             kernel
                 .ns
                 .sethostname(h)
-                .map_err(sys(id, format!("sethostname {h}")))?;
+                .map_err(sys_error(id, format!("sethostname {h}")))?;
         }
         // /proc/sys/{net,kernel,fs/mqueue} act on the writer's own namespaces: set now,
         // after unshare, they are the pod's (as runc sets a pause container's).
@@ -122,7 +122,9 @@ impl<'k> Namespaces<'k> {
                 Ok(pid) => pid,
                 Err(e) => {
                     me.release();
-                    return Err(sys(id, "make the pod's pid namespace and its pid 1")(e));
+                    return Err(sys_error(id, "make the pod's pid namespace and its pid 1")(
+                        e,
+                    ));
                 }
             };
             me.pod_init = Some(pid);
@@ -212,7 +214,7 @@ fn bind(
         })?;
     if let Err(e) = mnt.mount(Some(src), &target, None, MsFlags::MS_BIND, None) {
         let _ = std::fs::remove_file(&target);
-        return Err(sys(
+        return Err(sys_error(
             pod,
             format!("bind {} to {}", src.display(), target.display()),
         )(e));
