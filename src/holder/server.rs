@@ -33,6 +33,11 @@ enum Token {
     Exec(usize, usize),
 }
 
+/// How long the holder waits, idle, before it gives back the memory and code mappings
+/// its last work took (see [`super::release_memory`]): a burst of calls (a pod's
+/// containers created and started, a probe) pays for that once, not per call.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The holder's state while it serves.
 #[derive(Debug)]
 pub struct Server {
@@ -66,6 +71,8 @@ impl Server {
     pub fn run(mut self) {
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut tokens: Vec<Token> = Vec::new();
+        // When the holder, idle since, gives back what its last burst of work took.
+        let mut release_at: Option<Instant> = None;
         loop {
             fds.clear();
             tokens.clear();
@@ -105,6 +112,7 @@ impl Server {
                 .iter()
                 .filter(|e| e.exit.is_none() && !e.timed_out)
                 .filter_map(|e| e.deadline)
+                .chain(release_at)
                 .min()
                 .map(|d| {
                     let ms = d.saturating_duration_since(Instant::now()).as_millis();
@@ -119,6 +127,12 @@ impl Server {
                     tracing::error!(error = %e, "poll");
                 }
                 continue;
+            }
+            if n > 0 {
+                release_at = Some(Instant::now() + IDLE_RELEASE);
+            } else if release_at.is_some_and(|t| t <= Instant::now()) {
+                release_at = None;
+                super::release_memory();
             }
             for (fd, t) in fds.iter().zip(tokens.iter()) {
                 if fd.revents == 0 {
@@ -167,7 +181,9 @@ impl Server {
     ) -> Option<Result<Body, WireError>> {
         let trim = matches!(
             req,
-            Request::CreateContainer(_) | Request::RemoveContainer { .. }
+            Request::CreateContainer(_)
+                | Request::StartContainer { .. }
+                | Request::RemoveContainer { .. }
         );
         let r = match req {
             Request::Hello => Ok(Body::Hello(self.hello())),
@@ -261,7 +277,8 @@ impl Server {
             }
         };
         if trim {
-            // creating and removing allocate and free the most: give it back
+            // creating, starting and removing run code once and allocate and free the
+            // most: give it back
             super::release_memory();
         }
         Some(r)
