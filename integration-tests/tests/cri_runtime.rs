@@ -305,7 +305,7 @@ fn two_hundred_pod_cycles_leave_nothing_behind() {
     assert_eq!(links(), 2, "links left in the host netns");
     let holders = berth_integration_tests::leak::marked(env.id())
         .into_iter()
-        .filter(|(_, cmd)| cmd.contains("berth holder"))
+        .filter(|(_, cmd)| is_holder(cmd))
         .count();
     assert_eq!(holders, 0, "holders left running");
     for (_, cg) in env.cgroups().dirs() {
@@ -322,16 +322,23 @@ fn two_hundred_pod_cycles_leave_nothing_behind() {
     }
 }
 
-/// The pod ids of the running `berth holder` processes of this test.
+/// Whether a command line (words joined by spaces) is a pod's holder:
+/// `.../berth-holder --state-dir S --pod-id P ...` (not the zygote, `berth-holder zygote`).
+fn is_holder(cmd: &str) -> bool {
+    let mut words = cmd.split(' ');
+    words.next().is_some_and(|w| w.ends_with("/berth-holder"))
+        && words.next() == Some("--state-dir")
+}
+
+/// The pod ids of the running `berth-holder` processes of this test.
 fn running_holders(env: &TestEnv) -> std::collections::BTreeSet<String> {
     berth_integration_tests::leak::marked(env.id())
         .into_iter()
+        .filter(|(_, cmd)| is_holder(cmd))
         .filter_map(|(_, cmd)| {
             let mut words = cmd.split(' ');
             words.find(|w| *w == "--pod-id")?;
-            cmd.contains(" holder ")
-                .then(|| words.next().map(str::to_string))
-                .flatten()
+            words.next().map(str::to_string)
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use cri_proto::v1::{
 
 use super::*;
 use crate::runtime::error::Code;
-use crate::runtime::fakes::{FakeImages, Scratch};
+use crate::runtime::fakes::{FakeImages, Scratch, left_in, ok};
 use crate::runtime::meta::Phase;
 use crate::runtime::sandbox::tests::{Rig as SandboxRig, pod};
 
@@ -99,22 +99,6 @@ fn config(name: &str) -> CriContainerConfig {
         }),
         ..Default::default()
     }
-}
-
-fn ok<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn left_in(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 #[tokio::test]

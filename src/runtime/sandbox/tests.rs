@@ -9,7 +9,7 @@ use cri_proto::v1::{
 
 use super::*;
 use crate::runtime::error::Code;
-use crate::runtime::fakes::{FakeCni, FakeHolders, Scratch, container_info};
+use crate::runtime::fakes::{FakeCni, FakeHolders, Scratch, container_info, left_in, ok};
 use crate::runtime::holder::ContainerState;
 use crate::runtime::meta::Phase;
 
@@ -90,23 +90,6 @@ pub(crate) fn pod(name: &str) -> PodSandboxConfig {
         }),
         ..Default::default()
     }
-}
-
-fn ok<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The files and dirs left in `dir`.
-fn left_in(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 fn ready(sb: &Sandboxes, id: &str) -> bool {
