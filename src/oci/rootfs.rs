@@ -14,6 +14,7 @@ use nix::sys::stat::{Mode, SFlag};
 
 use crate::sys::fs::Files;
 use crate::sys::mount::Mounter;
+#[cfg(test)]
 use crate::sys::record::Recorder;
 use crate::sys::root::Root;
 use crate::sys::sysctl::Sysctl;
@@ -39,6 +40,7 @@ impl Kernel<'static> {
     };
 }
 
+#[cfg(test)]
 impl<'a> Kernel<'a> {
     /// Every interface through one recorder, so a test sees all calls in one order.
     pub fn recorded(r: &'a Recorder) -> Self {

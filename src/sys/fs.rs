@@ -7,6 +7,7 @@ use std::path::Path;
 
 use nix::sys::stat::{Mode, SFlag};
 
+#[cfg(test)]
 use super::record::{Call, Recorder};
 
 /// mknod(2), chown(2), symlink(2).
@@ -55,6 +56,7 @@ impl Files for Linux {
     }
 }
 
+#[cfg(test)]
 impl Files for Recorder {
     fn mknod(
         &self,

@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
+#[cfg(test)]
 use super::record::{Call, Recorder};
 
 /// An interface's flags (IFF_UP, IFF_LOOPBACK, ...).
@@ -63,6 +64,7 @@ impl LinkFlags for Linux {
     }
 }
 
+#[cfg(test)]
 impl LinkFlags for Recorder {
     fn flags(&self, _name: &str) -> io::Result<i32> {
         Ok(self.answers.link_flags)

@@ -1,6 +1,7 @@
 //! Kernel seams: narrow traits over kernel interfaces, each with its Linux implementation
 //! (`Linux`, or a type rooted at a path) and an implementation for the one recording fake,
-//! [`record::Recorder`], so the logic above them is tested without root. The logic takes
+//! `record::Recorder` (built for unit tests only), so the logic above them is tested
+//! without root. The logic takes
 //! the seam as a parameter; the real one is chosen where the code runs (the container's
 //! init, the holder, the sandbox operations).
 //!
@@ -39,6 +40,7 @@ pub mod link;
 pub mod mount;
 pub mod ns;
 pub mod overlay;
+#[cfg(test)]
 pub mod record;
 pub mod root;
 pub mod sysctl;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
 
+#[cfg(test)]
 use super::record::{Call, Recorder};
 
 /// mount(2), umount2(2), and the mount table as the caller sees it.
@@ -71,6 +72,7 @@ impl Mounter for Linux {
     }
 }
 
+#[cfg(test)]
 impl Mounter for Recorder {
     fn mount(
         &self,

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use nix::sched::CloneFlags;
 
+#[cfg(test)]
 use super::record::{Call, Recorder};
 
 /// Moving into and making namespaces.
@@ -80,6 +81,7 @@ impl Namespaces for Linux {
     }
 }
 
+#[cfg(test)]
 impl Namespaces for Recorder {
     fn in_netns(
         &self,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use nix::sys::stat::Mode;
 
+#[cfg(test)]
 use super::record::{Call, Recorder};
 
 /// chdir(2), chroot(2), pivot_root(2).
@@ -53,6 +54,7 @@ impl Root for Linux {
     }
 }
 
+#[cfg(test)]
 impl Root for Recorder {
     fn chdir(&self, path: &Path) -> nix::Result<()> {
         self.record(Call::Chdir(path.into()))

@@ -5,6 +5,7 @@
 use std::io;
 use std::path::Path;
 
+#[cfg(test)]
 use super::record::{Call, Recorder};
 
 /// The file under /proc/sys of a dotted sysctl name (a '/' inside a component is a '.'
@@ -38,6 +39,7 @@ impl Sysctl for Linux {
     }
 }
 
+#[cfg(test)]
 impl Sysctl for Recorder {
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
         self.record(Call::Sysctl {
