@@ -258,21 +258,9 @@ pub(crate) fn release_memory() {
 /// without this an idle holder kept some 2 MiB of the binary mapped, charged to its pod
 /// as PSS, for pages it would not run again.
 fn release_code() {
-    let here = release_code as *const () as usize;
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    // "start-end perms offset dev inode path": the executable mapping this function is in
-    let code = maps.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (start, end) = f.next()?.split_once('-')?;
-        let (start, end) = (
-            usize::from_str_radix(start, 16).ok()?,
-            usize::from_str_radix(end, 16).ok()?,
-        );
-        (f.next()? == "r-xp" && (start..end).contains(&here)).then_some((start, end))
-    });
-    if let Some((start, end)) = code {
+    // The mapping never moves: read once (by the zygote, before it forks any holder).
+    static CODE: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    if let Some((start, end)) = *CODE.get_or_init(code_mapping) {
         // SAFETY: the range is one private, read-only, executable mapping of the binary,
         // which nothing writes (a Rust executable has no text relocations), so it holds
         // no page of its own: MADV_DONTNEED only drops the page-table entries, and every
@@ -281,6 +269,22 @@ fn release_code() {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
     }
+}
+
+/// The binary's executable mapping (the one this function is in), from /proc/self/maps:
+/// "start-end perms offset dev inode path".
+fn code_mapping() -> Option<(usize, usize)> {
+    let here = code_mapping as *const () as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (start, end) = f.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        (f.next()? == "r-xp" && (start..end).contains(&here)).then_some((start, end))
+    })
 }
 
 #[inline(never)]

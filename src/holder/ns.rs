@@ -224,10 +224,10 @@ fn bind(
 /// pid 1 of the pod's pid namespace. Never returns.
 fn pod_init() -> ! {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-    // SAFETY: close_range only closes this (forked, single-threaded) process's fds: the
+    // SAFETY: this (forked, single-threaded) process uses no fd above stdio: the
     // holder's socket and the readiness pipe must not be kept open by it.
     unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        crate::sys::fds::close_range(3, u32::MAX);
     }
     // Gone with the holder: nothing would collect the pod's exits any more.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);

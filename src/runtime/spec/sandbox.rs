@@ -153,8 +153,6 @@ pub fn sysctl_dotted(key: &str) -> String {
     }
 }
 
-pub use crate::sys::sysctl::proc_path as sysctl_proc_path;
-
 /// runc's sysctl rule: only sysctls of a namespace the pod has; kernel.hostname has its
 /// own field. `uts` follows the network mode (a host-network pod uses the host's UTS).
 /// Both the dotted and the slash form are accepted; the dotted form is returned.

@@ -217,7 +217,7 @@ fn sysctl_rules() {
             check_sysctl("p", dotted, Mode::Pod, Mode::Pod).expect(dotted),
             dotted
         );
-        assert_eq!(sysctl_proc_path(dotted), file);
+        assert_eq!(crate::sys::sysctl::proc_path(dotted), file);
     }
     let bad: &[(&str, Mode, Mode, &str)] = &[
         (
