@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cri;
 pub mod holder;
 pub mod image;
+pub mod kubelet;
 pub mod net;
 pub mod oci;
 pub mod runtime;

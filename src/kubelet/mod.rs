@@ -1,0 +1,27 @@
+//! The kubelet: turns pod specs into running, probed, restarted and cleanly terminated
+//! containers through the CRI-shaped traits of [`crate::cri::api`].
+//!
+//! Data flows one way (docs/ARCHITECTURE.md):
+//!
+//! ```text
+//! config (sources: static dir, URL, files)  ->  desired pods keyed by UID
+//!   -> pod workers (one task per UID, worker::state)  -> kuberuntime (computePodActions)
+//!        -> Runtime (in-process berth runtime, or a remote CRI endpoint)
+//!   <- pleg (GetContainerEvents)  <- prober (liveness, readiness, startup)
+//!   -> status (the pod status as the API shows it)
+//! ```
+//!
+//! The kubelet reaches the runtime only through [`Runtime`]; it never touches berth's
+//! runtime internals, so the same code drives containerd.
+
+pub mod cm;
+pub mod config;
+pub mod events;
+pub mod objects;
+pub mod prober;
+pub mod runtime;
+pub mod volumes;
+
+pub use events::{Event, EventKind, Recorder};
+pub use objects::Objects;
+pub use runtime::Runtime;
