@@ -101,6 +101,11 @@ impl CriError {
             }
         }
     }
+
+    /// Whether the object the call named does not exist (gRPC NOT_FOUND).
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Code::NotFound
+    }
 }
 
 /// The status code for an image subsystem error.

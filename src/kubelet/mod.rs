@@ -17,9 +17,11 @@
 pub mod cm;
 pub mod config;
 pub mod events;
+pub mod kuberuntime;
 pub mod objects;
 pub mod prober;
 pub mod runtime;
+pub mod status;
 pub mod volumes;
 
 pub use events::{Event, EventKind, Recorder};
