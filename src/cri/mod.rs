@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod image_pull;
 pub mod imagefs;
 pub mod images;
+pub mod inprocess;
 pub mod limits;
 pub mod metrics;
 pub mod pods;

@@ -73,6 +73,14 @@ impl Backoff {
         (now < until).then(|| until - now)
     }
 
+    /// The wait left at `now` since the last retry was recorded (image pulls).
+    pub fn remaining_since_update(&self, key: &str, now: Instant) -> Option<Duration> {
+        let m = self.lock();
+        let e = m.get(key)?;
+        let until = e.last_update + e.backoff;
+        (now < until).then(|| until - now)
+    }
+
     /// The current wait of a key (for messages: "back-off 20s restarting ...").
     pub fn current(&self, key: &str) -> Duration {
         self.lock().get(key).map_or(self.initial, |e| e.backoff)

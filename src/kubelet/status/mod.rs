@@ -6,6 +6,7 @@
 pub mod conditions;
 pub mod containers;
 pub mod phase;
+pub mod store;
 
 use std::collections::BTreeMap;
 
