@@ -21,6 +21,24 @@ struct Cli {
 enum Command {
     /// Print berth's version.
     Version,
+    /// Run pods from manifests, as a kubelet in standalone mode (no API server).
+    ///
+    /// Pods (with the ConfigMaps and Secrets they use) come from YAML files, directories
+    /// and URLs, and from a static pod directory (--manifests); files are watched, URLs
+    /// polled. Served today: pod workers with restartPolicy, CrashLoopBackOff and
+    /// imagePullPolicy back-off; init containers and sidecars; postStart and preStop
+    /// hooks; graceful termination and activeDeadlineSeconds; liveness, readiness and
+    /// startup probes (exec, httpGet, tcpSocket, grpc); emptyDir, hostPath, configMap,
+    /// secret, downwardAPI and projected volumes; env with $(VAR) expansion; requests and
+    /// limits in the kubepods cgroups with QoS classes; host ports, DNS and security
+    /// contexts; the pod status as the API shows it.
+    ///
+    /// The runtime is berth's own, in-process, or any CRI endpoint
+    /// (--container-runtime-endpoint). On a terminal a live table shows the pods; `-o
+    /// json` or `-o yaml` prints each pod's status object when it changes. SIGTERM or
+    /// Ctrl-C terminates every pod gracefully; after a kill -9 the next `berth run`
+    /// adopts the running pods without restarting them. See docs/kubelet.md.
+    Run(Box<berth::kubelet::standalone::RunArgs>),
     /// Serve the CRI (runtime.v1) on a root-only unix socket.
     ///
     /// Served: the ImageService (pull, list, status, remove, image fs info) and the
@@ -68,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(args) => berth::image::cli::run(args)?,
         Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
         Command::Cri(args) => berth::cri::cli::run(args)?,
+        Command::Run(args) => berth::kubelet::standalone::run(*args)?,
     }
     Ok(())
 }

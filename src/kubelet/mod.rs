@@ -19,9 +19,14 @@ pub mod config;
 pub mod events;
 pub mod kuberuntime;
 pub mod objects;
+pub mod pleg;
 pub mod prober;
 pub mod runtime;
+pub mod standalone;
 pub mod status;
+pub mod sync;
+pub mod sync_loop;
+pub mod worker;
 pub mod volumes;
 
 pub use events::{Event, EventKind, Recorder};

@@ -142,7 +142,7 @@ pub async fn pod_status(rt: &Runtime, uid: &str) -> Result<PodStatus, CriError> 
         });
     }
     out.sandboxes
-        .sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        .sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let containers = rt
         .pods
         .list_containers(cri::ListContainersRequest {
@@ -169,7 +169,7 @@ pub async fn pod_status(rt: &Runtime, uid: &str) -> Result<PodStatus, CriError> 
         out.containers.push(from_cri(st));
     }
     out.containers
-        .sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        .sort_by_key(|c| std::cmp::Reverse(c.created_at));
     Ok(out)
 }
 

@@ -101,9 +101,28 @@ impl Workers {
         let mb = Arc::new(Mailbox::default());
         m.insert(uid.clone(), mb.clone());
         drop(m);
-        let span = tracing::info_span!("pod", pod = %labels::full_name(&pod), uid = %uid);
+        self.spawn(uid, mb, State::new(pod));
+    }
+
+    /// A pod the runtime holds that no source wants (left by an earlier run): its worker
+    /// starts terminating it at once, and removes it.
+    pub fn remove_orphan(&self, pod: Pod) {
+        let uid = labels::uid(&pod).to_string();
+        let mut m = self.map();
+        if m.contains_key(&uid) {
+            return;
+        }
+        let mb = Arc::new(Mailbox::default());
+        m.insert(uid.clone(), mb.clone());
+        drop(m);
+        let state = step(&State::new(pod), Update::Remove { grace: None });
+        self.spawn(uid, mb, state);
+    }
+
+    fn spawn(&self, uid: String, mb: Arc<Mailbox>, state: State) {
+        let span = tracing::info_span!("pod", pod = %labels::full_name(&state.pod), uid = %uid);
         let inner = self.inner.clone();
-        tokio::spawn(run(inner, uid, mb, pod).instrument(span));
+        tokio::spawn(run(inner, uid, mb, state).instrument(span));
     }
 
     /// The pod is gone from its source: terminate it (grace None: the pod's own).
@@ -155,8 +174,7 @@ struct Memory {
     waiting: BTreeMap<String, Waiting>,
 }
 
-async fn run(inner: Arc<Inner>, uid: String, mb: Arc<Mailbox>, pod: Pod) {
-    let mut state = State::new(pod);
+async fn run(inner: Arc<Inner>, uid: String, mb: Arc<Mailbox>, mut state: State) {
     let mut mem = Memory::default();
     let mut next: Option<Instant> = Some(Instant::now());
     let mut failures: u32 = 0;
