@@ -41,6 +41,14 @@ pub enum CriError {
         #[source]
         source: crate::runtime::error::RuntimeError,
     },
+    /// A remote runtime answered with this status (or could not be reached): the code
+    /// and message as they came, handed on unchanged.
+    #[error("{rpc}: {code:?}: {message}")]
+    Remote {
+        rpc: &'static str,
+        code: Code,
+        message: String,
+    },
     /// A blocking task died before it answered.
     #[error("{rpc}: {what}: {reason}")]
     Internal {
@@ -84,7 +92,7 @@ impl CriError {
         match self {
             CriError::InvalidArgument { .. } => Code::InvalidArgument,
             CriError::Image { source, .. } => image_code(source),
-            CriError::Failed { code, .. } => *code,
+            CriError::Failed { code, .. } | CriError::Remote { code, .. } => *code,
             CriError::Internal { .. } => Code::Internal,
             CriError::Runtime { source, .. } => {
                 use crate::runtime::error::Code as R;
@@ -145,6 +153,11 @@ pub fn image_code(e: &image::Error) -> Code {
 impl From<CriError> for Status {
     fn from(e: CriError) -> Self {
         let code = e.code();
+        // A remote runtime's status is passed on as it came.
+        if let CriError::Remote { message, .. } = &e {
+            tracing::debug!(?code, "{e}");
+            return Status::new(code, message.clone());
+        }
         if code == Code::Internal {
             tracing::error!("{e}");
         } else {
