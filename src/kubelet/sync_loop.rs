@@ -143,6 +143,10 @@ impl SyncLoop {
             tracing::info!(pod = %labels::full_name(&pod), "terminating a pod no source wants");
             self.workers.remove_orphan(pod);
         }
+        let active: Vec<Pod> = sent.values().cloned().collect();
+        if let Err(e) = self.syncer.cgroups.update_qos_cgroups(&active) {
+            tracing::warn!("update the QoS cgroups: {e}");
+        }
         let owned = |uid: &String| {
             sent.contains_key(uid) || self.workers.has(uid) || in_runtime.contains(uid)
         };

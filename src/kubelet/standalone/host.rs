@@ -1,6 +1,9 @@
 //! What the standalone kubelet reads of its host: its name, addresses and capacity.
 
-use crate::kubelet::cm::NodeFacts;
+use std::path::Path;
+
+use crate::cgroups::Layout;
+use crate::kubelet::cm::{NodeFacts, hugepage_sizes, swap_controller_available};
 
 /// The hostname, as kubelet names its node by default.
 pub fn hostname() -> anyhow::Result<String> {
@@ -35,8 +38,20 @@ pub fn node_ips() -> Vec<String> {
     v4.into_iter().take(1).chain(v6.into_iter().take(1)).collect()
 }
 
-/// Memory and CPUs of the node, and whether a negative oom_score_adj can be set.
-pub fn node_facts() -> NodeFacts {
+/// The cgroup this process runs in on the unified tree (`0::` of /proc/self/cgroup).
+fn self_cgroup() -> String {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(String::from))
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Memory and CPUs of the node, its cgroup kind, swap control and huge page sizes, and
+/// whether a negative oom_score_adj can be set.
+pub fn node_facts(layout: &Layout) -> NodeFacts {
     let memory_capacity = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -51,5 +66,8 @@ pub fn node_facts() -> NodeFacts {
         memory_capacity,
         cpu_capacity_millis: i64::try_from(cpus).unwrap_or(1) * 1000,
         can_lower_oom_score_adj: crate::runtime::spec::HostFacts::detect().can_lower_oom_score_adj,
+        cgroup_v2: layout.is_v2_only(),
+        swap_controller: swap_controller_available(layout, &self_cgroup()),
+        hugepage_sizes: hugepage_sizes(Path::new("/sys")),
     }
 }

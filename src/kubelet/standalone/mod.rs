@@ -189,8 +189,10 @@ async fn run_kubelet(
         tracing::warn!(path = %args.resolv_conf.display(), "read resolv.conf: {e}; pods get no DNS servers");
         HostDns::default()
     });
-    let node = host::node_facts();
-    let cgroups = CgroupManager::new(crate::cgroups::Layout::detect(), args.cgroup_root.clone());
+    let layout = crate::cgroups::Layout::detect();
+    let node = host::node_facts(&layout);
+    let cgroups = CgroupManager::new(layout, args.cgroup_root.clone())
+        .with_hugepage_sizes(node.hugepage_sizes.clone());
     cgroups
         .ensure_qos_hierarchy()
         .context("create the kubepods cgroup hierarchy")?;

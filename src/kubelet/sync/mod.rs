@@ -245,7 +245,7 @@ impl Syncer {
                     pod_log_dir: &self.settings.pod_log_dir,
                     dns: &self.settings.dns,
                     seccomp_default: self.settings.seccomp_default,
-                    resources: super::cm::sandbox_resources(pod),
+                    resources: super::cm::sandbox_resources(pod, &self.settings.node),
                 },
             );
             let id = match self
