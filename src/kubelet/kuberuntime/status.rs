@@ -166,7 +166,12 @@ pub async fn pod_status(rt: &Runtime, uid: &str) -> Result<PodStatus, CriError> 
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
-        out.containers.push(from_cri(st));
+        let log_path = st.log_path.clone();
+        let mut c = from_cri(st);
+        if c.state == State::Exited && c.message.is_empty() {
+            c.message = termination_message(&c, &log_path);
+        }
+        out.containers.push(c);
     }
     out.containers
         .sort_by_key(|c| std::cmp::Reverse(c.created_at));
@@ -202,4 +207,49 @@ pub fn from_cri(st: cri::ContainerStatus) -> ContainerStatus {
         annotations: st.annotations,
         mounts: st.mounts,
     }
+}
+
+/// kubelet's limits on a termination message: 4096 bytes from the file, the last 80
+/// lines (at most 2048 bytes) of the log.
+const MAX_MESSAGE_FILE: usize = 4096;
+const MAX_LOG_LINES: usize = 80;
+const MAX_LOG_BYTES: usize = 2048;
+
+/// An exited container's termination message, as kubelet reads it: the file mounted at
+/// its terminationMessagePath, or with FallbackToLogsOnError and a failure, its log's end.
+fn termination_message(c: &ContainerStatus, log_path: &str) -> String {
+    let path = c
+        .annotations
+        .get(labels::TERMINATION_MESSAGE_PATH)
+        .map(String::as_str)
+        .unwrap_or("/dev/termination-log");
+    let from_file = c
+        .mounts
+        .iter()
+        .find(|m| m.container_path == path)
+        .and_then(|m| std::fs::read(&m.host_path).ok())
+        .map(|mut b| {
+            b.truncate(MAX_MESSAGE_FILE);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+        .unwrap_or_default();
+    let fallback = c
+        .annotations
+        .get(labels::TERMINATION_MESSAGE_POLICY)
+        .is_some_and(|p| p == "FallbackToLogsOnError");
+    if !from_file.is_empty() || !fallback || c.exit_code == 0 || log_path.is_empty() {
+        return from_file;
+    }
+    let Ok(log) = std::fs::read_to_string(log_path) else {
+        return String::new();
+    };
+    // CRI log lines are `<time> <stream> <tag> <text>`.
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default())
+        .collect();
+    let tail = lines[lines.len().saturating_sub(MAX_LOG_LINES)..].join("\n");
+    let start = tail.len().saturating_sub(MAX_LOG_BYTES);
+    let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(0);
+    tail[start..].to_string()
 }
