@@ -15,8 +15,8 @@ use super::error::ManifestError;
 #[derive(Debug)]
 pub(crate) enum Object {
     Pod(Box<Pod>),
-    ConfigMap(ConfigMap),
-    Secret(Secret),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
 }
 
 /// An object with the label its errors carry (`Pod "web"`, or `document 2` without a name).
@@ -26,32 +26,37 @@ pub(crate) struct Document {
     pub object: Object,
 }
 
-/// Decodes every document of `bytes`. A stream that is not YAML at all is one error naming
-/// the file; a bad document is an error of its own and the others still decode.
-pub(crate) fn decode_stream(file: &str, bytes: &[u8]) -> (Vec<Document>, Vec<ManifestError>) {
+/// A document of the stream, decoded or rejected.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    Object(Document),
+    Error(ManifestError),
+}
+
+/// Decodes every document of `bytes`, in stream order. A stream that is not YAML at all is
+/// one error naming the file; a bad document is an error of its own and the others still
+/// decode.
+pub(crate) fn decode_stream(file: &str, bytes: &[u8]) -> Vec<Decoded> {
     let mut values = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_slice(bytes) {
         match <Value as serde::Deserialize>::deserialize(document) {
             Ok(value) => values.push(value),
             Err(e) => {
-                return (
-                    Vec::new(),
-                    vec![ManifestError::new(file, "", format!("invalid YAML: {e}"))],
-                );
+                let error = ManifestError::new(file, "", format!("invalid YAML: {e}"));
+                return vec![Decoded::Error(error)];
             }
         }
     }
-    let mut docs = Vec::new();
-    let mut errors = Vec::new();
+    let mut out = Vec::new();
     for (i, value) in values.into_iter().enumerate() {
         // An empty document (a trailing `---`, a file of comments) is skipped, as kubectl does.
         if value.is_null() {
             continue;
         }
         let place = format!("document {}", i + 1);
-        decode_value(file, &place, value, true, &mut docs, &mut errors);
+        decode_value(file, &place, value, true, &mut out);
     }
-    (docs, errors)
+    out
 }
 
 const LIST_KINDS: &[&str] = &["List", "PodList", "ConfigMapList", "SecretList"];
@@ -61,15 +66,11 @@ fn decode_value(
     place: &str,
     mut value: Value,
     lists_allowed: bool,
-    docs: &mut Vec<Document>,
-    errors: &mut Vec<ManifestError>,
+    out: &mut Vec<Decoded>,
 ) {
     let Some(map) = value.as_object() else {
-        errors.push(ManifestError::new(
-            file,
-            place,
-            "not an object: a manifest holds Kubernetes objects",
-        ));
+        let detail = "not an object: a manifest holds Kubernetes objects";
+        out.push(Decoded::Error(ManifestError::new(file, place, detail)));
         return;
     };
     let api_version = map
@@ -83,39 +84,39 @@ fn decode_value(
         .unwrap_or("")
         .to_string();
     let label = object_label(&kind, &value, place);
-    let fail = |errors: &mut Vec<ManifestError>, detail: String| {
-        errors.push(ManifestError::new(file, &label, detail));
+    let fail = |out: &mut Vec<Decoded>, detail: String| {
+        out.push(Decoded::Error(ManifestError::new(file, &label, detail)));
     };
     if kind.is_empty() {
-        return fail(errors, "Object 'Kind' is missing".to_string());
+        return fail(out, "Object 'Kind' is missing".to_string());
     }
     if api_version != "v1" {
-        return fail(errors, unsupported(&api_version, &kind));
+        return fail(out, unsupported(&api_version, &kind));
     }
     match kind.as_str() {
         "Pod" => {
             fix_octal_modes(&mut value);
             match strict::<Pod>(&value) {
-                Ok(pod) => docs.push(Document {
+                Ok(pod) => out.push(Decoded::Object(Document {
                     label,
                     object: Object::Pod(Box::new(pod)),
-                }),
-                Err(details) => details.into_iter().for_each(|d| fail(errors, d)),
+                })),
+                Err(details) => details.into_iter().for_each(|d| fail(out, d)),
             }
         }
         "ConfigMap" => match strict::<ConfigMap>(&value) {
-            Ok(cm) => docs.push(Document {
+            Ok(cm) => out.push(Decoded::Object(Document {
                 label,
-                object: Object::ConfigMap(cm),
-            }),
-            Err(details) => details.into_iter().for_each(|d| fail(errors, d)),
+                object: Object::ConfigMap(Box::new(cm)),
+            })),
+            Err(details) => details.into_iter().for_each(|d| fail(out, d)),
         },
         "Secret" => match strict::<Secret>(&value) {
-            Ok(secret) => docs.push(Document {
+            Ok(secret) => out.push(Decoded::Object(Document {
                 label,
-                object: Object::Secret(secret),
-            }),
-            Err(details) => details.into_iter().for_each(|d| fail(errors, d)),
+                object: Object::Secret(Box::new(secret)),
+            })),
+            Err(details) => details.into_iter().for_each(|d| fail(out, d)),
         },
         k if LIST_KINDS.contains(&k) && lists_allowed => {
             let Some(map) = value.as_object_mut() else {
@@ -125,26 +126,19 @@ fn decode_value(
                 if !["apiVersion", "kind", "metadata", "items"].contains(&key.as_str())
                     && !map[key].is_null()
                 {
-                    fail(errors, format!("unknown field {key:?}"));
+                    fail(out, format!("unknown field {key:?}"));
                 }
             }
             let items = match map.remove("items") {
                 Some(Value::Array(items)) => items,
                 None | Some(Value::Null) => Vec::new(),
-                Some(_) => return fail(errors, "items: Invalid value: must be a list".to_string()),
+                Some(_) => return fail(out, "items: Invalid value: must be a list".to_string()),
             };
             for (j, item) in items.into_iter().enumerate() {
-                decode_value(
-                    file,
-                    &format!("{place}, items[{j}]"),
-                    item,
-                    false,
-                    docs,
-                    errors,
-                );
+                decode_value(file, &format!("{place}, items[{j}]"), item, false, out);
             }
         }
-        _ => fail(errors, unsupported(&api_version, &kind)),
+        _ => fail(out, unsupported(&api_version, &kind)),
     }
 }
 
@@ -240,11 +234,11 @@ fn fix_octal_modes(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                if key == "defaultMode" || key == "mode" {
-                    if let Some(mode) = v.as_str().and_then(octal) {
-                        *v = Value::from(mode);
-                        continue;
-                    }
+                if (key == "defaultMode" || key == "mode")
+                    && let Some(mode) = v.as_str().and_then(octal)
+                {
+                    *v = Value::from(mode);
+                    continue;
                 }
                 fix_octal_modes(v);
             }

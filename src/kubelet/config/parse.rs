@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 use super::error::ManifestError;
-use super::manifest::{self, Object};
+use super::manifest::{self, Decoded, Object};
 use super::static_pod::{self, SourceKind};
 use super::{Objects, defaults, validate};
 
@@ -43,12 +43,15 @@ impl SourceSet {
 /// Parses one stream read from `source` (a file path or a URL).
 pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> SourceSet {
     let kind = SourceKind::of(source);
-    let (docs, errors) = manifest::decode_stream(source, bytes);
-    let mut set = SourceSet {
-        errors,
-        ..Default::default()
-    };
-    for doc in docs {
+    let mut set = SourceSet::default();
+    for decoded in manifest::decode_stream(source, bytes) {
+        let doc = match decoded {
+            Decoded::Object(doc) => doc,
+            Decoded::Error(e) => {
+                set.errors.push(e);
+                continue;
+            }
+        };
         let reject = |set: &mut SourceSet, errs: Vec<String>| {
             let rejected = !errs.is_empty();
             set.errors.extend(
@@ -60,6 +63,11 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
         match doc.object {
             Object::Pod(pod) => {
                 let mut pod = *pod;
+                // A quantity that does not parse fails the API server's decoding, before
+                // defaulting could copy it from a limit into a request.
+                if reject(&mut set, validate::quantities(&pod)) {
+                    continue;
+                }
                 defaults::pod(&mut pod);
                 static_pod::apply(&mut pod, source, kind, node_name);
                 if !reject(&mut set, validate::pod(&pod)) {
@@ -70,7 +78,8 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
                     });
                 }
             }
-            Object::ConfigMap(mut cm) => {
+            Object::ConfigMap(cm) => {
+                let mut cm = *cm;
                 defaults::config_map(&mut cm);
                 default_namespace(&mut cm.metadata.namespace);
                 if !reject(&mut set, validate::config_map(&cm)) {
@@ -81,7 +90,8 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
                     });
                 }
             }
-            Object::Secret(mut secret) => {
+            Object::Secret(secret) => {
+                let mut secret = *secret;
                 defaults::secret(&mut secret);
                 default_namespace(&mut secret.metadata.namespace);
                 if !reject(&mut set, validate::secret(&secret)) {

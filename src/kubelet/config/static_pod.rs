@@ -69,8 +69,11 @@ pub(crate) fn apply(pod: &mut Pod, source: &str, kind: SourceKind, node_name: &s
             .collect();
         pod.metadata.uid = Some(uid);
     }
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    pod.metadata.name = Some(format!("{name}-{}", node_name.to_lowercase()));
+    // A pod without a name keeps none, so that validation says the name is required
+    // rather than that "-<node>" is not a valid name.
+    if let Some(name) = pod.metadata.name.as_mut().filter(|n| !n.is_empty()) {
+        *name = format!("{name}-{}", node_name.to_lowercase());
+    }
     if pod.metadata.namespace.as_deref().unwrap_or("").is_empty() {
         pod.metadata.namespace = Some("default".to_string());
     }

@@ -136,6 +136,51 @@ pub(crate) fn pod(pod: &Pod) -> Vec<String> {
     errs
 }
 
+/// The quantities of every resource list of the pod that do not parse.
+pub(crate) fn quantities(pod: &Pod) -> Vec<String> {
+    let mut errs = Vec::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return errs;
+    };
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
+    let containers = containers.chain(
+        spec.containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("spec.containers[{i}]"), c)),
+    );
+    let mut lists: Vec<(String, &ResourceRequirements)> = containers
+        .filter_map(|(p, c)| Some((format!("{p}.resources"), c.resources.as_ref()?)))
+        .collect();
+    lists.extend(
+        spec.resources
+            .as_ref()
+            .map(|r| ("spec.resources".to_string(), r)),
+    );
+    for (path, r) in lists {
+        for (field, list) in [
+            ("limits", r.limits.as_ref()),
+            ("requests", r.requests.as_ref()),
+        ] {
+            for (name, q) in list.into_iter().flatten() {
+                if parse_nanos(&q.0).is_none() {
+                    errs.push(invalid(
+                        &format!("{path}.{field}[{name}]"),
+                        &q.0,
+                        QUANTITY_ERROR,
+                    ));
+                }
+            }
+        }
+    }
+    errs
+}
+
 /// A ConfigMap or Secret: its name and namespace.
 pub(crate) fn config_map(cm: &ConfigMap) -> Vec<String> {
     let mut errs = Vec::new();
