@@ -1,0 +1,102 @@
+//! PodConfig's merge (pkg/kubelet/config/config.go): the latest set of every source (SET
+//! semantics: each update replaces the whole set of that source), joined into one
+//! [`Desired`] keyed by UID and published only when it changed.
+//!
+//! Owns the `kubernetes.io/config.seen` stamps: the first time a UID is seen.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::Desired;
+use super::parse::{SourceSet, join};
+use super::static_pod::SEEN_ANNOTATION;
+
+/// The merge state: the last set of each source and when each UID was first seen.
+#[derive(Debug)]
+pub(crate) struct Merger {
+    latest: Vec<Option<SourceSet>>,
+    seen: HashMap<String, String>,
+}
+
+impl Merger {
+    pub fn new(sources: usize) -> Self {
+        Merger {
+            latest: vec![None; sources],
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Records the new set of source `id`. Returns the merged state once every source has
+    /// given its first set (so that a pod of a source not read yet is not taken as
+    /// removed); `now` stamps the pods seen for the first time.
+    pub fn update(&mut self, id: usize, set: SourceSet, now: &str) -> Option<Desired> {
+        *self.latest.get_mut(id)? = Some(set);
+        if self.latest.iter().any(Option::is_none) {
+            return None;
+        }
+        let (pods, objects, errors) = join(self.latest.iter().flatten());
+        let mut by_uid = BTreeMap::new();
+        for mut pod in pods {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let seen = self
+                .seen
+                .entry(uid.clone())
+                .or_insert_with(|| now.to_string())
+                .clone();
+            pod.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(SEEN_ANNOTATION.to_string(), seen);
+            by_uid.insert(uid, pod);
+        }
+        self.seen.retain(|uid, _| by_uid.contains_key(uid));
+        Some(Desired {
+            pods: by_uid,
+            objects,
+            errors,
+        })
+    }
+}
+
+/// The merge task: publishes the first complete state, then every state that differs
+/// from the last published one. Ends when every source task is gone.
+pub(crate) async fn run(
+    mut merger: Merger,
+    mut rx: mpsc::UnboundedReceiver<(usize, SourceSet)>,
+    tx: watch::Sender<Arc<Desired>>,
+) {
+    let mut published = false;
+    while let Some((id, set)) = rx.recv().await {
+        let now = rfc3339_now();
+        let Some(desired) = merger.update(id, set, &now) else {
+            continue;
+        };
+        if !published || **tx.borrow() != desired {
+            let before = tx.borrow().errors.clone();
+            for e in desired.errors.iter().filter(|e| !before.contains(e)) {
+                tracing::warn!("manifest rejected: {e}");
+            }
+            tracing::info!(
+                pods = desired.pods.len(),
+                errors = desired.errors.len(),
+                "desired pods changed"
+            );
+            tx.send_replace(Arc::new(desired));
+            published = true;
+        }
+    }
+}
+
+/// Now as RFC 3339 with nanoseconds, the form of kubelet's config.seen.
+fn rfc3339_now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(0);
+    let nanos = i32::try_from(since.subsec_nanos()).unwrap_or(0);
+    k8s_openapi::jiff::Timestamp::new(secs, nanos)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
