@@ -55,16 +55,13 @@ pub enum EnvError {
         namespace: String,
         name: String,
     },
-    #[error(
-        "pod {pod} container {container}: {var}: couldn't find key {key} in {kind} {namespace}/{name}"
-    )]
+    /// `object` is `ConfigMap <namespace>/<name>` or `Secret <namespace>/<name>`.
+    #[error("pod {pod} container {container}: {var}: couldn't find key {key} in {object}")]
     MissingKey {
         pod: String,
         container: String,
         var: String,
-        kind: &'static str,
-        namespace: String,
-        name: String,
+        object: String,
         key: String,
     },
     #[error("pod {pod} container {container}: {var}: {reason}")]
@@ -132,9 +129,10 @@ pub fn make_environment(
         pod: pod_name.clone(),
         container: container.name.clone(),
         var: var.to_string(),
-        kind: if secret { "Secret" } else { "ConfigMap" },
-        namespace: ns.clone(),
-        name: name.to_string(),
+        object: format!(
+            "{} {ns}/{name}",
+            if secret { "Secret" } else { "ConfigMap" }
+        ),
         key: key.to_string(),
     };
 

@@ -199,7 +199,7 @@ fn config_map_and_secret_keys() {
         {"name": "K", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "x"}}}]}));
     assert!(matches!(
         env_of(&missing_secret_key),
-        Err(EnvError::MissingKey { kind: "Secret", .. })
+        Err(EnvError::MissingKey { object, .. }) if object == "Secret ns/sec"
     ));
 }
 
