@@ -14,11 +14,12 @@ use nix::mount::MsFlags;
 
 use crate::sys::mount::Mounter;
 
-/// The directory, created with mode 0777 whatever the umask (upstream setupDir).
+/// The directory, created with mode 0777 whatever the umask (upstream setupDir; like it,
+/// only the permission bits are compared, so a tmpfs root keeps its sticky bit).
 pub fn setup_dir(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let meta = std::fs::metadata(dir)?;
-    if meta.permissions().mode() & 0o7777 != 0o777 {
+    if meta.permissions().mode() & 0o777 != 0o777 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
     }
     Ok(())

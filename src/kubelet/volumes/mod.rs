@@ -21,6 +21,7 @@
 
 mod atomic_writer;
 mod empty_dir;
+mod error;
 mod etc_hosts;
 mod host_path;
 mod mounts;
@@ -43,6 +44,7 @@ use crate::kubelet::envvars::resource::{self, Allocatable};
 use crate::sys::mount::Mounter;
 
 pub use atomic_writer::{FileProjection, WriteError};
+pub use error::VolumeError;
 pub use projection::PayloadError;
 
 const EMPTY_DIR: &str = "kubernetes.io~empty-dir";
@@ -89,77 +91,6 @@ pub struct MountedVolume {
 pub struct MountContext {
     pub pod_ips: Vec<String>,
     pub host_network: bool,
-}
-
-/// Why a volume or a mount could not be made; each names the pod (namespace/name or
-/// uid), the volume or container, and the path where one is involved.
-#[derive(Debug, thiserror::Error)]
-pub enum VolumeError {
-    #[error("pod {pod}: metadata.uid is missing or not a plain name")]
-    BadUid { pod: String },
-    #[error("pod {pod} volume {volume}: {path}: {source}")]
-    Io {
-        pod: String,
-        volume: String,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("pod {pod} volume {volume}: mount tmpfs on {path}: {source}")]
-    Mount {
-        pod: String,
-        volume: String,
-        path: PathBuf,
-        source: nix::Error,
-    },
-    #[error("pod {pod} volume {volume}: hostPath type {kind:?}: {reason}")]
-    HostPathType {
-        pod: String,
-        volume: String,
-        kind: String,
-        reason: String,
-    },
-    #[error("pod {pod} volume {volume}: {source}")]
-    Payload {
-        pod: String,
-        volume: String,
-        source: PayloadError,
-    },
-    #[error("pod {pod} volume {volume}: {source}")]
-    Write {
-        pod: String,
-        volume: String,
-        source: WriteError,
-    },
-    #[error("pod {pod} volume {volume}: {what} is not supported")]
-    Unsupported {
-        pod: String,
-        volume: String,
-        what: String,
-    },
-    #[error("pod {pod} container {container}: cannot find volume {volume:?} to mount")]
-    UnknownVolume {
-        pod: String,
-        container: String,
-        volume: String,
-    },
-    #[error("pod {pod} container {container} volumeMount {volume}: {reason}")]
-    VolumeMount {
-        pod: String,
-        container: String,
-        volume: String,
-        reason: String,
-    },
-    #[error("pod {pod} container {container}: {path}: {source}")]
-    ContainerFile {
-        pod: String,
-        container: String,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("pod {uid}: teardown left {}", errors.join("; "))]
-    Teardown { uid: String, errors: Vec<String> },
-    #[error("{path}: {source}")]
-    Root { path: PathBuf, source: io::Error },
 }
 
 /// `namespace/name` for messages.
