@@ -16,6 +16,7 @@
 
 pub mod cm;
 pub mod config;
+pub mod envvars;
 pub mod events;
 pub mod kuberuntime;
 pub mod objects;
