@@ -403,9 +403,11 @@ impl StreamApi for RemoteRuntime {
 type Opening =
     Pin<Box<dyn Future<Output = Result<Streaming<cri::ContainerEventResponse>, Status>> + Send>>;
 
-/// GetContainerEvents as a plain stream of events: it ends when the runtime closes it or
-/// fails, and at once when the runtime does not serve the call (containerd before 1.7
-/// answers UNIMPLEMENTED): the kubelet then relists as it does without events.
+/// GetContainerEvents as a plain stream of events. The call goes out when the stream is
+/// first polled, and the runtime sends the events from when it receives it. The stream
+/// ends when the runtime closes it or fails, and at once when the runtime does not serve
+/// the call (containerd before 1.7 answers UNIMPLEMENTED): the kubelet then relists as it
+/// does without events.
 enum Events {
     Opening(Opening),
     Open(Streaming<cri::ContainerEventResponse>),
