@@ -324,6 +324,11 @@ impl VolumeManager {
     /// mount that stays keeps the dir (so nothing below a live mount is deleted); every
     /// error is reported.
     pub fn teardown_pod(&self, uid: &str) -> Result<(), VolumeError> {
+        if !is_plain_name(uid) {
+            return Err(VolumeError::BadUid {
+                pod: uid.to_string(),
+            });
+        }
         let pod_dir = self.pod_dir(uid);
         let canonical = match std::fs::canonicalize(&pod_dir) {
             Ok(p) => p,
@@ -395,10 +400,11 @@ impl VolumeManager {
 
 /// The pod's uid when it can name a directory (no `/`, not `.` or `..`).
 fn plain_uid(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .uid
-        .as_deref()
-        .filter(|u| !u.is_empty() && !u.contains('/') && *u != "." && *u != "..")
+    pod.metadata.uid.as_deref().filter(|u| is_plain_name(u))
+}
+
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && s != "." && s != ".."
 }
 
 /// The volume source's field name (`nfs`, `persistentVolumeClaim`, ...), for messages.
