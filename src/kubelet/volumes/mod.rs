@@ -235,7 +235,7 @@ impl VolumeManager {
                         }
                         None => None,
                     };
-                    tmpfs(&d, size)?;
+                    tmpfs(&d, empty_dir::memory_size(pod, size, self.allocatable))?;
                 }
                 other => {
                     return Err(VolumeError::Unsupported {
@@ -292,7 +292,7 @@ impl VolumeManager {
             )
             .map_err(payload_err)?;
             let d = dir(SECRET);
-            tmpfs(&d, None)?;
+            tmpfs(&d, empty_dir::memory_size(pod, None, self.allocatable))?;
             write(&d, payload)?;
             return Ok(projected(d));
         }
@@ -301,7 +301,7 @@ impl VolumeManager {
             let payload = projection::downward_api(pod, items, dapi.default_mode, self.allocatable)
                 .map_err(payload_err)?;
             let d = dir(DOWNWARD_API);
-            tmpfs(&d, None)?;
+            tmpfs(&d, empty_dir::memory_size(pod, None, self.allocatable))?;
             write(&d, payload)?;
             return Ok(projected(d));
         }
@@ -309,7 +309,7 @@ impl VolumeManager {
             let payload = projection::projected(pod, objects, ns, p, self.allocatable)
                 .map_err(payload_err)?;
             let d = dir(PROJECTED);
-            tmpfs(&d, None)?;
+            tmpfs(&d, empty_dir::memory_size(pod, None, self.allocatable))?;
             write(&d, payload)?;
             return Ok(projected(d));
         }
