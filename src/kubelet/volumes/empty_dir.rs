@@ -1,5 +1,6 @@
 //! emptyDir volumes (upstream pkg/volume/emptydir): a 0777 directory under the pod's
-//! volumes dir, or for medium Memory a tmpfs mounted there, sized by `sizeLimit`. The
+//! volumes dir, or for medium Memory a tmpfs mounted there, sized as upstream sizes it
+//! (sizeLimit, the pod's memory limit, the node's allocatable memory). The
 //! memory-backed directories of secret, downwardAPI and projected volumes are made the
 //! same way, so their content never reaches the disk.
 //!
@@ -10,8 +11,10 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::{Container, Pod};
 use nix::mount::MsFlags;
 
+use crate::kubelet::envvars::resource::{self, Allocatable};
 use crate::sys::mount::Mounter;
 
 /// The directory, created with mode 0777 whatever the umask (upstream setupDir; like it,
@@ -50,6 +53,42 @@ pub fn setup_tmpfs(mounter: &dyn Mounter, dir: &Path, size: Option<i64>) -> Resu
         data.as_deref(),
     )?;
     Ok(())
+}
+
+/// The size of a memory-backed volume (upstream calculateEmptyDirMemorySize): the node's
+/// allocatable memory, lowered to the pod's memory limit, lowered to the volume's own
+/// sizeLimit; each only when positive. `None` (the kernel's default, half the RAM) when
+/// none of them is known.
+pub fn memory_size(pod: &Pod, size_limit: Option<i64>, alloc: Option<Allocatable>) -> Option<i64> {
+    let mut size = alloc.map(|a| a.memory).filter(|m| *m > 0);
+    for cap in [pod_memory_limit(pod), size_limit].into_iter().flatten() {
+        if cap > 0 && size.is_none_or(|s| cap <= s) {
+            size = Some(cap);
+        }
+    }
+    size
+}
+
+/// The pod's memory limit as its cgroup gets it: the sum of the containers' limits, or
+/// the largest init container's when larger; none unless every container sets one.
+fn pod_memory_limit(pod: &Pod) -> Option<i64> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+            .and_then(resource::value)
+    };
+    let mut sum: i64 = 0;
+    for c in &spec.containers {
+        sum = sum.saturating_add(limit(c)?);
+    }
+    let mut init_max: i64 = 0;
+    for c in spec.init_containers.iter().flatten() {
+        init_max = init_max.max(limit(c)?);
+    }
+    Some(sum.max(init_max))
 }
 
 /// The mount points of a /proc/self/mountinfo text, in table order (octal escapes of
@@ -98,6 +137,47 @@ mod tests {
                 PathBuf::from("/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/a b")
             ]
         );
+    }
+
+    #[test]
+    fn memory_size_as_upstream() {
+        let pod = |limits: &[Option<&str>]| -> Pod {
+            let containers: Vec<serde_json::Value> = limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match l {
+                    Some(l) => serde_json::json!({"name": format!("c{i}"), "resources": {"limits": {"memory": l}}}),
+                    None => serde_json::json!({"name": format!("c{i}")}),
+                })
+                .collect();
+            serde_json::from_value(serde_json::json!({"spec": {"containers": containers}})).unwrap()
+        };
+        let alloc = Some(Allocatable {
+            cpu_millis: 1000,
+            memory: 1000,
+        });
+        assert_eq!(memory_size(&pod(&[None]), None, None), None);
+        assert_eq!(memory_size(&pod(&[None]), Some(64), None), Some(64));
+        assert_eq!(memory_size(&pod(&[None]), None, alloc), Some(1000));
+        assert_eq!(
+            memory_size(&pod(&[Some("300"), Some("200")]), None, alloc),
+            Some(500)
+        );
+        // One container without a limit: the pod has none.
+        assert_eq!(
+            memory_size(&pod(&[Some("300"), None]), None, alloc),
+            Some(1000)
+        );
+        assert_eq!(
+            memory_size(&pod(&[Some("300")]), Some(100), alloc),
+            Some(100)
+        );
+        // A sizeLimit above what the pod may use does not raise it.
+        assert_eq!(
+            memory_size(&pod(&[Some("300")]), Some(5000), alloc),
+            Some(300)
+        );
+        assert_eq!(memory_size(&pod(&[Some("3000")]), None, alloc), Some(1000));
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl VolumeManager {
                         }
                         None => None,
                     };
-                    tmpfs(&d, size)?;
+                    tmpfs(&d, empty_dir::memory_size(pod, size, self.allocatable))?;
                 }
                 other => {
                     return Err(VolumeError::Unsupported {
@@ -292,7 +292,7 @@ impl VolumeManager {
             )
             .map_err(payload_err)?;
             let d = dir(SECRET);
-            tmpfs(&d, None)?;
+            tmpfs(&d, empty_dir::memory_size(pod, None, self.allocatable))?;
             write(&d, payload)?;
             return Ok(projected(d));
         }
@@ -301,7 +301,7 @@ impl VolumeManager {
             let payload = projection::downward_api(pod, items, dapi.default_mode, self.allocatable)
                 .map_err(payload_err)?;
             let d = dir(DOWNWARD_API);
-            tmpfs(&d, None)?;
+            tmpfs(&d, empty_dir::memory_size(pod, None, self.allocatable))?;
             write(&d, payload)?;
             return Ok(projected(d));
         }
@@ -309,7 +309,7 @@ impl VolumeManager {
             let payload = projection::projected(pod, objects, ns, p, self.allocatable)
                 .map_err(payload_err)?;
             let d = dir(PROJECTED);
-            tmpfs(&d, None)?;
+            tmpfs(&d, empty_dir::memory_size(pod, None, self.allocatable))?;
             write(&d, payload)?;
             return Ok(projected(d));
         }
@@ -324,6 +324,11 @@ impl VolumeManager {
     /// mount that stays keeps the dir (so nothing below a live mount is deleted); every
     /// error is reported.
     pub fn teardown_pod(&self, uid: &str) -> Result<(), VolumeError> {
+        if !is_plain_name(uid) {
+            return Err(VolumeError::BadUid {
+                pod: uid.to_string(),
+            });
+        }
         let pod_dir = self.pod_dir(uid);
         let canonical = match std::fs::canonicalize(&pod_dir) {
             Ok(p) => p,
@@ -395,10 +400,11 @@ impl VolumeManager {
 
 /// The pod's uid when it can name a directory (no `/`, not `.` or `..`).
 fn plain_uid(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .uid
-        .as_deref()
-        .filter(|u| !u.is_empty() && !u.contains('/') && *u != "." && *u != "..")
+    pod.metadata.uid.as_deref().filter(|u| is_plain_name(u))
+}
+
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && s != "." && s != ".."
 }
 
 /// The volume source's field name (`nfs`, `persistentVolumeClaim`, ...), for messages.

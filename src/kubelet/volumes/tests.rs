@@ -142,7 +142,8 @@ fn every_kind_laid_out_as_upstream() {
     assert!(!all.join("pass").exists());
     assert_eq!(std::fs::read_to_string(all.join("name")).unwrap(), "web");
 
-    // The memory-backed dirs were tmpfs mounts; only the Memory emptyDir has a size.
+    // The memory-backed dirs are tmpfs mounts: the emptyDir at its sizeLimit, the others
+    // at the node's allocatable memory (the pod sets no limit).
     let mounts: Vec<(PathBuf, Option<String>)> = rec
         .calls()
         .into_iter()
@@ -160,9 +161,9 @@ fn every_kind_laid_out_as_upstream() {
         mounts,
         [
             (v(EMPTY_DIR, "mem"), Some("size=67108864".into())),
-            (v(SECRET, "creds"), None),
-            (v(DOWNWARD_API, "info"), None),
-            (v(PROJECTED, "all"), None),
+            (v(SECRET, "creds"), Some("size=1073741824".into())),
+            (v(DOWNWARD_API, "info"), Some("size=1073741824".into())),
+            (v(PROJECTED, "all"), Some("size=1073741824".into())),
         ]
     );
 }
