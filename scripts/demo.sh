@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# berth's most complete path today, end to end on this machine:
-#   1. an image (busybox httpd, built here with umoci from Debian's busybox-static) is
-#      imported into berth's image store;
-#   2. `berth cri` serves the CRI on a root-only socket, and a CRI client (cri-demo) drives
-#      a pod through it as kubelet does: RunPodSandbox (one holder process holding the
-#      pod's namespaces, berth's bridge, host-local and portmap CNI plugins, host port
-#      8080), CreateContainer + StartContainer (berth's OCI runtime core), the page
-#      fetched over TCP by pod IP and by host port, ExecSync, ContainerStats;
-#   3. StopPodSandbox + RemovePodSandbox tear it all down, and the daemon stops.
+# berth's main job, end to end on this machine: the kubelet in standalone mode.
+#   1. the examples' image (busybox, built here from Debian's busybox-static as an OCI
+#      image layout: no registry) is imported into berth's image store;
+#   2. `berth run examples/web.yaml` runs the web example on berth's in-process runtime:
+#      its init container writes the page, httpd serves it with readiness and liveness
+#      probes, on the pod network (berth's bridge and host-local CNI plugins) and on the
+#      node's port 8080 (hostPort, berth's portmap plugin);
+#   3. once the pod is Ready its page is fetched through the host port, the status table
+#      is printed, and SIGTERM stops berth run, which terminates the pod gracefully and
+#      leaves nothing behind.
 # It all runs inside a network and mount namespace of its own, so the machine's network,
 # nftables ruleset and mounts are never touched. Run as root.
 set -euo pipefail
@@ -18,11 +19,9 @@ profile=${BERTH_PROFILE:-release}
 if [ -z "${BERTH_DEMO_INNER:-}" ]; then
   bash scripts/setup.sh
   if [ "$profile" = release ]; then
-    cargo build --release --locked --quiet -p berth -p berth-cni-plugins --bins \
-      -p berth-integration-tests --bin cri-demo
+    cargo build --release --locked --quiet -p berth -p berth-cni-plugins --bins
   else
-    cargo build --locked --quiet -p berth -p berth-cni-plugins --bins \
-      -p berth-integration-tests --bin cri-demo
+    cargo build --locked --quiet -p berth -p berth-cni-plugins --bins
   fi
   exec env BERTH_DEMO_INNER=1 unshare --net --mount --propagation private "$0" "$@"
 fi
@@ -32,55 +31,64 @@ berth=$bin/berth
 step() { printf '\n== %s\n' "$*"; }
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-cri_pid=
+run_pid=
+cgroup_root=/berth-demo-$$
 cleanup() {
   set +e
-  if [ -n "$cri_pid" ]; then
-    kill -TERM "$cri_pid" 2>/dev/null
-    wait "$cri_pid" 2>/dev/null
+  if [ -n "$run_pid" ]; then
+    kill -TERM "$run_pid" 2>/dev/null
+    wait "$run_pid" 2>/dev/null
   fi
   # What a failed run may have left: holders (they outlive the daemon by design), mounts.
   pkill -KILL -f "$work/run" 2>/dev/null
   grep -o " $work[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  find /sys/fs/cgroup/*/"berth-demo-$$" -depth -type d -exec rmdir {} + 2>/dev/null
+  find /sys/fs/cgroup/*"$cgroup_root" -depth -type d -exec rmdir {} + 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 ip link set lo up
 
-step "build an OCI image layout with umoci: busybox httpd serving /www"
-umoci init --layout "$work/layout"
-umoci new --image "$work/layout:latest"
-umoci unpack --image "$work/layout:latest" "$work/unpacked" >/dev/null
-rootfs=$work/unpacked/rootfs
-mkdir -p "$rootfs/bin" "$rootfs/www" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" "$rootfs/tmp"
-cp /bin/busybox "$rootfs/bin/busybox"
-for applet in sh httpd; do ln -sf busybox "$rootfs/bin/$applet"; done
-echo "hello from a berth pod" >"$rootfs/www/index.html"
-umoci repack --image "$work/layout:latest" "$work/unpacked"
-umoci config --image "$work/layout:latest" --config.cmd /bin/httpd --config.cmd -f \
-  --config.cmd -p --config.cmd 80 --config.cmd -h --config.cmd /www
-
-step "berth image import / ls: the image into the store berth cri will use"
-"$berth" image --root "$work/root/images" import --name demo/httpd "$work/layout"
+step "the examples' image as an OCI layout (no registry), imported into berth's store"
+bash scripts/example-image.sh "$work/image" >/dev/null
+"$berth" image --root "$work/root/images" import "$work/image"
 "$berth" image --root "$work/root/images" ls
 
-step "berth cri: the CRI runtime on a root-only socket, pod network 10.88.0.0/24"
-mkdir -p "$work/net.d" "$work/logs"
+step "berth run examples/web.yaml: the kubelet in standalone mode on berth's runtime"
+mkdir -p "$work/net.d"
 "$berth" cni default-conflist --pod-cidr 10.88.0.0/24 |
   python3 -c 'import json,sys; c=json.load(sys.stdin); c["plugins"][0]["ipam"]["dataDir"]=sys.argv[1]; json.dump(c,sys.stdout,indent=1)' \
     "$work/ipam" >"$work/net.d/10-berth.conflist"
-"$berth" cri --listen "unix://$work/berth.sock" --root "$work/root" --state-dir "$work/run" \
-  --cni-conf-dir "$work/net.d" --cni-bin-dir "$bin" >"$work/cri.log" 2>&1 &
-cri_pid=$!
-if ! "$bin/cri-demo" "$work/berth.sock" demo/httpd:latest "$work/logs" "/berth-demo-$$"; then
-  echo "berth cri log:" >&2
-  tail -n 30 "$work/cri.log" >&2
+"$berth" run examples/web.yaml --node-name demo -o table \
+  --root "$work/root" --state-dir "$work/run" --kubelet-root "$work/kubelet" \
+  --pod-log-dir "$work/logs" --cgroup-root "$cgroup_root" \
+  --cni-conf-dir "$work/net.d" --cni-bin-dir "$bin" \
+  >"$work/table.txt" 2>"$work/run.log" &
+run_pid=$!
+
+# The table berth run prints on every change; the pod is Ready at READY 1/1, Running.
+last_table() { awk 'BEGIN{RS=""} {t=$0} END{print t}' "$work/table.txt"; }
+ready() { last_table | grep -Eq '^default +web-demo +1/1 +Running '; }
+for _ in $(seq 1 120); do
+  ready && break
+  if ! kill -0 "$run_pid" 2>/dev/null; then
+    echo "berth run exited:" >&2; tail -n 30 "$work/run.log" >&2; exit 1
+  fi
+  sleep 0.5
+done
+if ! ready; then
+  echo "the web pod did not become Ready; berth run's log:" >&2
+  tail -n 30 "$work/run.log" >&2
   exit 1
 fi
 
-step "berth cri stops on SIGTERM"
-kill -TERM "$cri_pid"
-wait "$cri_pid"
-cri_pid=
-echo "done: image, pod network, sandbox and container all came and went through berth's CRI"
+step "its page, through the node's port 8080 (hostPort)"
+python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8080/", timeout=5).read().decode().strip())'
+
+step "the status table, as berth run prints it"
+last_table
+
+step "SIGTERM: berth run terminates the pod gracefully and exits"
+kill -TERM "$run_pid"
+wait "$run_pid"
+run_pid=
+echo "done: the web example ran, Ready, served its page, and went with nothing left behind"

@@ -27,8 +27,8 @@ pub mod standalone;
 pub mod status;
 pub mod sync;
 pub mod sync_loop;
-pub mod worker;
 pub mod volumes;
+pub mod worker;
 
 pub use events::{Event, EventKind, Recorder};
 pub use objects::Objects;

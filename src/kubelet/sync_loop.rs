@@ -35,7 +35,11 @@ pub struct SyncLoop {
 impl SyncLoop {
     /// Runs until `stop` completes, then terminates every pod and returns once they are
     /// gone (or `shutdown_limit` has passed).
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>, shutdown_limit: Duration) {
+    pub async fn run(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+        shutdown_limit: Duration,
+    ) {
         let pleg = tokio::spawn(super::pleg::run(
             self.syncer.runtime.clone(),
             self.workers.clone(),
@@ -137,7 +141,9 @@ impl SyncLoop {
             if sent.contains_key(uid) || self.workers.has(uid) {
                 continue;
             }
-            orphans.entry(uid.clone()).or_insert_with(|| restored_pod(&sb.labels));
+            orphans
+                .entry(uid.clone())
+                .or_insert_with(|| restored_pod(&sb.labels));
         }
         for (_, pod) in orphans {
             tracing::info!(pod = %labels::full_name(&pod), "terminating a pod no source wants");

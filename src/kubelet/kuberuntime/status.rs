@@ -250,6 +250,8 @@ fn termination_message(c: &ContainerStatus, log_path: &str) -> String {
         .collect();
     let tail = lines[lines.len().saturating_sub(MAX_LOG_LINES)..].join("\n");
     let start = tail.len().saturating_sub(MAX_LOG_BYTES);
-    let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(0);
+    let start = (start..=tail.len())
+        .find(|i| tail.is_char_boundary(*i))
+        .unwrap_or(0);
     tail[start..].to_string()
 }

@@ -19,7 +19,8 @@ pub fn node_ips() -> Vec<String> {
     let mut v4 = vec![];
     let mut v6 = vec![];
     for a in addrs {
-        if a.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+        if a.flags
+            .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
             || !a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
         {
             continue;
@@ -35,7 +36,10 @@ pub fn node_ips() -> Vec<String> {
             }
         }
     }
-    v4.into_iter().take(1).chain(v6.into_iter().take(1)).collect()
+    v4.into_iter()
+        .take(1)
+        .chain(v6.into_iter().take(1))
+        .collect()
 }
 
 /// The cgroup this process runs in on the unified tree (`0::` of /proc/self/cgroup).

@@ -199,10 +199,11 @@ async fn run_kubelet(
     let recorder = Recorder::new();
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
     let probes = ProbeManager::new(runtime.pods.clone(), recorder.clone(), wake_tx);
-    let volumes = VolumeManager::new(
-        kubelet_root.clone(),
-        Arc::new(crate::kubelet::volumes::LinuxMounter),
-    );
+    let volumes = VolumeManager::new(kubelet_root.clone(), Arc::new(crate::sys::mount::Linux))
+        .with_node_allocatable(
+            node.cpu_capacity_millis,
+            i64::try_from(node.memory_capacity).unwrap_or(i64::MAX),
+        );
     let syncer = Arc::new(Syncer {
         runtime: runtime.clone(),
         volumes,
@@ -217,7 +218,7 @@ async fn run_kubelet(
             pod_log_dir: args.pod_log_dir.clone(),
             dns,
             seccomp_default: args.seccomp_default,
-            node,
+            node: node.clone(),
             runtime_handler: String::new(),
         },
     });
@@ -240,7 +241,12 @@ async fn run_kubelet(
     .context("start the pod sources")?;
     let store = Arc::new(StatusStore::default());
     let (objects_tx, objects_rx) = watch::channel(Arc::new(Objects::default()));
-    let workers = Workers::new(syncer.clone(), store.clone(), objects_rx, runtime_name.clone());
+    let workers = Workers::new(
+        syncer.clone(),
+        store.clone(),
+        objects_rx,
+        runtime_name.clone(),
+    );
     tracing::info!(node = %node_name, runtime = %runtime_name, "kubelet running in standalone mode");
     let shower = tokio::spawn(output::show(output, store.clone(), recorder.subscribe()));
     SyncLoop {

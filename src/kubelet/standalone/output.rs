@@ -17,6 +17,8 @@ use crate::kubelet::status::store::StatusStore;
 
 /// Shows the pods until the task is aborted.
 pub async fn show(output: Output, store: Arc<StatusStore>, mut events: broadcast::Receiver<Event>) {
+    let live = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last_table = String::new();
     let mut changes = store.watch();
     let mut printed: BTreeMap<String, Pod> = BTreeMap::new();
     let mut last_event: BTreeMap<String, String> = BTreeMap::new();
@@ -34,12 +36,24 @@ pub async fn show(output: Output, store: Arc<StatusStore>, mut events: broadcast
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tick.tick() => if output != Output::Table { continue },
+            // Only a live table redraws by the clock (its AGE column).
+            _ = tick.tick() => if output != Output::Table || !live { continue },
         }
         let pods = store.snapshot();
         match output {
             Output::Log => {}
-            Output::Table => view::draw(&pods, &last_event),
+            Output::Table if live => view::draw(&pods, &last_event),
+            Output::Table => {
+                // Not a terminal: a new table whenever the pods change, as `kubectl get
+                // -w` prints, with nothing to erase.
+                let table = view::format(&view::rows(&pods, &last_event));
+                if table != last_table {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{table}");
+                    let _ = out.flush();
+                    last_table = table;
+                }
+            }
             Output::Json | Output::Yaml => {
                 let mut out = std::io::stdout().lock();
                 for (uid, v) in &pods {

@@ -67,7 +67,11 @@ pub fn status_column(pod: &Pod) -> String {
                 .iter()
                 .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
-            reason = if ready { "Running".into() } else { "NotReady".into() };
+            reason = if ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
     if pod.metadata.deletion_timestamp.is_some() {
@@ -87,7 +91,12 @@ fn ready_column(pod: &Pod) -> String {
         .map(|c| c.name)
         .collect();
     let mut total = spec.containers.len() + sidecars.len();
-    let mut ready = st.container_statuses.iter().flatten().filter(|c| c.ready).count();
+    let mut ready = st
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter(|c| c.ready)
+        .count();
     ready += st
         .init_container_statuses
         .iter()
@@ -123,12 +132,26 @@ fn age(pod: &Pod) -> String {
 }
 
 /// The table's rows (a header first).
-pub fn rows(pods: &BTreeMap<String, PodView>, events: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+pub fn rows(
+    pods: &BTreeMap<String, PodView>,
+    events: &BTreeMap<String, String>,
+) -> Vec<Vec<String>> {
     let mut out = vec![
-        ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "PROBES", "LAST EVENT"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "PROBES",
+            "LAST EVENT",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
     ];
     let mut list: Vec<&PodView> = pods.values().collect();
     list.sort_by(|a, b| {

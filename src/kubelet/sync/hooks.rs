@@ -52,7 +52,12 @@ impl Syncer {
                     timeout: i64::try_from(limit.as_secs()).unwrap_or(0),
                 })
                 .await
-                .map_err(|e| format!("Exec lifecycle hook ({cmd:?}) for Container \"{}\" failed - error: {e}", c.name))?;
+                .map_err(|e| {
+                    format!(
+                        "Exec lifecycle hook ({cmd:?}) for Container \"{}\" failed - error: {e}",
+                        c.name
+                    )
+                })?;
             if r.exit_code != 0 {
                 let out = String::from_utf8_lossy(&r.stdout).to_string()
                     + &String::from_utf8_lossy(&r.stderr);
@@ -74,10 +79,18 @@ impl Syncer {
                 .filter(|h| !h.is_empty())
                 .or_else(|| pod_ips.first().cloned())
                 .unwrap_or_else(|| "127.0.0.1".into());
-            let port = port_of(c, &g.port)
-                .ok_or_else(|| format!("HTTP lifecycle hook for Container \"{}\": invalid port {:?}", c.name, g.port))?;
+            let port = port_of(c, &g.port).ok_or_else(|| {
+                format!(
+                    "HTTP lifecycle hook for Container \"{}\": invalid port {:?}",
+                    c.name, g.port
+                )
+            })?;
             let scheme = g.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
-            let host = if host.contains(':') { format!("[{host}]") } else { host };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
             let path = g.path.clone().unwrap_or_else(|| "/".into());
             let url = format!("{scheme}://{host}:{port}{path}");
             let client = reqwest::Client::builder()
@@ -90,7 +103,10 @@ impl Syncer {
                 req = req.header(hd.name.as_str(), hd.value.as_str());
             }
             req.send().await.map_err(|e| {
-                format!("HTTP lifecycle hook ({path}) for Container \"{}\" failed - error: {e}", c.name)
+                format!(
+                    "HTTP lifecycle hook ({path}) for Container \"{}\" failed - error: {e}",
+                    c.name
+                )
             })?;
             return Ok(());
         }
@@ -99,6 +115,9 @@ impl Syncer {
             tokio::time::sleep(d).await;
             return Ok(());
         }
-        Err(format!("container {}: a lifecycle hook with no handler", c.name))
+        Err(format!(
+            "container {}: a lifecycle hook with no handler",
+            c.name
+        ))
     }
 }

@@ -54,10 +54,15 @@ impl Syncer {
                 return Ok(r);
             }
             ("Never", None) => {
-                let msg = format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
+                let msg =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    EventKind::Warning,
+                    "ErrImageNeverPull",
+                    msg.clone(),
                 );
-                self.event(pod, Some(&c.name), EventKind::Warning, "ErrImageNeverPull", msg.clone());
                 return Err(Waiting {
                     reason: "ErrImageNeverPull".into(),
                     message: msg,

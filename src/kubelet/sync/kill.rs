@@ -27,12 +27,21 @@ fn spec_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
 }
 
 /// The grace period of a kill, before the preStop hook takes its share.
-pub fn grace_period(pod: &Pod, c: &ContainerStatus, probe_grace: Option<i64>, over: Option<i64>) -> i64 {
+pub fn grace_period(
+    pod: &Pod,
+    c: &ContainerStatus,
+    probe_grace: Option<i64>,
+    over: Option<i64>,
+) -> i64 {
     let from_annotation = |k: &str| c.annotations.get(k).and_then(|v| v.parse::<i64>().ok());
     let mut g = pod
         .metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .or_else(|| from_annotation(labels::POD_DELETION_GRACE))
         .or_else(|| from_annotation(labels::POD_TERMINATION_GRACE))
         .unwrap_or(30);
@@ -85,7 +94,13 @@ impl Syncer {
                     .run_hook(pod, &spec, &c.id, &h, &ips, Some(*grace))
                     .await
                 {
-                    self.event(pod, Some(&c.name), EventKind::Warning, "FailedPreStopHook", msg);
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        EventKind::Warning,
+                        "FailedPreStopHook",
+                        msg,
+                    );
                 }
                 *grace -= i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
             }
@@ -149,9 +164,8 @@ impl Syncer {
         let mut first_err = results.into_iter().find_map(Result::err);
         // Sidecars stop after the regular containers, in reverse order of start.
         let mut sidecars = sidecars;
-        sidecars.sort_by_key(|c| {
-            std::cmp::Reverse(sidecar_names.iter().position(|n| *n == c.name))
-        });
+        sidecars
+            .sort_by_key(|c| std::cmp::Reverse(sidecar_names.iter().position(|n| *n == c.name)));
         for c in sidecars {
             if let Err(e) = kill(c).await {
                 first_err.get_or_insert(e);

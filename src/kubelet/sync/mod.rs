@@ -167,7 +167,10 @@ impl Syncer {
             .and_then(|ip| ip.parse::<IpAddr>().ok())
             .or_else(|| {
                 // A host-network pod is probed on the node's address.
-                self.settings.host_ips.first().and_then(|ip| ip.parse().ok())
+                self.settings
+                    .host_ips
+                    .first()
+                    .and_then(|ip| ip.parse().ok())
             });
         let mut seen = std::collections::HashSet::new();
         let targets: Vec<ProbeTarget> = status
@@ -188,7 +191,10 @@ impl Syncer {
     pub async fn runtime_status(&self, pod: &Pod) -> Result<PodStatus, SyncError> {
         rtstatus::pod_status(&self.runtime, labels::uid(pod))
             .await
-            .map_err(SyncError::runtime(pod, "read the pod's state from the runtime"))
+            .map_err(SyncError::runtime(
+                pod,
+                "read the pod's state from the runtime",
+            ))
     }
 
     /// One sync of a pod that should run.
@@ -228,7 +234,13 @@ impl Syncer {
         } else {
             for k in &acts.containers_to_kill {
                 if let Some(c) = status.containers.iter().find(|c| c.id == k.id) {
-                    self.event(pod, Some(&k.name), EventKind::Normal, "Killing", k.message.clone());
+                    self.event(
+                        pod,
+                        Some(&k.name),
+                        EventKind::Normal,
+                        "Killing",
+                        k.message.clone(),
+                    );
                     self.kill_container(pod, c, k.grace_period, false).await?;
                 }
             }
@@ -272,8 +284,7 @@ impl Syncer {
             sandbox_id = Some(id);
             sb_status = self.runtime_status(pod).await?;
         }
-        let Some(sandbox_id) = sandbox_id.filter(|_| acts.create_sandbox || !acts.kill_pod)
-        else {
+        let Some(sandbox_id) = sandbox_id.filter(|_| acts.create_sandbox || !acts.kill_pod) else {
             out.status = self.runtime_status(pod).await?;
             return Ok(out);
         };

@@ -137,7 +137,13 @@ impl Syncer {
             Ok(r) => r.container_id,
             Err(e) => {
                 let msg = e.to_string();
-                self.event(pod, Some(&c.name), EventKind::Warning, "Failed", format!("Error: {msg}"));
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    EventKind::Warning,
+                    "Failed",
+                    format!("Error: {msg}"),
+                );
                 return Err(waiting("CreateContainerError", msg));
             }
         };
@@ -157,7 +163,13 @@ impl Syncer {
             .await
         {
             let msg = e.to_string();
-            self.event(pod, Some(&c.name), EventKind::Warning, "Failed", format!("Error: {msg}"));
+            self.event(
+                pod,
+                Some(&c.name),
+                EventKind::Warning,
+                "Failed",
+                format!("Error: {msg}"),
+            );
             return Err(waiting("RunContainerError", msg));
         }
         self.event(
@@ -188,7 +200,13 @@ impl Syncer {
     }
 
     fn config_error(&self, pod: &Pod, c: &Container, msg: String) -> Waiting {
-        self.event(pod, Some(&c.name), EventKind::Warning, "Failed", format!("Error: {msg}"));
+        self.event(
+            pod,
+            Some(&c.name),
+            EventKind::Warning,
+            "Failed",
+            format!("Error: {msg}"),
+        );
         waiting("CreateContainerConfigError", msg)
     }
 }
