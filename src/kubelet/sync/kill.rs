@@ -146,7 +146,8 @@ impl Syncer {
         let (sidecars, regular): (Vec<_>, Vec<_>) = running
             .into_iter()
             .partition(|c| sidecar_names.contains(&c.name));
-        let kill = |c: &ContainerStatus| {
+        let started = Instant::now();
+        let kill = |c: &ContainerStatus, over: Option<i64>| {
             let c = c.clone();
             async move {
                 self.event(
@@ -160,14 +161,19 @@ impl Syncer {
                 self.stop_with_grace(pod, &c, &mut grace).await
             }
         };
-        let results = futures_util::future::join_all(regular.iter().map(|c| kill(c))).await;
+        let results = futures_util::future::join_all(regular.iter().map(|c| kill(c, over))).await;
         let mut first_err = results.into_iter().find_map(Result::err);
         // Sidecars stop after the regular containers, in reverse order of start.
         let mut sidecars = sidecars;
         sidecars
             .sort_by_key(|c| std::cmp::Reverse(sidecar_names.iter().position(|n| *n == c.name)));
+        // They share the pod's grace period: each gets what is left of it (upstream's
+        // sidecar termination), still at least the minimum.
         for c in sidecars {
-            if let Err(e) = kill(c).await {
+            let total = grace_period(pod, c, None, over);
+            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX);
+            let left = (total - spent).max(MIN_GRACE);
+            if let Err(e) = kill(c, Some(left)).await {
                 first_err.get_or_insert(e);
             }
         }
