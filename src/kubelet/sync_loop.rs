@@ -91,7 +91,7 @@ impl SyncLoop {
                 tracing::error!("rejected: {msg}");
             }
         }
-        self.objects.send_if_modified(|o| {
+        let objects_changed = self.objects.send_if_modified(|o| {
             if **o == desired.objects {
                 false
             } else {
@@ -99,6 +99,13 @@ impl SyncLoop {
                 true
             }
         });
+        if objects_changed {
+            // ConfigMaps and Secrets changed: every pod's volumes are brought up to date
+            // (one `..data` swap each where they changed).
+            for uid in self.workers.uids() {
+                self.workers.wake(&uid);
+            }
+        }
         for (uid, pod) in &desired.pods {
             if sent.get(uid) != Some(pod) {
                 sent.insert(uid.clone(), pod.clone());
