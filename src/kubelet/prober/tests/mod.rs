@@ -6,6 +6,7 @@ mod exec;
 mod fake;
 mod grpc;
 mod http;
+mod results;
 mod tcp;
 mod worker;
 
