@@ -137,3 +137,10 @@ pub async fn probe_once(
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The pod workers share the manager across tasks and threads.
+#[test]
+fn manager_is_send_and_sync() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<ProbeManager>();
+}
