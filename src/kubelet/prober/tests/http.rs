@@ -358,3 +358,85 @@ async fn unknown_named_port_is_an_error() {
         "{e}"
     );
 }
+
+/// `openssl s_server -www` with a fresh self-signed certificate, on 127.0.0.1; killed
+/// and its files removed on drop.
+struct TlsServer {
+    port: u16,
+    dir: std::path::PathBuf,
+    _child: tokio::process::Child,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn tls_server() -> TlsServer {
+    let dir = std::env::temp_dir().join(format!(
+        "berth-unit-probe-tls-{}-{}",
+        std::process::id(),
+        getrandom::u64().expect("random")
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let made = tokio::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=probe-test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .await
+        .expect("openssl req");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let child = tokio::process::Command::new("openssl")
+        .args(["s_server", "-www", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_server");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    TlsServer {
+        port,
+        dir,
+        _child: child,
+    }
+}
+
+#[tokio::test]
+async fn https_skips_certificate_verification() {
+    let s = tls_server().await;
+    let mut a = action(IntOrString::Int(i32::from(s.port)), "/");
+    a.scheme = Some("HTTPS".into());
+    let got = get_with(a.clone()).await;
+    assert_eq!(got.result, ProbeResult::Success, "{}", got.output);
+    // The same server spoken to in plain HTTP does not answer a probe.
+    a.scheme = Some("HTTP".into());
+    assert_eq!(get_with(a).await.result, ProbeResult::Failure);
+}

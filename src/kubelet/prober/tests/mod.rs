@@ -6,6 +6,7 @@ mod exec;
 mod fake;
 mod grpc;
 mod http;
+mod results;
 mod tcp;
 mod worker;
 
@@ -136,3 +137,10 @@ pub async fn probe_once(
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// The pod workers share the manager across tasks and threads.
+#[test]
+fn manager_is_send_and_sync() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<ProbeManager>();
+}

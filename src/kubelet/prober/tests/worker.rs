@@ -346,3 +346,39 @@ async fn changed_probe_spec_restarts_its_worker() {
     assert_eq!(whole(r.pods.times("live", t0)), [0]);
     assert_eq!(whole(r.pods.times("live2", t0)), [1, 3]);
 }
+
+#[tokio::test]
+async fn sidecar_probes_run_and_unlisted_containers_are_dropped() {
+    let r = rig();
+    let mut side = container("proxy");
+    side.restart_policy = Some("Always".into());
+    side.readiness_probe = Some(exec_probe("side-ready", 1, 1, 1));
+    let mut app = container("app");
+    app.liveness_probe = Some(exec_probe("live", 1, 1, 3));
+    let mut p = pod(vec![app]);
+    if let Some(spec) = p.spec.as_mut() {
+        spec.init_containers = Some(vec![side]);
+    }
+    let t0 = Instant::now();
+    let now = SystemTime::now();
+    r.manager.update_pod(
+        &p,
+        None,
+        &[
+            target("proxy", "s1", now, true),
+            target("app", "c1", now, true),
+        ],
+    );
+    sleep(secs(0.5)).await;
+    assert_eq!(whole(r.pods.times("side-ready", t0)), [0]);
+    assert!(r.manager.results("uid-1")["proxy"].ready);
+
+    // The app container is no longer listed: its worker stops, its results go.
+    r.manager
+        .update_pod(&p, None, &[target("proxy", "s1", now, true)]);
+    sleep(secs(2.0)).await; // t = 2.5
+    assert_eq!(whole(r.pods.times("live", t0)), [0]);
+    assert_eq!(whole(r.pods.times("side-ready", t0)), [0, 1, 2]);
+    let got = r.manager.results("uid-1");
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["proxy"]);
+}
