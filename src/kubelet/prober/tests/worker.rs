@@ -20,7 +20,7 @@ fn whole(times: Vec<u128>) -> Vec<u128> {
     times.into_iter().map(|ms| (ms + 500) / 1000).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn liveness_fails_after_threshold_once_then_holds_until_new_container() {
     let mut r = rig();
     r.pods.script(
@@ -90,7 +90,7 @@ async fn liveness_fails_after_threshold_once_then_holds_until_new_container() {
     assert_eq!(last.as_deref(), Some("c2"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn readiness_false_until_success_threshold() {
     let mut r = rig();
     r.pods.script(
@@ -145,7 +145,7 @@ async fn readiness_false_until_success_threshold() {
     assert!(r.manager.results("uid-1")["app"].ready);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn startup_gates_liveness_and_readiness() {
     let mut r = rig();
     r.pods.script("start", &[exit(1), exit(1), exit(0)]);
@@ -177,7 +177,7 @@ async fn startup_gates_liveness_and_readiness() {
     assert_eq!(whole(r.pods.times("live", t0)), [3, 6]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn startup_gives_up_after_failure_threshold() {
     let mut r = rig();
     r.pods.script("start", &[output(1, "booting", "")]);
@@ -205,7 +205,7 @@ async fn startup_gives_up_after_failure_threshold() {
     assert_eq!(r.wakes(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn initial_delay_counts_from_started_at() {
     let r = rig();
     let mut c = container("app");
@@ -222,7 +222,7 @@ async fn initial_delay_counts_from_started_at() {
     assert_eq!(whole(r.pods.times("live", t0)), [4, 6]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn old_container_gets_a_random_start_within_one_period() {
     let r = rig();
     let mut c = container("app");
@@ -243,7 +243,7 @@ async fn old_container_gets_a_random_start_within_one_period() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn not_running_container_is_not_probed() {
     let r = rig();
     let mut c = container("app");
@@ -258,7 +258,7 @@ async fn not_running_container_is_not_probed() {
     assert!(!got.ready && !got.started && got.liveness.is_none());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn remove_pod_stops_its_workers() {
     let r = rig();
     let mut c = container("app");
@@ -274,7 +274,7 @@ async fn remove_pod_stops_its_workers() {
     assert!(r.manager.results("uid-1").is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dropping_the_manager_stops_every_worker() {
     let r = rig();
     let mut c = container("app");
@@ -289,7 +289,7 @@ async fn dropping_the_manager_stops_every_worker() {
     assert_eq!(pods.calls().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn container_without_probes_is_ready_and_started() {
     let r = rig();
     let p = pod(vec![container("app"), container("side")]);
@@ -300,7 +300,7 @@ async fn container_without_probes_is_ready_and_started() {
     assert!(got["app"].ready && got["app"].started);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn deleted_pod_stops_liveness_quietly() {
     let mut r = rig();
     r.pods.script("live", &[exit(1)]);
@@ -326,7 +326,7 @@ async fn deleted_pod_stops_liveness_quietly() {
     assert!(r.events().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn changed_probe_spec_restarts_its_worker() {
     let r = rig();
     let mut c = container("app");
@@ -347,7 +347,7 @@ async fn changed_probe_spec_restarts_its_worker() {
     assert_eq!(whole(r.pods.times("live2", t0)), [1, 3]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn sidecar_probes_run_and_unlisted_containers_are_dropped() {
     let r = rig();
     let mut side = container("proxy");
