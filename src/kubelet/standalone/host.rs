@@ -27,7 +27,7 @@ pub fn node_ips() -> Vec<String> {
         }
         let Some(addr) = a.address else { continue };
         if let Some(s) = addr.as_sockaddr_in() {
-            v4.push(std::net::Ipv4Addr::from(s.ip()).to_string());
+            v4.push(s.ip().to_string());
         } else if let Some(s) = addr.as_sockaddr_in6() {
             let ip = s.ip();
             // Link-local addresses are no node address.
