@@ -174,7 +174,8 @@ pub fn container_resources(
 }
 
 /// calculateSandboxResources, for LinuxPodSandboxConfig.resources: the pod's summed
-/// requests and limits (pod-level ones where set), overhead excluded.
+/// requests and limits (pod-level ones where set), overhead excluded. Always `Some`:
+/// kubelet sends them for every sandbox.
 pub fn sandbox_resources(pod: &Pod, node: &NodeFacts) -> Option<cri::LinuxContainerResources> {
     let req = pod_requests(pod, false);
     let (lim, _, _) = pod_limits(pod, false);
