@@ -145,34 +145,10 @@ macro_rules! unary {
 }
 
 impl ImageApi for RemoteRuntime {
-    unary!(
-        image,
-        list_images,
-        "ListImages",
-        cri::ListImagesRequest,
-        cri::ListImagesResponse
-    );
-    unary!(
-        image,
-        image_status,
-        "ImageStatus",
-        cri::ImageStatusRequest,
-        cri::ImageStatusResponse
-    );
-    unary!(
-        image,
-        remove_image,
-        "RemoveImage",
-        cri::RemoveImageRequest,
-        cri::RemoveImageResponse
-    );
-    unary!(
-        image,
-        image_fs_info,
-        "ImageFsInfo",
-        cri::ImageFsInfoRequest,
-        cri::ImageFsInfoResponse
-    );
+    unary! { image, list_images, "ListImages", cri::ListImagesRequest, cri::ListImagesResponse }
+    unary! { image, image_status, "ImageStatus", cri::ImageStatusRequest, cri::ImageStatusResponse }
+    unary! { image, remove_image, "RemoveImage", cri::RemoveImageRequest, cri::RemoveImageResponse }
+    unary! { image, image_fs_info, "ImageFsInfo", cri::ImageFsInfoRequest, cri::ImageFsInfoResponse }
 
     /// A pull takes as long as it takes (kubelet sets no deadline; its own progress
     /// check cancels a stuck one).
@@ -187,156 +163,30 @@ impl ImageApi for RemoteRuntime {
 }
 
 impl RuntimeApi for RemoteRuntime {
-    unary!(
-        runtime,
-        version,
-        "Version",
-        cri::VersionRequest,
-        cri::VersionResponse
-    );
-    unary!(
-        runtime,
-        status,
-        "Status",
-        cri::StatusRequest,
-        cri::StatusResponse
-    );
-    unary!(
-        runtime,
-        runtime_config,
-        "RuntimeConfig",
-        cri::RuntimeConfigRequest,
-        cri::RuntimeConfigResponse
-    );
-    unary!(
-        runtime,
-        update_runtime_config,
-        "UpdateRuntimeConfig",
-        cri::UpdateRuntimeConfigRequest,
-        cri::UpdateRuntimeConfigResponse
-    );
+    unary! { runtime, version, "Version", cri::VersionRequest, cri::VersionResponse }
+    unary! { runtime, status, "Status", cri::StatusRequest, cri::StatusResponse }
+    unary! { runtime, runtime_config, "RuntimeConfig", cri::RuntimeConfigRequest, cri::RuntimeConfigResponse }
+    unary! { runtime, update_runtime_config, "UpdateRuntimeConfig", cri::UpdateRuntimeConfigRequest, cri::UpdateRuntimeConfigResponse }
 }
 
 impl PodApi for RemoteRuntime {
-    unary!(
-        runtime,
-        run_pod_sandbox,
-        "RunPodSandbox",
-        cri::RunPodSandboxRequest,
-        cri::RunPodSandboxResponse
-    );
-    unary!(
-        runtime,
-        stop_pod_sandbox,
-        "StopPodSandbox",
-        cri::StopPodSandboxRequest,
-        cri::StopPodSandboxResponse
-    );
-    unary!(
-        runtime,
-        remove_pod_sandbox,
-        "RemovePodSandbox",
-        cri::RemovePodSandboxRequest,
-        cri::RemovePodSandboxResponse
-    );
-    unary!(
-        runtime,
-        pod_sandbox_status,
-        "PodSandboxStatus",
-        cri::PodSandboxStatusRequest,
-        cri::PodSandboxStatusResponse
-    );
-    unary!(
-        runtime,
-        update_pod_sandbox_resources,
-        "UpdatePodSandboxResources",
-        cri::UpdatePodSandboxResourcesRequest,
-        cri::UpdatePodSandboxResourcesResponse
-    );
-    unary!(
-        runtime,
-        list_pod_sandbox,
-        "ListPodSandbox",
-        cri::ListPodSandboxRequest,
-        cri::ListPodSandboxResponse
-    );
-    unary!(
-        runtime,
-        create_container,
-        "CreateContainer",
-        cri::CreateContainerRequest,
-        cri::CreateContainerResponse
-    );
-    unary!(
-        runtime,
-        start_container,
-        "StartContainer",
-        cri::StartContainerRequest,
-        cri::StartContainerResponse
-    );
-    unary!(
-        runtime,
-        remove_container,
-        "RemoveContainer",
-        cri::RemoveContainerRequest,
-        cri::RemoveContainerResponse
-    );
-    unary!(
-        runtime,
-        list_containers,
-        "ListContainers",
-        cri::ListContainersRequest,
-        cri::ListContainersResponse
-    );
-    unary!(
-        runtime,
-        container_status,
-        "ContainerStatus",
-        cri::ContainerStatusRequest,
-        cri::ContainerStatusResponse
-    );
-    unary!(
-        runtime,
-        reopen_container_log,
-        "ReopenContainerLog",
-        cri::ReopenContainerLogRequest,
-        cri::ReopenContainerLogResponse
-    );
-    unary!(
-        runtime,
-        update_container_resources,
-        "UpdateContainerResources",
-        cri::UpdateContainerResourcesRequest,
-        cri::UpdateContainerResourcesResponse
-    );
-    unary!(
-        runtime,
-        container_stats,
-        "ContainerStats",
-        cri::ContainerStatsRequest,
-        cri::ContainerStatsResponse
-    );
-    unary!(
-        runtime,
-        list_container_stats,
-        "ListContainerStats",
-        cri::ListContainerStatsRequest,
-        cri::ListContainerStatsResponse
-    );
-    unary!(
-        runtime,
-        pod_sandbox_stats,
-        "PodSandboxStats",
-        cri::PodSandboxStatsRequest,
-        cri::PodSandboxStatsResponse
-    );
-    unary!(
-        runtime,
-        list_pod_sandbox_stats,
-        "ListPodSandboxStats",
-        cri::ListPodSandboxStatsRequest,
-        cri::ListPodSandboxStatsResponse
-    );
+    unary! { runtime, run_pod_sandbox, "RunPodSandbox", cri::RunPodSandboxRequest, cri::RunPodSandboxResponse }
+    unary! { runtime, stop_pod_sandbox, "StopPodSandbox", cri::StopPodSandboxRequest, cri::StopPodSandboxResponse }
+    unary! { runtime, remove_pod_sandbox, "RemovePodSandbox", cri::RemovePodSandboxRequest, cri::RemovePodSandboxResponse }
+    unary! { runtime, pod_sandbox_status, "PodSandboxStatus", cri::PodSandboxStatusRequest, cri::PodSandboxStatusResponse }
+    unary! { runtime, update_pod_sandbox_resources, "UpdatePodSandboxResources", cri::UpdatePodSandboxResourcesRequest, cri::UpdatePodSandboxResourcesResponse }
+    unary! { runtime, list_pod_sandbox, "ListPodSandbox", cri::ListPodSandboxRequest, cri::ListPodSandboxResponse }
+    unary! { runtime, create_container, "CreateContainer", cri::CreateContainerRequest, cri::CreateContainerResponse }
+    unary! { runtime, start_container, "StartContainer", cri::StartContainerRequest, cri::StartContainerResponse }
+    unary! { runtime, remove_container, "RemoveContainer", cri::RemoveContainerRequest, cri::RemoveContainerResponse }
+    unary! { runtime, list_containers, "ListContainers", cri::ListContainersRequest, cri::ListContainersResponse }
+    unary! { runtime, container_status, "ContainerStatus", cri::ContainerStatusRequest, cri::ContainerStatusResponse }
+    unary! { runtime, reopen_container_log, "ReopenContainerLog", cri::ReopenContainerLogRequest, cri::ReopenContainerLogResponse }
+    unary! { runtime, update_container_resources, "UpdateContainerResources", cri::UpdateContainerResourcesRequest, cri::UpdateContainerResourcesResponse }
+    unary! { runtime, container_stats, "ContainerStats", cri::ContainerStatsRequest, cri::ContainerStatsResponse }
+    unary! { runtime, list_container_stats, "ListContainerStats", cri::ListContainerStatsRequest, cri::ListContainerStatsResponse }
+    unary! { runtime, pod_sandbox_stats, "PodSandboxStats", cri::PodSandboxStatsRequest, cri::PodSandboxStatsResponse }
+    unary! { runtime, list_pod_sandbox_stats, "ListPodSandboxStats", cri::ListPodSandboxStatsRequest, cri::ListPodSandboxStatsResponse }
 
     /// The grace period runs inside the runtime: the deadline is kubelet's default plus
     /// the request's timeout.
@@ -383,21 +233,9 @@ impl PodApi for RemoteRuntime {
 }
 
 impl StreamApi for RemoteRuntime {
-    unary!(runtime, exec, "Exec", cri::ExecRequest, cri::ExecResponse);
-    unary!(
-        runtime,
-        attach,
-        "Attach",
-        cri::AttachRequest,
-        cri::AttachResponse
-    );
-    unary!(
-        runtime,
-        port_forward,
-        "PortForward",
-        cri::PortForwardRequest,
-        cri::PortForwardResponse
-    );
+    unary! { runtime, exec, "Exec", cri::ExecRequest, cri::ExecResponse }
+    unary! { runtime, attach, "Attach", cri::AttachRequest, cri::AttachResponse }
+    unary! { runtime, port_forward, "PortForward", cri::PortForwardRequest, cri::PortForwardResponse }
 }
 
 type Opening =
@@ -410,7 +248,7 @@ type Opening =
 /// does without events.
 enum Events {
     Opening(Opening),
-    Open(Streaming<cri::ContainerEventResponse>),
+    Open(Box<Streaming<cri::ContainerEventResponse>>),
     Done,
 }
 
@@ -422,7 +260,7 @@ impl Stream for Events {
             match &mut *self {
                 Events::Opening(f) => match f.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(s)) => *self = Events::Open(s),
+                    Poll::Ready(Ok(s)) => *self = Events::Open(Box::new(s)),
                     Poll::Ready(Err(s)) => {
                         if s.code() == Code::Unimplemented {
                             tracing::debug!(
@@ -437,7 +275,7 @@ impl Stream for Events {
                     }
                 },
                 Events::Open(s) => {
-                    return match Pin::new(s).poll_next(cx) {
+                    return match Pin::new(s.as_mut()).poll_next(cx) {
                         Poll::Pending => Poll::Pending,
                         Poll::Ready(Some(Ok(ev))) => Poll::Ready(Some(ev)),
                         Poll::Ready(Some(Err(st))) => {

@@ -169,6 +169,11 @@ impl CgroupManager {
     /// which changes nothing unless the pod's resources did); answers the CRI
     /// `cgroup_parent` for its sandbox.
     pub fn ensure_pod(&self, pod: &Pod) -> Result<String, CmError> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        check_uid(uid).map_err(|reason| CmError::Uid {
+            pod: pod_name(pod),
+            reason,
+        })?;
         let name = self.pod_cgroup_name(pod);
         let mut cfg = resource_config_for_pod(pod);
         if self.pod_pids_limit > 0 {
@@ -199,6 +204,10 @@ impl CgroupManager {
     /// sub-cgroups (containers the runtime left) removed with it. Every tier is tried;
     /// the first error is answered.
     pub fn destroy_pod(&self, uid: &str) -> Result<(), CmError> {
+        check_uid(uid).map_err(|reason| CmError::Uid {
+            pod: format!("uid {uid:?}"),
+            reason,
+        })?;
         let mut first = None;
         for class in [
             QosClass::Guaranteed,
@@ -259,6 +268,17 @@ impl CgroupManager {
         }
         Ok(uids.into_iter().collect())
     }
+}
+
+/// A UID names one directory: not empty, no `/`, not `.` or `..`.
+fn check_uid(uid: &str) -> Result<(), &'static str> {
+    if uid.is_empty() {
+        return Err("metadata.uid is empty");
+    }
+    if uid.contains('/') || uid == "." || uid == ".." {
+        return Err("metadata.uid is not a single path component");
+    }
+    Ok(())
 }
 
 /// `namespace/name` of a pod, for errors.

@@ -221,6 +221,15 @@ fn v2_hierarchy_and_pod_limits() {
         "b has no memory limit"
     );
     assert_eq!(m.pod_uids().expect("uids"), vec!["b1", "g1"]);
+    // a UID that is not one directory name is refused, naming the pod
+    for bad in ["", "../x", "a/b", ".."] {
+        let e = m
+            .ensure_pod(&with_uid(besteffort("x"), bad))
+            .expect_err(bad);
+        assert!(e.to_string().contains("default/p-"), "{e}");
+        assert!(m.destroy_pod(bad).is_err(), "{bad}");
+    }
+    assert_eq!(m.pod_uids().expect("uids"), vec!["b1", "g1"]);
     std::fs::remove_dir_all(&root).expect("rm");
 }
 

@@ -36,7 +36,7 @@ pub struct NodeFacts {
 pub(super) fn unit_size(mut size: u64) -> Option<String> {
     const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
     let mut i = 0;
-    while size > 0 && size % 1024 == 0 && i < UNITS.len() - 1 {
+    while size > 0 && size.is_multiple_of(1024) && i < UNITS.len() - 1 {
         size /= 1024;
         i += 1;
     }
@@ -174,7 +174,8 @@ pub fn container_resources(
 }
 
 /// calculateSandboxResources, for LinuxPodSandboxConfig.resources: the pod's summed
-/// requests and limits (pod-level ones where set), overhead excluded.
+/// requests and limits (pod-level ones where set), overhead excluded. Always `Some`:
+/// kubelet sends them for every sandbox.
 pub fn sandbox_resources(pod: &Pod, node: &NodeFacts) -> Option<cri::LinuxContainerResources> {
     let req = pod_requests(pod, false);
     let (lim, _, _) = pod_limits(pod, false);

@@ -48,6 +48,9 @@ pub enum CmError {
         #[source]
         source: crate::cgroups::CgroupError,
     },
+    /// The pod's UID cannot name its cgroup.
+    #[error("pod {pod}: {reason}")]
+    Uid { pod: String, reason: &'static str },
     /// A tier's directory could not be listed.
     #[error("list pod cgroups in {}: {source}", dir.display())]
     List {
