@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the image the examples in examples/ run, localhost/berth-examples/busybox:1.36,
+# Builds the image the examples in examples/ run, localhost/berth-examples/busybox:v1,
 # as an OCI image layout in DIR, from Debian's busybox-static (scripts/setup.sh installs
 # it): one gzip layer holding /bin/busybox, a link per applet, /etc/passwd and /etc/group,
 # the way integration-tests/src/fixtures.rs builds the test images. No registry is needed:
@@ -20,13 +20,14 @@ busybox=${BUSYBOX:-/bin/busybox}
 command -v python3 >/dev/null || { echo "$0: python3 is needed" >&2; exit 1; }
 
 mkdir -p "$dir"
-"$busybox" --list | python3 - "$dir" "$busybox" <<'PY'
-import gzip, hashlib, io, json, os, sys, tarfile
+python3 - "$dir" "$busybox" <<'PY'
+import gzip, hashlib, io, json, os, subprocess, sys, tarfile
 
 out, busybox = sys.argv[1], sys.argv[2]
-applets = [a for a in sys.stdin.read().split() if a and a != "busybox"]
+applets = [a for a in subprocess.run([busybox, "--list"], check=True, capture_output=True,
+                                     text=True).stdout.split() if a != "busybox"]
 reference = "localhost/berth-examples/busybox"
-tag = "1.36"
+tag = "v1"
 mtime = 1767225600  # 2026-01-01, fixed so that the digests are the same every time
 
 def entry(name, kind, mode, data=b"", link=""):

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -166,6 +167,8 @@ pub struct Kubelet<'a> {
     args: Vec<String>,
     child: Option<Child>,
     pods: Arc<Mutex<BTreeMap<String, Pod>>>,
+    /// Set by the reader when the kubelet's stdout closes: it exited.
+    exited: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
     log: PathBuf,
     // Dropped after the kubelet is killed: it stops what the kubelet left in containerd.
@@ -264,6 +267,7 @@ impl<'a> Kubelet<'a> {
             args,
             child: None,
             pods: Arc::default(),
+            exited: Arc::default(),
             reader: None,
             log: dir.join("kubelet.log"),
             dir,
@@ -348,7 +352,12 @@ impl<'a> Kubelet<'a> {
         let stdout = child.stdout.take().context("kubelet stdout")?;
         let pods = Arc::clone(&self.pods);
         let lines = self.dir.join("pods.jsonl");
-        self.reader = Some(std::thread::spawn(move || read_pods(stdout, &pods, &lines)));
+        let exited = Arc::clone(&self.exited);
+        exited.store(false, Ordering::SeqCst);
+        self.reader = Some(std::thread::spawn(move || {
+            read_pods(stdout, &pods, &lines);
+            exited.store(true, Ordering::SeqCst);
+        }));
         self.child = Some(child);
         Ok(())
     }
@@ -388,11 +397,17 @@ impl<'a> Kubelet<'a> {
             {
                 return Ok(p.clone());
             }
-            if Instant::now() >= deadline {
+            let exited = self.exited.load(Ordering::SeqCst);
+            if exited || Instant::now() >= deadline {
                 bail!(
-                    "pod {name} on {}: condition not met within {timeout:?}; last status:\n{}\n\
+                    "pod {name} on {}: condition not met {}; last status:\n{}\n\
                      kubelet log (tail):\n{}",
                     self.runtime.name(),
+                    if exited {
+                        "before the kubelet exited".to_string()
+                    } else {
+                        format!("within {timeout:?}")
+                    },
                     pod.map(|p| serde_json::to_string_pretty(&p.0["status"]).unwrap_or_default())
                         .unwrap_or_else(|| "(none printed)".into()),
                     self.log_tail(60)
