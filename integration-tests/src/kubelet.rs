@@ -448,6 +448,11 @@ impl<'a> Kubelet<'a> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The pid of the runtime's daemon when it is a process of its own (containerd).
+    pub fn runtime_pid(&self) -> Option<u32> {
+        self.peer.as_ref().map(CriPeer::pid)
+    }
+
     /// SIGKILLs the kubelet; its pods keep running.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
