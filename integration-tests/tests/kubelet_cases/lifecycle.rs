@@ -201,11 +201,11 @@ pub fn bad_manifests_rejected_valid_pod_untouched(k: &mut Kubelet) -> anyhow::Re
     let good = k.wait_for("good", running("c"), Duration::from_secs(60))?;
     let img = k.images.get(&Image::Busybox).to_string();
     let bad = [
-        // (file, pod, text, what the log must name besides file and pod)
+        // (file, text, the field the log must name); each file's pod is `obj-<file>`
         (
             "unknown-field",
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: unknown-field\nspec:\n  containers:\n  \
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: obj-unknown-field\nspec:\n  containers:\n  \
              - name: c\n    image: {img}\n    imagePullPolicy: IfNotPresent\n    imagePolicy: Always\n"
             ),
             "imagePolicy",
@@ -213,7 +213,7 @@ pub fn bad_manifests_rejected_valid_pod_untouched(k: &mut Kubelet) -> anyhow::Re
         (
             "bad-quantity",
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad-quantity\nspec:\n  containers:\n  \
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: obj-bad-quantity\nspec:\n  containers:\n  \
              - name: c\n    image: {img}\n    imagePullPolicy: IfNotPresent\n    resources:\n      \
              limits:\n        memory: 12 parsecs\n"
             ),
@@ -222,7 +222,7 @@ pub fn bad_manifests_rejected_valid_pod_untouched(k: &mut Kubelet) -> anyhow::Re
         (
             "duplicate-name",
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: duplicate-name\nspec:\n  containers:\n  \
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: obj-duplicate-name\nspec:\n  containers:\n  \
              - name: c\n    image: {img}\n    imagePullPolicy: IfNotPresent\n  \
              - name: c\n    image: {img}\n    imagePullPolicy: IfNotPresent\n"
             ),
@@ -230,7 +230,7 @@ pub fn bad_manifests_rejected_valid_pod_untouched(k: &mut Kubelet) -> anyhow::Re
         ),
         (
             "missing-image",
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: missing-image\nspec:\n  \
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: obj-missing-image\nspec:\n  \
              containers:\n  - name: c\n"
                 .to_string(),
             "spec.containers[0].image",
@@ -245,8 +245,13 @@ pub fn bad_manifests_rejected_valid_pod_untouched(k: &mut Kubelet) -> anyhow::Re
         let missing: Vec<&str> = bad
             .iter()
             .filter(|(file, _, field)| {
-                !log.lines().any(|l| {
-                    l.contains(&format!("{file}.yaml")) && l.contains(file) && l.contains(field)
+                // The message may wrap: the line naming the file and the two after it.
+                let lines: Vec<&str> = log.lines().collect();
+                !(0..lines.len()).any(|i| {
+                    let text = lines[i..(i + 3).min(lines.len())].join(" ");
+                    lines[i].contains(&format!("{file}.yaml"))
+                        && text.contains(&format!("obj-{file}"))
+                        && text.contains(field)
                 })
             })
             .map(|(file, _, _)| *file)
@@ -311,6 +316,22 @@ pub fn create_delete_cycles_leave_nothing(k: &mut Kubelet) -> anyhow::Result<()>
         pod_cgroups(k).is_empty().then_some(())
     });
     ensure!(clean.is_some(), "pod cgroups left: {:?}", pod_cgroups(k));
+    let pods_dir = k.kubelet_root.join("pods");
+    let left = || -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(&pods_dir)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    // Orphaned pod dirs go at housekeeping, every few seconds.
+    berth_integration_tests::util::wait_for(Duration::from_secs(30), || {
+        left().is_empty().then_some(())
+    });
+    ensure!(
+        left().is_empty(),
+        "pod dirs left in {}: {:?}",
+        pods_dir.display(),
+        left()
+    );
     k.stop(Duration::from_secs(60))?;
     let sandboxes = k.runtime_sandboxes()?;
     ensure!(
