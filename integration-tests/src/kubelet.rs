@@ -124,6 +124,12 @@ impl Pod {
             .is_some_and(|c| c["state"]["running"].is_object())
     }
 
+    /// Printed once more after the pod is gone, with `metadata.deletionTimestamp` set (as a
+    /// watch shows a deletion).
+    pub fn deleted(&self) -> bool {
+        self.0["metadata"]["deletionTimestamp"].is_string()
+    }
+
     /// `status.podIP`.
     pub fn ip(&self) -> &str {
         self.0["status"]["podIP"].as_str().unwrap_or("")
@@ -603,5 +609,45 @@ impl Drop for Kubelet<'_> {
         }
         // The containerd peer (if any) drops next and removes its sandboxes.
         drop(self.peer.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_accessors_read_the_api_shape() {
+        let p = Pod(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-node1", "uid": "u1"},
+            "status": {
+                "phase": "Running", "podIP": "10.244.50.2",
+                "conditions": [{"type": "Ready", "status": "False"},
+                               {"type": "Initialized", "status": "True"}],
+                "initContainerStatuses": [{"name": "init", "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+                "containerStatuses": [{"name": "c", "restartCount": 2,
+                    "containerID": "containerd://abc",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+            },
+        }));
+        assert_eq!(p.phase(), "Running");
+        assert_eq!(p.uid(), "u1");
+        assert!(!p.ready());
+        assert_eq!(p.condition("Initialized"), "True");
+        assert_eq!(p.condition("ContainersReady"), "");
+        assert_eq!(p.restarts("c"), 2);
+        assert_eq!(p.container_id("c"), "containerd://abc");
+        assert_eq!(p.waiting_reason("c"), "CrashLoopBackOff");
+        assert!(p.terminated("c").is_none() && !p.running("c"));
+        assert_eq!(
+            p.terminated("init").map(|t| &t["reason"]),
+            Some(&serde_json::json!("Completed"))
+        );
+        assert_eq!(p.ip(), "10.244.50.2");
+        assert!(!p.deleted());
+        assert_eq!(Kubelet::full_name("web"), "web-node1");
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use berth_integration_tests::fixtures::Image;
-use berth_integration_tests::kubelet::Kubelet;
+use berth_integration_tests::kubelet::{Kubelet, Pod};
 use serde_json::json;
 
 use super::{
@@ -133,6 +133,8 @@ pub fn grace_period_ends_in_sigkill(k: &mut Kubelet) -> anyhow::Result<()> {
         gone >= Duration::from_millis(4500) && gone < Duration::from_secs(12),
         "pod went away {gone:?} after deletion, want about 5 s"
     );
+    // The kubelet shows the deletion as a watch does: the pod once more, deletionTimestamp set.
+    k.wait_for("stubborn", Pod::deleted, Duration::from_secs(10))?;
     Ok(())
 }
 
