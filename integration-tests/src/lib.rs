@@ -16,6 +16,7 @@ pub mod cri;
 pub mod env;
 pub mod fixtures;
 pub mod gate;
+pub mod kubelet;
 pub mod leak;
 pub mod netns;
 pub mod netns_runtime;
