@@ -253,7 +253,7 @@ impl Syncer {
                 pod,
                 &SandboxInputs {
                     attempt: acts.attempt,
-                    cgroup_parent,
+                    cgroup_parent: cgroup_parent.clone(),
                     pod_log_dir: &self.settings.pod_log_dir,
                     dns: &self.settings.dns,
                     seccomp_default: self.settings.seccomp_default,
@@ -292,11 +292,11 @@ impl Syncer {
             pod,
             &SandboxInputs {
                 attempt: sb_status.sandboxes.first().map_or(0, |s| s.attempt),
-                cgroup_parent: String::new(),
+                cgroup_parent,
                 pod_log_dir: &self.settings.pod_log_dir,
                 dns: &self.settings.dns,
                 seccomp_default: self.settings.seccomp_default,
-                resources: None,
+                resources: super::cm::sandbox_resources(pod, &self.settings.node),
             },
         );
         let ctx = start::StartContext {
