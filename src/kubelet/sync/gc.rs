@@ -1,5 +1,6 @@
-//! Removing what a pod no longer needs: older exited containers (kubelet keeps the newest
-//! dead one of each name, MaxPerPodContainer = 1, for its last state and logs), old
+//! Removing what a pod no longer needs: older exited containers (the newest two of each
+//! name stay: the current one and the one its last state and previous logs come from,
+//! as kubelet's MaxPerPodContainer = 1 dead container besides the current one), old
 //! sandboxes, and at the end everything of a pod that is gone.
 
 use cri_proto::v1 as cri;
@@ -13,10 +14,13 @@ impl Syncer {
     /// Keeps the newest exited container of each name (besides running ones) and the
     /// newest sandbox; removes the rest. Errors are logged: the next sync tries again.
     pub(super) async fn collect_garbage(&self, pod: &Pod, status: &PodStatus) {
-        let mut dead_kept = std::collections::HashSet::new();
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for c in &status.containers {
-            // Newest first: the first dead one of a name stays, older dead ones go.
-            if c.state != State::Exited || dead_kept.insert(c.name.clone()) {
+            // Newest first: the newest two of a name stay (the current one and the last
+            // state), older dead ones go.
+            let n = seen.entry(c.name.as_str()).or_default();
+            *n += 1;
+            if c.state != State::Exited || *n <= 2 {
                 continue;
             }
             if let Err(e) = self.remove_container(&c.id).await {
