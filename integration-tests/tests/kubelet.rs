@@ -257,7 +257,7 @@ fn http_get(k: &Kubelet, url: &str) -> anyhow::Result<String> {
         .env()
         .host
         .command("/bin/busybox")
-        .args(["wget", "-q", "-T", "5", "-O", "-", url])
+        .args(["wget", "-T", "5", "-O", "-", url])
         .output()
         .context("busybox wget")?;
     ensure!(
