@@ -251,21 +251,25 @@ fn wait_pod_gone(k: &Kubelet, uid: &str, timeout: Duration) -> anyhow::Result<In
     }
 }
 
-/// Fetches `url` from the test's "host" netns with busybox wget.
-fn http_get(k: &Kubelet, url: &str) -> anyhow::Result<String> {
-    let out = k
-        .env()
-        .host
-        .command("/bin/busybox")
-        .args(["wget", "-q", "-T", "5", "-O", "-", url])
-        .output()
-        .context("busybox wget")?;
+/// Fetches `http://<addr>/` from the test's "host" netns (HTTP/1.0, the body only).
+fn http_get(k: &Kubelet, addr: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().context("address")?;
+    let reply = k.env().host.run(|| -> anyhow::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    });
+    let reply = reply.with_context(|| format!("GET http://{addr}/"))?;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
     ensure!(
-        out.status.success(),
-        "GET {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "GET http://{addr}/: {head}"
     );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(body.to_string())
 }
 
 // ---- the case that serves ----
@@ -297,13 +301,18 @@ fn web_pod_ready_and_served_through_host_port(k: &mut Kubelet) -> anyhow::Result
     ensure!(p.0["spec"]["nodeName"] == berth_integration_tests::kubelet::NODE);
     ensure!(p.restarts("httpd") == 0);
     // A user on the node reaches the hostPort on loopback and on the node's address.
+    let mut failed = Vec::new();
     for url in [
-        "http://127.0.0.1:8080/".to_string(),
-        format!("http://{GATEWAY}:8080/"),
-        format!("http://{}:8080/", p.ip()),
+        "127.0.0.1:8080".to_string(),
+        format!("{GATEWAY}:8080"),
+        format!("{}:8080", p.ip()),
     ] {
-        let body = http_get(k, &url)?;
-        ensure!(body == "berth-fixture\n", "GET {url}: {body:?}");
+        match http_get(k, &url) {
+            Ok(body) if body == "berth-fixture\n" => {}
+            Ok(body) => failed.push(format!("GET {url}: {body:?}")),
+            Err(e) => failed.push(format!("{e:#}")),
+        }
     }
+    ensure!(failed.is_empty(), "{failed:#?}");
     Ok(())
 }

@@ -290,7 +290,7 @@ fn examples(k: &Kubelet, repo: &Path) -> anyhow::Result<()> {
     }
     let t = Duration::from_secs(90);
     let web = k.wait_for("web", Pod::ready, t)?;
-    let body = http_get(k, "http://127.0.0.1:8080/")?;
+    let body = http_get(k, "127.0.0.1:8080")?;
     ensure!(
         body == format!("hello from {}\n", Kubelet::full_name("web")),
         "{body:?}"
