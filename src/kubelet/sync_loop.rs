@@ -48,8 +48,16 @@ impl SyncLoop {
         let mut reported: BTreeSet<String> = BTreeSet::new();
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tokio::pin!(stop);
-        self.reconcile(&mut sent, &mut reported);
-        loop {
+        // Nothing is an orphan before every source has been read once: the first desired
+        // set decides which of the runtime's pods are adopted.
+        let first = tokio::select! {
+            _ = &mut stop => false,
+            r = self.desired.changed() => r.is_ok(),
+        };
+        if first {
+            self.reconcile(&mut sent, &mut reported);
+        }
+        while first {
             tokio::select! {
                 _ = &mut stop => break,
                 r = self.desired.changed() => {
