@@ -56,24 +56,24 @@ impl SyncLoop {
         };
         if first {
             self.reconcile(&mut sent, &mut reported);
-        }
-        while first {
-            tokio::select! {
-                _ = &mut stop => break,
-                r = self.desired.changed() => {
-                    if r.is_err() {
-                        break;
-                    }
-                    self.reconcile(&mut sent, &mut reported);
-                }
-                Some(uid) = self.probe_wake.recv() => self.workers.wake(&uid),
-                _ = tick.tick() => {
-                    for pod in sent.values() {
-                        if !self.workers.has(labels::uid(pod)) {
-                            self.workers.update(pod.clone());
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    r = self.desired.changed() => {
+                        if r.is_err() {
+                            break;
                         }
+                        self.reconcile(&mut sent, &mut reported);
                     }
-                    self.housekeeping(&sent).await;
+                    Some(uid) = self.probe_wake.recv() => self.workers.wake(&uid),
+                    _ = tick.tick() => {
+                        for pod in sent.values() {
+                            if !self.workers.has(labels::uid(pod)) {
+                                self.workers.update(pod.clone());
+                            }
+                        }
+                        self.housekeeping(&sent).await;
+                    }
                 }
             }
         }
