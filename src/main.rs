@@ -121,4 +121,30 @@ mod tests {
         }
         assert!(!help.contains("every other RuntimeService call"), "{help}");
     }
+
+    // `berth run --help` says what the kubelet serves today and how to stop it.
+    #[test]
+    fn run_help_names_what_is_served() {
+        let mut cli = super::Cli::command();
+        let help = cli
+            .find_subcommand_mut("run")
+            .expect("run subcommand")
+            .render_long_help()
+            .to_string();
+        for want in [
+            "standalone mode",
+            "static pod directory",
+            "CrashLoopBackOff",
+            "init containers and sidecars",
+            "liveness, readiness and",
+            "grpc",
+            "projected volumes",
+            "--container-runtime-endpoint",
+            "kill -9",
+            "--manifests",
+            "--output",
+        ] {
+            assert!(help.contains(want), "no {want:?} in:\n{help}");
+        }
+    }
 }

@@ -94,6 +94,7 @@ kubelet_cases!(
         kill9_and_restart_adopts_pods,
         bad_manifests_rejected_valid_pod_untouched,
         create_delete_cycles_leave_nothing,
+        image_and_config_errors_wait_with_upstream_reasons,
     }
 );
 
@@ -114,6 +115,7 @@ kubelet_cases!(
         kill9_and_restart_adopts_pods,
         bad_manifests_rejected_valid_pod_untouched,
         create_delete_cycles_leave_nothing,
+        image_and_config_errors_wait_with_upstream_reasons,
     }
 );
 

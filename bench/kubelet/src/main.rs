@@ -10,7 +10,7 @@
 //!    holder zygote, the holders and what they reap), per probe.
 //!
 //! "Every process involved" is the process trees of the kubelet, of containerd and of
-//! each containerd shim: utime + stime + cutime + cstime (/proc/<pid>/stat), summed at the
+//! each containerd shim (berth: of the kubelet and of each pod holder): utime + stime + cutime + cstime (/proc/<pid>/stat), summed at the
 //! start and at the end. A process that exits in between is counted through its reaper's
 //! cutime/cstime; one that starts in between counts whole. The pods' own processes are
 //! in those trees on both runtimes (children of the holders, or of the shims).
@@ -147,13 +147,15 @@ fn nix_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The processes of the kubelet, its runtime and the runtime's shims.
+/// The processes of the kubelet, its runtime and the runtime's shims: containerd's
+/// shims, or berth's pod holders (which outlive the daemon by design, so they are not in
+/// its tree).
 fn involved(k: &Kubelet) -> BTreeSet<u32> {
     let roots: Vec<u32> = k.pid().into_iter().chain(k.runtime_pid()).collect();
     let shims: &[&str] = if k.runtime == RuntimeKind::Containerd {
         &["containerd-shim"]
     } else {
-        &[]
+        &["berth-holder"]
     };
     procfs::trees(&roots, shims)
 }

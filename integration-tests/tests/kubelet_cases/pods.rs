@@ -316,3 +316,39 @@ fn examples(k: &Kubelet, repo: &Path) -> anyhow::Result<()> {
     ensure!(prep["reason"] == "Completed", "{prep}");
     Ok(())
 }
+
+/// An image that cannot be pulled (nothing listens where its registry should be) waits as
+/// ErrImagePull, then ImagePullBackOff; a missing ConfigMap key is
+/// CreateContainerConfigError; a pod beside them runs.
+pub fn image_and_config_errors_wait_with_upstream_reasons(
+    k: &mut Kubelet,
+) -> anyhow::Result<()> {
+    let mut bad_image = sh(k, "c", IDLE);
+    bad_image["image"] = json!("127.0.0.1:1/berth-test/missing:v1");
+    let mut bad_env = sh(k, "c", IDLE);
+    bad_env["env"] = json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "absent"}}}]);
+    apply(
+        k,
+        "errors",
+        &[
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"present": "1"}}),
+            pod("pull", json!({"containers": [bad_image]})),
+            pod("cfg", json!({"containers": [bad_env]})),
+            pod("fine", json!({"containers": [sh(k, "c", IDLE)]})),
+        ],
+    )?;
+    let t = Duration::from_secs(60);
+    k.wait_for("fine", running("c"), t)?;
+    let p = k.wait_for("pull", |p| p.waiting_reason("c") == "ErrImagePull", t)?;
+    ensure!(p.phase() == "Pending", "pull: {}", p.phase());
+    k.wait_for("pull", |p| p.waiting_reason("c") == "ImagePullBackOff", t)?;
+    let p = k.wait_for(
+        "cfg",
+        |p| p.waiting_reason("c") == "CreateContainerConfigError",
+        t,
+    )?;
+    let msg = p.container("c").map(|c| c["state"]["waiting"]["message"].to_string()).unwrap_or_default();
+    ensure!(msg.contains("absent"), "the message names the key: {msg}");
+    ensure!(p.condition("Ready") == "False");
+    Ok(())
+}
