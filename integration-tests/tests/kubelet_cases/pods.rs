@@ -320,13 +320,12 @@ fn examples(k: &Kubelet, repo: &Path) -> anyhow::Result<()> {
 /// An image that cannot be pulled (nothing listens where its registry should be) waits as
 /// ErrImagePull, then ImagePullBackOff; a missing ConfigMap key is
 /// CreateContainerConfigError; a pod beside them runs.
-pub fn image_and_config_errors_wait_with_upstream_reasons(
-    k: &mut Kubelet,
-) -> anyhow::Result<()> {
+pub fn image_and_config_errors_wait_with_upstream_reasons(k: &mut Kubelet) -> anyhow::Result<()> {
     let mut bad_image = sh(k, "c", IDLE);
     bad_image["image"] = json!("127.0.0.1:1/berth-test/missing:v1");
     let mut bad_env = sh(k, "c", IDLE);
-    bad_env["env"] = json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "absent"}}}]);
+    bad_env["env"] =
+        json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "absent"}}}]);
     apply(
         k,
         "errors",
@@ -347,7 +346,10 @@ pub fn image_and_config_errors_wait_with_upstream_reasons(
         |p| p.waiting_reason("c") == "CreateContainerConfigError",
         t,
     )?;
-    let msg = p.container("c").map(|c| c["state"]["waiting"]["message"].to_string()).unwrap_or_default();
+    let msg = p
+        .container("c")
+        .map(|c| c["state"]["waiting"]["message"].to_string())
+        .unwrap_or_default();
     ensure!(msg.contains("absent"), "the message names the key: {msg}");
     ensure!(p.condition("Ready") == "False");
     Ok(())

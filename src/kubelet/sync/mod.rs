@@ -96,6 +96,17 @@ impl SyncError {
     }
 }
 
+/// When a sync that left a container waiting comes again: at once after a failed pull
+/// (so the back-off shows as ImagePullBackOff, as upstream's status goes), after
+/// upstream's 10 s backOffPeriod for a failed start; back-offs requeue themselves.
+fn retry_after(reason: &str) -> Option<Duration> {
+    match reason {
+        "CrashLoopBackOff" | "ImagePullBackOff" => None,
+        "ErrImagePull" => Some(Duration::from_secs(1)),
+        _ => Some(Duration::from_secs(10)),
+    }
+}
+
 /// `name_namespace(uid)`, kubelet's format.PodDesc in back-off messages.
 pub fn pod_desc(pod: &Pod) -> String {
     format!(
@@ -322,6 +333,11 @@ impl Syncer {
             };
             if let Err(w) = self.start_container(pod, c, &ctx, &mut out).await {
                 out.waiting.insert(c.name.clone(), w);
+            }
+        }
+        for w in out.waiting.values() {
+            if let Some(d) = retry_after(&w.reason) {
+                out.requeue = Some(out.requeue.map_or(d, |r| r.min(d)));
             }
         }
         out.status = self.runtime_status(pod).await?;
