@@ -95,6 +95,8 @@ kubelet_cases!(
         bad_manifests_rejected_valid_pod_untouched,
         create_delete_cycles_leave_nothing,
         image_and_config_errors_wait_with_upstream_reasons,
+        active_deadline_fails_the_pod,
+        pod_settings_reach_the_containers,
     }
 );
 
@@ -116,6 +118,8 @@ kubelet_cases!(
         bad_manifests_rejected_valid_pod_untouched,
         create_delete_cycles_leave_nothing,
         image_and_config_errors_wait_with_upstream_reasons,
+        active_deadline_fails_the_pod,
+        pod_settings_reach_the_containers,
     }
 );
 

@@ -354,3 +354,147 @@ pub fn image_and_config_errors_wait_with_upstream_reasons(k: &mut Kubelet) -> an
     ensure!(p.condition("Ready") == "False");
     Ok(())
 }
+
+/// activeDeadlineSeconds: past it the pod fails with DeadlineExceeded and its containers
+/// are stopped.
+pub fn active_deadline_fails_the_pod(k: &mut Kubelet) -> anyhow::Result<()> {
+    apply(
+        k,
+        "deadline",
+        &[pod(
+            "deadline",
+            json!({"activeDeadlineSeconds": 3, "terminationGracePeriodSeconds": 2,
+                   "containers": [sh(k, "c", IDLE)]}),
+        )],
+    )?;
+    let t = Duration::from_secs(60);
+    k.wait_for("deadline", running("c"), t)?;
+    let p = k.wait_for("deadline", |p| p.phase() == "Failed", t)?;
+    ensure!(
+        p.0["status"]["reason"] == "DeadlineExceeded",
+        "reason {}",
+        p.0["status"]["reason"]
+    );
+    ensure!(
+        p.0["status"]["message"] == "Pod was active on the node longer than the specified deadline",
+        "message {}",
+        p.0["status"]["message"]
+    );
+    k.wait_for("deadline", |p| p.terminated("c").is_some(), t)?;
+    Ok(())
+}
+
+/// The pod-level settings reach the containers: dnsConfig and hostAliases in
+/// /etc/resolv.conf and /etc/hosts, the hostname, a shared process namespace, the
+/// securityContext's user and a read-only root; a hostNetwork pod sees the node's links.
+pub fn pod_settings_reach_the_containers(k: &mut Kubelet) -> anyhow::Result<()> {
+    let out = shared_dir(k, "settings")?;
+    let script = r#"
+cat /etc/resolv.conf > /out/resolv
+cat /etc/hosts > /out/hosts
+hostname > /out/hostname
+id -u > /out/uid
+if touch /rootfs-probe 2>/dev/null; then echo writable; else echo read-only; fi > /out/root
+n=0
+for i in $(seq 1 50); do
+  n=$(ps -o comm | grep -c '^sleep$')
+  [ "$n" -gt 0 ] && break
+  sleep 0.2
+done
+echo "$n" > /out/shared
+touch /out/done
+"#;
+    let mut c = sh(k, "c", &format!("{script}\n{IDLE}"));
+    c["volumeMounts"] = json!([{"name": "out", "mountPath": "/out"}]);
+    c["securityContext"] = json!({"runAsUser": 1234, "readOnlyRootFilesystem": true});
+    let mut sleeper = sh(k, "sleeper", "exec sleep 3600");
+    sleeper["command"] = json!(["sleep", "3600"]);
+    apply(
+        k,
+        "settings",
+        &[pod(
+            "settings",
+            json!({
+                "hostname": "custom-host",
+                "shareProcessNamespace": true,
+                "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["192.0.2.53"], "searches": ["example.test"],
+                              "options": [{"name": "ndots", "value": "2"}]},
+                "hostAliases": [{"ip": "192.0.2.10", "hostnames": ["alias-one", "alias-two"]}],
+                "containers": [c, sleeper],
+                "volumes": [host_path("out", &out)],
+            }),
+        )],
+    )?;
+    let mut hn = sh(
+        k,
+        "c",
+        &format!("ls /sys/class/net > /out/links; touch /out/done\n{IDLE}"),
+    );
+    let hn_out = shared_dir(k, "hostnet")?;
+    hn["volumeMounts"] = json!([{"name": "out", "mountPath": "/out"}]);
+    apply(
+        k,
+        "hostnet",
+        &[pod(
+            "hostnet",
+            json!({"hostNetwork": true, "containers": [hn],
+                   "volumes": [host_path("out", &hn_out)]}),
+        )],
+    )?;
+    let t = Duration::from_secs(60);
+    k.wait_for("settings", running("c"), t)?;
+    let p = k.wait_for("hostnet", running("c"), t)?;
+    let deadline = std::time::Instant::now() + t;
+    while !(out.join("done").exists() && hn_out.join("done").exists()) {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the containers wrote nothing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+    let resolv = read(&out, "resolv");
+    ensure!(
+        resolv.contains("nameserver 192.0.2.53")
+            && resolv.contains("example.test")
+            && resolv.contains("ndots:2"),
+        "resolv.conf: {resolv}"
+    );
+    let hosts = read(&out, "hosts");
+    ensure!(
+        hosts.lines().any(|l| l.starts_with("192.0.2.10")
+            && l.contains("alias-one")
+            && l.contains("alias-two")),
+        "hosts: {hosts}"
+    );
+    ensure!(
+        read(&out, "hostname").trim() == "custom-host",
+        "hostname {}",
+        read(&out, "hostname")
+    );
+    ensure!(
+        read(&out, "uid").trim() == "1234",
+        "uid {}",
+        read(&out, "uid")
+    );
+    ensure!(
+        read(&out, "root").trim() == "read-only",
+        "root {}",
+        read(&out, "root")
+    );
+    // With the process namespace shared, the sleeper's process is visible.
+    let shared: usize = read(&out, "shared").trim().parse().unwrap_or(0);
+    ensure!(shared >= 1, "processes seen: {shared}");
+    // A host-network pod sees the node's links (the test's host netns has more than lo)
+    // and reports the node's address as its own.
+    let links = read(&hn_out, "links");
+    ensure!(links.lines().count() > 1, "links: {links}");
+    ensure!(
+        p.0["status"]["podIP"] == p.0["status"]["hostIP"],
+        "podIP {} hostIP {}",
+        p.0["status"]["podIP"],
+        p.0["status"]["hostIP"]
+    );
+    Ok(())
+}

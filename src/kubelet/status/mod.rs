@@ -77,7 +77,14 @@ pub fn generate(inp: &Inputs<'_>) -> ApiStatus {
         reason = inp.previous.and_then(|p| p.reason.clone()).or(reason);
         message = inp.previous.and_then(|p| p.message.clone()).or(message);
     }
-    let pod_ips = inp.runtime.ips();
+    let host_network = spec.host_network == Some(true);
+    // A host-network pod's IPs are the node's, as kubelet reports them.
+    let pod_ips = match inp.runtime.ips() {
+        ips if ips.is_empty() && host_network && !inp.runtime.sandboxes.is_empty() => {
+            inp.host_ips.to_vec()
+        }
+        ips => ips,
+    };
     let conds = conditions::conditions(inp, &phase, &init_statuses, &statuses);
     ApiStatus {
         phase: Some(phase),
