@@ -216,12 +216,7 @@ pub fn compute(pod: &Pod, status: &PodStatus, probes: &Probes) -> PodActions {
             Some(s) if s.state == State::Created => {
                 // Created but never started (a crash between create and start): start it
                 // over, as a new container.
-                a.containers_to_kill.push(Kill {
-                    id: s.id.clone(),
-                    name: c.name.clone(),
-                    message: format!("Container {} was created but not started", c.name),
-                    grace_period: None,
-                });
+                a.containers_to_kill.push(not_started(s));
                 a.containers_to_start.push(i);
             }
             _ => {
@@ -236,6 +231,17 @@ pub fn compute(pod: &Pod, status: &PodStatus, probes: &Probes) -> PodActions {
         a.kill_pod = true;
     }
     a
+}
+
+/// A container created but never started (berth stopped between the two): it is removed
+/// and started over as a new container.
+fn not_started(s: &ContainerStatus) -> Kill {
+    Kill {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        message: format!("Container {} was created but not started", s.name),
+        grace_period: None,
+    }
 }
 
 /// A running container seen as if it had just exited by a kill (exit code 137), for the
@@ -276,12 +282,7 @@ fn init_actions(
                     }
                 }
                 Some(s) if s.state == State::Created => {
-                    a.containers_to_kill.push(Kill {
-                        id: s.id.clone(),
-                        name: c.name.clone(),
-                        message: format!("Container {} was created but not started", c.name),
-                        grace_period: None,
-                    });
+                    a.containers_to_kill.push(not_started(s));
                     a.init_to_start.push(i);
                     return false;
                 }
@@ -300,12 +301,7 @@ fn init_actions(
             }
             Some(s) if s.state == State::Running => return false,
             Some(s) if s.state == State::Created => {
-                a.containers_to_kill.push(Kill {
-                    id: s.id.clone(),
-                    name: c.name.clone(),
-                    message: format!("Container {} was created but not started", c.name),
-                    grace_period: None,
-                });
+                a.containers_to_kill.push(not_started(s));
                 a.init_to_start.push(i);
                 return false;
             }

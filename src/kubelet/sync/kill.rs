@@ -61,17 +61,19 @@ impl Syncer {
         pod: &Pod,
         c: &ContainerStatus,
         probe_grace: Option<i64>,
-        _post_start_failed: bool,
+        pod_ips: &[String],
     ) -> Result<(), SyncError> {
         let mut grace = grace_period(pod, c, probe_grace, None);
-        self.stop_with_grace(pod, c, &mut grace).await
+        self.stop_with_grace(pod, c, &mut grace, pod_ips).await
     }
 
+    /// `pod_ips` are for an httpGet preStop hook (the caller has read them already).
     async fn stop_with_grace(
         &self,
         pod: &Pod,
         c: &ContainerStatus,
         grace: &mut i64,
+        pod_ips: &[String],
     ) -> Result<(), SyncError> {
         if c.state == State::Running {
             let pre_stop: Option<LifecycleHandler> = spec_of(pod, &c.name)
@@ -84,14 +86,9 @@ impl Syncer {
                 });
             if let Some(h) = pre_stop.filter(|_| *grace > 0) {
                 let started = Instant::now();
-                let ips = self
-                    .runtime_status(pod)
-                    .await
-                    .map(|s| s.ips())
-                    .unwrap_or_default();
                 let spec = spec_of(pod, &c.name).cloned().unwrap_or_default();
                 if let Err(msg) = self
-                    .run_hook(pod, &spec, &c.id, &h, &ips, Some(*grace))
+                    .run_hook(pod, &spec, &c.id, &h, pod_ips, Some(*grace))
                     .await
                 {
                     self.event(
@@ -147,7 +144,9 @@ impl Syncer {
             .into_iter()
             .partition(|c| sidecar_names.contains(&c.name));
         let started = Instant::now();
+        let ips = status.ips();
         let kill = |c: &ContainerStatus, over: Option<i64>| {
+            let ips = &ips;
             let c = c.clone();
             async move {
                 self.event(
@@ -158,7 +157,7 @@ impl Syncer {
                     format!("Stopping container {}", c.name),
                 );
                 let mut grace = grace_period(pod, &c, None, over);
-                self.stop_with_grace(pod, &c, &mut grace).await
+                self.stop_with_grace(pod, &c, &mut grace, ips).await
             }
         };
         let results = futures_util::future::join_all(regular.iter().map(|c| kill(c, over))).await;

@@ -252,7 +252,8 @@ impl Syncer {
                         "Killing",
                         k.message.clone(),
                     );
-                    self.kill_container(pod, c, k.grace_period, false).await?;
+                    self.kill_container(pod, c, k.grace_period, &status.ips())
+                        .await?;
                 }
             }
         }

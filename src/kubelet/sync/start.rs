@@ -90,7 +90,7 @@ impl Syncer {
                     .unwrap_or(i64::MAX),
             },
         )
-        .map_err(|e| self.config_error(pod, c, e.to_string()))?;
+        .map_err(|e| self.start_failed(pod, c, "CreateContainerConfigError", e.to_string()))?;
         let (command, args) = envvars::expand_command(c, &env);
         let host_network = pod
             .spec
@@ -108,7 +108,7 @@ impl Syncer {
                     host_network,
                 },
             )
-            .map_err(|e| self.config_error(pod, c, e.to_string()))?;
+            .map_err(|e| self.start_failed(pod, c, "CreateContainerConfigError", e.to_string()))?;
         let resources = crate::kubelet::cm::container_resources(pod, c, &self.settings.node);
         let cfg = container::config(
             pod,
@@ -135,17 +135,7 @@ impl Syncer {
             .await
         {
             Ok(r) => r.container_id,
-            Err(e) => {
-                let msg = e.to_string();
-                self.event(
-                    pod,
-                    Some(&c.name),
-                    EventKind::Warning,
-                    "Failed",
-                    format!("Error: {msg}"),
-                );
-                return Err(waiting("CreateContainerError", msg));
-            }
+            Err(e) => return Err(self.start_failed(pod, c, "CreateContainerError", e.to_string())),
         };
         self.event(
             pod,
@@ -162,15 +152,7 @@ impl Syncer {
             })
             .await
         {
-            let msg = e.to_string();
-            self.event(
-                pod,
-                Some(&c.name),
-                EventKind::Warning,
-                "Failed",
-                format!("Error: {msg}"),
-            );
-            return Err(waiting("RunContainerError", msg));
+            return Err(self.start_failed(pod, c, "RunContainerError", e.to_string()));
         }
         self.event(
             pod,
@@ -192,14 +174,15 @@ impl Syncer {
             if let Ok(st) = self.runtime_status(pod).await
                 && let Some(cs) = st.containers.iter().find(|x| x.id == id)
             {
-                let _ = self.kill_container(pod, cs, None, true).await;
+                let _ = self.kill_container(pod, cs, None, &pod_ips).await;
             }
             return Err(waiting("PostStartHookError", msg));
         }
         Ok(())
     }
 
-    fn config_error(&self, pod: &Pod, c: &Container, msg: String) -> Waiting {
+    /// A start that failed: the Failed event, and the reason the container waits with.
+    fn start_failed(&self, pod: &Pod, c: &Container, reason: &str, msg: String) -> Waiting {
         self.event(
             pod,
             Some(&c.name),
@@ -207,7 +190,7 @@ impl Syncer {
             "Failed",
             format!("Error: {msg}"),
         );
-        waiting("CreateContainerConfigError", msg)
+        waiting(reason, msg)
     }
 }
 
