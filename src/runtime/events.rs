@@ -1,9 +1,10 @@
 //! Container events for GetContainerEvents, pushed by the pods' holders as they happen
 //! (no polling): each pod's holder has one subscribed connection to the daemon, read by
-//! a thread of its own that forwards every event to a broadcast channel; the CRI stream
-//! of each client is a receiver of that channel.
+//! a task of its own that forwards every event to a broadcast channel; the CRI stream of
+//! each client is a receiver of that channel.
 
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use super::holder::ContainerEvent;
 use super::sandbox::HolderEvents;
@@ -40,35 +41,27 @@ impl EventHub {
     }
 
     /// Forwards `events`, the subscribed stream of sandbox `id`'s holder, until the
-    /// holder goes away. The caller subscribes before it returns, so no event of a call
-    /// made after it is missed.
-    pub fn forward(
-        &self,
-        id: &str,
-        mut events: Box<dyn HolderEvents>,
-    ) -> super::holder::Result<()> {
+    /// holder goes away, from a task on the async runtime (a pod's stream is open for as
+    /// long as the pod lives; a thread each would cost a stack and an allocator arena
+    /// per pod). The caller subscribes before it returns, so no event of a call made
+    /// after it is missed.
+    pub fn forward(&self, id: &str, mut events: Box<dyn HolderEvents>) {
         let tx = self.tx.clone();
         let sandbox_id = id.to_string();
-        let name = format!("events-{}", &id[..id.len().min(12)]);
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
+        let span = tracing::debug_span!("events", sandbox = %&id[..id.len().min(12)]);
+        tokio::spawn(
+            async move {
                 // A closed connection is the holder shutting down with its pod.
-                while let Ok(event) = events.next_event() {
+                while let Ok(event) = events.next_event_async().await {
                     // No receiver is no error: nobody is listening yet.
                     let _ = tx.send(PodEvent {
                         sandbox_id: sandbox_id.clone(),
                         event,
                     });
                 }
-                tracing::debug!(sandbox = %sandbox_id, "event stream of the holder ended");
-            })
-            .map_err(|source| super::holder::HolderError::Io {
-                pod: id.into(),
-                op: "start the event thread",
-                path: std::path::PathBuf::new(),
-                source,
-            })?;
-        Ok(())
+                tracing::debug!("event stream of the holder ended");
+            }
+            .instrument(span),
+        );
     }
 }

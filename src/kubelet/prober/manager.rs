@@ -54,7 +54,9 @@ pub(crate) struct Shared {
 struct PodEntry {
     pod: Arc<Pod>,
     pod_ip: Option<IpAddr>,
-    containers: BTreeMap<String, Tracked>,
+    /// Boxed: a map's node holds room for eleven values, and a container's spec is
+    /// kilobytes.
+    containers: BTreeMap<String, Box<Tracked>>,
 }
 
 /// One container of a pod: its spec, what the pod worker last said of it, its results
@@ -64,7 +66,7 @@ struct Tracked {
     target: ProbeTarget,
     started_at: Instant,
     results: ContainerResults,
-    workers: BTreeMap<ProbeKind, WorkerHandle>,
+    workers: BTreeMap<ProbeKind, Box<WorkerHandle>>,
 }
 
 struct WorkerHandle {
@@ -141,12 +143,14 @@ impl ProbeManager {
             let tracked = entry
                 .containers
                 .entry(target.name.clone())
-                .or_insert_with(|| Tracked {
-                    spec: spec.clone(),
-                    target: target.clone(),
-                    started_at,
-                    results: ContainerResults::for_id(&target.id),
-                    workers: BTreeMap::new(),
+                .or_insert_with(|| {
+                    Box::new(Tracked {
+                        spec: spec.clone(),
+                        target: target.clone(),
+                        started_at,
+                        results: ContainerResults::for_id(&target.id),
+                        workers: BTreeMap::new(),
+                    })
                 });
             if tracked.results.id != target.id {
                 tracked.results = ContainerResults::for_id(&target.id);
@@ -167,7 +171,7 @@ impl ProbeManager {
                 if let Some(probe) = want
                     && let Some(handle) = spawn(shared, &uid, spec, kind, probe)
                 {
-                    tracked.workers.insert(kind, handle);
+                    tracked.workers.insert(kind, Box::new(handle));
                 }
             }
         }

@@ -148,7 +148,10 @@ impl Worker {
             pod_ip: view.pod_ip,
         };
         let env = self.shared.env();
-        let Ok((verdict, output)) = probe::probe(&env, self.kind, &self.spec, &target).await else {
+        // Boxed: the worker waits between probes for as long as the container lives, and an
+        // HTTP or gRPC probe's state is kilobytes.
+        let probed = Box::pin(probe::probe(&env, self.kind, &self.spec, &target)).await;
+        let Ok((verdict, output)) = probed else {
             // The probe could not run: its result is thrown away.
             return true;
         };

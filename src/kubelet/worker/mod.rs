@@ -199,7 +199,9 @@ async fn run(inner: Arc<Inner>, uid: String, mb: Arc<Mailbox>, mut state: State)
         match state.phase {
             Phase::Syncing => {
                 let objects = inner.objects.borrow().clone();
-                match syncer.sync_pod(&state.pod, &objects).await {
+                // Boxed, here and below: a worker lives as long as its pod and waits most of
+                // that time; the sync's state is kilobytes and only needed while it runs.
+                match Box::pin(syncer.sync_pod(&state.pod, &objects)).await {
                     Ok(out) => {
                         failures = 0;
                         mem.waiting = out.waiting.clone();
@@ -231,8 +233,8 @@ async fn run(inner: Arc<Inner>, uid: String, mb: Arc<Mailbox>, mut state: State)
                 }
             }
             Phase::Terminating => {
-                let res = match syncer.runtime_status(&state.pod).await {
-                    Ok(rt) => syncer.kill_pod(&state.pod, &rt, state.grace).await,
+                let res = match Box::pin(syncer.runtime_status(&state.pod)).await {
+                    Ok(rt) => Box::pin(syncer.kill_pod(&state.pod, &rt, state.grace)).await,
                     Err(e) => Err(e),
                 };
                 match res {
@@ -255,7 +257,7 @@ async fn run(inner: Arc<Inner>, uid: String, mb: Arc<Mailbox>, mut state: State)
                     next = None;
                     continue;
                 }
-                if let Err(e) = syncer.remove_pod(&state.pod).await {
+                if let Err(e) = Box::pin(syncer.remove_pod(&state.pod)).await {
                     tracing::warn!("clean up: {e}");
                     next = Some(Instant::now() + Duration::from_secs(2));
                     continue;

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use cri_proto::v1::{
-    Container, ContainerFilter, ContainerMetadata, ContainerState as CriState, ContainerStatus,
-    ContainerUser, ImageSpec, LinuxContainerUser,
+    Container, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState as CriState,
+    ContainerStatus, ContainerUser, ImageSpec, LinuxContainerUser,
 };
 
 use super::Containers;
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::{ContainerInfo, ContainerState, dead};
-use crate::runtime::meta::{ContainerRecord, ProcessUser, container_matches};
+use crate::runtime::meta::{ContainerRecord, ProcessUser, container_matches, labels_match};
 
 fn cri_state(info: Option<&ContainerInfo>) -> CriState {
     match info.map(|i| i.state) {
@@ -177,16 +177,23 @@ impl Containers {
         {
             f.pod_sandbox_id = full;
         }
-        let recs: Vec<ContainerRecord> = self
+        // What the records alone decide goes first: the holders are asked only about the
+        // sandboxes of the containers that pass it (a kubelet lists one pod's containers
+        // by label on every sync, and each holder asked is a round trip).
+        let recs: Vec<(ContainerRecord, ContainerConfig)> = self
             .all()
             .into_iter()
             .filter(|r| f.id.is_empty() || r.id == f.id)
             .filter(|r| f.pod_sandbox_id.is_empty() || r.sandbox_id == f.pod_sandbox_id)
+            .filter_map(|r| {
+                let cfg = r.config().ok()?;
+                labels_match(&f.label_selector, &cfg.labels).then_some((r, cfg))
+            })
             .collect();
         let mut by_sandbox: HashMap<String, (bool, HashMap<String, ContainerInfo>)> =
             HashMap::new();
         let mut out = vec![];
-        for rec in recs {
+        for (rec, cfg) in recs {
             if !by_sandbox.contains_key(&rec.sandbox_id) {
                 let gone = self.inner.sandboxes.holder_gone(&rec.sandbox_id);
                 let infos = self.infos(&rec.sandbox_id).await;
@@ -201,17 +208,16 @@ impl Containers {
                 }
                 _ => None,
             };
-            let Ok(cfg) = rec.config() else { continue };
             let c = Container {
                 id: rec.id.clone(),
                 pod_sandbox_id: rec.sandbox_id.clone(),
-                metadata: Some(cfg.metadata.clone().unwrap_or(ContainerMetadata::default())),
-                image: Some(cfg.image.clone().unwrap_or(ImageSpec::default())),
+                metadata: Some(cfg.metadata.unwrap_or(ContainerMetadata::default())),
+                image: Some(cfg.image.unwrap_or(ImageSpec::default())),
                 image_ref: rec.image_id.clone(),
                 state: cri_state(info) as i32,
                 created_at: rec.created_at,
-                labels: cfg.labels.clone(),
-                annotations: cfg.annotations.clone(),
+                labels: cfg.labels,
+                annotations: cfg.annotations,
                 image_id: rec.image_id.clone(),
             };
             if container_matches(&f, &c) {

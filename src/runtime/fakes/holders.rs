@@ -11,7 +11,7 @@ use crate::runtime::holder::{
     ContainerEvent, ContainerInfo, ContainerState, ErrorCode, EventKind, ExecResult, ExitInfo,
     HolderError, HolderInfo, Result, SpawnOptions, WireError,
 };
-use crate::runtime::sandbox::{HolderConn, HolderEvents, Holders, Spawned};
+use crate::runtime::sandbox::{EventFuture, HolderConn, HolderEvents, Holders, Spawned};
 
 /// One pod's holder as the fake keeps it.
 #[derive(Debug, Clone, Default)]
@@ -443,5 +443,9 @@ impl HolderEvents for FakeEvents {
     fn set_timeout(&mut self, t: Option<Duration>) -> Result<()> {
         self.timeout = t;
         Ok(())
+    }
+
+    fn next_event_async(&mut self) -> EventFuture<'_> {
+        Box::pin(std::future::ready(self.next_event()))
     }
 }

@@ -8,10 +8,13 @@
 //! to one holder at once.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use super::PodOptions;
 use super::launch::INVALID_PREFIX;
@@ -299,7 +302,13 @@ impl Client {
     /// then every later event.
     pub fn subscribe(mut self) -> Result<(Vec<ContainerInfo>, Events)> {
         match self.call(Request::Subscribe)? {
-            Body::Containers { containers } => Ok((containers, Events { client: self })),
+            Body::Containers { containers } => Ok((
+                containers,
+                Events {
+                    reactor: None,
+                    client: self,
+                },
+            )),
             b => Err(self.unexpected(b)),
         }
     }
@@ -318,21 +327,70 @@ impl Client {
 /// A subscribed connection: the pod's container events, in order.
 #[derive(Debug)]
 pub struct Events {
+    /// The connection registered with tokio's reactor, once read with
+    /// [`Events::next_event_async`]; dropped before the connection it watches.
+    reactor: Option<AsyncFd<RawFd>>,
     client: Client,
 }
 
 impl Events {
     /// The next event; blocks (up to the timeout set with [`Events::set_timeout`]).
     pub fn next_event(&mut self) -> Result<ContainerEvent> {
+        next_event(&mut self.client)
+    }
+
+    /// The next event, waited for on tokio's reactor rather than on a thread: a node's
+    /// pods each keep a connection open for as long as they live. The connection is
+    /// non-blocking from the first call on; [`Events::next_event`] no longer waits then.
+    pub async fn next_event_async(&mut self) -> Result<ContainerEvent> {
+        if self.reactor.is_none() {
+            let stream = &self.client.stream;
+            stream
+                .set_nonblocking(true)
+                .map_err(|e| self.client.io("make non-blocking", e))?;
+            // SAFETY: the fd is the client's stream, which is never replaced and outlives
+            // the registration (`reactor` is declared, so dropped, before `client`).
+            let fd =
+                unsafe { AsyncFd::register_with_interest(stream.as_raw_fd(), Interest::READABLE) }
+                    .map_err(|e| self.client.io("watch", e.into()))?;
+            self.reactor = Some(fd);
+        }
+        let Some(reactor) = &self.reactor else {
+            unreachable!("set above")
+        };
+        let would_block = |r: &Result<ContainerEvent>| {
+            matches!(r, Err(HolderError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock)
+        };
+        // A whole frame may already wait in the inbox: read before waiting.
+        let r = next_event(&mut self.client);
+        if !would_block(&r) {
+            return r;
+        }
         loop {
-            if let Response::Event(e) = self.client.read_frame()? {
-                return Ok(e);
+            let mut ready = reactor
+                .readable()
+                .await
+                .map_err(|e| self.client.io("wait for", e))?;
+            let r = next_event(&mut self.client);
+            if !would_block(&r) {
+                return r;
             }
+            ready.clear_ready();
         }
     }
 
     pub fn set_timeout(&self, t: Option<Duration>) -> Result<()> {
         self.client.set_timeout(t)
+    }
+}
+
+/// The next event frame on a subscribed connection (answers and stale frames skipped).
+fn next_event(client: &mut Client) -> Result<ContainerEvent> {
+    loop {
+        if let Response::Event(e) = client.read_frame()? {
+            return Ok(e);
+        }
     }
 }
 

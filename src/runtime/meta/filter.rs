@@ -9,7 +9,8 @@ use cri_proto::v1::{
     Container, ContainerFilter, ContainerStatsFilter, PodSandbox, PodSandboxFilter,
 };
 
-fn labels_match(selector: &HashMap<String, String>, labels: &HashMap<String, String>) -> bool {
+/// Whether every key of `selector` is in `labels` with an equal value.
+pub fn labels_match(selector: &HashMap<String, String>, labels: &HashMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 

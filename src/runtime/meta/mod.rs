@@ -14,7 +14,7 @@ mod record;
 mod store;
 
 pub use error::MetaError;
-pub use filter::{container_matches, sandbox_matches, stats_matches};
+pub use filter::{container_matches, labels_match, sandbox_matches, stats_matches};
 pub use id::generate_id;
 pub use index::IdIndex;
 pub use names::{NameRegistrar, container_name, sandbox_name};

@@ -68,7 +68,14 @@ pub trait HolderEvents: Send {
     /// `TimedOut` when it passes).
     fn next_event(&mut self) -> Result<ContainerEvent>;
     fn set_timeout(&mut self, t: Option<Duration>) -> Result<()>;
+    /// The next event, waited for without a thread (on tokio's reactor); the stream
+    /// stays asynchronous from then on.
+    fn next_event_async(&mut self) -> EventFuture<'_>;
 }
+
+/// What [`HolderEvents::next_event_async`] returns.
+pub type EventFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ContainerEvent>> + Send + 'a>>;
 
 /// The holders of this node: `berth-holder` processes forked by the zygote, their
 /// sockets and files under the state dir.
@@ -185,5 +192,8 @@ impl HolderEvents for Events {
     }
     fn set_timeout(&mut self, t: Option<Duration>) -> Result<()> {
         Events::set_timeout(self, t)
+    }
+    fn next_event_async(&mut self) -> EventFuture<'_> {
+        Box::pin(Events::next_event_async(self))
     }
 }

@@ -33,7 +33,7 @@ use super::meta::{IdIndex, NameRegistrar, RecordStore, SandboxRecord};
 use super::spec::HostFacts;
 
 pub use cni::{CniFuture, PodNetwork};
-pub use holders::{HolderConn, HolderEvents, Holders, LinuxHolders, Spawned};
+pub use holders::{EventFuture, HolderConn, HolderEvents, Holders, LinuxHolders, Spawned};
 pub use network::{POD_IFNAME, attachment, pod_ips};
 
 /// Where sandboxes live and what they run with.
@@ -163,13 +163,15 @@ impl Sandboxes {
         let hub = self.inner.events.clone();
         let holders = self.inner.holders.clone();
         let sid = id.to_string();
-        let r = tokio::task::spawn_blocking(move || {
-            let (_now, events) = holders.connect(&sid)?.subscribe()?;
-            hub.forward(&sid, events)
-        })
-        .await;
-        if let Ok(Err(e)) = r {
-            tracing::warn!(sandbox = %id, error = %e, "no container events from this pod");
+        let r = tokio::task::spawn_blocking(move || holders.connect(&sid)?.subscribe()).await;
+        match r {
+            Ok(Ok((_now, events))) => hub.forward(id, events),
+            Ok(Err(e)) => {
+                tracing::warn!(sandbox = %id, error = %e, "no container events from this pod");
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %id, error = %e, "no container events from this pod");
+            }
         }
     }
 

@@ -16,7 +16,9 @@ use super::{Sandboxes, lock};
 use crate::runtime::error::{Result, RuntimeError};
 use crate::runtime::holder::PodOptions;
 use crate::runtime::holder::{ContainerState, EventKind, SpawnOptions, now_ns};
-use crate::runtime::meta::{Phase, SandboxRecord, generate_id, sandbox_matches, sandbox_name};
+use crate::runtime::meta::{
+    Phase, SandboxRecord, generate_id, labels_match, sandbox_matches, sandbox_name,
+};
 use crate::runtime::spec::sandbox::ResolvConf;
 use crate::runtime::spec::{SandboxOptions, SandboxPlan, sandbox_plan};
 use crate::store::Durability;
@@ -506,7 +508,15 @@ impl Sandboxes {
             .iter()
             .filter_map(|e| {
                 let rec = e.snapshot();
+                if !filter.id.is_empty() && rec.id != filter.id {
+                    return None;
+                }
                 let cfg = rec.config().ok()?;
+                // The labels before the holder: asking whether a holder lives reads /proc,
+                // and a kubelet lists one pod's sandboxes by label on every sync.
+                if !labels_match(&filter.label_selector, &cfg.labels) {
+                    return None;
+                }
                 let ready = rec.phase == Phase::Ready && self.holder_alive(&rec);
                 Some(PodSandbox {
                     id: rec.id,
