@@ -48,6 +48,10 @@ pub enum Image {
     /// One layer holding a file of `mib` MiB of zeros: a few KiB gzipped, a decompression
     /// bomb in miniature.
     Zeros { mib: u32 },
+    /// Busybox plus /bin/probe-server (this workspace's `probe-server`, stripped, with the
+    /// shared libraries `ldd` lists at the same paths): a gRPC health and HTTPS server
+    /// for probes. Cmd is the binary alone (it prints its usage); pods give the args.
+    ProbeServer,
 }
 
 /// Crafted layers that try to write outside the directory they are unpacked into.
@@ -81,6 +85,7 @@ impl Image {
             Image::ManyLayers { count } => format!("many-{count}"),
             Image::Attributes => "attributes".into(),
             Image::Zeros { mib } => format!("zeros-{mib}m"),
+            Image::ProbeServer => "probe-server".into(),
             Image::Hostile(h) => format!(
                 "hostile-{}",
                 match h {
@@ -103,6 +108,7 @@ impl Image {
             | Image::Attributes
             | Image::Zeros { .. }
             | Image::Hostile(_) => vec!["/bin/sh".into()],
+            Image::ProbeServer => vec!["/bin/probe-server".into()],
             Image::Httpd { port } => ["/bin/httpd", "-f", "-p", &port.to_string(), "-h", "/www"]
                 .map(String::from)
                 .to_vec(),
@@ -197,6 +203,14 @@ impl Image {
                 top.dir("attr", 0o750);
                 top.hardlink("attr/lower-link", "attr/target");
                 layers.push(top);
+            }
+            Image::ProbeServer => {
+                let mut l = Layer::default();
+                l.host_binary(
+                    &crate::util::workspace_bin("probe-server"),
+                    "bin/probe-server",
+                )?;
+                layers.push(l);
             }
             _ => {}
         }
@@ -305,6 +319,25 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
     tar::Archive::new(tar.as_slice())
         .unpack(dir)
         .with_context(|| format!("unpack busybox into {}", dir.display()))
+}
+
+/// `bin`'s bytes without its debug info (a debug build's binary is mostly that).
+fn stripped(bin: &Path) -> anyhow::Result<Vec<u8>> {
+    let out = std::env::temp_dir().join(format!(
+        "berth-fixture-{}-{}",
+        std::process::id(),
+        crate::util::random_hex(4)
+    ));
+    crate::util::run(
+        std::process::Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&out)
+            .arg(bin),
+    )?;
+    let data = std::fs::read(&out).with_context(|| format!("read {}", out.display()));
+    let _ = std::fs::remove_file(&out);
+    data
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -432,6 +465,49 @@ impl Layer {
         }
     }
 
+    /// The host binary `bin`, stripped of debug info, at `at`, and the shared libraries it
+    /// loads (as `ldd` lists them) at their host paths; parent directories first.
+    fn host_binary(&mut self, bin: &Path, at: &str) -> anyhow::Result<()> {
+        let ldd = crate::util::run(std::process::Command::new("ldd").arg(bin))
+            .context("ldd the fixture binary (build it: cargo build -p berth-integration-tests)")?;
+        let mut files = vec![(at.to_string(), None)];
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or
+            // `/lib64/ld-linux-x86-64.so.2 (0x...)`; the vdso has no path.
+            let path = line.split("=>").last().unwrap_or_default().trim();
+            if let Some(path) = path
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/'))
+            {
+                files.push((
+                    path.trim_start_matches('/').to_string(),
+                    Some(path.to_string()),
+                ));
+            }
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        for (rel, _) in &files {
+            let mut parent = Path::new(rel).parent();
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                dirs.insert(p.to_string_lossy().into_owned());
+                parent = p.parent();
+            }
+        }
+        // BTreeSet order puts a parent before its children.
+        for d in &dirs {
+            self.dir(d, 0o755);
+        }
+        for (rel, host) in files {
+            let data = match host {
+                Some(path) => std::fs::read(&path).with_context(|| format!("read {path}"))?,
+                None => stripped(bin)?,
+            };
+            self.file(&rel, &data, 0o755);
+        }
+        Ok(())
+    }
+
     /// The busybox userland: /bin/busybox, an applet link for each applet in /bin, and
     /// the directories and files a container expects.
     fn busybox(&mut self) -> anyhow::Result<()> {
@@ -495,6 +571,7 @@ mod tests {
             Image::ManyLayers { count: 3 },
             Image::Attributes,
             Image::Hostile(Hostile::DeviceNode),
+            Image::ProbeServer,
         ];
         let names: std::collections::BTreeSet<_> = imgs.iter().map(Image::name).collect();
         assert_eq!(names.len(), imgs.len());

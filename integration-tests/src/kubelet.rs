@@ -403,6 +403,22 @@ impl<'a> Kubelet<'a> {
         self.spawn()
     }
 
+    /// [`Kubelet::restart`] with `extra` appended to the kubelet's flags from now on: for
+    /// settings only known once the case runs (e.g. `--registry-config` naming a registry
+    /// the case started).
+    pub fn restart_with_args(&mut self, extra: &[String]) -> anyhow::Result<()> {
+        self.args.extend_from_slice(extra);
+        self.restart()
+    }
+
+    /// Imports fixture `image` into the runtime (also while the kubelet runs), for images
+    /// only some cases use; returns its reference, also kept in [`Kubelet::images`].
+    pub fn import_image(&mut self, image: &Image) -> anyhow::Result<String> {
+        let name = self.import(image)?;
+        self.images.0.insert(image.name(), name.clone());
+        Ok(name)
+    }
+
     /// SIGTERM, then waits (up to `timeout`) for the kubelet to exit; fails unless it
     /// exited 0.
     pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<()> {

@@ -25,9 +25,12 @@ mod lifecycle;
 mod pods;
 #[path = "kubelet_cases/probes.rs"]
 mod probes;
+#[path = "kubelet_cases/registry.rs"]
+mod registry;
 use lifecycle::*;
 use pods::*;
 use probes::*;
+use registry::*;
 
 type Case = fn(&mut Kubelet) -> anyhow::Result<()>;
 
@@ -97,6 +100,8 @@ kubelet_cases!(
         image_and_config_errors_wait_with_upstream_reasons,
         active_deadline_fails_the_pod,
         pod_settings_reach_the_containers,
+        image_pull_policy_always_pulls_from_the_registry,
+        grpc_and_https_probes_against_a_container,
     }
 );
 
@@ -120,6 +125,8 @@ kubelet_cases!(
         image_and_config_errors_wait_with_upstream_reasons,
         active_deadline_fails_the_pod,
         pod_settings_reach_the_containers,
+        image_pull_policy_always_pulls_from_the_registry,
+        grpc_and_https_probes_against_a_container,
     }
 );
 
