@@ -25,6 +25,8 @@ mod clean;
 mod safe_open;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_root;
 
 use std::io;
 use std::path::PathBuf;
