@@ -25,9 +25,12 @@ mod lifecycle;
 mod pods;
 #[path = "kubelet_cases/probes.rs"]
 mod probes;
+#[path = "kubelet_cases/subpath.rs"]
+mod subpath;
 use lifecycle::*;
 use pods::*;
 use probes::*;
+use subpath::*;
 
 type Case = fn(&mut Kubelet) -> anyhow::Result<()>;
 
@@ -97,6 +100,7 @@ kubelet_cases!(
         image_and_config_errors_wait_with_upstream_reasons,
         active_deadline_fails_the_pod,
         pod_settings_reach_the_containers,
+        subpath_mounts_safely,
     }
 );
 
@@ -120,6 +124,7 @@ kubelet_cases!(
         image_and_config_errors_wait_with_upstream_reasons,
         active_deadline_fails_the_pod,
         pod_settings_reach_the_containers,
+        subpath_mounts_safely,
     }
 );
 
