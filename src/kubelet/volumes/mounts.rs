@@ -1,8 +1,8 @@
 //! A container's mounts as kubelet makes them (upstream kubelet_pods.go makeMounts and
 //! kuberuntime makeMounts): one per volumeMount (a subPath bind-mounted safely below the
-//! pod's dir, see [`super::subpath`]; read-only when the
-//! mount or the volume kind says so, propagation translated), then the managed
-//! /etc/hosts, then the termination message file.
+//! pod's dir, see [`super::subpath`]; read-only when the mount or the volume kind says
+//! so; propagation translated), then the managed /etc/hosts, then the termination
+//! message file.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -106,10 +106,12 @@ fn prepare_target(
             Err(e) => return Err(SubpathError::io("error creating directory", target)(e)),
         }
     } else {
+        // An existing target is left as it is: nothing is written through a path that
+        // may have been a mount point a moment ago.
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o640)
             .open(target)
             .map_err(SubpathError::io("error creating file", target))?;
