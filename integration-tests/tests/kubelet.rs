@@ -27,10 +27,13 @@ mod pods;
 mod probes;
 #[path = "kubelet_cases/registry.rs"]
 mod registry;
+#[path = "kubelet_cases/subpath.rs"]
+mod subpath;
 use lifecycle::*;
 use pods::*;
 use probes::*;
 use registry::*;
+use subpath::*;
 
 type Case = fn(&mut Kubelet) -> anyhow::Result<()>;
 
@@ -102,6 +105,7 @@ kubelet_cases!(
         pod_settings_reach_the_containers,
         image_pull_policy_always_pulls_from_the_registry,
         grpc_and_https_probes_against_a_container,
+        subpath_mounts_safely,
     }
 );
 
@@ -127,6 +131,7 @@ kubelet_cases!(
         pod_settings_reach_the_containers,
         image_pull_policy_always_pulls_from_the_registry,
         grpc_and_https_probes_against_a_container,
+        subpath_mounts_safely,
     }
 );
 

@@ -6,6 +6,7 @@
 //!                         /kubernetes.io~secret/<name>         atomic writer, on tmpfs
 //!                         /kubernetes.io~downward-api/<name>   atomic writer, on tmpfs
 //!                         /kubernetes.io~projected/<name>      atomic writer, on tmpfs
+//! <root>/pods/<uid>/volume-subpaths/<volume>/<container>/<i>  subPath bind mounts
 //! <root>/pods/<uid>/etc-hosts                                  the managed /etc/hosts
 //! <root>/pods/<uid>/containers/<container>/<random>            termination message files
 //! ```
@@ -14,7 +15,8 @@
 //! [`VolumeManager::setup_pod`] is idempotent: run again it mounts nothing twice and
 //! rewrites a configMap/secret/downwardAPI/projected volume only when its content changed,
 //! by one swap of `..data`. [`VolumeManager::teardown_pod`] needs no spec: it unmounts
-//! what the mount table shows below the pod's dir, then removes the dir.
+//! the subPath bind mounts it finds in the pod's dir, then what the mount table shows
+//! below the pod's dir, then removes the dir.
 //!
 //! Owns everything below `<root>/pods`; touches nothing else on the node but the hostPath
 //! volumes the pods name. Mounts go through [`crate::sys::mount::Mounter`].
@@ -320,9 +322,9 @@ impl VolumeManager {
         })
     }
 
-    /// Unmounts every mount below the pod's dir, deepest first, then removes the dir. A
-    /// mount that stays keeps the dir (so nothing below a live mount is deleted); every
-    /// error is reported.
+    /// Unmounts the pod's subPath bind mounts, then every other mount below the pod's
+    /// dir, deepest first, then removes the dir. A mount that stays keeps the dir (so
+    /// nothing below a live mount is deleted); every error is reported.
     pub fn teardown_pod(&self, uid: &str) -> Result<(), VolumeError> {
         if !is_plain_name(uid) {
             return Err(VolumeError::BadUid {
@@ -340,6 +342,14 @@ impl VolumeManager {
                 });
             }
         };
+        // The subPath bind mounts first, each from its own entry on disk (upstream
+        // CleanSubPaths before a volume's TearDown); the rest of the mount table below
+        // the pod's dir after.
+        let mut errors: Vec<String> = subpath::clean_subpaths(self.mounter.as_ref(), &canonical)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        let subpaths = canonical.join(subpath::SUBPATHS_DIR);
         let info = self
             .mounter
             .mountinfo()
@@ -349,10 +359,9 @@ impl VolumeManager {
             })?;
         let mut below: Vec<PathBuf> = empty_dir::mount_points(&info)
             .into_iter()
-            .filter(|m| m.starts_with(&canonical))
+            .filter(|m| m.starts_with(&canonical) && !m.starts_with(&subpaths))
             .collect();
         below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-        let mut errors = Vec::new();
         for m in &below {
             match self.mounter.umount(m, MntFlags::empty()) {
                 Ok(()) => tracing::debug!(pod_uid = uid, path = %m.display(), "volume unmounted"),

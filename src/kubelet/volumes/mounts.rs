@@ -1,7 +1,8 @@
 //! A container's mounts as kubelet makes them (upstream kubelet_pods.go makeMounts and
-//! kuberuntime makeMounts): one per volumeMount (subPath resolved, read-only when the
-//! mount or the volume kind says so, propagation translated), then the managed
-//! /etc/hosts, then the termination message file.
+//! kuberuntime makeMounts): one per volumeMount (a subPath bind-mounted safely below the
+//! pod's dir, see [`super::subpath`]; read-only when the mount or the volume kind says
+//! so; propagation translated), then the managed /etc/hosts, then the termination
+//! message file.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,10 @@ use std::path::{Path, PathBuf};
 use cri_proto::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::subpath::{self, Subpath};
 use super::{
-    MountContext, PodVolumes, VolumeError, VolumeManager, etc_hosts, mkdir, pod_name, subpath,
+    MountContext, MountedVolume, PodVolumes, VolumeError, VolumeManager, etc_hosts, is_plain_name,
+    mkdir, pod_name,
 };
 use crate::kubelet::envvars::expand_sub_path_expr;
 
@@ -71,7 +74,7 @@ impl VolumeManager {
 
         let mut mounts = Vec::new();
         let mut hosts = !ctx.pod_ips.is_empty() || ctx.host_network;
-        for vm in container.volume_mounts.iter().flatten() {
+        for (index, vm) in container.volume_mounts.iter().flatten().enumerate() {
             hosts &= vm.mount_path != ETC_HOSTS;
             let vol = vols
                 .volumes
@@ -90,7 +93,8 @@ impl VolumeManager {
             let host = if sub.is_empty() {
                 vol.host_path.clone()
             } else {
-                subpath::prepare(&vol.host_path, &sub).map_err(|r| mount_err(&vm.name, r))?
+                self.subpath_host_path(&pod_dir, &container.name, index, &vm.name, vol, &sub)
+                    .map_err(|r| mount_err(&vm.name, r))?
             };
             let container_path = if vm.mount_path.starts_with('/') {
                 vm.mount_path.clone()
@@ -178,6 +182,69 @@ impl VolumeManager {
             });
         }
         Ok(mounts)
+    }
+
+    /// The host path the runtime mounts for a volumeMount with a subPath: the subPath's
+    /// bind mount below the pod's dir (upstream makeMounts). The detailed reason of a
+    /// failure is logged; the container's message is upstream's, which says nothing of
+    /// the host's files.
+    fn subpath_host_path(
+        &self,
+        pod_dir: &Path,
+        container: &str,
+        index: usize,
+        volume: &str,
+        vol: &MountedVolume,
+        sub: &str,
+    ) -> Result<PathBuf, String> {
+        subpath::validate(sub)?;
+        // Both name directories below the pod's dir.
+        if !is_plain_name(volume) || !is_plain_name(container) {
+            return Err(format!(
+                "volume {volume:?} or container {container:?} cannot name a directory"
+            ));
+        }
+        let path = vol.host_path.join(sub);
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                // Made now with the volume's mode, not later by the runtime with 0755,
+                // so a group-writable volume's subPath stays group-writable.
+                let perm = std::fs::metadata(&vol.host_path)
+                    .map_err(|e| format!("{}: {e}", vol.host_path.display()))?
+                    .permissions()
+                    .mode()
+                    & 0o7777;
+                if let Err(e) = subpath::safe_make_dir(sub, &vol.host_path, perm) {
+                    tracing::error!(container, volume, error = %e, "failed to create subPath directory");
+                    return Err(format!(
+                        "failed to create subPath directory for volumeMount {volume:?} of container {container:?}"
+                    ));
+                }
+            }
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                error = %e,
+                "could not determine if subPath exists, will not attempt to change its permissions"
+            ),
+        }
+        subpath::prepare_safe_subpath(
+            self.mounter.as_ref(),
+            &Subpath {
+                volume_mount_index: index,
+                path,
+                volume_name: volume.to_string(),
+                volume_path: vol.host_path.clone(),
+                pod_dir: pod_dir.to_path_buf(),
+                container_name: container.to_string(),
+            },
+        )
+        .map_err(|e| {
+            tracing::error!(container, volume, error = %e, "failed to prepare subPath");
+            format!(
+                "failed to prepare subPath for volumeMount {volume:?} of container {container:?}"
+            )
+        })
     }
 
     /// A new empty 0666 file `<pod dir>/containers/<name>/<8 hex digits>`: a fresh one per

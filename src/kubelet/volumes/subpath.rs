@@ -1,14 +1,94 @@
-//! A volumeMount's subPath (upstream makeMounts and subpath.SafeMakeDir): relative, no
-//! `..`, made inside the volume with the volume's mode when missing, and resolved so that
-//! no symlink on the way leads out of the volume. The container is given the resolved
-//! path.
+//! A volumeMount's subPath, made safe as upstream kubelet makes it
+//! (pkg/volume/util/subpath, Linux): the container controls what is inside its volumes
+//! and may swap a directory for a symlink at any moment, so no path inside a volume is
+//! handed to the runtime. Instead:
+//!
+//! 1. [`validate`]: relative, no `..` (makeMounts).
+//! 2. [`safe_make_dir`]: a missing subPath is made one directory at a time with
+//!    mkdirat/openat(O_NOFOLLOW), each with the volume's mode (SafeMakeDir).
+//! 3. [`prepare_safe_subpath`]: the subPath is resolved once, checked to be inside the
+//!    volume, then opened component by component from the volume's root with
+//!    openat(O_PATH|O_NOFOLLOW), refusing any symlink met on the way; the open fd
+//!    (`/proc/self/fd/<fd>`, which the container cannot redirect) is bind-mounted onto
+//!    `<pod dir>/volume-subpaths/<volume>/<container>/<mount index>`, and that path is
+//!    what the runtime mounts into the container (PrepareSafeSubpath). A bind mount
+//!    already there of the same file is kept, so restarts stack nothing.
+//! 4. [`clean_subpaths`]: at teardown, every mount found by walking
+//!    `<pod dir>/volume-subpaths` is unmounted and its target removed without recursion
+//!    (CleanSubPaths); nothing in memory is needed, so it works after a crash.
+//!
+//! Owns `<pod dir>/volume-subpaths`; inside a volume it only makes the missing subPath
+//! directories. Mounts go through [`crate::sys::mount::Mounter`].
+
+mod bind;
+mod clean;
+mod safe_open;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_root;
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The host path of `sub` inside the volume at `volume`, or why it is refused.
-pub fn prepare(volume: &Path, sub: &str) -> Result<PathBuf, String> {
+pub use bind::prepare_safe_subpath;
+pub use clean::clean_subpaths;
+pub use safe_open::safe_make_dir;
+
+/// The directory below a pod's dir that holds the subPath bind mounts.
+pub const SUBPATHS_DIR: &str = "volume-subpaths";
+
+/// One volumeMount's subPath, as upstream's subpath.Subpath.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subpath {
+    /// The index of the volumeMount in the container's volumeMounts.
+    pub volume_mount_index: usize,
+    /// The subPath's host path: the volume's path joined with the subPath.
+    pub path: PathBuf,
+    pub volume_name: String,
+    /// The volume's host path.
+    pub volume_path: PathBuf,
+    pub pod_dir: PathBuf,
+    pub container_name: String,
+}
+
+/// Why a subPath could not be made, opened, bind-mounted or cleaned; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum SubpathError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{op} {path}: {source}")]
+    Sys {
+        op: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
+    #[error("path {path} is outside of allowed base {base}")]
+    Outside { path: PathBuf, base: PathBuf },
+    #[error("unexpected symlink found {path}")]
+    Symlink { path: PathBuf },
+    #[error("failed to unmount path {path}")]
+    StillMounted { path: PathBuf },
+}
+
+impl SubpathError {
+    fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| SubpathError::Io { op, path, source }
+    }
+
+    fn sys(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> Self {
+        let path = path.into();
+        move |source| SubpathError::Sys { op, path, source }
+    }
+}
+
+/// The subPath as upstream's makeMounts accepts it: relative and without `..`.
+pub fn validate(sub: &str) -> Result<(), String> {
     if sub.starts_with('/') {
         return Err(format!(
             "error SubPath `{sub}` must not be an absolute path"
@@ -19,107 +99,5 @@ pub fn prepare(volume: &Path, sub: &str) -> Result<PathBuf, String> {
             "unable to provision SubPath `{sub}`: must not contain '..'"
         ));
     }
-    let base =
-        std::fs::canonicalize(volume).map_err(|e| format!("volume {}: {e}", volume.display()))?;
-    let perm = std::fs::metadata(&base)
-        .map_err(|e| format!("volume {}: {e}", base.display()))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    let mut cur = base.clone();
-    for comp in sub.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        let next = cur.join(comp);
-        match std::fs::symlink_metadata(&next) {
-            Ok(_) => {
-                let resolved = std::fs::canonicalize(&next)
-                    .map_err(|e| format!("subPath `{sub}`: {}: {e}", next.display()))?;
-                if !resolved.starts_with(&base) {
-                    return Err(format!(
-                        "subPath `{sub}` resolves to {} outside the volume",
-                        resolved.display()
-                    ));
-                }
-                cur = resolved;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The kernel would make a missing mount target 0755; upstream makes it
-                // with the volume's own mode so group-writable volumes stay so.
-                std::fs::DirBuilder::new()
-                    .mode(perm)
-                    .create(&next)
-                    .and_then(|()| {
-                        std::fs::set_permissions(&next, std::fs::Permissions::from_mode(perm))
-                    })
-                    .map_err(|e| {
-                        format!("failed to create subPath directory {}: {e}", next.display())
-                    })?;
-                cur = next;
-            }
-            Err(e) => return Err(format!("subPath `{sub}`: {}: {e}", next.display())),
-        }
-    }
-    Ok(cur)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kubelet::volumes::tests::TempDir;
-
-    #[test]
-    fn refusals_and_creation() {
-        let t = TempDir::new("subpath");
-        let vol = t.path().join("vol");
-        std::fs::create_dir(&vol).unwrap();
-        std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let outside = t.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        std::os::unix::fs::symlink(&outside, vol.join("escape")).unwrap();
-        std::os::unix::fs::symlink("../..", vol.join("up")).unwrap();
-        std::fs::create_dir(vol.join("real")).unwrap();
-        std::os::unix::fs::symlink("real", vol.join("inside")).unwrap();
-
-        assert_eq!(
-            prepare(&vol, "/etc").unwrap_err(),
-            "error SubPath `/etc` must not be an absolute path"
-        );
-        assert!(
-            prepare(&vol, "a/../b")
-                .unwrap_err()
-                .contains("must not contain '..'")
-        );
-        assert!(
-            prepare(&vol, "..")
-                .unwrap_err()
-                .contains("must not contain '..'")
-        );
-        assert!(
-            prepare(&vol, "escape")
-                .unwrap_err()
-                .contains("outside the volume")
-        );
-        assert!(
-            prepare(&vol, "escape/x")
-                .unwrap_err()
-                .contains("outside the volume")
-        );
-        assert!(
-            prepare(&vol, "up/x")
-                .unwrap_err()
-                .contains("outside the volume")
-        );
-        // Nothing was made outside.
-        assert!(!outside.join("x").exists());
-
-        let canon = std::fs::canonicalize(&vol).unwrap();
-        assert_eq!(prepare(&vol, "inside").unwrap(), canon.join("real"));
-        let made = prepare(&vol, "new/deeper").unwrap();
-        assert_eq!(made, canon.join("new/deeper"));
-        assert_eq!(
-            std::fs::metadata(&made).unwrap().permissions().mode() & 0o7777,
-            0o777
-        );
-        // Again: the same path, nothing new.
-        assert_eq!(prepare(&vol, "new/./deeper/").unwrap(), made);
-    }
+    Ok(())
 }

@@ -322,7 +322,8 @@ fn container(v: serde_json::Value) -> Container {
 #[test]
 fn container_mounts_as_kubelet() {
     let t = TempDir::new("mounts");
-    let m = manager(t.path(), Arc::new(Recorder::default()));
+    let rec = Arc::new(Recorder::default());
+    let m = manager(t.path(), rec.clone());
     let p: Pod = serde_json::from_value(json!({
         "metadata": {"name": "web", "namespace": "ns", "uid": "uid-1"},
         "spec": {"hostname": "h", "subdomain": "s",
@@ -349,7 +350,7 @@ fn container_mounts_as_kubelet() {
     let pd = t.path().join("pods/uid-1");
     let data = pd.join("volumes").join(EMPTY_DIR).join("data");
     let conf = pd.join("volumes").join(CONFIG_MAP).join("conf");
-    let canon_data = std::fs::canonicalize(&data).unwrap();
+    let subpaths = std::fs::canonicalize(&pd).unwrap().join("volume-subpaths");
     let summary: Vec<(&str, String, bool, i32, bool)> = ms
         .iter()
         .map(|m| {
@@ -363,18 +364,37 @@ fn container_mounts_as_kubelet() {
         })
         .collect();
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let ts = std::fs::read_link(conf.join("..data")).unwrap();
-    let canon_conf = std::fs::canonicalize(&conf).unwrap();
     assert_eq!(summary[0], ("/data", s(&data), false, 1, false));
+    // A subPath is its bind mount below the pod's dir, named by volume, container and
+    // the volumeMount's index.
     assert_eq!(
         summary[1],
-        ("/logs", s(&canon_data.join("logs/app")), false, 2, false)
+        ("/logs", s(&subpaths.join("data/app/1")), false, 2, false)
     );
     assert_eq!(summary[2], ("/etc/app", s(&conf), true, 0, false));
     assert_eq!(
         summary[3],
-        ("/etc/a", s(&canon_conf.join(ts).join("a")), true, 0, true)
+        ("/etc/a", s(&subpaths.join("conf/app/3")), true, 0, true)
     );
+    let binds: Vec<PathBuf> = rec
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Mount {
+                source: Some(src),
+                target,
+                fstype: None,
+                flags: MsFlags::MS_BIND,
+                data: None,
+            } if src.starts_with("/proc/self/fd") => Some(target),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        binds,
+        [subpaths.join("data/app/1"), subpaths.join("conf/app/3")]
+    );
+    assert!(subpaths.join("data/app/1").is_dir() && subpaths.join("conf/app/3").is_file());
     assert_eq!(summary[4], ("/x", s(&data), true, 0, false));
     assert_eq!(
         summary[5],
@@ -485,9 +505,18 @@ fn mount_refusals_name_container_and_volume() {
         .container_mounts_with_env(&p, &c, &vols, &ctx, &env)
         .unwrap();
     assert!(
-        ms[0].host_path.ends_with("/d/logs/web"),
+        ms[0]
+            .host_path
+            .ends_with("/pods/uid-1/volume-subpaths/d/c/0"),
         "{}",
         ms[0].host_path
+    );
+    assert!(
+        t.path()
+            .join("pods/uid-1/volumes")
+            .join(EMPTY_DIR)
+            .join("d/logs/web")
+            .is_dir()
     );
 }
 
