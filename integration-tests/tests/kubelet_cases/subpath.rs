@@ -41,6 +41,7 @@ pub fn subpath_mounts_safely(k: &mut Kubelet) -> anyhow::Result<()> {
   echo from-pod > /data/written
   echo appended >> /etc/conf.txt
   echo made > /made/f
+  echo expr > /expr/f
   touch /out/ran
   exit 1
 fi
@@ -52,7 +53,10 @@ fi
         {"name": "out", "mountPath": "/etc/conf.txt", "subPath": "conf.txt"},
         {"name": "out", "mountPath": "/data", "subPath": "data"},
         {"name": "scratch", "mountPath": "/made", "subPath": "made/deeper"},
+        {"name": "out", "mountPath": "/expr", "subPathExpr": "$(POD_NAME)-dir"},
     ]);
+    c["env"] =
+        json!([{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]);
     let spec = json!({"containers": [c], "terminationGracePeriodSeconds": 1, "volumes": [
         host_path("out", &out),
         {"name": "scratch", "emptyDir": {}},
@@ -71,11 +75,19 @@ fi
     ensure!(std::fs::read_to_string(out.join("conf.txt"))? == "from host\nappended\n");
     let made = pod_dir.join("volumes/kubernetes.io~empty-dir/scratch/made/deeper");
     ensure!(std::fs::read_to_string(made.join("f"))? == "made\n");
+    // subPathExpr expands the container's environment.
+    let expr = out.join(format!("{}-dir/f", Kubelet::full_name("subpath")));
+    ensure!(
+        std::fs::read_to_string(&expr).ok().as_deref() == Some("expr\n"),
+        "{} not written through the subPathExpr mount",
+        expr.display()
+    );
     // One bind mount per subPath, at upstream's place, still one after the restart.
     let subpaths = pod_dir.join("volume-subpaths");
     let want = [
         subpaths.join("out/c/1"),
         subpaths.join("out/c/2"),
+        subpaths.join("out/c/4"),
         subpaths.join("scratch/c/3"),
     ];
     let mut got = mounts_below(k, &subpaths)?;

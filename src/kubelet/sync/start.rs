@@ -99,7 +99,7 @@ impl Syncer {
             .unwrap_or(false);
         let mounts = self
             .volumes
-            .container_mounts(
+            .container_mounts_with_env(
                 pod,
                 c,
                 ctx.volumes,
@@ -107,6 +107,7 @@ impl Syncer {
                     pod_ips: pod_ips.clone(),
                     host_network,
                 },
+                &env,
             )
             .map_err(|e| self.start_failed(pod, c, "CreateContainerConfigError", e.to_string()))?;
         let resources = crate::kubelet::cm::container_resources(pod, c, &self.settings.node);
