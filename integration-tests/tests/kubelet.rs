@@ -25,9 +25,12 @@ mod lifecycle;
 mod pods;
 #[path = "kubelet_cases/probes.rs"]
 mod probes;
+#[path = "kubelet_cases/security.rs"]
+mod security;
 use lifecycle::*;
 use pods::*;
 use probes::*;
+use security::*;
 
 type Case = fn(&mut Kubelet) -> anyhow::Result<()>;
 
@@ -97,6 +100,9 @@ kubelet_cases!(
         image_and_config_errors_wait_with_upstream_reasons,
         active_deadline_fails_the_pod,
         pod_settings_reach_the_containers,
+        security_context_reaches_the_container,
+        oom_killed_is_reported,
+        kill9_while_pod_starts_then_completes,
     }
 );
 
@@ -120,6 +126,9 @@ kubelet_cases!(
         image_and_config_errors_wait_with_upstream_reasons,
         active_deadline_fails_the_pod,
         pod_settings_reach_the_containers,
+        security_context_reaches_the_container,
+        oom_killed_is_reported,
+        kill9_while_pod_starts_then_completes,
     }
 );
 
