@@ -27,12 +27,15 @@ mod pods;
 mod probes;
 #[path = "kubelet_cases/registry.rs"]
 mod registry;
+#[path = "kubelet_cases/security.rs"]
+mod security;
 #[path = "kubelet_cases/subpath.rs"]
 mod subpath;
 use lifecycle::*;
 use pods::*;
 use probes::*;
 use registry::*;
+use security::*;
 use subpath::*;
 
 type Case = fn(&mut Kubelet) -> anyhow::Result<()>;
@@ -106,6 +109,9 @@ kubelet_cases!(
         image_pull_policy_always_pulls_from_the_registry,
         grpc_and_https_probes_against_a_container,
         subpath_mounts_safely,
+        security_context_reaches_the_container,
+        oom_killed_is_reported,
+        kill9_while_pod_starts_then_completes,
     }
 );
 
@@ -132,6 +138,9 @@ kubelet_cases!(
         image_pull_policy_always_pulls_from_the_registry,
         grpc_and_https_probes_against_a_container,
         subpath_mounts_safely,
+        security_context_reaches_the_container,
+        oom_killed_is_reported,
+        kill9_while_pod_starts_then_completes,
     }
 );
 

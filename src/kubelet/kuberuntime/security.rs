@@ -133,24 +133,13 @@ pub fn container_context(
     let csc = c.security_context.clone().unwrap_or_default();
     let privileged = csc.privileged.unwrap_or(false);
     let unmasked = csc.proc_mount.as_deref() == Some("Unmasked");
-    let caps = csc.capabilities.clone().unwrap_or_default();
-    let cap_names = |v: Option<Vec<String>>| -> Vec<String> {
-        v.unwrap_or_default()
-            .into_iter()
-            .map(|c| {
-                let c = c.to_uppercase();
-                if c == "ALL" || c.starts_with("CAP_") {
-                    c
-                } else {
-                    format!("CAP_{c}")
-                }
-            })
-            .collect()
-    };
     cri::LinuxContainerSecurityContext {
-        capabilities: Some(cri::Capability {
-            add_capabilities: cap_names(caps.add),
-            drop_capabilities: cap_names(caps.drop),
+        // The names as the pod writes them (`NET_ADMIN`), as kubelet's
+        // convertToRuntimeCapabilities passes them: the runtime adds the `CAP_` prefix
+        // (containerd would make `CAP_CAP_NET_ADMIN` of a prefixed name, which runc ignores).
+        capabilities: csc.capabilities.clone().map(|c| cri::Capability {
+            add_capabilities: c.add.unwrap_or_default(),
+            drop_capabilities: c.drop.unwrap_or_default(),
             ..Default::default()
         }),
         privileged,
@@ -193,5 +182,45 @@ pub fn container_context(
             )
         },
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Capabilities, PodSpec, SecurityContext};
+
+    fn with(sc: Option<SecurityContext>) -> (Pod, Container) {
+        let c = Container {
+            name: "c".into(),
+            security_context: sc,
+            ..Default::default()
+        };
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![c.clone()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        (pod, c)
+    }
+
+    #[test]
+    fn capability_names_pass_as_the_pod_writes_them() {
+        let (pod, c) = with(Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "ALL".into()]),
+                drop: Some(vec!["CHOWN".into(), "CAP_KILL".into()]),
+            }),
+            ..Default::default()
+        }));
+        let caps = container_context(&pod, &c, true)
+            .capabilities
+            .expect("caps");
+        assert_eq!(caps.add_capabilities, ["NET_ADMIN", "ALL"]);
+        assert_eq!(caps.drop_capabilities, ["CHOWN", "CAP_KILL"]);
+        let (pod, c) = with(None);
+        assert_eq!(container_context(&pod, &c, true).capabilities, None);
     }
 }
