@@ -51,8 +51,9 @@ pub struct SandboxConfig {
 #[derive(Debug)]
 pub struct Entry {
     pub record: Mutex<SandboxRecord>,
-    /// The call connection to the holder, made on first use.
-    holder: Mutex<Option<Box<dyn HolderConn>>>,
+    /// Idle call connections to the holder: made when no idle one is there, kept for
+    /// the next call (as many as the pod had calls at once).
+    holder: Mutex<Vec<Box<dyn HolderConn>>>,
     /// Serialises run/stop/remove of this sandbox.
     op: tokio::sync::Mutex<()>,
 }
@@ -61,7 +62,7 @@ impl Entry {
     fn new(record: SandboxRecord) -> Self {
         Self {
             record: Mutex::new(record),
-            holder: Mutex::new(None),
+            holder: Mutex::new(Vec::new()),
             op: tokio::sync::Mutex::new(()),
         }
     }
@@ -253,26 +254,24 @@ impl Sandboxes {
         let holders = self.inner.holders.clone();
         tokio::task::spawn_blocking(move || {
             let id = lock(&entry.record).id.clone();
-            let mut slot = lock(&entry.holder);
-            if slot.is_none() {
-                *slot = Some(
-                    holders
-                        .connect(&id)
-                        .map_err(|source| RuntimeError::holder(id.clone(), source))?,
-                );
-            }
-            let client = slot
-                .as_mut()
-                .ok_or_else(|| RuntimeError::Internal("no holder".into()))?;
+            // An idle connection, else a new one: no call waits for another call to the
+            // same pod (an ExecSync lasts as long as its command).
+            let idle = lock(&entry.holder).pop();
+            let mut client = match idle {
+                Some(c) => c,
+                None => holders
+                    .connect(&id)
+                    .map_err(|source| RuntimeError::holder(id.clone(), source))?,
+            };
             let r = f(client.as_mut());
-            if matches!(
+            // A broken connection is dropped; a later call connects again.
+            if !matches!(
                 r,
                 Err(super::holder::HolderError::Closed { .. }
                     | super::holder::HolderError::Io { .. }
                     | super::holder::HolderError::Frame { .. })
             ) {
-                // A broken connection is dropped; the next call reconnects.
-                *slot = None;
+                lock(&entry.holder).push(client);
             }
             r.map_err(|source| RuntimeError::holder(id, source))
         })

@@ -422,7 +422,7 @@ impl Sandboxes {
         }
         let _op = entry.op.lock().await;
         let rec = entry.snapshot();
-        lock(&entry.holder).take();
+        lock(&entry.holder).clear();
         if let Err(e) = self.shutdown_holder(&rec).await {
             failed.push(e);
         }
