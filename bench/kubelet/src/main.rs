@@ -149,15 +149,23 @@ fn nix_is_root() -> bool {
 
 /// The processes of the kubelet, its runtime and the runtime's shims: containerd's
 /// shims, or berth's pod holders (which outlive the daemon by design, so they are not in
-/// its tree).
+/// its tree); a holder counts only when it is this kubelet's (its state dir is below the
+/// test's root), so that no other pod on the machine is measured.
 fn involved(k: &Kubelet) -> BTreeSet<u32> {
     let roots: Vec<u32> = k.pid().into_iter().chain(k.runtime_pid()).collect();
-    let shims: &[&str] = if k.runtime == RuntimeKind::Containerd {
-        &["containerd-shim"]
-    } else {
-        &["berth-holder"]
-    };
-    procfs::trees(&roots, shims)
+    let root = k
+        .kubelet_root
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let containerd = k.runtime == RuntimeKind::Containerd;
+    procfs::trees(&roots, |pid| {
+        if containerd {
+            procfs::comm(pid).starts_with("containerd-shim")
+        } else {
+            procfs::comm(pid).starts_with("berth-holder") && procfs::cmdline(pid).contains(&root)
+        }
+    })
 }
 
 /// Waits until every pod of `names` is Ready; fails with the ones that are not.

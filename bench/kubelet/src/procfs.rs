@@ -61,18 +61,13 @@ fn all() -> Vec<(u32, u32)> {
     out
 }
 
-/// `roots` and every process descended from them, plus every process whose command name
-/// starts with one of `also` and its descendants (containerd's shims, which containerd
-/// starts detached).
-pub fn trees(roots: &[u32], also: &[&str]) -> BTreeSet<u32> {
+/// `roots` and every process descended from them, plus every process `also` picks and its
+/// descendants (containerd's shims, which containerd starts detached; berth's pod holders,
+/// which outlive the daemon).
+pub fn trees(roots: &[u32], also: impl Fn(u32) -> bool) -> BTreeSet<u32> {
     let procs = all();
     let mut out: Vec<u32> = roots.to_vec();
-    out.extend(
-        procs
-            .iter()
-            .map(|(p, _)| *p)
-            .filter(|p| also.iter().any(|a| comm(*p).starts_with(a))),
-    );
+    out.extend(procs.iter().map(|(p, _)| *p).filter(|p| also(*p)));
     let mut i = 0;
     while i < out.len() {
         let parent = out[i];
@@ -85,6 +80,13 @@ pub fn trees(roots: &[u32], also: &[&str]) -> BTreeSet<u32> {
         i += 1;
     }
     out.into_iter().collect()
+}
+
+/// The command line of `pid`, arguments joined by spaces ("" when gone).
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// The CPU time of a set of processes, in ns.
@@ -112,7 +114,7 @@ mod tests {
     #[test]
     fn own_process_is_its_own_tree_and_has_memory() {
         let me = std::process::id();
-        assert!(trees(&[me], &[]).contains(&me));
+        assert!(trees(&[me], |_| false).contains(&me));
         assert!(rss_pss_kib(me).0 > 0);
         assert_eq!(cpu_ns(u32::MAX), 0);
     }

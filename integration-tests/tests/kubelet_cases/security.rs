@@ -271,19 +271,23 @@ pub fn kill9_while_pod_starts_then_completes(k: &mut Kubelet) -> anyhow::Result<
     });
     let (init_log, hook_log) = (dir.join("init"), dir.join("hook"));
     let t = Duration::from_secs(60);
-    // One pod inside its slow init container (and the kubelet has shown it running), then
-    // the other inside its hook. One after the other: on berth's runtime an ExecSync holds
-    // its sandbox's holder connection (Sandboxes::with_holder) and every ListContainers
-    // waits for it, so no other pod moves while the hook runs.
+    // The hook pod first, inside its hook; then the other pod, which must get inside its
+    // slow init container (shown running) while the hook still runs: one pod's exec holds
+    // up no other pod.
+    apply(k, "hook", &[pod("hook", hook)])?;
+    berth_integration_tests::util::wait_for(t, || (lines(&hook_log).len() == 1).then_some(()))
+        .context("the postStart hook never began")?;
     apply(k, "init", &[pod("init", init)])?;
     let before = k.wait_for(
         "init",
         |p| p.running("slow") && lines(&init_log).len() == 2,
         t,
     )?;
-    apply(k, "hook", &[pod("hook", hook)])?;
-    berth_integration_tests::util::wait_for(t, || (lines(&hook_log).len() == 1).then_some(()))
-        .context("the postStart hook never began")?;
+    ensure!(
+        lines(&hook_log) == ["hook"],
+        "the other pod waited for the hook: hook {:?}",
+        lines(&hook_log)
+    );
     k.kill9();
     // Neither the slow init container nor the hook had finished.
     ensure!(
