@@ -71,77 +71,49 @@ fn on_containerd(case: Case) {
     on(RuntimeKind::Containerd, case);
 }
 
-/// A `#[test]` per case in module `$target`, each running the case through `$runner`.
+/// Every case twice: a `#[test]` in module `berth` running it on berth's runtime, and one
+/// in module `containerd` running it on containerd.
 macro_rules! kubelet_cases {
-    ($target:ident, $runner:path, cases { $($case:ident),* $(,)? }) => {
-        mod $target {
+    (@on $module:ident, $runner:ident, $($case:ident),*) => {
+        mod $module {
             $(
                 #[test]
                 fn $case() {
                     berth_integration_tests::require_root!();
-                    $runner(super::$case);
+                    super::$runner(super::$case);
                 }
             )*
         }
     };
+    ($($case:ident),* $(,)?) => {
+        kubelet_cases!(@on berth, on_berth, $($case),*);
+        kubelet_cases!(@on containerd, on_containerd, $($case),*);
+    };
 }
 
 kubelet_cases!(
-    berth,
-    super::on_berth,
-    cases {
-        web_pod_ready_and_served_through_host_port,
-        crash_loop_back_off_doubles,
-        restart_policies_end_in_phases,
-        liveness_failure_restarts_container,
-        readiness_follows_probe,
-        init_containers_and_sidecars_in_order,
-        lifecycle_hooks_in_order,
-        grace_period_ends_in_sigkill,
-        env_and_volume_contents,
-        cgroup_limits_written,
-        kill9_and_restart_adopts_pods,
-        bad_manifests_rejected_valid_pod_untouched,
-        create_delete_cycles_leave_nothing,
-        image_and_config_errors_wait_with_upstream_reasons,
-        active_deadline_fails_the_pod,
-        pod_settings_reach_the_containers,
-        image_pull_policy_always_pulls_from_the_registry,
-        grpc_and_https_probes_against_a_container,
-        subpath_mounts_safely,
-        security_context_reaches_the_container,
-        oom_killed_is_reported,
-        kill9_while_pod_starts_then_completes,
-    }
-);
-
-kubelet_cases!(
-    containerd,
-    super::on_containerd,
-    cases {
-        web_pod_ready_and_served_through_host_port,
-        crash_loop_back_off_doubles,
-        restart_policies_end_in_phases,
-        liveness_failure_restarts_container,
-        readiness_follows_probe,
-        init_containers_and_sidecars_in_order,
-        lifecycle_hooks_in_order,
-        grace_period_ends_in_sigkill,
-        env_and_volume_contents,
-        cgroup_limits_written,
-        kill9_and_restart_adopts_pods,
-        bad_manifests_rejected_valid_pod_untouched,
-        create_delete_cycles_leave_nothing,
-        image_and_config_errors_wait_with_upstream_reasons,
-        active_deadline_fails_the_pod,
-        pod_settings_reach_the_containers,
-        image_pull_policy_always_pulls_from_the_registry,
-        grpc_and_https_probes_against_a_container,
-        subpath_mounts_safely,
-        security_context_reaches_the_container,
-        oom_killed_is_reported,
-        kill9_while_pod_starts_then_completes,
-    }
+    web_pod_ready_and_served_through_host_port,
+    crash_loop_back_off_doubles,
+    restart_policies_end_in_phases,
+    liveness_failure_restarts_container,
+    readiness_follows_probe,
+    init_containers_and_sidecars_in_order,
+    lifecycle_hooks_in_order,
+    grace_period_ends_in_sigkill,
+    env_and_volume_contents,
+    cgroup_limits_written,
+    kill9_and_restart_adopts_pods,
+    bad_manifests_rejected_valid_pod_untouched,
+    create_delete_cycles_leave_nothing,
+    image_and_config_errors_wait_with_upstream_reasons,
+    active_deadline_fails_the_pod,
+    pod_settings_reach_the_containers,
+    image_pull_policy_always_pulls_from_the_registry,
+    grpc_and_https_probes_against_a_container,
+    subpath_mounts_safely,
+    security_context_reaches_the_container,
+    oom_killed_is_reported,
+    kill9_while_pod_starts_then_completes,
 );
 
 /// The examples in examples/ on each runtime (they start their own kubelet, with the

@@ -22,6 +22,16 @@ pub(crate) struct Entry<T> {
     pub object: T,
 }
 
+impl<T> Entry<T> {
+    fn new(file: &str, label: String, object: T) -> Self {
+        Entry {
+            file: file.to_string(),
+            label,
+            object,
+        }
+    }
+}
+
 /// Everything one source (a file, a directory, a URL) offers at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct SourceSet {
@@ -71,11 +81,7 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
                 defaults::pod(&mut pod);
                 static_pod::apply(&mut pod, source, kind, node_name);
                 if !reject(&mut set, validate::pod(&pod)) {
-                    set.pods.push(Entry {
-                        file: source.to_string(),
-                        label: doc.label,
-                        object: pod,
-                    });
+                    set.pods.push(Entry::new(source, doc.label, pod));
                 }
             }
             Object::ConfigMap(cm) => {
@@ -83,11 +89,7 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
                 defaults::config_map(&mut cm);
                 default_namespace(&mut cm.metadata.namespace);
                 if !reject(&mut set, validate::config_map(&cm)) {
-                    set.config_maps.push(Entry {
-                        file: source.to_string(),
-                        label: doc.label,
-                        object: cm,
-                    });
+                    set.config_maps.push(Entry::new(source, doc.label, cm));
                 }
             }
             Object::Secret(secret) => {
@@ -95,11 +97,7 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
                 defaults::secret(&mut secret);
                 default_namespace(&mut secret.metadata.namespace);
                 if !reject(&mut set, validate::secret(&secret)) {
-                    set.secrets.push(Entry {
-                        file: source.to_string(),
-                        label: doc.label,
-                        object: secret,
-                    });
+                    set.secrets.push(Entry::new(source, doc.label, secret));
                 }
             }
         }

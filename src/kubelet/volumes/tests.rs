@@ -545,14 +545,20 @@ fn tmpfs_empty_dir_for_real() {
     }
     let t = TempDir::new("tmpfs-real");
     let root = t.path().to_path_buf();
+    in_forked_child("tmpfs_empty_dir_for_real", || in_private_namespace(&root));
+}
+
+/// Runs `f` in a forked child and fails the test unless it returns `Ok`: a root test that
+/// unshares its mount namespace leaves the test process (and the machine) untouched.
+pub(crate) fn in_forked_child(test: &str, f: impl FnOnce() -> Result<(), String>) {
     // SAFETY: the child only makes syscalls and allocates (glibc's malloc is fork-safe)
     // and leaves with _exit, never returning into the test harness.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
-            let code = match std::panic::catch_unwind(|| in_private_namespace(&root)) {
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
                 Ok(Ok(())) => 0,
                 Ok(Err(e)) => {
-                    eprintln!("tmpfs_empty_dir_for_real: {e}");
+                    eprintln!("{test}: {e}");
                     2
                 }
                 Err(_) => 3,

@@ -10,7 +10,7 @@ use nix::mount::MsFlags;
 use serde_json::json;
 
 use crate::kubelet::Objects;
-use crate::kubelet::volumes::tests::TempDir;
+use crate::kubelet::volumes::tests::{TempDir, in_forked_child};
 use crate::kubelet::volumes::{MountContext, VolumeManager};
 
 #[test]
@@ -23,26 +23,9 @@ fn subpath_bind_mounts_for_real() {
     }
     let t = TempDir::new("subpath-real");
     let root = t.path().to_path_buf();
-    // SAFETY: the child only makes syscalls and allocates (glibc's malloc is fork-safe)
-    // and leaves with _exit, never returning into the test harness.
-    match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            let code = match std::panic::catch_unwind(|| in_private_namespace(&root)) {
-                Ok(Ok(())) => 0,
-                Ok(Err(e)) => {
-                    eprintln!("subpath_bind_mounts_for_real: {e}");
-                    2
-                }
-                Err(_) => 3,
-            };
-            // SAFETY: _exit ends the child without running the parent's atexit handlers.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
-            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-        }
-    }
+    in_forked_child("subpath_bind_mounts_for_real", || {
+        in_private_namespace(&root)
+    });
 }
 
 /// The mounts on `path` in this namespace's table.
