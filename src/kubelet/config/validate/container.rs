@@ -166,17 +166,11 @@ pub(super) fn container(
             ));
             continue;
         }
-        probe(p, &pp, success_one, &port_names, errs);
+        probe(p, &pp, success_one, errs);
     }
 }
 
-fn probe(
-    p: &Probe,
-    path: &str,
-    success_one: bool,
-    port_names: &BTreeSet<&str>,
-    errs: &mut Vec<String>,
-) {
+fn probe(p: &Probe, path: &str, success_one: bool, errs: &mut Vec<String>) {
     let handlers: Vec<&str> = [
         p.exec.is_some().then_some("exec"),
         p.http_get.is_some().then_some("httpGet"),
@@ -202,7 +196,7 @@ fn probe(
         errs.push(required(&format!("{path}.exec.command")));
     }
     if let Some(h) = p.http_get.as_ref() {
-        port_ref(&h.port, &format!("{path}.httpGet.port"), port_names, errs);
+        port_ref(&h.port, &format!("{path}.httpGet.port"), errs);
         let scheme = h.scheme.as_deref().unwrap_or("");
         if !["HTTP", "HTTPS"].contains(&scheme) {
             errs.push(unsupported(
@@ -213,7 +207,7 @@ fn probe(
         }
     }
     if let Some(t) = p.tcp_socket.as_ref() {
-        port_ref(&t.port, &format!("{path}.tcpSocket.port"), port_names, errs);
+        port_ref(&t.port, &format!("{path}.tcpSocket.port"), errs);
     }
     if let Some(g) = p.grpc.as_ref().filter(|g| !(1..=65535).contains(&g.port)) {
         errs.push(invalid_int(
@@ -254,20 +248,18 @@ fn probe(
     }
 }
 
-/// A probe's port: a number 1-65535, or the name of one of the container's ports.
-fn port_ref(port: &IntOrString, path: &str, port_names: &BTreeSet<&str>, errs: &mut Vec<String>) {
+/// A probe's port: a number 1-65535, or a well-formed port name (upstream's
+/// ValidatePortNumOrName). Whether the container declares the name is not checked here,
+/// as the API server does not: the prober finds out when it probes.
+fn port_ref(port: &IntOrString, path: &str, errs: &mut Vec<String>) {
     match port {
         IntOrString::Int(n) if !(1..=65535).contains(n) => {
             errs.push(invalid_int(path, i64::from(*n), PORT_RANGE_ERROR))
         }
         IntOrString::Int(_) => {}
         IntOrString::String(name) => {
-            let msgs = port_name_errors(name);
-            for msg in &msgs {
+            for msg in port_name_errors(name) {
                 errs.push(invalid(path, name, msg));
-            }
-            if msgs.is_empty() && !port_names.contains(name.as_str()) {
-                errs.push(not_found(path, name));
             }
         }
     }
