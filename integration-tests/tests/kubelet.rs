@@ -19,6 +19,8 @@ use berth_integration_tests::fixtures::Image;
 use berth_integration_tests::kubelet::{GATEWAY, Kubelet, Pod, RuntimeKind};
 use serde_json::{Value, json};
 
+#[path = "kubelet_cases/fsgroup.rs"]
+mod fsgroup;
 #[path = "kubelet_cases/lifecycle.rs"]
 mod lifecycle;
 #[path = "kubelet_cases/pods.rs"]
@@ -31,6 +33,7 @@ mod registry;
 mod security;
 #[path = "kubelet_cases/subpath.rs"]
 mod subpath;
+use fsgroup::*;
 use lifecycle::*;
 use pods::*;
 use probes::*;
@@ -114,6 +117,7 @@ kubelet_cases!(
     security_context_reaches_the_container,
     oom_killed_is_reported,
     kill9_while_pod_starts_then_completes,
+    fs_group_owns_the_volumes,
 );
 
 /// The examples in examples/ on each runtime (they start their own kubelet, with the

@@ -4,14 +4,16 @@
 //! each top-level user-visible name is a symlink through `..data`. A container thus sees
 //! either the whole old set of files or the whole new one, never a mix.
 //!
-//! Unchanged content writes nothing; changed or removed files write a new directory, swap
-//! `..data` once, remove the user-visible links of removed names, then the old directory.
+//! Unchanged content writes nothing; changed or removed files write a new directory, run
+//! the caller's `set_perms` over the volume (the fsGroup ownership), swap `..data` once, remove the user-visible links of removed names, then the old directory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::ownership::OwnershipError;
 
 const DATA_DIR: &str = "..data";
 const NEW_DATA_DIR: &str = "..data_tmp";
@@ -32,6 +34,8 @@ pub enum WriteError {
     InvalidPath { path: String, reason: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
@@ -42,10 +46,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
 }
 
 /// Writes `payload` (relative path -> file) into `target`, which must exist. Returns
-/// whether anything was written.
+/// whether anything was written. `set_perms` runs once the new files are in place and
+/// before the swap (upstream's setPerms), so containers never see them with other
+/// permissions; a failure leaves the old files in place.
 pub fn write(
     target: &Path,
     payload: &BTreeMap<String, FileProjection>,
+    set_perms: &dyn Fn() -> Result<(), OwnershipError>,
 ) -> Result<bool, WriteError> {
     let payload = clean_payload(payload)?;
     let data_link = target.join(DATA_DIR);
@@ -72,6 +79,10 @@ pub fn write(
         if let Err(e) = write_payload_to_dir(&payload, &ts_dir) {
             let _ = std::fs::remove_dir_all(&ts_dir);
             return Err(e);
+        }
+        if let Err(e) = set_perms() {
+            let _ = std::fs::remove_dir_all(&ts_dir);
+            return Err(e.into());
         }
         let new_link = target.join(NEW_DATA_DIR);
         // A `..data_tmp` left by an interrupted write would make symlink(2) fail.
@@ -324,6 +335,10 @@ mod tests {
             .collect()
     }
 
+    fn no_perms() -> Result<(), OwnershipError> {
+        Ok(())
+    }
+
     fn data_target(dir: &Path) -> PathBuf {
         std::fs::read_link(dir.join(DATA_DIR)).unwrap()
     }
@@ -334,7 +349,7 @@ mod tests {
         let dir = t.path();
         // First write: files through ..data, modes as asked.
         let p1 = payload(&[("a", "1", 0o644), ("sub/b", "2", 0o600), ("c", "3", 0o400)]);
-        assert!(write(dir, &p1).unwrap());
+        assert!(write(dir, &p1, &no_perms).unwrap());
         let ts1 = data_target(dir);
         assert!(ts1.to_string_lossy().starts_with("..20"), "{ts1:?}");
         assert_eq!(
@@ -360,12 +375,12 @@ mod tests {
         assert_eq!(mode, 0o755);
 
         // Same content: nothing written, same dir.
-        assert!(!write(dir, &p1).unwrap());
+        assert!(!write(dir, &p1, &no_perms).unwrap());
         assert_eq!(data_target(dir), ts1);
 
         // Changed content: a new dir, one swap, the old dir gone.
         let p2 = payload(&[("a", "1", 0o644), ("sub/b", "22", 0o600), ("c", "3", 0o400)]);
-        assert!(write(dir, &p2).unwrap());
+        assert!(write(dir, &p2, &no_perms).unwrap());
         let ts2 = data_target(dir);
         assert_ne!(ts1, ts2);
         assert!(!dir.join(&ts1).exists());
@@ -373,7 +388,7 @@ mod tests {
 
         // A removed key: its link and file are gone, the others stay.
         let p3 = payload(&[("a", "1", 0o644), ("sub/b", "22", 0o600)]);
-        assert!(write(dir, &p3).unwrap());
+        assert!(write(dir, &p3, &no_perms).unwrap());
         assert!(std::fs::symlink_metadata(dir.join("c")).is_err());
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -398,10 +413,47 @@ mod tests {
     }
 
     #[test]
+    fn failed_set_perms_keeps_the_old_files() {
+        let t = TempDir::new("atomic-perms");
+        let dir = t.path();
+        assert!(write(dir, &payload(&[("a", "1", 0o644)]), &no_perms).unwrap());
+        let ts1 = data_target(dir);
+        let refuse = || -> Result<(), OwnershipError> {
+            Err(OwnershipError::Walk {
+                path: PathBuf::from("x"),
+                source: io::ErrorKind::PermissionDenied.into(),
+            })
+        };
+        let e = write(dir, &payload(&[("a", "2", 0o644)]), &refuse).unwrap_err();
+        assert!(matches!(e, WriteError::Ownership(_)), "{e}");
+        assert_eq!(data_target(dir), ts1);
+        assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
+        let dirs = std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("..20")
+            })
+            .count();
+        assert_eq!(dirs, 1);
+        // Unchanged content writes nothing, so the ownership is not applied again.
+        let called = std::cell::Cell::new(false);
+        let record = || -> Result<(), OwnershipError> {
+            called.set(true);
+            Ok(())
+        };
+        assert!(!write(dir, &payload(&[("a", "1", 0o644)]), &record).unwrap());
+        assert!(!called.get());
+    }
+
+    #[test]
     fn refuses_bad_paths() {
         let t = TempDir::new("atomic-bad");
         for bad in ["/abs", "../up", "a/../b", "..hidden", ""] {
-            let e = write(t.path(), &payload(&[(bad, "x", 0o644)])).unwrap_err();
+            let e = write(t.path(), &payload(&[(bad, "x", 0o644)]), &no_perms).unwrap_err();
             assert!(matches!(e, WriteError::InvalidPath { .. }), "{bad}: {e}");
         }
         assert!(validate_path("..").is_err());

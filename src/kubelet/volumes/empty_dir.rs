@@ -8,7 +8,7 @@
 //! from the mount table, so setting a pod up again mounts nothing twice.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -38,11 +38,16 @@ pub enum TmpfsError {
 }
 
 /// A tmpfs on `dir` with `size=` bytes when given, unless one is already mounted there.
-pub fn setup_tmpfs(mounter: &dyn Mounter, dir: &Path, size: Option<i64>) -> Result<(), TmpfsError> {
+/// Returns whether it was mounted now.
+pub fn setup_tmpfs(
+    mounter: &dyn Mounter,
+    dir: &Path,
+    size: Option<i64>,
+) -> Result<bool, TmpfsError> {
     setup_dir(dir)?;
     let canonical = std::fs::canonicalize(dir)?;
     if mount_points(&mounter.mountinfo()?).contains(&canonical) {
-        return Ok(());
+        return Ok(false);
     }
     let data = size.filter(|s| *s > 0).map(|s| format!("size={s}"));
     mounter.mount(
@@ -52,6 +57,28 @@ pub fn setup_tmpfs(mounter: &dyn Mounter, dir: &Path, size: Option<i64>) -> Resu
         MsFlags::empty(),
         data.as_deref(),
     )?;
+    Ok(true)
+}
+
+/// Whether the volume's `ready` marker (upstream volumeutil.IsReady) is a regular file:
+/// the volume was set up completely once, fsGroup ownership included.
+pub fn is_ready(meta_dir: &Path) -> bool {
+    std::fs::metadata(meta_dir.join("ready")).is_ok_and(|m| m.is_file())
+}
+
+/// Marks the volume set up (upstream volumeutil.SetReady): `<meta_dir>/ready`, 0600 in a
+/// 0750 directory.
+pub fn set_ready(meta_dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(meta_dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(meta_dir.join("ready"))?;
     Ok(())
 }
 
@@ -192,11 +219,29 @@ mod tests {
     }
 
     #[test]
+    fn ready_marker() {
+        let t = TempDir::new("ready");
+        let meta = t.path().join("plugins/kubernetes.io~empty-dir/v");
+        assert!(!is_ready(&meta));
+        set_ready(&meta).unwrap();
+        assert!(is_ready(&meta));
+        set_ready(&meta).unwrap();
+        assert_eq!(
+            std::fs::metadata(meta.join("ready"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
     fn tmpfs_mounted_once() {
         let t = TempDir::new("tmpfs");
         let d = t.path().join("mem");
         let rec = Recorder::default();
-        setup_tmpfs(&rec, &d, Some(64 << 20)).unwrap();
+        assert!(setup_tmpfs(&rec, &d, Some(64 << 20)).unwrap());
         assert_eq!(
             rec.calls(),
             [Call::Mount {
@@ -213,7 +258,7 @@ mod tests {
             mountinfo: format!("90 22 0:50 / {} rw - tmpfs tmpfs rw\n", canon.display()),
             ..Default::default()
         });
-        setup_tmpfs(&rec, &d, None).unwrap();
+        assert!(!setup_tmpfs(&rec, &d, None).unwrap());
         assert_eq!(rec.calls(), []);
     }
 }

@@ -6,6 +6,7 @@
 //!                         /kubernetes.io~secret/<name>         atomic writer, on tmpfs
 //!                         /kubernetes.io~downward-api/<name>   atomic writer, on tmpfs
 //!                         /kubernetes.io~projected/<name>      atomic writer, on tmpfs
+//! <root>/pods/<uid>/plugins/kubernetes.io~empty-dir/<name>/ready  set up once
 //! <root>/pods/<uid>/volume-subpaths/<volume>/<container>/<i>  subPath bind mounts
 //! <root>/pods/<uid>/etc-hosts                                  the managed /etc/hosts
 //! <root>/pods/<uid>/containers/<container>/<random>            termination message files
@@ -18,6 +19,10 @@
 //! the subPath bind mounts it finds in the pod's dir, then what the mount table shows
 //! below the pod's dir, then removes the dir.
 //!
+//! A pod's `securityContext.fsGroup` becomes the group of its emptyDir (once, when set
+//! up) and configMap, secret, downwardAPI and projected volumes (each time new files are
+//! written); hostPath volumes are never changed.
+//!
 //! Owns everything below `<root>/pods`; touches nothing else on the node but the hostPath
 //! volumes the pods name. Mounts go through [`crate::sys::mount::Mounter`].
 
@@ -27,6 +32,7 @@ mod error;
 mod etc_hosts;
 mod host_path;
 mod mounts;
+mod ownership;
 mod projection;
 mod subpath;
 #[cfg(test)]
@@ -47,6 +53,7 @@ use crate::sys::mount::Mounter;
 
 pub use atomic_writer::{FileProjection, WriteError};
 pub use error::VolumeError;
+pub use ownership::OwnershipError;
 pub use projection::PayloadError;
 
 const EMPTY_DIR: &str = "kubernetes.io~empty-dir";
@@ -210,11 +217,24 @@ impl VolumeManager {
                 },
             })
         };
+        let fs_group = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|sc| sc.fs_group);
+        // Upstream's emptyDir, configMap, secret, downwardAPI and projected plugins pass
+        // no fsGroupChangePolicy: their volumes are always walked whole.
+        let own = |d: &Path, read_only: bool| {
+            ownership::set_volume_ownership(d, fs_group, None, read_only)
+        };
+        // The projected kinds are read-only volumes: group read, no group write.
         let write = |d: &Path, payload: projection::Payload| {
-            atomic_writer::write(d, &payload).map_err(|source| VolumeError::Write {
-                pod: name.to_string(),
-                volume: v.name.clone(),
-                source,
+            atomic_writer::write(d, &payload, &|| own(d, true)).map_err(|source| {
+                VolumeError::Write {
+                    pod: name.to_string(),
+                    volume: v.name.clone(),
+                    source,
+                }
             })
         };
         let projected = |host_path: PathBuf| MountedVolume {
@@ -224,8 +244,16 @@ impl VolumeManager {
 
         if let Some(e) = &v.empty_dir {
             let d = dir(EMPTY_DIR);
-            match e.medium.as_deref().unwrap_or_default() {
-                "" => empty_dir::setup_dir(&d).map_err(io_err(&d))?,
+            // Set up once (upstream's ready marker): later syncs leave the modes of what
+            // the containers wrote alone, unless the tmpfs had to be mounted again.
+            let meta_dir = pod_dir.join("plugins").join(EMPTY_DIR).join(&v.name);
+            let ready = empty_dir::is_ready(&meta_dir);
+            let fresh = match e.medium.as_deref().unwrap_or_default() {
+                "" => {
+                    let existed = d.is_dir();
+                    empty_dir::setup_dir(&d).map_err(io_err(&d))?;
+                    !(ready && existed)
+                }
                 "Memory" => {
                     let size = match &e.size_limit {
                         Some(q) => {
@@ -237,7 +265,7 @@ impl VolumeManager {
                         }
                         None => None,
                     };
-                    tmpfs(&d, empty_dir::memory_size(pod, size, self.allocatable))?;
+                    tmpfs(&d, empty_dir::memory_size(pod, size, self.allocatable))? || !ready
                 }
                 other => {
                     return Err(VolumeError::Unsupported {
@@ -246,6 +274,13 @@ impl VolumeManager {
                         what: format!("emptyDir medium {other:?}"),
                     });
                 }
+            };
+            if fresh {
+                // As upstream, an emptyDir whose ownership could not be set is still used.
+                if let Err(err) = own(&d, false) {
+                    tracing::warn!(pod = name, volume = %v.name, error = %err, "emptyDir fsGroup ownership");
+                }
+                empty_dir::set_ready(&meta_dir).map_err(io_err(&meta_dir))?;
             }
             return Ok(MountedVolume {
                 host_path: d,

@@ -168,6 +168,55 @@ fn every_kind_laid_out_as_upstream() {
     );
 }
 
+/// fsGroup (here the process's own group, which needs no root to chown to): the emptyDir
+/// once, when set up; configMap files on every write, read-only; hostPath never.
+#[test]
+fn fs_group_owns_volumes_as_upstream() {
+    let t = TempDir::new("fsgroup");
+    let m = manager(t.path(), Arc::new(Recorder::default()));
+    let host_dir = t.path().join("host");
+    std::fs::create_dir(&host_dir).unwrap();
+    std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut p = pod(
+        json!([
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "host", "hostPath": {"path": host_dir}},
+            {"name": "conf", "configMap": {"name": "cfg", "defaultMode": 0o600}},
+        ]),
+        json!([{"name": "c"}]),
+    );
+    p.spec.as_mut().unwrap().security_context =
+        Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            fs_group: Some(nix::unistd::getegid().as_raw().into()),
+            ..Default::default()
+        });
+    m.setup_pod(&p, &objects(json!({"a": "A"}))).unwrap();
+    let pd = t.path().join("pods/uid-1");
+    let scratch = pd.join("volumes").join(EMPTY_DIR).join("scratch");
+    let conf = pd.join("volumes").join(CONFIG_MAP).join("conf");
+    assert_eq!(mode(&scratch), 0o2777);
+    assert!(
+        pd.join("plugins")
+            .join(EMPTY_DIR)
+            .join("scratch/ready")
+            .is_file()
+    );
+    assert_eq!(mode(&conf), 0o2777);
+    assert_eq!(mode(&conf.join("..data")), 0o2755);
+    assert_eq!(mode(&conf.join("a")), 0o640);
+    assert_eq!(mode(&host_dir), 0o700);
+
+    // What a container wrote into the emptyDir keeps its mode on the next sync.
+    std::fs::write(scratch.join("f"), "x").unwrap();
+    std::fs::set_permissions(scratch.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    m.setup_pod(&p, &objects(json!({"a": "B"}))).unwrap();
+    assert_eq!(mode(&scratch.join("f")), 0o600);
+    // The configMap's new files get the group's permissions before the swap.
+    assert_eq!(std::fs::read_to_string(conf.join("a")).unwrap(), "B");
+    assert_eq!(mode(&conf.join("a")), 0o640);
+    assert_eq!(mode(&host_dir), 0o700);
+}
+
 #[test]
 fn live_update_is_one_swap_and_unchanged_writes_nothing() {
     let t = TempDir::new("update");
