@@ -83,7 +83,7 @@ touch /scratch/done
         "id -G in the container: {groups:?}"
     );
     ensure!(
-        std::fs::read_to_string(scratch.join("read"))? == "hello\n",
+        std::fs::read_to_string(scratch.join("read"))? == "hello",
         "the container could not read the configMap file"
     );
 
