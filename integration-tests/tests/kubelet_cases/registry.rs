@@ -3,15 +3,13 @@
 //! ErrImagePull, then ImagePullBackOff, until it is pushed), and the gRPC and HTTPS probes
 //! against the `probe-server` fixture.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use berth_integration_tests::fixtures::{Image, OciLayout, build};
 use berth_integration_tests::kubelet::{Kubelet, Pod, RuntimeKind};
-use berth_integration_tests::registry::{Mode, Registry};
-use berth_integration_tests::util::run;
+use berth_integration_tests::registry::{Mode, Registry, make_test_ca};
+
 use serde_json::{Value, json};
 
 use super::{IDLE, apply, host_path, pod, running, shared_dir};
@@ -176,31 +174,11 @@ pub fn image_pull_policy_always_pulls_from_the_registry(k: &mut Kubelet) -> anyh
     Ok(())
 }
 
-/// A self-signed certificate for the HTTPS probe target (kubelet does not verify it).
-fn self_signed(dir: &Path) -> anyhow::Result<()> {
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=probe-server",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("server.key"))
-        .arg("-out")
-        .arg(dir.join("server.crt")))?;
-    Ok(())
-}
-
 pub fn grpc_and_https_probes_against_a_container(k: &mut Kubelet) -> anyhow::Result<()> {
     let image = k.import_image(&Image::ProbeServer)?;
     let tls = shared_dir(k, "tls")?;
-    self_signed(&tls)?;
+    // Any certificate does: kubelet does not verify an HTTPS probe's.
+    make_test_ca(&tls)?;
     let flip = shared_dir(k, "flip")?;
     let server = |name: &str, args: &[&str], probe: Value| {
         json!({"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
