@@ -5,9 +5,11 @@
 //!
 //! Pure: no IO, no clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::error::ManifestError;
 use super::manifest::{self, Decoded, Object};
@@ -146,39 +148,41 @@ pub(crate) fn join<'a>(
                 pods.push(e.object.clone());
             }
         }
-        for e in &set.config_maps {
-            let key = namespaced(&e.object.metadata.namespace, &e.object.metadata.name);
-            if let Some((file, label)) = cm_names.get(&key) {
-                clashes.push(clash(
-                    e,
-                    "metadata.name",
-                    &format!("{}/{}", key.0, key.1),
-                    file,
-                    label,
-                ));
-            } else {
-                cm_names.insert(key.clone(), (&e.file, &e.label));
-                objects.config_maps.insert(key, e.object.clone());
-            }
-        }
-        for e in &set.secrets {
-            let key = namespaced(&e.object.metadata.namespace, &e.object.metadata.name);
-            if let Some((file, label)) = secret_names.get(&key) {
-                clashes.push(clash(
-                    e,
-                    "metadata.name",
-                    &format!("{}/{}", key.0, key.1),
-                    file,
-                    label,
-                ));
-            } else {
-                secret_names.insert(key.clone(), (&e.file, &e.label));
-                objects.secrets.insert(key, e.object.clone());
-            }
-        }
+        keep_first(
+            &set.config_maps,
+            &mut cm_names,
+            &mut objects.config_maps,
+            &mut clashes,
+        );
+        keep_first(
+            &set.secrets,
+            &mut secret_names,
+            &mut objects.secrets,
+            &mut clashes,
+        );
     }
     errors.extend(clashes);
     (pods, objects, errors)
+}
+
+/// Keeps the first object of each namespace/name into `into`; a later one is a clash.
+fn keep_first<'a, T: Clone + Metadata<Ty = ObjectMeta>>(
+    entries: &'a [Entry<T>],
+    seen: &mut HashMap<(String, String), (&'a str, &'a str)>,
+    into: &mut BTreeMap<(String, String), T>,
+    clashes: &mut Vec<ManifestError>,
+) {
+    for e in entries {
+        let meta = e.object.metadata();
+        let key = namespaced(&meta.namespace, &meta.name);
+        if let Some((file, label)) = seen.get(&key) {
+            let value = format!("{}/{}", key.0, key.1);
+            clashes.push(clash(e, "metadata.name", &value, file, label));
+        } else {
+            seen.insert(key.clone(), (&e.file, &e.label));
+            into.insert(key, e.object.clone());
+        }
+    }
 }
 
 fn namespaced(ns: &Option<String>, name: &Option<String>) -> (String, String) {
