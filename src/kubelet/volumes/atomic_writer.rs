@@ -339,6 +339,17 @@ mod tests {
         Ok(())
     }
 
+    /// How many timestamped payload dirs (`..2026_...`) are in `dir`.
+    fn timestamped_dirs(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let e = e.as_ref().unwrap();
+                e.file_name().to_string_lossy().starts_with("..20")
+            })
+            .count()
+    }
+
     fn data_target(dir: &Path) -> PathBuf {
         std::fs::read_link(dir.join(DATA_DIR)).unwrap()
     }
@@ -399,16 +410,7 @@ mod tests {
         names.sort();
         assert_eq!(names, ["..data", "a", "sub"]);
         // Exactly one timestamped dir remains.
-        let ts_dirs = std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("..20")
-            })
-            .count();
+        let ts_dirs = timestamped_dirs(dir);
         assert_eq!(ts_dirs, 1);
     }
 
@@ -428,16 +430,7 @@ mod tests {
         assert!(matches!(e, WriteError::Ownership(_)), "{e}");
         assert_eq!(data_target(dir), ts1);
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
-        let dirs = std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("..20")
-            })
-            .count();
+        let dirs = timestamped_dirs(dir);
         assert_eq!(dirs, 1);
         // Unchanged content writes nothing, so the ownership is not applied again.
         let called = std::cell::Cell::new(false);

@@ -586,20 +586,19 @@ fn bad_uid_refused() {
 /// table is never touched.
 #[test]
 fn tmpfs_empty_dir_for_real() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "skipping tmpfs_empty_dir_for_real: needs root (a private mount namespace and tmpfs)"
-        );
-        return;
-    }
     let t = TempDir::new("tmpfs-real");
     let root = t.path().to_path_buf();
     in_forked_child("tmpfs_empty_dir_for_real", || in_private_namespace(&root));
 }
 
 /// Runs `f` in a forked child and fails the test unless it returns `Ok`: a root test that
-/// unshares its mount namespace leaves the test process (and the machine) untouched.
+/// unshares its mount namespace leaves the test process (and the machine) untouched. Not
+/// root: says so and runs nothing (a private mount namespace needs root).
 pub(crate) fn in_forked_child(test: &str, f: impl FnOnce() -> Result<(), String>) {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping {test}: needs root (a private mount namespace)");
+        return;
+    }
     // SAFETY: the child only makes syscalls and allocates (glibc's malloc is fork-safe)
     // and leaves with _exit, never returning into the test harness.
     match unsafe { nix::unistd::fork() }.unwrap() {
