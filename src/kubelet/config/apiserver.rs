@@ -94,6 +94,18 @@ pub(crate) fn classify(
             .annotations
             .get_or_insert_with(Default::default)
             .insert(SOURCE_ANNOTATION.to_string(), API_SOURCE.to_string());
+        // What the kubelet runs is the spec: a write of the status (the kubelet's own,
+        // echoed by the watch) or of bookkeeping is no update of the pod (upstream's
+        // RECONCILE, not UPDATE). A terminal phase is kept: it says not to start again.
+        pod.metadata.resource_version = None;
+        pod.metadata.managed_fields = None;
+        if !pod
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
+        {
+            pod.status = None;
+        }
         set.pods.push(Entry::new(API_SOURCE, label, pod));
     }
     (set, all, invalid)
@@ -208,6 +220,29 @@ mod tests {
         let ann = set.pods[0].object.metadata.annotations.clone().unwrap();
         assert_eq!(ann.get(SOURCE_ANNOTATION).map(String::as_str), Some("api"));
         assert!(all.contains_key("u1"));
+    }
+
+    #[test]
+    fn a_status_write_is_no_update_of_the_pod_but_a_terminal_phase_is() {
+        let mut p = pod("web", "u1");
+        p["metadata"]["resourceVersion"] = json!("7");
+        p["status"] = json!({"phase": "Running"});
+        let (set, all, _) = classify(&BTreeMap::from([obj(p.clone())]));
+        let run = &set.pods[0].object;
+        assert!(run.status.is_none() && run.metadata.resource_version.is_none());
+        assert!(all["u1"].status.is_some(), "the view keeps the API's copy");
+        p["metadata"]["resourceVersion"] = json!("8");
+        p["status"] = json!({"phase": "Running", "podIP": "10.0.0.9"});
+        let (again, _, _) = classify(&BTreeMap::from([obj(p.clone())]));
+        assert_eq!(again.pods[0].object, *run);
+        p["status"] = json!({"phase": "Succeeded"});
+        let (done, _, _) = classify(&BTreeMap::from([obj(p)]));
+        let phase = done.pods[0]
+            .object
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone());
+        assert_eq!(phase.as_deref(), Some("Succeeded"));
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl StatusManager {
         let mut sent: HashMap<String, PodStatus> = HashMap::new();
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut finished: BTreeMap<String, PodView> = BTreeMap::new();
+        // Pods whose API object (or mirror pod) is not there yet.
+        let mut no_target: BTreeSet<String> = BTreeSet::new();
         let mut tick = tokio::time::interval(RECONCILE);
         loop {
             let mut reconcile = false;
@@ -104,8 +106,10 @@ impl StatusManager {
                     }
                     let view = view_rx.borrow_and_update().clone();
                     sent.retain(|t, _| view.pods.contains_key(t));
-                    // A pod that got its deletionTimestamp after its worker finished.
+                    // A pod that got its deletionTimestamp after its worker finished,
+                    // and pods whose API object just appeared.
                     pending.extend(finished.keys().cloned());
+                    pending.append(&mut no_target);
                 }
                 Some(d) = done_rx.recv() => {
                     in_flight.remove(&d.target);
@@ -141,6 +145,8 @@ impl StatusManager {
                     // No API object (yet, or any more): nothing to report to.
                     if is_finished && !view.pods.contains_key(&uid) {
                         finished.remove(&uid);
+                    } else {
+                        no_target.insert(uid);
                     }
                     continue;
                 };
