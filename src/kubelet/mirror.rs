@@ -2,9 +2,9 @@
 //! HandlePodCleanups): the API server's read-only copy of each static pod, so that the
 //! cluster sees what runs on the node. A mirror pod carries the annotation
 //! `kubernetes.io/config.mirror` with its static pod's config hash and is owned by the
-//! Node. A missing one is created, one that is being deleted or mirrors an older version
-//! of its static pod is deleted and made again, and one whose static pod is gone is
-//! deleted. Deletes carry the mirror pod's UID as a precondition and grace 0.
+//! Node. A missing one is created; one that someone deletes, or that mirrors an older
+//! version of its static pod, is deleted at once and made again (the static pod itself
+//! keeps running); one whose static pod is gone is deleted. Deletes carry the mirror pod's UID as a precondition and grace 0.
 //!
 //! [`plan`] is the pure desired-state diff; [`run`] applies it whenever the static pods,
 //! the API's pods or the Node change, and every 10 s.
@@ -96,11 +96,9 @@ pub fn plan<'a>(
             None => actions.push(Action::Create(Box::new(mirror_of(sp, node)))),
             Some(m) => {
                 let current = annotation(m, MIRROR_ANNOTATION) == annotation(sp, HASH_ANNOTATION);
-                if m.metadata.deletion_timestamp.is_none() && current {
-                    continue;
-                }
-                // Deleted now; made again once the deletion is seen.
-                if m.metadata.deletion_timestamp.is_none() {
+                // One being deleted (gracefully, by someone) or of an older version of
+                // its static pod is deleted at once, and made again once it is gone.
+                if m.metadata.deletion_timestamp.is_some() || !current {
                     actions.push(delete(m));
                 }
             }
@@ -108,9 +106,7 @@ pub fn plan<'a>(
     }
     // Mirror pods of static pods that are gone.
     for m in mirrors.values() {
-        if m.metadata.deletion_timestamp.is_none() {
-            actions.push(delete(m));
-        }
+        actions.push(delete(m));
     }
     actions
 }
@@ -269,10 +265,13 @@ mod tests {
     }
 
     #[test]
-    fn a_mirror_being_deleted_is_waited_for() {
+    fn a_mirror_being_deleted_is_deleted_at_once_to_be_made_again() {
         let sp = static_pod("web-n1", "h2");
         let mut m = pod("web-n1", &[(MIRROR_ANNOTATION, "h2")], "m1");
         m.metadata.deletion_timestamp = Some(crate::kubelet::status::now());
-        assert!(plan([&sp], [&m], &node()).is_empty());
+        assert_eq!(
+            plan([&sp], [&m], &node()),
+            [Action::Delete("default".into(), "web-n1".into(), "m1".into())]
+        );
     }
 }

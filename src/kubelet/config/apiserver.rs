@@ -71,6 +71,8 @@ pub(crate) fn classify(
                 let message = format!("the pod could not be decoded: {message}");
                 set.errors
                     .push(ManifestError::new(API_SOURCE, &label, message.clone()));
+                // Its metadata is enough for the status manager to report on it.
+                all.insert(uid.clone(), pod.clone());
                 invalid.insert(uid.clone(), Invalid { pod, message });
                 continue;
             }
@@ -261,7 +263,7 @@ mod tests {
         let objects = BTreeMap::from([obj(pod("web", "u1")), obj(bad)]);
         let (set, all, invalid) = classify(&objects);
         assert_eq!(set.pods.len(), 1);
-        assert!(!all.contains_key("u2"));
+        assert!(all["u2"].spec.is_none(), "only its metadata is known");
         let inv = &invalid["u2"];
         assert_eq!(inv.pod.metadata.name.as_deref(), Some("bad"));
         assert!(

@@ -56,8 +56,12 @@ struct Done {
     deleted: bool,
 }
 
-/// The API pod a kubelet pod's status goes to: the pod itself, or a static pod's mirror.
+/// The API pod a kubelet pod's status goes to: the pod itself (a pod from the API has
+/// its UID there), or a static pod's mirror (the same namespace and name).
 fn target<'a>(view: &'a ApiView, uid: &str, pod: &Pod) -> Option<&'a Pod> {
+    if let Some(p) = view.pods.get(uid).filter(|p| !is_mirror(p)) {
+        return Some(p);
+    }
     let from_api = pod
         .metadata
         .annotations
@@ -65,7 +69,7 @@ fn target<'a>(view: &'a ApiView, uid: &str, pod: &Pod) -> Option<&'a Pod> {
         .and_then(|a| a.get(SOURCE_ANNOTATION))
         .is_some_and(|s| s == API_SOURCE);
     if from_api {
-        return view.pods.get(uid);
+        return None;
     }
     view.pods.values().find(|p| {
         is_mirror(p)
