@@ -12,6 +12,7 @@ pub mod apifront;
 pub mod apiserver;
 pub mod berth_cri;
 pub mod cgroup;
+pub mod cluster;
 pub mod containerd;
 pub mod cri;
 pub mod env;

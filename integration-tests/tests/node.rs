@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use berth_integration_tests::TestEnv;
 use berth_integration_tests::apiserver::Options;
 use berth_integration_tests::cluster::Cluster;
@@ -23,6 +23,7 @@ mod pods;
 use pods::*;
 
 /// A node case: the cluster, and the kubelet joined to it.
+#[derive(Debug)]
 pub struct Node<'a> {
     pub c: Cluster,
     pub k: Kubelet<'a>,
