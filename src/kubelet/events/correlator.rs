@@ -264,8 +264,9 @@ impl Correlator {
             self.aggregates.add(agg, record);
             return (event, full);
         }
-        // Upstream removes one key after storing the record: the set stays at the
-        // maximum and every later message is aggregated too.
+        // Upstream pops one key from the set it just stored (a Go map is shared): the
+        // set stays one below the maximum, so every further new message aggregates
+        // again while a repeat of a remembered one does not.
         record.local_keys.pop_first();
         self.aggregates.add(agg.clone(), record);
         let t = api_time(now);

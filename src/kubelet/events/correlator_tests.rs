@@ -254,3 +254,19 @@ fn the_cache_forgets_the_least_recently_used() {
     assert!(l.get_mut("b").is_none());
     assert!(l.get_mut("a").is_some() && l.get_mut("c").is_some());
 }
+
+#[test]
+fn after_aggregating_a_remembered_message_still_dedupes_on_its_own() {
+    let mut c = Correlator::new();
+    for i in 0..10 {
+        if let Some(r) = c.correlate(ev("web", "Failed", &format!("msg {i}"), t0()), t0()) {
+            c.update_state(&r.event);
+        }
+    }
+    // The set kept nine of the ten messages; "msg 5" is one of them.
+    let r = c
+        .correlate(ev("web", "Failed", "msg 5", t0()), t0())
+        .expect("kept");
+    assert_eq!(r.event.message.as_deref(), Some("msg 5"));
+    assert_eq!(r.event.count, Some(2));
+}

@@ -9,8 +9,7 @@
 //! Critical pods (static, mirror, or priority at or above system-critical): upstream's
 //! CriticalPodAdmissionHandler waives resource shortages and evicts lower-priority pods
 //! to make room. berth admits such a pod when resources are its only failures and does
-//! not evict anything: the node is then over-committed until other pods end, which the
-//! kubelet's eviction manager (memory pressure) resolves if it must.
+//! not evict anything: the node is then over-committed until other pods end.
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 
