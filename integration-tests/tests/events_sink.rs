@@ -31,7 +31,7 @@ async fn node_client(api: &ApiServer) -> kube::Client {
         .unwrap()
 }
 
-/// Polls the default namespace's Events until `done` holds (10 s at most).
+/// Polls the default namespace's Events until `done` holds, for `within` at most.
 async fn wait_for(
     client: &kube::Client,
     within: Duration,
