@@ -19,6 +19,7 @@ pub mod config;
 pub mod envvars;
 pub mod events;
 pub mod kuberuntime;
+pub mod lifecycle;
 pub mod mirror;
 pub mod node;
 pub mod objects;

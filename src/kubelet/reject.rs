@@ -46,18 +46,16 @@ impl Rejected {
         if self.pods.contains_key(uid) {
             return;
         }
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        self.recorder.record(Event {
-            pod_uid: uid.to_string(),
-            namespace: ns,
-            pod: name,
-            container: None,
-            kind: EventKind::Warning,
-            reason: event_reason.to_string(),
-            message: message.to_string(),
-            time: std::time::SystemTime::now(),
-        });
+        let mut event = Event::pod(
+            pod,
+            None,
+            EventKind::Warning,
+            event_reason,
+            message.to_string(),
+        );
+        // The source's key: an undecodable pod may carry no UID of its own.
+        event.object.uid = uid.to_string();
+        self.recorder.record(event);
         let mut shown = pod.clone();
         shown.status = Some(failed(pod, reason, message));
         self.store.set(

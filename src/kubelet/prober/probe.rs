@@ -3,7 +3,7 @@
 //! into a verdict.
 
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 
@@ -89,17 +89,13 @@ impl Target<'_> {
     }
 
     fn event(&self, env: &Env<'_>, reason: &str, message: String) {
-        let meta = &self.pod.metadata;
-        env.recorder.record(Event {
-            pod_uid: meta.uid.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            pod: meta.name.clone().unwrap_or_default(),
-            container: Some(self.container.name.clone()),
-            kind: EventKind::Warning,
-            reason: reason.to_string(),
+        env.recorder.record(Event::pod(
+            self.pod,
+            Some(&self.container.name),
+            EventKind::Warning,
+            reason,
             message,
-            time: SystemTime::now(),
-        });
+        ));
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn show(output: Output, store: Arc<StatusStore>, mut events: broadcast
             r = changes.changed() => if r.is_err() { return },
             ev = events.recv() => match ev {
                 Ok(e) => {
-                    last_event.insert(e.pod_uid.clone(), format!("{}: {}", e.reason, e.message));
+                    last_event.insert(e.object.uid.clone(), format!("{}: {}", e.reason, e.message));
                     if output != Output::Table {
                         continue;
                     }

@@ -139,16 +139,8 @@ impl Syncer {
         reason: &str,
         message: String,
     ) {
-        self.recorder.record(Event {
-            pod_uid: labels::uid(pod).into(),
-            namespace: labels::namespace(pod).into(),
-            pod: labels::name(pod).into(),
-            container: container.map(String::from),
-            kind,
-            reason: reason.into(),
-            message,
-            time: SystemTime::now(),
-        });
+        self.recorder
+            .record(Event::pod(pod, container, kind, reason, message));
     }
 
     /// The probe results the actions read.

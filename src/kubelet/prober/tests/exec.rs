@@ -117,7 +117,10 @@ async fn failure_records_unhealthy_event_with_output() {
         Some((Verdict::Failure, "no such file".to_string()))
     );
     let e = events.try_recv().ok();
-    let e = e.map(|e| (e.reason, e.message, e.container, e.pod_uid));
+    let e = e.map(|e| {
+        let c = e.object.container().map(String::from);
+        (e.reason, e.message, c, e.object.uid)
+    });
     assert_eq!(
         e,
         Some((
