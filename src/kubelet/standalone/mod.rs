@@ -221,6 +221,7 @@ async fn run_kubelet(
             node: node.clone(),
             runtime_handler: String::new(),
         },
+        tokens: None,
     });
     let (mut paths, mut urls) = (vec![], vec![]);
     for s in &args.sources {

@@ -13,11 +13,14 @@ mod gc;
 mod hooks;
 mod images;
 mod kill;
+pub mod pull_secrets;
 mod start;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use cri_proto::v1 as cri;
@@ -31,10 +34,11 @@ use super::kuberuntime::dns::HostDns;
 use super::kuberuntime::labels;
 use super::kuberuntime::sandbox::{self, SandboxInputs};
 use super::kuberuntime::status::{self as rtstatus, PodStatus, State};
-use super::objects::Objects;
+use super::objects::{Objects, refs};
 use super::prober::{ProbeManager, ProbeTarget};
 use super::runtime::Runtime;
 use super::status::Waiting;
+use super::token::TokenManager;
 use super::volumes::VolumeManager;
 use crate::cri::CriError;
 
@@ -49,6 +53,9 @@ pub struct Syncer {
     pub crash_backoff: Backoff,
     pub pull_backoff: Backoff,
     pub settings: Settings,
+    /// Service-account tokens for projected volumes; None in standalone mode (a pod
+    /// that projects a token then fails its volume setup, saying why).
+    pub tokens: Option<Arc<TokenManager>>,
 }
 
 /// The node's settings a sync reads.
@@ -87,6 +94,10 @@ pub enum SyncError {
     },
     #[error("pod {pod}: {message}")]
     Setup { pod: String, message: String },
+    /// Objects the pod references have not been read from the API server yet; the sync
+    /// is retried when they arrive (upstream waits for its object caches to sync).
+    #[error("pod {pod}: waiting for {}", objects.join(", "))]
+    ObjectsPending { pod: String, objects: Vec<String> },
 }
 
 impl SyncError {
@@ -208,6 +219,41 @@ impl Syncer {
             ))
     }
 
+    /// The objects with the tokens of the pod's serviceAccountToken projections, fetched
+    /// or renewed now (every sync, so the 60 s resync renews them in time).
+    async fn with_tokens<'o>(
+        &self,
+        pod: &Pod,
+        objects: &'o Objects,
+    ) -> Result<Cow<'o, Objects>, SyncError> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(Cow::Borrowed(objects));
+        };
+        if crate::kubelet::token::pod_token_keys(pod).is_empty() {
+            return Ok(Cow::Borrowed(objects));
+        }
+        match tokens.tokens_for(pod).await {
+            Ok(t) => {
+                let mut o = objects.clone();
+                o.tokens.extend(t);
+                Ok(Cow::Owned(o))
+            }
+            Err(e) => {
+                self.event(
+                    pod,
+                    None,
+                    EventKind::Warning,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {e}"),
+                );
+                Err(SyncError::Setup {
+                    pod: labels::full_name(pod),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
     /// One sync of a pod that should run.
     pub async fn sync_pod(&self, pod: &Pod, objects: &Objects) -> Result<Outcome, SyncError> {
         let uid = labels::uid(pod).to_string();
@@ -216,6 +262,18 @@ impl Syncer {
         let acts = actions::compute(pod, &status, &probes);
         let mut out = Outcome::default();
         tracing::debug!(?acts, "pod actions");
+
+        // Nothing starts on objects not read yet: a pending one is neither there nor
+        // missing, and taking it as missing would fail the pod for nothing.
+        let pending = refs::pending_refs(pod, objects);
+        if !pending.is_empty() {
+            return Err(SyncError::ObjectsPending {
+                pod: labels::full_name(pod),
+                objects: pending.iter().map(ToString::to_string).collect(),
+            });
+        }
+        let objects = self.with_tokens(pod, objects).await?;
+        let objects = objects.as_ref();
 
         // The pod's cgroup and volumes come first: the sandbox goes into the one, the
         // containers mount the other.
