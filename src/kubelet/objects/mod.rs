@@ -7,6 +7,8 @@
 //! A snapshot also says which referenced objects are not known yet (their first list is
 //! still under way): a pod that needs one waits for it instead of taking it as missing.
 
+#[cfg(test)]
+pub(crate) mod fake_api;
 pub mod refs;
 mod watch;
 

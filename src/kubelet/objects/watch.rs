@@ -255,39 +255,5 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_snapshot_tells_pending_from_missing() {
-        let cm = ConfigMap {
-            immutable: Some(true),
-            ..Default::default()
-        };
-        let items: BTreeMap<ObjectRef, Item> = [
-            (ObjectKind::ConfigMap, "a", Value::Pending),
-            (ObjectKind::ConfigMap, "b", Value::Missing),
-            (ObjectKind::ConfigMap, "c", Value::ConfigMap(cm)),
-            (ObjectKind::Secret, "d", Value::Secret(Secret::default())),
-        ]
-        .into_iter()
-        .map(|(k, n, value)| (ObjectRef::new(k, "ns", n), Item { value, task: None }))
-        .collect();
-        let s = snapshot(&items);
-        assert!(s.is_pending(ObjectKind::ConfigMap, "ns", "a"));
-        assert!(!s.is_pending(ObjectKind::ConfigMap, "ns", "b"));
-        assert!(s.config_map("ns", "b").is_none());
-        assert!(s.config_map("ns", "c").is_some());
-        assert!(s.secret("ns", "d").is_some());
-        assert!(
-            items[&ObjectRef::new(ObjectKind::ConfigMap, "ns", "c")]
-                .value
-                .immutable()
-        );
-        assert!(
-            !items[&ObjectRef::new(ObjectKind::Secret, "ns", "d")]
-                .value
-                .immutable()
-        );
-    }
-}
+#[path = "watch_tests.rs"]
+mod tests;

@@ -178,3 +178,108 @@ impl TokenManager {
         self.lock().retain(|k, _| k.pod_uid != pod_uid);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::json;
+
+    use super::*;
+    use crate::kubelet::objects::fake_api::{self, Reply};
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u-1"},
+            "spec": {"serviceAccountName": "builder", "containers": [{"name": "c"}],
+                "volumes": [{"name": "kube-api-access-x", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}}]}
+        }))
+        .unwrap()
+    }
+
+    /// Answers token requests with `tok-<n>`, valid for `valid_for` seconds; with
+    /// `fail` set, answers 500.
+    fn server(
+        valid_for: i64,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    ) -> (TokenManager, Arc<std::sync::Mutex<Vec<fake_api::Seen>>>) {
+        let n = AtomicU32::new(0);
+        let (client, seen) = fake_api::client(move |s| {
+            if fail.load(Ordering::SeqCst) {
+                return Reply::Json(
+                    500,
+                    json!({"kind": "Status", "apiVersion": "v1",
+                    "status": "Failure", "message": "down", "reason": "InternalError", "code": 500}),
+                );
+            }
+            let req: Json = serde_json::from_slice(&s.body).unwrap();
+            let exp = k8s_openapi::jiff::Timestamp::now()
+                + k8s_openapi::jiff::SignedDuration::from_secs(valid_for);
+            let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut resp = req.clone();
+            resp["status"] = json!({
+                "token": format!("tok-{i}"),
+                "expirationTimestamp": serde_json::to_value(Time(exp)).unwrap(),
+            });
+            Reply::Json(201, resp)
+        });
+        (TokenManager::new(client), seen)
+    }
+
+    type Json = serde_json::Value;
+
+    #[tokio::test]
+    async fn a_token_is_requested_bound_to_the_pod_and_cached() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, seen) = server(3607, fail);
+        let t = m.tokens_for(&pod()).await.unwrap();
+        assert_eq!(t.values().collect::<Vec<_>>(), ["tok-1"]);
+        assert_eq!(m.tokens_for(&pod()).await.unwrap(), t);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "the second sync used the cache");
+        assert_eq!(seen[0].method, "POST");
+        assert!(
+            seen[0]
+                .uri
+                .starts_with("/api/v1/namespaces/ns/serviceaccounts/builder/token"),
+            "{}",
+            seen[0].uri
+        );
+        let body: Json = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(body["kind"], "TokenRequest");
+        assert_eq!(body["spec"]["expirationSeconds"], 3607);
+        assert_eq!(
+            body["spec"]["boundObjectRef"],
+            json!({"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "u-1"})
+        );
+        assert!(
+            body["spec"]["audiences"]
+                .as_array()
+                .is_none_or(|a| a.is_empty())
+        );
+        m.delete_pod_tokens("u-1");
+        assert_eq!(m.lock().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_past_eighty_percent_is_renewed_and_a_failed_renewal_keeps_it() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Granted for 3607 s but expiring in 300 s: well past 80% of its life.
+        let (m, seen) = server(300, fail.clone());
+        let first = m.tokens_for(&pod()).await.unwrap();
+        let second = m.tokens_for(&pod()).await.unwrap();
+        assert_ne!(first, second);
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        fail.store(true, Ordering::SeqCst);
+        assert_eq!(m.tokens_for(&pod()).await.unwrap(), second);
+        m.delete_pod_tokens("u-1");
+        let e = m.tokens_for(&pod()).await.unwrap_err().to_string();
+        assert!(
+            e.starts_with("failed to fetch token for service account ns/builder (pod web)"),
+            "{e}"
+        );
+    }
+}
