@@ -148,10 +148,10 @@ impl Syncer {
             .flat_map(|s| s.image_pull_secrets.iter().flatten());
         let mut found = Vec::new();
         let mut failed = Vec::new();
-        for r in refs {
+        for r in refs.filter(|r| !r.name.is_empty()) {
             match objects.secret(ns, &r.name) {
                 Some(s) => found.push(s),
-                None => failed.push(format!("{ns}/{}", r.name)),
+                None => failed.push(r.name.clone()),
             }
         }
         if !failed.is_empty() {
