@@ -39,6 +39,8 @@ pub struct Objects {
     pub secrets: BTreeMap<(String, String), Secret>,
     /// Referenced objects whose first read has not finished: neither present nor missing.
     pub pending: BTreeSet<ObjectRef>,
+    /// Why a pending object is still pending: the last error of its first list.
+    pub pending_errors: BTreeMap<ObjectRef, String>,
     /// Service-account tokens fetched for this sync, by request.
     pub tokens: BTreeMap<TokenKey, String>,
 }
@@ -85,6 +87,13 @@ impl Objects {
             .chain(&other.pending)
             .filter(|r| !known(r))
             .cloned()
+            .collect();
+        out.pending_errors = self
+            .pending_errors
+            .iter()
+            .chain(&other.pending_errors)
+            .filter(|(r, _)| pending.contains(*r))
+            .map(|(r, e)| (r.clone(), e.clone()))
             .collect();
         out.pending = pending;
         out

@@ -53,6 +53,8 @@ struct Item {
     value: Value,
     /// The watch task; None once an immutable object has been read.
     task: Option<AbortHandle>,
+    /// The last error of the watch while the object is still pending.
+    error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -80,8 +82,21 @@ impl Shared {
             item.task = None;
         }
         item.value = value;
+        item.error = None;
         self.publish(&items);
         stop
+    }
+
+    /// Records why the first read of `r` has not finished yet.
+    fn set_error(&self, r: &ObjectRef, error: String) {
+        let mut items = self.lock();
+        if let Some(item) = items
+            .get_mut(r)
+            .filter(|i| matches!(i.value, Value::Pending))
+        {
+            item.error = Some(error);
+            self.publish(&items);
+        }
     }
 
     fn publish(&self, items: &BTreeMap<ObjectRef, Item>) {
@@ -104,6 +119,9 @@ fn snapshot(items: &BTreeMap<ObjectRef, Item>) -> Objects {
         match &item.value {
             Value::Pending => {
                 out.pending.insert(r.clone());
+                if let Some(e) = &item.error {
+                    out.pending_errors.insert(r.clone(), e.clone());
+                }
             }
             Value::Missing => {}
             Value::ConfigMap(c) => {
@@ -174,6 +192,7 @@ impl ObjectManager {
                 Item {
                     value: Value::Pending,
                     task: Some(task),
+                    error: None,
                 },
             );
         }
@@ -242,6 +261,10 @@ where
             Ok(Event::Delete(_)) => Value::Missing,
             Err(e) => {
                 tracing::warn!("watch {r}: {e}");
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                shared.set_error(&r, e.to_string());
                 continue;
             }
         };

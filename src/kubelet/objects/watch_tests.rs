@@ -22,10 +22,25 @@ fn the_snapshot_tells_pending_from_missing() {
         (ObjectKind::Secret, "d", Value::Secret(Secret::default())),
     ]
     .into_iter()
-    .map(|(k, n, value)| (ObjectRef::new(k, "ns", n), Item { value, task: None }))
+    .map(|(k, n, value)| {
+        let error = Some("forbidden".to_string());
+        (
+            ObjectRef::new(k, "ns", n),
+            Item {
+                value,
+                task: None,
+                error,
+            },
+        )
+    })
     .collect();
     let s = snapshot(&items);
     assert!(s.is_pending(ObjectKind::ConfigMap, "ns", "a"));
+    assert_eq!(s.pending_errors.len(), 1);
+    assert_eq!(
+        s.pending_errors[&ObjectRef::new(ObjectKind::ConfigMap, "ns", "a")],
+        "forbidden"
+    );
     assert!(!s.is_pending(ObjectKind::ConfigMap, "ns", "b"));
     assert!(s.config_map("ns", "b").is_none());
     assert!(s.config_map("ns", "c").is_some());
@@ -163,4 +178,22 @@ async fn an_immutable_object_is_not_watched_once_read() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!seen.lock().unwrap().iter().any(|s| s.is_watch()));
     assert!(mgr.shared.lock().values().all(|i| i.task.is_none()));
+}
+
+#[tokio::test]
+async fn a_forbidden_object_stays_pending_and_says_why() {
+    let (client, _) = fake_api::client(|_| {
+        Reply::Json(
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "secrets \"s\" is forbidden: no relationship found", "reason": "Forbidden", "code": 403}),
+        )
+    });
+    let (mgr, mut rx) = ObjectManager::new(client);
+    mgr.set_pods([&pod(json!([{"name": "a", "secret": {"secretName": "s"}}]))]);
+    wait_for(&mut rx, |o| !o.pending_errors.is_empty()).await;
+    let o = rx.borrow().clone();
+    assert!(o.is_pending(ObjectKind::Secret, "ns", "s"));
+    let e = &o.pending_errors[&ObjectRef::new(ObjectKind::Secret, "ns", "s")];
+    assert!(e.contains("forbidden"), "{e}");
 }

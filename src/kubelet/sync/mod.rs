@@ -269,7 +269,13 @@ impl Syncer {
         if !pending.is_empty() {
             return Err(SyncError::ObjectsPending {
                 pod: labels::full_name(pod),
-                objects: pending.iter().map(ToString::to_string).collect(),
+                objects: pending
+                    .iter()
+                    .map(|r| match objects.pending_errors.get(r) {
+                        Some(e) => format!("{r} ({e})"),
+                        None => r.to_string(),
+                    })
+                    .collect(),
             });
         }
         let objects = self.with_tokens(pod, objects).await?;
