@@ -1,8 +1,9 @@
 //! One pod's sync: kubelet's SyncPod (pkg/kubelet/kubelet.go) and the runtime manager's
 //! SyncPod (kuberuntime_manager.go). It reads what the runtime holds, computes the
 //! actions ([`crate::kubelet::kuberuntime::actions`]), and applies them: the pod's cgroup
-//! and volumes, the sandbox, init containers and sidecars in order, then the regular
-//! containers; kills go first. Each container start goes through back-off, the image
+//! and volumes (once every ConfigMap and Secret it references has been read, with its
+//! service-account tokens fetched or renewed), the sandbox, init containers and sidecars
+//! in order, then the regular containers; kills go first. Each container start goes through back-off, the image
 //! policy, the env and mounts, create, start and the postStart hook ([`start`]); kills
 //! run the preStop hook within the grace period ([`kill`]).
 //!
