@@ -3,9 +3,10 @@
 //! actions ([`crate::kubelet::kuberuntime::actions`]), and applies them: the pod's cgroup
 //! and volumes (once every ConfigMap and Secret it references has been read, with its
 //! service-account tokens fetched or renewed), the sandbox, init containers and sidecars
-//! in order, then the regular containers; kills go first. Each container start goes through back-off, the image
-//! policy, the env and mounts, create, start and the postStart hook ([`start`]); kills
-//! run the preStop hook within the grace period ([`kill`]).
+//! in order, then the regular containers; kills go first. Each container start goes
+//! through back-off, the image policy (pulls with the pod's imagePullSecrets,
+//! [`pull_secrets`]), the env and mounts, create, start and the postStart hook
+//! ([`start`]); kills run the preStop hook within the grace period ([`kill`]).
 //!
 //! It owns no state of its own beyond back-off: what a sync needs to know it reads from
 //! the runtime, so a sync after a restart of berth carries on from what is.
