@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use super::pull_secrets::{self, Keyring};
 use super::start::image_of;
 use super::{Outcome, Syncer};
-use crate::image::reference::Reference;
 use crate::kubelet::Objects;
 use crate::kubelet::events::EventKind;
 use crate::kubelet::kuberuntime::labels;
@@ -177,17 +176,8 @@ impl Syncer {
         keyring: &Keyring,
         sandbox: &cri::PodSandboxConfig,
     ) -> Result<String, String> {
-        let creds = match Reference::parse(image) {
-            Ok(r) => keyring.lookup(&format!("{}/{}", r.registry, r.repository)),
-            Err(_) => Vec::new(),
-        };
-        let attempts: Vec<Option<cri::AuthConfig>> = if creds.is_empty() {
-            vec![None]
-        } else {
-            creds.into_iter().map(Some).collect()
-        };
         let mut errors = Vec::new();
-        for auth in attempts {
+        for auth in pull_secrets::attempts(keyring, image) {
             let req = cri::PullImageRequest {
                 image: Some(cri::ImageSpec {
                     image: image.to_string(),
@@ -201,11 +191,6 @@ impl Syncer {
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        // Upstream's aggregate error: one message alone, several in brackets.
-        Err(if errors.len() == 1 {
-            errors.remove(0)
-        } else {
-            format!("[{}]", errors.join(", "))
-        })
+        Err(pull_secrets::aggregate(errors))
     }
 }

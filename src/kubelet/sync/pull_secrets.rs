@@ -14,6 +14,8 @@ use cri_proto::v1 as cri;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
+use crate::image::reference::Reference;
+
 const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 const DOCKERCFG_TYPE: &str = "kubernetes.io/dockercfg";
@@ -172,6 +174,31 @@ impl Keyring {
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+}
+
+/// The credentials to pull `image` with, one pull each in order until one succeeds;
+/// `None` (anonymous) alone when nothing matches or the reference does not parse (the
+/// pull then says why).
+pub fn attempts(keyring: &Keyring, image: &str) -> Vec<Option<cri::AuthConfig>> {
+    let creds = match Reference::parse(image) {
+        Ok(r) => keyring.lookup(&format!("{}/{}", r.registry, r.repository)),
+        Err(_) => Vec::new(),
+    };
+    if creds.is_empty() {
+        vec![None]
+    } else {
+        creds.into_iter().map(Some).collect()
+    }
+}
+
+/// The pull errors of every attempt, as upstream's aggregate error shows them: one
+/// alone, several in brackets.
+pub fn aggregate(mut errors: Vec<String>) -> String {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        format!("[{}]", errors.join(", "))
     }
 }
 
@@ -336,6 +363,35 @@ mod tests {
         );
         let e = keyring(&[&bad_auth]).unwrap_err().to_string();
         assert!(e.contains("r.io: auth is not username:password"), "{e}");
+    }
+
+    #[test]
+    fn an_image_is_pulled_with_each_match_or_anonymously() {
+        let s = json_secret(
+            "hub",
+            serde_json::json!({
+                "docker.io": {"username": "a"},
+                "https://index.docker.io/v1/": {"username": "b"}
+            }),
+        );
+        let k = keyring(&[&s]).unwrap();
+        let who = |image: &str| -> Vec<Option<String>> {
+            attempts(&k, image)
+                .into_iter()
+                .map(|a| a.map(|a| a.username))
+                .collect()
+        };
+        // `busybox` is docker.io/library/busybox: the docker.io key matches it.
+        assert_eq!(who("busybox:1.36"), [Some("a".to_string())]);
+        assert_eq!(
+            who(
+                "127.0.0.1:5000/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+            ),
+            [None]
+        );
+        assert_eq!(who("Not A Reference"), [None]);
+        assert_eq!(aggregate(vec!["one".into()]), "one");
+        assert_eq!(aggregate(vec!["one".into(), "two".into()]), "[one, two]");
     }
 
     #[test]
