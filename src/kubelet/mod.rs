@@ -32,6 +32,7 @@ pub mod standalone;
 pub mod status;
 pub mod sync;
 pub mod sync_loop;
+pub mod token;
 pub mod volumes;
 pub mod worker;
 

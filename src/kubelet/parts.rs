@@ -16,6 +16,7 @@ use super::prober::ProbeManager;
 use super::runtime::Runtime;
 use super::standalone::host;
 use super::sync::{Settings, Syncer};
+use super::token::TokenManager;
 use super::volumes::VolumeManager;
 use crate::cri::inprocess::{InProcess, Prepared, RuntimeArgs};
 
@@ -67,6 +68,8 @@ pub struct SyncerConfig {
     pub cgroup_root: PathBuf,
     pub dns: HostDns,
     pub seccomp_default: bool,
+    /// Service-account tokens from the API server; None in standalone mode.
+    pub tokens: Option<Arc<TokenManager>>,
 }
 
 /// The syncer and what is wired around it.
@@ -117,6 +120,7 @@ pub fn build(cfg: SyncerConfig, runtime: Runtime) -> anyhow::Result<Parts> {
             node: node.clone(),
             runtime_handler: String::new(),
         },
+        tokens: cfg.tokens,
     });
     Ok(Parts {
         syncer,

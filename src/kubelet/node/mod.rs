@@ -31,6 +31,7 @@ use super::standalone::host;
 use super::status::manager::StatusManager;
 use super::status::store::StatusStore;
 use super::sync_loop::{ApiInputs, SyncLoop};
+use super::token::TokenManager;
 use super::worker::Workers;
 use crate::cri::inprocess::{InProcess, RuntimeArgs};
 
@@ -175,6 +176,7 @@ async fn run_node(
             cgroup_root: args.cgroup_root.clone(),
             dns,
             seccomp_default: args.seccomp_default,
+            tokens: Some(Arc::new(TokenManager::new(client.clone()))),
         },
         runtime,
     )?;

@@ -167,6 +167,7 @@ async fn run_kubelet(
             cgroup_root: args.cgroup_root.clone(),
             dns,
             seccomp_default: args.seccomp_default,
+            tokens: None,
         },
         runtime,
     )?;

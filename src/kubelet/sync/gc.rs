@@ -88,6 +88,9 @@ impl Syncer {
         self.probes.remove_pod(&uid);
         self.crash_backoff.forget_prefix(&format!("{uid}/"));
         self.pull_backoff.forget_prefix(&format!("{uid}_"));
+        if let Some(t) = &self.tokens {
+            t.delete_pod_tokens(&uid);
+        }
         if errors.is_empty() {
             Ok(())
         } else {

@@ -1,15 +1,18 @@
 //! A container's image by its imagePullPolicy (kubelet's images.EnsureImageExists):
 //! Never uses what is there, IfNotPresent pulls what is missing, Always pulls every
 //! time; a failed pull is ErrImagePull, and retries wait under back-off as
-//! ImagePullBackOff.
+//! ImagePullBackOff. The pod's imagePullSecrets give the credentials
+//! ([`super::pull_secrets`]): each match is tried in order until one pull succeeds.
 
 use std::time::Instant;
 
 use cri_proto::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use super::pull_secrets::{self, Keyring};
 use super::start::image_of;
 use super::{Outcome, Syncer};
+use crate::kubelet::Objects;
 use crate::kubelet::events::EventKind;
 use crate::kubelet::kuberuntime::labels;
 use crate::kubelet::status::Waiting;
@@ -37,6 +40,7 @@ impl Syncer {
         pod: &Pod,
         c: &Container,
         sandbox: &cri::PodSandboxConfig,
+        objects: &Objects,
         out: &mut Outcome,
     ) -> Result<String, Waiting> {
         let image = image_of(c).to_string();
@@ -94,20 +98,12 @@ impl Syncer {
             format!("Pulling image \"{image}\""),
         );
         let started = Instant::now();
-        match self
-            .runtime
-            .images
-            .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                auth: None,
-                sandbox_config: Some(sandbox.clone()),
-            })
-            .await
-        {
-            Ok(r) => {
+        let pulled = match self.pull_keyring(pod, objects) {
+            Ok(keyring) => self.pull(&image, &keyring, sandbox).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match pulled {
+            Ok(image_ref) => {
                 self.event(
                     pod,
                     Some(&c.name),
@@ -118,10 +114,9 @@ impl Syncer {
                         started.elapsed().as_secs_f64()
                     ),
                 );
-                Ok(r.image_ref)
+                Ok(image_ref)
             }
-            Err(e) => {
-                let msg = e.to_string();
+            Err(msg) => {
                 self.pull_backoff.next(&key, Instant::now(), Instant::now());
                 self.event(
                     pod,
@@ -136,5 +131,66 @@ impl Syncer {
                 })
             }
         }
+    }
+
+    /// The keyring of the pod's imagePullSecrets; a Secret that is not there is left out
+    /// with a warning, as upstream does (the pull may still succeed without it).
+    fn pull_keyring(
+        &self,
+        pod: &Pod,
+        objects: &Objects,
+    ) -> Result<Keyring, pull_secrets::PullSecretError> {
+        let ns = labels::namespace(pod);
+        let refs = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten());
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        for r in refs.filter(|r| !r.name.is_empty()) {
+            match objects.secret(ns, &r.name) {
+                Some(s) => found.push(s),
+                None => failed.push(r.name.clone()),
+            }
+        }
+        if !failed.is_empty() {
+            self.event(
+                pod,
+                None,
+                EventKind::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    failed.join(", ")
+                ),
+            );
+        }
+        pull_secrets::keyring(&found)
+    }
+
+    /// Pulls with each matching credential in turn (none: anonymously); the errors of
+    /// every attempt when all fail.
+    async fn pull(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        sandbox: &cri::PodSandboxConfig,
+    ) -> Result<String, String> {
+        let mut errors = Vec::new();
+        for auth in pull_secrets::attempts(keyring, image) {
+            let req = cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config: Some(sandbox.clone()),
+            };
+            match self.runtime.images.pull_image(req).await {
+                Ok(r) => return Ok(r.image_ref),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(pull_secrets::aggregate(errors))
     }
 }

@@ -1,10 +1,12 @@
 //! One pod's sync: kubelet's SyncPod (pkg/kubelet/kubelet.go) and the runtime manager's
 //! SyncPod (kuberuntime_manager.go). It reads what the runtime holds, computes the
 //! actions ([`crate::kubelet::kuberuntime::actions`]), and applies them: the pod's cgroup
-//! and volumes, the sandbox, init containers and sidecars in order, then the regular
-//! containers; kills go first. Each container start goes through back-off, the image
-//! policy, the env and mounts, create, start and the postStart hook ([`start`]); kills
-//! run the preStop hook within the grace period ([`kill`]).
+//! and volumes (once every ConfigMap and Secret it references has been read, with its
+//! service-account tokens fetched or renewed), the sandbox, init containers and sidecars
+//! in order, then the regular containers; kills go first. Each container start goes
+//! through back-off, the image policy (pulls with the pod's imagePullSecrets,
+//! [`pull_secrets`]), the env and mounts, create, start and the postStart hook
+//! ([`start`]); kills run the preStop hook within the grace period ([`kill`]).
 //!
 //! It owns no state of its own beyond back-off: what a sync needs to know it reads from
 //! the runtime, so a sync after a restart of berth carries on from what is.
@@ -13,11 +15,14 @@ mod gc;
 mod hooks;
 mod images;
 mod kill;
+pub mod pull_secrets;
 mod start;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use cri_proto::v1 as cri;
@@ -31,10 +36,11 @@ use super::kuberuntime::dns::HostDns;
 use super::kuberuntime::labels;
 use super::kuberuntime::sandbox::{self, SandboxInputs};
 use super::kuberuntime::status::{self as rtstatus, PodStatus, State};
-use super::objects::Objects;
+use super::objects::{Objects, refs};
 use super::prober::{ProbeManager, ProbeTarget};
 use super::runtime::Runtime;
 use super::status::Waiting;
+use super::token::TokenManager;
 use super::volumes::VolumeManager;
 use crate::cri::CriError;
 
@@ -49,6 +55,9 @@ pub struct Syncer {
     pub crash_backoff: Backoff,
     pub pull_backoff: Backoff,
     pub settings: Settings,
+    /// Service-account tokens for projected volumes; None in standalone mode (a pod
+    /// that projects a token then fails its volume setup, saying why).
+    pub tokens: Option<Arc<TokenManager>>,
 }
 
 /// The node's settings a sync reads.
@@ -87,6 +96,10 @@ pub enum SyncError {
     },
     #[error("pod {pod}: {message}")]
     Setup { pod: String, message: String },
+    /// Objects the pod references have not been read from the API server yet; the sync
+    /// is retried when they arrive (upstream waits for its object caches to sync).
+    #[error("pod {pod}: waiting for {}", objects.join(", "))]
+    ObjectsPending { pod: String, objects: Vec<String> },
 }
 
 impl SyncError {
@@ -200,6 +213,41 @@ impl Syncer {
             ))
     }
 
+    /// The objects with the tokens of the pod's serviceAccountToken projections, fetched
+    /// or renewed now (every sync, so the 60 s resync renews them in time).
+    async fn with_tokens<'o>(
+        &self,
+        pod: &Pod,
+        objects: &'o Objects,
+    ) -> Result<Cow<'o, Objects>, SyncError> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(Cow::Borrowed(objects));
+        };
+        if crate::kubelet::token::pod_token_keys(pod).is_empty() {
+            return Ok(Cow::Borrowed(objects));
+        }
+        match tokens.tokens_for(pod).await {
+            Ok(t) => {
+                let mut o = objects.clone();
+                o.tokens.extend(t);
+                Ok(Cow::Owned(o))
+            }
+            Err(e) => {
+                self.event(
+                    pod,
+                    None,
+                    EventKind::Warning,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {e}"),
+                );
+                Err(SyncError::Setup {
+                    pod: labels::full_name(pod),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
     /// One sync of a pod that should run.
     pub async fn sync_pod(&self, pod: &Pod, objects: &Objects) -> Result<Outcome, SyncError> {
         let uid = labels::uid(pod).to_string();
@@ -208,6 +256,24 @@ impl Syncer {
         let acts = actions::compute(pod, &status, &probes);
         let mut out = Outcome::default();
         tracing::debug!(?acts, "pod actions");
+
+        // Nothing starts on objects not read yet: a pending one is neither there nor
+        // missing, and taking it as missing would fail the pod for nothing.
+        let pending = refs::pending_refs(pod, objects);
+        if !pending.is_empty() {
+            return Err(SyncError::ObjectsPending {
+                pod: labels::full_name(pod),
+                objects: pending
+                    .iter()
+                    .map(|r| match objects.pending_errors.get(r) {
+                        Some(e) => format!("{r} ({e})"),
+                        None => r.to_string(),
+                    })
+                    .collect(),
+            });
+        }
+        let objects = self.with_tokens(pod, objects).await?;
+        let objects = objects.as_ref();
 
         // The pod's cgroup and volumes come first: the sandbox goes into the one, the
         // containers mount the other.

@@ -74,7 +74,9 @@ impl Syncer {
             }
             self.crash_backoff.next(&key, since, now);
         }
-        let image = self.ensure_image(pod, c, ctx.sandbox_config, out).await?;
+        let image = self
+            .ensure_image(pod, c, ctx.sandbox_config, ctx.objects, out)
+            .await?;
         let restart_count = latest.map_or(0, |p| p.restart_count + 1);
         let pod_ips = ctx.status.ips();
         let env = envvars::make_environment(

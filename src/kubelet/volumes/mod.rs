@@ -37,6 +37,8 @@ mod projection;
 mod subpath;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod token_tests;
 
 use std::collections::BTreeMap;
 use std::io;

@@ -1,17 +1,20 @@
 //! The files of configMap, secret, downwardAPI and projected volumes as plain data
 //! (upstream configmap.MakePayload, secret.MakePayload, downwardapi.CollectData,
 //! projected collectData): relative path -> content and mode, written by the atomic
-//! writer.
+//! writer. A serviceAccountToken source takes its token from `Objects.tokens`, which
+//! the sync fills from the token manager before it sets up volumes.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Secret,
+    ServiceAccountTokenProjection,
 };
 
 use super::atomic_writer::FileProjection;
 use crate::kubelet::Objects;
 use crate::kubelet::envvars::{fieldpath, resource, secret_data};
+use crate::kubelet::token::token_key;
 
 /// The mode files get when neither the item nor the volume sets one (the API default).
 pub const DEFAULT_MODE: i32 = 0o644;
@@ -26,6 +29,12 @@ pub enum PayloadError {
     /// `object` is `configmap <namespace>/<name>` or `secret <namespace>/<name>`.
     #[error("{object} has no key {key:?}")]
     MissingKey { object: String, key: String },
+    #[error("service account token for {namespace}/{service_account}: {reason}")]
+    TokenUnavailable {
+        namespace: String,
+        service_account: String,
+        reason: &'static str,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -201,6 +210,44 @@ pub fn downward_api(
     Ok(out)
 }
 
+/// A serviceAccountToken source's one file. Its mode is the volume's default mode, or
+/// 0600 when the pod has an fsGroup (the volume's ownership then adds group read), as
+/// upstream's projected plugin writes it.
+fn service_account_token(
+    pod: &Pod,
+    objects: &Objects,
+    t: &ServiceAccountTokenProjection,
+    default_mode: Option<i32>,
+) -> Result<Payload, PayloadError> {
+    let key = token_key(pod, t);
+    let Some(token) = objects.tokens.get(&key) else {
+        return Err(PayloadError::TokenUnavailable {
+            namespace: key.namespace,
+            service_account: key.service_account,
+            reason: "not fetched: serviceAccountToken projections need an API server",
+        });
+    };
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group);
+    let m = if fs_group.is_some() {
+        0o600
+    } else {
+        mode(default_mode)
+    };
+    let mut out = Payload::new();
+    out.insert(
+        t.path.clone(),
+        FileProjection {
+            data: token.clone().into_bytes(),
+            mode: m,
+        },
+    );
+    Ok(out)
+}
+
 /// A projected volume's files: every source's, later sources over earlier ones.
 pub fn projected(
     pod: &Pod,
@@ -237,13 +284,15 @@ pub fn projected(
                 default_mode,
                 alloc,
             )?
-        } else if s.service_account_token.is_some() {
+        } else if let Some(t) = &s.service_account_token {
+            service_account_token(pod, objects, t, default_mode)?
+        } else if s.cluster_trust_bundle.is_some() {
             return Err(PayloadError::Other(
-                "serviceAccountToken projections need an API server".into(),
+                "clusterTrustBundle projections are not supported by berth".into(),
             ));
-        } else if s.cluster_trust_bundle.is_some() || s.pod_certificate.is_some() {
+        } else if s.pod_certificate.is_some() {
             return Err(PayloadError::Other(
-                "clusterTrustBundle and podCertificate projections need an API server".into(),
+                "podCertificate projections are not supported by berth".into(),
             ));
         } else {
             Payload::new()
