@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cri_proto::v1 as cri;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::{mpsc, watch};
 
 use super::config::Desired;
 use super::config::apiserver::ApiView;
 use super::kuberuntime::labels;
+use super::lifecycle;
+use super::mirror::is_static;
 use super::objects::Objects;
+use super::objects::watch::ObjectManager;
 use super::reject::Rejected;
 use super::sync::Syncer;
 use super::worker::Workers;
@@ -36,19 +39,35 @@ pub struct SyncLoop {
     pub api: Option<ApiInputs>,
 }
 
-/// What the loop reads from the API server source besides the desired pods.
+/// What the loop reads from the API server besides the desired pods.
 #[derive(Debug)]
 pub struct ApiInputs {
     pub view: watch::Receiver<Arc<ApiView>>,
     pub rejected: Rejected,
+    /// Watches the ConfigMaps and Secrets the API's pods use.
+    pub objects: ObjectManager,
+    pub api_objects: watch::Receiver<Arc<Objects>>,
+    /// The Node as the API holds it, for admission; `initial_node` until it is known
+    /// (upstream's initialNode).
+    pub node: watch::Receiver<Option<Arc<Node>>>,
+    pub initial_node: Node,
 }
 
-/// Resolves when the API view changes; never without an API server.
+/// Resolves when the API view or the API's objects change; never without an API server.
 async fn api_changed(api: &mut Option<ApiInputs>) -> bool {
     match api {
-        Some(a) => a.view.changed().await.is_ok(),
+        Some(a) => tokio::select! {
+            r = a.view.changed() => r.is_ok(),
+            r = a.api_objects.changed() => r.is_ok(),
+        },
         None => std::future::pending().await,
     }
+}
+
+fn is_terminal(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .is_some_and(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
 }
 
 impl SyncLoop {
@@ -136,6 +155,46 @@ impl SyncLoop {
             }
             api.rejected
                 .settle(|uid, _| desired.pods.contains_key(uid) || view.invalid.contains_key(uid));
+            // Static pods cannot use the API's objects (the node may not read them).
+            api.objects
+                .set_pods(desired.pods.values().filter(|p| !is_static(p)));
+            // New pods are admitted in creation order, each against those before it.
+            let mut new: Vec<(&String, &Pod)> = desired
+                .pods
+                .iter()
+                .filter(|(uid, p)| {
+                    !sent.contains_key(*uid)
+                        && !api.rejected.contains(uid)
+                        && p.metadata.deletion_timestamp.is_none()
+                        && !is_terminal(p)
+                })
+                .collect();
+            new.sort_by(|a, b| {
+                let t = |p: &Pod| p.metadata.creation_timestamp.clone().map(|t| t.0);
+                t(a.1).cmp(&t(b.1)).then(a.0.cmp(b.0))
+            });
+            if !new.is_empty() {
+                let node = api
+                    .node
+                    .borrow()
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| api.initial_node.clone());
+                let mut admitted: Vec<Pod> = sent
+                    .values()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none() && !is_terminal(p))
+                    .cloned()
+                    .collect();
+                for (uid, pod) in new {
+                    match lifecycle::admit(pod, &admitted, &node) {
+                        Ok(()) => admitted.push(pod.clone()),
+                        Err(r) => {
+                            let shown = format!("Pod was rejected: {}", r.message);
+                            api.rejected.reject(uid, pod, &r.reason, &r.reason, &shown);
+                        }
+                    }
+                }
+            }
         }
         for e in &desired.errors {
             let msg = e.to_string();
@@ -143,11 +202,15 @@ impl SyncLoop {
                 tracing::error!("rejected: {msg}");
             }
         }
+        let objects = match &self.api {
+            Some(a) => desired.objects.merged(&a.api_objects.borrow()),
+            None => desired.objects.clone(),
+        };
         let objects_changed = self.objects.send_if_modified(|o| {
-            if **o == desired.objects {
+            if **o == objects {
                 false
             } else {
-                *o = Arc::new(desired.objects.clone());
+                *o = Arc::new(objects);
                 true
             }
         });

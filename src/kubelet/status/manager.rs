@@ -171,7 +171,7 @@ impl StatusManager {
                     .is_some_and(|s| patch::same(s, &merged));
                 let delete = is_finished && api_pod.metadata.deletion_timestamp.is_some();
                 let req = match (change, delete) {
-                    (Some(p), _) if !fresh || reconcile => Request::Patch(p, merged),
+                    (Some(p), _) if !fresh || reconcile => Request::Patch(p, Box::new(merged)),
                     (_, true) => Request::Delete,
                     _ => continue,
                 };
@@ -197,7 +197,7 @@ impl StatusManager {
 
 #[derive(Debug)]
 enum Request {
-    Patch(serde_json::Value, PodStatus),
+    Patch(serde_json::Value, Box<PodStatus>),
     Delete,
 }
 
