@@ -60,6 +60,10 @@ pub async fn build(
         .rustls_client_config()
         .map_err(|e| err(e.to_string()))?;
     tls.client_auth_cert_resolver = source.clone();
+    // A resumed TLS session keeps the identity of the session it resumes: after a
+    // rotation the server would still see the old certificate. client-go sets no
+    // session cache, so every handshake is a full one; so here.
+    tls.resumption = rustls::client::Resumption::disabled();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let mut https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -140,3 +144,7 @@ pub async fn build(
         .boxed();
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -44,6 +44,18 @@ impl TestCa {
         params.signed_by(key, &self.issuer).unwrap().pem()
     }
 
+    /// A serving certificate for 127.0.0.1 and its key.
+    pub fn loopback_server(&self) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2090, 1, 1);
+        (
+            params.signed_by(&key, &self.issuer).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    }
+
     /// A new key and a node certificate for it, valid 2020-2090.
     pub fn node_pair(&self, node: &str) -> (String, String) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
