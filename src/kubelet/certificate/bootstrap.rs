@@ -115,13 +115,12 @@ pub async fn load_client_cert(
 /// the pending key file, else a new key written there first.
 fn pending_request(store: &CertStore, node: &str) -> Result<KeyAndRequest, CertError> {
     if let Ok(Some(pair)) = store.current()
-        && let Ok(key) = std::str::from_utf8(&pair.key_pem)
-        && let Ok(req) = csr::request_for_key(node, key)
+        && let Ok(req) = csr::request_for_key(node, &pair.key_pem)
     {
         return Ok(req);
     }
     let path = store.pending_key_path();
-    match std::fs::read_to_string(&path) {
+    match std::fs::read(&path) {
         Ok(key) => match csr::request_for_key(node, &key) {
             Ok(req) => return Ok(req),
             Err(e) => {

@@ -3,128 +3,40 @@
 //! CN of the client certificate of its connection and the Authorization header.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use base64::Engine;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::kubelet::certificate::kubeconfig;
 use crate::kubelet::certificate::pair::CertPair;
-use crate::kubelet::certificate::testutil::{TempDir, TestCa};
+use crate::kubelet::certificate::testutil::{Request, Server, TempDir, TestCa, serve_with};
 use crate::kubelet::certificate::{ClientOptions, connect};
 
-struct Server {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 async fn serve(ca: &TestCa) -> Server {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
-        .unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
+    serve_with(
+        ca,
+        Arc::new(|req: Request| {
+            let auth = req.auth.as_deref().unwrap_or("none");
+            (
+                200,
+                format!("{}|{auth}", req.peer_cn.as_deref().unwrap_or("anonymous")),
+            )
+        }),
     )
-    .allow_unauthenticated()
-    .build()
-    .unwrap();
-    let (cert, key) = ca.loopback_server();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            counted.fetch_add(1, Ordering::SeqCst);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let cn = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|der| {
-                        let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
-                        let cn = c
-                            .subject()
-                            .iter_common_name()
-                            .next()?
-                            .as_str()
-                            .ok()?
-                            .to_string();
-                        Some(cn)
-                    })
-                    .unwrap_or_else(|| "anonymous".into());
-                let mut buf = Vec::new();
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        let mut chunk = [0u8; 4096];
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    buf.drain(..end + 4);
-                    let auth = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("authorization: "))
-                        .unwrap_or("none")
-                        .to_string();
-                    let body = format!("{cn}|{auth}");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if tls.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Server {
-        port,
-        connections,
-        task,
-    }
+    .await
 }
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-fn write_kubeconfig(dir: &TempDir, port: u16, ca: &TestCa, user: &str) -> std::path::PathBuf {
+pub(crate) fn write_kubeconfig(
+    dir: &TempDir,
+    port: u16,
+    ca: &TestCa,
+    user: &str,
+) -> std::path::PathBuf {
     let p = dir.path().join("kubelet.conf");
     let text = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n{user}\n",

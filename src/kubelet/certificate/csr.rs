@@ -55,12 +55,17 @@ pub fn generate(node: &str) -> Result<KeyAndRequest, CertError> {
     request_for(node, &key)
 }
 
-/// A request for an existing PEM key (bootstrap's pending key, reused across restarts).
-pub fn request_for_key(node: &str, key_pem: &str) -> Result<KeyAndRequest, CertError> {
-    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| CertError::CsrBuild {
+/// A request for an existing key: the first private key block of `pem`, which may
+/// also hold certificates (a stored pair file). Bootstrap reuses its key this way.
+pub fn request_for_key(node: &str, pem: &[u8]) -> Result<KeyAndRequest, CertError> {
+    use rustls::pki_types::pem::PemObject;
+    let err = |reason: String| CertError::CsrBuild {
         node: node.to_string(),
-        reason: format!("reading the pending key: {e}"),
-    })?;
+        reason: format!("reading the existing key: {reason}"),
+    };
+    let der =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).map_err(|e| err(e.to_string()))?;
+    let key = rcgen::KeyPair::try_from(&der).map_err(|e| err(e.to_string()))?;
     request_for(node, &key)
 }
 

@@ -59,7 +59,7 @@ fn a_new_key_and_request_for_the_node() {
     assert_eq!(spki, req.public_key_der);
     assert_eq!(exts, 0, "no SANs or other extensions are requested");
 
-    let again = request_for_key("worker-1", &req.key_pem).unwrap();
+    let again = request_for_key("worker-1", req.key_pem.as_bytes()).unwrap();
     assert_eq!(again.public_key_der, req.public_key_der);
     assert_ne!(
         generate("worker-1").unwrap().public_key_der,
@@ -183,14 +183,18 @@ fn an_existing_request_must_carry_our_key() {
     let ours = generate("n").unwrap();
     let existing = csr_object(
         Some("node-csr-x"),
-        &request_for_key("n", &ours.key_pem).unwrap().csr_pem,
+        &request_for_key("n", ours.key_pem.as_bytes())
+            .unwrap()
+            .csr_pem,
     );
     assert_eq!(same_key(&existing, &ours), Ok(()));
     let other = csr_object(Some("node-csr-x"), &generate("n").unwrap().csr_pem);
     assert!(same_key(&other, &ours).unwrap_err().contains("another key"));
     let other_node = csr_object(
         Some("node-csr-x"),
-        &request_for_key("m", &ours.key_pem).unwrap().csr_pem,
+        &request_for_key("m", ours.key_pem.as_bytes())
+            .unwrap()
+            .csr_pem,
     );
     assert!(
         same_key(&other_node, &ours)

@@ -216,3 +216,7 @@ pub async fn connect(opts: &ClientOptions) -> Result<NodeClient, CertError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod testutil;
+
+#[cfg(test)]
+#[path = "connect_tests.rs"]
+mod connect_tests;
