@@ -14,6 +14,7 @@
 //! The kubelet reaches the runtime only through [`Runtime`]; it never touches berth's
 //! runtime internals, so the same code drives containerd.
 
+pub mod certificate;
 pub mod cm;
 pub mod config;
 pub mod envvars;
