@@ -45,7 +45,7 @@ pub enum ApiServerError {
     Api {
         resource: String,
         name: String,
-        source: ApiError,
+        source: Box<ApiError>,
     },
     #[error("unknown resource {0:?}")]
     UnknownResource(String),
@@ -326,7 +326,7 @@ impl ApiServer {
             .map_err(|source| ApiServerError::Api {
                 resource: resource.into(),
                 name,
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -353,7 +353,7 @@ impl ApiServer {
         let wrap = |source| ApiServerError::Api {
             resource: csr::RESOURCE.into(),
             name: name.into(),
-            source,
+            source: Box::new(source),
         };
         csr::approve(
             &mut st,
