@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed step of a test is a test failure
 
 use berth_integration_tests::apiserver::{ApiServer, Options};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 
@@ -92,7 +92,12 @@ async fn create_get_list_with_selectors_and_defaults() {
     );
     assert_eq!(api_code(pods.get("nope").await.unwrap_err()), 404);
 
-    // Namespace defaults, as the controllers of a real cluster make them.
+    // Namespace defaults, as the controllers of a real cluster make them, also for a new one.
+    let nss: Api<Namespace> = Api::all(api.client().await.unwrap());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    assert!(api.get("serviceaccounts", "team", "default").is_some());
+    assert!(api.get("configmaps", "team", "kube-root-ca.crt").is_some());
     assert!(
         api.get("serviceaccounts", "kube-system", "default")
             .is_some()
@@ -255,6 +260,22 @@ async fn graceful_deletion_then_uid_precondition() {
     };
     pods.delete("g", &right).await.unwrap();
     assert_eq!(api_code(pods.get("g").await.unwrap_err()), 404);
+
+    // Eviction deletes with the pod's own grace period.
+    pods.create(&PostParams::default(), &pod("e", "n1"))
+        .await
+        .unwrap();
+    pods.evict("e", &kube::api::EvictParams::default())
+        .await
+        .unwrap();
+    assert!(
+        pods.get("e")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
 
     // Never bound to a node: gone at once.
     let mut unbound = pod("u", "");

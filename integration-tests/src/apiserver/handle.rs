@@ -70,6 +70,7 @@ impl std::fmt::Debug for ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop.send_modify(|g| *g += 1);
+        self.shared.lock_store().drop_watchers();
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }
