@@ -45,7 +45,7 @@ pub enum ApiServerError {
     Api {
         resource: String,
         name: String,
-        source: ApiError,
+        source: Box<ApiError>,
     },
     #[error("unknown resource {0:?}")]
     UnknownResource(String),
@@ -70,6 +70,7 @@ impl std::fmt::Debug for ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop.send_modify(|g| *g += 1);
+        self.shared.lock_store().drop_watchers();
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }
@@ -326,7 +327,7 @@ impl ApiServer {
             .map_err(|source| ApiServerError::Api {
                 resource: resource.into(),
                 name,
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -353,7 +354,7 @@ impl ApiServer {
         let wrap = |source| ApiServerError::Api {
             resource: csr::RESOURCE.into(),
             name: name.into(),
-            source,
+            source: Box::new(source),
         };
         csr::approve(
             &mut st,

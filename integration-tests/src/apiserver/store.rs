@@ -48,6 +48,9 @@ pub struct Expired {
 
 type Key = (String, String);
 
+/// The live events of one watch.
+pub type EventReceiver = mpsc::UnboundedReceiver<Arc<Event>>;
+
 /// The store. Namespace is "" for cluster-scoped objects.
 #[derive(Debug)]
 pub struct Store {
@@ -201,7 +204,7 @@ impl Store {
         &mut self,
         resource: &str,
         from: Option<u64>,
-    ) -> Result<(Vec<Arc<Event>>, mpsc::UnboundedReceiver<Arc<Event>>), Expired> {
+    ) -> Result<(Vec<Arc<Event>>, EventReceiver), Expired> {
         let replay = match from {
             Some(rv) if rv < self.oldest => {
                 return Err(Expired {

@@ -141,6 +141,7 @@ pub fn start(
             loop {
                 let out: Vec<Bytes> = tokio::select! {
                     _ = &mut deadline => return,
+                    _ = tx.closed() => return,
                     ev = rx.recv() => match ev {
                         Some(e) => filter.translate(&e).map(|(k, o)| line(k.as_str(), &o)).into_iter().collect(),
                         None => return,
