@@ -19,7 +19,7 @@ use super::kuberuntime::labels;
 use super::lifecycle;
 use super::mirror::is_static;
 use super::objects::Objects;
-use super::objects::watch::ObjectManager;
+use super::objects::ObjectManager;
 use super::reject::Rejected;
 use super::sync::Syncer;
 use super::worker::Workers;

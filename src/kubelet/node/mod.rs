@@ -21,10 +21,13 @@ use clap::{ArgAction, Args};
 use k8s_openapi::api::core::v1::Node;
 use tokio::sync::watch;
 
+use super::certificate::{self, ClientOptions};
 use super::config::apiserver::ApiView;
 use super::config::{ApiSource, PodConfig, SourceConfig};
 use super::kuberuntime::dns::HostDns;
+use super::lifecycle;
 use super::objects::Objects;
+use super::objects::ObjectManager;
 use super::parts::{self, SyncerConfig};
 use super::reject::Rejected;
 use super::standalone::host;
@@ -136,15 +139,6 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn connect(args: &NodeArgs) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("read the kubeconfig {}", args.kubeconfig.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .with_context(|| format!("the kubeconfig {}", args.kubeconfig.display()))?;
-    kube::Client::try_from(cfg).context("build the API client")
-}
-
 async fn run_node(
     args: NodeArgs,
     runtime: super::Runtime,
@@ -160,7 +154,17 @@ async fn run_node(
     } else {
         args.node_ips.iter().map(IpAddr::to_string).collect()
     };
-    let client = connect(&args).await?;
+    let mut copts = ClientOptions::new(&args.kubeconfig, &args.root_dir, &node_name);
+    copts.bootstrap_kubeconfig = args.bootstrap_kubeconfig.clone();
+    if let Some(d) = &args.cert_dir {
+        copts.cert_dir = d.clone();
+    }
+    copts.rotate = args.rotate_certificates;
+    // Kept for the daemon's life: it owns the client certificate's rotation.
+    let node_client = certificate::connect(&copts)
+        .await
+        .context("the node's API client")?;
+    let client = node_client.client();
     let mut dns = HostDns::read(&args.resolv_conf).unwrap_or_else(|e| {
         tracing::warn!(path = %args.resolv_conf.display(), "read resolv.conf: {e}");
         HostDns::default()
@@ -181,7 +185,9 @@ async fn run_node(
         runtime,
     )?;
     let (syncer, recorder) = (parts.syncer, parts.recorder);
+    let initial_node = lifecycle::standalone_node(&node_name, &parts.node, i64::from(args.max_pods));
     let (_node_tx, node_rx) = watch::channel::<Option<Arc<Node>>>(None);
+    let (object_manager, api_objects) = ObjectManager::new(client.clone());
     let (view_tx, view_rx) = watch::channel(Arc::new(ApiView::default()));
     let mut sources = SourceConfig::new(node_name.clone());
     sources.manifest_dir = args.pod_manifest_path.clone();
@@ -211,8 +217,9 @@ async fn run_node(
             client.clone(),
             desired.clone(),
             view_rx.clone(),
-            node_rx,
+            node_rx.clone(),
         )),
+        super::events::sink::spawn(client.clone(), &recorder, &node_name),
     ];
     tracing::info!(node = %node_name, runtime = %runtime_name, "kubelet joining the API server");
     SyncLoop {
@@ -224,6 +231,10 @@ async fn run_node(
         api: Some(ApiInputs {
             view: view_rx,
             rejected: Rejected::new(store, recorder),
+            objects: object_manager,
+            api_objects,
+            node: node_rx,
+            initial_node,
         }),
     }
     .run(stop, None)
@@ -232,6 +243,7 @@ async fn run_node(
     for t in tasks.drain(..) {
         t.abort();
     }
+    drop(node_client);
     tracing::info!("kubelet stopped; the pods keep running");
     Ok(())
 }
