@@ -19,6 +19,8 @@ pub mod config;
 pub mod envvars;
 pub mod events;
 pub mod kuberuntime;
+pub mod nodelease;
+pub mod nodestatus;
 pub mod objects;
 pub mod pleg;
 pub mod prober;
