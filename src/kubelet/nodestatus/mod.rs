@@ -14,6 +14,7 @@
 //! [`resources`], [`runtime_state`]; the host is read by [`host`]; the loop is `sync`.
 
 pub mod conditions;
+pub mod flags;
 pub mod host;
 pub mod patch;
 pub mod register;
@@ -38,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cri::api::RuntimeApi;
 use crate::kubelet::EventKind;
 
+pub use flags::{FlagError, parse_node_labels, parse_taints};
 pub use host::{Host, HostInfo, PressureSignals};
 pub use register::Registration;
 pub use resources::{Reservation, ThresholdValue};
@@ -67,6 +69,8 @@ pub struct NodeStatusConfig {
     pub reservation: Reservation,
     /// The kubelet version the Node reports (`v` and a semantic version).
     pub kubelet_version: String,
+    /// The runtime's name, for `<name>://Unknown` while its Version call fails.
+    pub runtime_name: String,
     pub kubelet_port: i32,
     pub update_frequency: Duration,
     pub report_frequency: Duration,
@@ -85,6 +89,7 @@ impl NodeStatusConfig {
             max_pods: DEFAULT_MAX_PODS,
             reservation: Reservation::default(),
             kubelet_version: format!("v{}", crate::version::VERSION),
+            runtime_name: String::new(),
             kubelet_port: KUBELET_PORT,
             update_frequency: NODE_STATUS_UPDATE_FREQUENCY,
             report_frequency: NODE_STATUS_REPORT_FREQUENCY,

@@ -101,7 +101,10 @@ impl NodeStatus {
     }
 
     async fn status_loop(&self, state: &Mutex<RuntimeState>) {
-        let mut ls = LoopState::default();
+        let mut ls = LoopState {
+            runtime_type: self.cfg.runtime_name.clone(),
+            ..LoopState::default()
+        };
         loop {
             self.sync_node_status(&mut ls, state).await;
             tokio::time::sleep(jittered(self.cfg.update_frequency)).await;
