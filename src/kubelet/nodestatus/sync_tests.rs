@@ -330,3 +330,33 @@ async fn api_failures_are_retried_not_fatal() {
         "reported before the failures"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_says_starting_registers_and_keeps_going() {
+    let h = harness(Duration::from_secs(300));
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (ns, _) = NodeStatus::new(
+        NodeStatusConfig::new("n1", "n1", vec!["10.0.0.5".parse().unwrap()]),
+        h.api.client(),
+        h.rt.clone(),
+        Arc::new(FixedHost),
+        Arc::new(tx),
+    );
+    let mut rx = ns.subscribe();
+    let task = tokio::spawn(ns.run());
+    rx.changed().await.unwrap();
+    assert!(h.api.state().nodes.contains_key("n1"));
+    let first = events.recv().await.unwrap();
+    assert_eq!(
+        (first.reason, first.message.as_str()),
+        ("Starting", "Starting kubelet.")
+    );
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let gets = h
+        .calls()
+        .iter()
+        .filter(|c| *c == "GET /api/v1/nodes/n1")
+        .count();
+    assert!(gets >= 3, "an update every 10 s: {gets}");
+    task.abort();
+}
