@@ -39,6 +39,15 @@ enum Command {
     /// Ctrl-C terminates every pod gracefully; after a kill -9 the next `berth run`
     /// adopts the running pods without restarting them. See docs/kubelet.md.
     Run(Box<berth::kubelet::standalone::RunArgs>),
+    /// Join a cluster as a node: the kubelet with an API server.
+    ///
+    /// Registers the Node and keeps its status and Lease up to date, runs the pods bound
+    /// to it (and the static pods of --pod-manifest-path, mirrored in the API), reports
+    /// their status, and deletes their objects once their graceful deletion is done.
+    /// Credentials come from --kubeconfig, or through a CertificateSigningRequest made with
+    /// --bootstrap-kubeconfig. The runtime is berth's own, in-process, or any CRI endpoint.
+    /// SIGTERM stops berth and leaves the pods running: the next start adopts them.
+    Node(Box<berth::kubelet::node::NodeArgs>),
     /// Serve the CRI (runtime.v1) on a root-only unix socket.
     ///
     /// Served: the ImageService (pull, list, status, remove, image fs info) and the
@@ -87,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cni(args) => berth::net::cni::cli::run(args, &mut std::io::stdout().lock())?,
         Command::Cri(args) => berth::cri::cli::run(args)?,
         Command::Run(args) => berth::kubelet::standalone::run(*args)?,
+        Command::Node(args) => berth::kubelet::node::run(*args)?,
     }
     Ok(())
 }

@@ -43,6 +43,15 @@ pub const SUBNET: &str = "10.244.50.0/24";
 /// The bridge's address in the test's "host" netns (the pods' gateway).
 pub const GATEWAY: &str = "10.244.50.1";
 
+/// How the kubelet gets its pods.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// `berth run -o json`: manifests only.
+    Standalone,
+    /// `berth node` with these API flags.
+    Node(Vec<String>),
+}
+
 /// Which runtime the kubelet drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeKind {
@@ -130,6 +139,29 @@ impl<'a> Kubelet<'a> {
         images: &[Image],
         layouts: &[&Path],
     ) -> anyhow::Result<Self> {
+        Self::start_mode(env, runtime, images, layouts, Mode::Standalone)
+    }
+
+    /// Starts `berth node` (the kubelet joining an API server) on `runtime` with `images`
+    /// imported first. `args` are its API flags (`--kubeconfig`, ...); the static pod dir
+    /// (`--pod-manifest-path`), the node name and every path are set here. It prints no
+    /// pods: the tests read them from the API server.
+    pub fn start_node(
+        env: &'a TestEnv,
+        runtime: RuntimeKind,
+        images: &[Image],
+        args: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        Self::start_mode(env, runtime, images, &[], Mode::Node(args))
+    }
+
+    fn start_mode(
+        env: &'a TestEnv,
+        runtime: RuntimeKind,
+        images: &[Image],
+        layouts: &[&Path],
+        mode: Mode,
+    ) -> anyhow::Result<Self> {
         let dir = env.subdir("kubelet")?;
         let ipam = env.subdir("ipam")?;
         let (net, peer) = match runtime {
@@ -152,14 +184,37 @@ impl<'a> Kubelet<'a> {
         let pod_logs = dir.join("pod-logs");
         let cgroup_root = format!("/{}", env.cgroups().name());
         let path = |p: &Path| p.to_string_lossy().into_owned();
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "-o".into(),
-            "json".into(),
-            "--manifests".into(),
-            path(&manifests),
-            "--node-name".into(),
-            NODE.into(),
+        let mut args: Vec<String> = match mode {
+            Mode::Standalone => vec![
+                "run".into(),
+                "-o".into(),
+                "json".into(),
+                "--manifests".into(),
+                path(&manifests),
+                "--node-name".into(),
+                NODE.into(),
+                "--kubelet-root".into(),
+                path(&kubelet_root),
+                // The tests change manifests and expect the kubelet to notice by
+                // inotify; the relist is only the safety net.
+                "--file-check-frequency".into(),
+                "5".into(),
+            ],
+            Mode::Node(api) => {
+                let mut v: Vec<String> = vec![
+                    "node".into(),
+                    "--pod-manifest-path".into(),
+                    path(&manifests),
+                    "--hostname-override".into(),
+                    NODE.into(),
+                    "--root-dir".into(),
+                    path(&kubelet_root),
+                ];
+                v.extend(api);
+                v
+            }
+        };
+        args.extend([
             "--root".into(),
             path(&dir.join("root")),
             "--state-dir".into(),
@@ -172,15 +227,9 @@ impl<'a> Kubelet<'a> {
             path(&net.bin_dir),
             "--cgroup-root".into(),
             cgroup_root.clone(),
-            "--kubelet-root".into(),
-            path(&kubelet_root),
             "--pod-log-dir".into(),
             path(&pod_logs),
-            // The tests change manifests and expect the kubelet to notice by inotify;
-            // the relist is only the safety net.
-            "--file-check-frequency".into(),
-            "5".into(),
-        ];
+        ]);
         let endpoint = peer.as_ref().map(|p| p.endpoint.clone());
         if let Some(e) = &endpoint {
             args.extend(["--container-runtime-endpoint".into(), e.clone()]);

@@ -9,6 +9,7 @@
 //! links and rules live in namespaces it made, and cgroups under its own parent.
 
 pub mod apifront;
+pub mod apiserver;
 pub mod berth_cri;
 pub mod cgroup;
 pub mod containerd;

@@ -14,8 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::{mpsc, watch};
 
 use super::config::Desired;
+use super::config::apiserver::ApiView;
 use super::kuberuntime::labels;
 use super::objects::Objects;
+use super::reject::Rejected;
 use super::sync::Syncer;
 use super::worker::Workers;
 
@@ -30,15 +32,34 @@ pub struct SyncLoop {
     pub desired: watch::Receiver<Arc<Desired>>,
     pub objects: watch::Sender<Arc<Objects>>,
     pub probe_wake: mpsc::UnboundedReceiver<String>,
+    /// With an API server: its view of the node's pods, and the pods not run.
+    pub api: Option<ApiInputs>,
+}
+
+/// What the loop reads from the API server source besides the desired pods.
+#[derive(Debug)]
+pub struct ApiInputs {
+    pub view: watch::Receiver<Arc<ApiView>>,
+    pub rejected: Rejected,
+}
+
+/// Resolves when the API view changes; never without an API server.
+async fn api_changed(api: &mut Option<ApiInputs>) -> bool {
+    match api {
+        Some(a) => a.view.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 impl SyncLoop {
-    /// Runs until `stop` completes, then terminates every pod and returns once they are
-    /// gone (or `shutdown_limit` has passed).
+    /// Runs until `stop` completes. With a `shutdown_limit` (standalone mode) it then
+    /// terminates every pod and returns once they are gone or the limit has passed;
+    /// without (a node of a cluster, as kubelet) the pods keep running for the next start
+    /// to adopt.
     pub async fn run(
         mut self,
         stop: impl std::future::Future<Output = ()>,
-        shutdown_limit: Duration,
+        shutdown_limit: Option<Duration>,
     ) {
         let pleg = tokio::spawn(super::pleg::run(
             self.syncer.runtime.clone(),
@@ -66,9 +87,13 @@ impl SyncLoop {
                         self.reconcile(&mut sent, &mut reported);
                     }
                     Some(uid) = self.probe_wake.recv() => self.workers.wake(&uid),
+                    true = api_changed(&mut self.api) => self.reconcile(&mut sent, &mut reported),
                     _ = tick.tick() => {
                         for pod in sent.values() {
-                            if !self.workers.has(labels::uid(pod)) {
+                            // A pod being deleted whose worker finished stays finished.
+                            if pod.metadata.deletion_timestamp.is_none()
+                                && !self.workers.has(labels::uid(pod))
+                            {
                                 self.workers.update(pod.clone());
                             }
                         }
@@ -77,6 +102,11 @@ impl SyncLoop {
                 }
             }
         }
+        let Some(shutdown_limit) = shutdown_limit else {
+            tracing::info!(pods = sent.len(), "stopping; the pods keep running");
+            pleg.abort();
+            return;
+        };
         tracing::info!(pods = sent.len(), "stopping: terminating every pod");
         for uid in self.workers.uids() {
             self.workers.remove(&uid, None);
@@ -91,8 +121,22 @@ impl SyncLoop {
     }
 
     /// Hands the desired pods to their workers; pods that left go to termination.
-    fn reconcile(&self, sent: &mut HashMap<String, Pod>, reported: &mut BTreeSet<String>) {
+    fn reconcile(&mut self, sent: &mut HashMap<String, Pod>, reported: &mut BTreeSet<String>) {
         let desired = self.desired.borrow().clone();
+        if let Some(api) = &mut self.api {
+            let view = api.view.borrow().clone();
+            for (uid, inv) in &view.invalid {
+                let why = format!("the pod is not valid: {}", inv.message);
+                let r = "FailedValidation";
+                api.rejected.reject(uid, &inv.pod, r, r, &why);
+                api.rejected.refresh(uid, &inv.pod);
+            }
+            for (uid, pod) in &desired.pods {
+                api.rejected.refresh(uid, pod);
+            }
+            api.rejected
+                .settle(|uid, _| desired.pods.contains_key(uid) || view.invalid.contains_key(uid));
+        }
         for e in &desired.errors {
             let msg = e.to_string();
             if reported.insert(msg.clone()) {
@@ -115,9 +159,19 @@ impl SyncLoop {
             }
         }
         for (uid, pod) in &desired.pods {
+            if self.api.as_ref().is_some_and(|a| a.rejected.contains(uid)) {
+                continue;
+            }
             if sent.get(uid) != Some(pod) {
                 sent.insert(uid.clone(), pod.clone());
                 self.workers.update(pod.clone());
+                // Graceful deletion through the API: terminate within the grace it gives
+                // (a grace period only ever shortens); the status manager deletes the
+                // object once the worker is done.
+                if pod.metadata.deletion_timestamp.is_some() {
+                    self.workers
+                        .remove(uid, pod.metadata.deletion_grace_period_seconds);
+                }
             }
         }
         let gone: Vec<String> = sent

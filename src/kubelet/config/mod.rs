@@ -10,12 +10,14 @@
 //! `Desired.errors`, the rest still loads.
 //!
 //! ```text
+//! API server (list + watch) ------\
 //! file / dir (inotify + period) --\
 //! static pod dir (inotify + period) ---> SourceSet per source --> merge (SET per source,
 //! URL (period) -------------------/       decode -> default ->     dedupe by UID and name)
 //!                                          static pod -> validate    --> watch<Arc<Desired>>
 //! ```
 
+pub mod apiserver;
 mod defaults;
 mod error;
 mod file;
@@ -64,6 +66,22 @@ pub struct SourceConfig {
     pub url_period: Duration,
     /// kubelet's --file-check-frequency: the full re-read behind inotify.
     pub file_period: Duration,
+    /// The API server: the pods bound to this node.
+    pub api: Option<ApiSource>,
+}
+
+/// The API server source's client, and where it publishes the API's view of the node's
+/// pods (mirror pods and pods it will not run included).
+#[derive(Clone)]
+pub struct ApiSource {
+    pub client: kube::Client,
+    pub view: watch::Sender<Arc<apiserver::ApiView>>,
+}
+
+impl std::fmt::Debug for ApiSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSource").finish_non_exhaustive()
+    }
 }
 
 impl SourceConfig {
@@ -76,6 +94,7 @@ impl SourceConfig {
             urls: Vec::new(),
             url_period: DEFAULT_PERIOD,
             file_period: DEFAULT_PERIOD,
+            api: None,
         }
     }
 }
@@ -148,7 +167,7 @@ impl PodConfig {
         let paths: Vec<PathBuf> = cfg.manifest_dir.iter().chain(&cfg.paths).cloned().collect();
         let (update_tx, update_rx) = mpsc::unbounded_channel();
         let (desired_tx, desired_rx) = watch::channel(Arc::new(Desired::default()));
-        let sources = paths.len() + cfg.urls.len();
+        let sources = paths.len() + cfg.urls.len() + usize::from(cfg.api.is_some());
         if sources == 0 {
             // Nothing will ever arrive: publish the empty state as the complete one.
             desired_tx.send_replace(Arc::new(Desired::default()));
@@ -168,7 +187,7 @@ impl PodConfig {
             );
             tasks.push(runtime.spawn(task));
         }
-        let first_url = sources - cfg.urls.len();
+        let first_url = sources - cfg.urls.len() - usize::from(cfg.api.is_some());
         for (i, u) in cfg.urls.into_iter().enumerate() {
             let task = url::run(
                 u,
@@ -177,6 +196,16 @@ impl PodConfig {
                 client.clone(),
                 first_url + i,
                 update_tx.clone(),
+            );
+            tasks.push(runtime.spawn(task));
+        }
+        if let Some(api) = cfg.api {
+            let task = apiserver::run(
+                api.client,
+                cfg.node_name.clone(),
+                sources - 1,
+                update_tx.clone(),
+                api.view,
             );
             tasks.push(runtime.spawn(task));
         }

@@ -25,7 +25,7 @@ pub(crate) struct Entry<T> {
 }
 
 impl<T> Entry<T> {
-    fn new(file: &str, label: String, object: T) -> Self {
+    pub(crate) fn new(file: &str, label: String, object: T) -> Self {
         Entry {
             file: file.to_string(),
             label,

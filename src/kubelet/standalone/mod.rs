@@ -5,7 +5,7 @@
 //! Ctrl-C terminates every pod gracefully; kill -9 leaves them running for the next
 //! `berth run` to adopt.
 
-mod host;
+pub(crate) mod host;
 mod output;
 mod view;
 
@@ -16,20 +16,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Args, ValueEnum};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::cm::CgroupManager;
 use super::config::{PodConfig, SourceConfig};
-use super::events::Recorder;
-use super::kuberuntime::backoff::Backoff;
 use super::kuberuntime::dns::HostDns;
 use super::objects::Objects;
-use super::prober::ProbeManager;
+use super::parts::{self, SyncerConfig};
 use super::runtime::Runtime;
 use super::status::store::StatusStore;
-use super::sync::{Settings, Syncer};
 use super::sync_loop::SyncLoop;
-use super::volumes::VolumeManager;
 use super::worker::Workers;
 use crate::cri::inprocess::{InProcess, RuntimeArgs};
 
@@ -132,35 +127,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("start the async runtime")?;
     rt.block_on(async move {
         let stop = crate::cri::cli::stop_signal().context("install SIGTERM/SIGINT handlers")?;
-        let (runtime, runtime_name) = match (prepared, &args.container_runtime_endpoint) {
-            (Some(p), None) => {
-                let r = InProcess::open(&args.runtime, p).await?;
-                let runtime = Runtime {
-                    images: Arc::new(r.images),
-                    info: Arc::new(r.info),
-                    pods: Arc::new(r.pods),
-                };
-                (runtime, "berth".to_string())
-            }
-            (_, Some(endpoint)) => {
-                let remote = crate::cri::remote::RemoteRuntime::connect(endpoint)
-                    .await
-                    .with_context(|| format!("connect to the CRI runtime at {endpoint}"))?;
-                let runtime = Runtime {
-                    images: Arc::new(remote.clone()),
-                    info: Arc::new(remote.clone()),
-                    pods: Arc::new(remote),
-                };
-                let name = runtime
-                    .info
-                    .version(cri_proto::v1::VersionRequest::default())
-                    .await
-                    .with_context(|| format!("ask the CRI runtime at {endpoint} its version"))?
-                    .runtime_name;
-                (runtime, name)
-            }
-            (None, None) => anyhow::bail!("no runtime to drive"),
-        };
+        let endpoint = args.container_runtime_endpoint.clone();
+        let (runtime, runtime_name) =
+            parts::open_runtime(endpoint.as_deref(), &args.runtime, prepared).await?;
         run_kubelet(args, runtime, runtime_name, output, stop).await
     })
 }
@@ -189,39 +158,19 @@ async fn run_kubelet(
         tracing::warn!(path = %args.resolv_conf.display(), "read resolv.conf: {e}; pods get no DNS servers");
         HostDns::default()
     });
-    let layout = crate::cgroups::Layout::detect();
-    let node = host::node_facts(&layout);
-    let cgroups = CgroupManager::new(layout, args.cgroup_root.clone())
-        .with_hugepage_sizes(node.hugepage_sizes.clone());
-    cgroups
-        .ensure_qos_hierarchy()
-        .context("create the kubepods cgroup hierarchy")?;
-    let recorder = Recorder::new();
-    let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-    let probes = ProbeManager::new(runtime.pods.clone(), recorder.clone(), wake_tx);
-    let volumes = VolumeManager::new(kubelet_root.clone(), Arc::new(crate::sys::mount::Linux))
-        .with_node_allocatable(
-            node.cpu_capacity_millis,
-            i64::try_from(node.memory_capacity).unwrap_or(i64::MAX),
-        );
-    let syncer = Arc::new(Syncer {
-        runtime: runtime.clone(),
-        volumes,
-        cgroups,
-        probes,
-        recorder: recorder.clone(),
-        crash_backoff: Backoff::crash_loop(),
-        pull_backoff: Backoff::image_pull(),
-        settings: Settings {
+    let parts = parts::build(
+        SyncerConfig {
             node_name: node_name.clone(),
             host_ips,
+            kubelet_root,
             pod_log_dir: args.pod_log_dir.clone(),
+            cgroup_root: args.cgroup_root.clone(),
             dns,
             seccomp_default: args.seccomp_default,
-            node: node.clone(),
-            runtime_handler: String::new(),
         },
-    });
+        runtime,
+    )?;
+    let (syncer, recorder) = (parts.syncer, parts.recorder);
     let (mut paths, mut urls) = (vec![], vec![]);
     for s in &args.sources {
         if s.starts_with("http://") || s.starts_with("https://") {
@@ -237,6 +186,7 @@ async fn run_kubelet(
         urls,
         url_period: Duration::from_secs(args.http_check_frequency.max(1)),
         file_period: Duration::from_secs(args.file_check_frequency.max(1)),
+        api: None,
     })
     .context("start the pod sources")?;
     let store = Arc::new(StatusStore::default());
@@ -254,9 +204,10 @@ async fn run_kubelet(
         workers,
         desired,
         objects: objects_tx,
-        probe_wake: wake_rx,
+        probe_wake: parts.probe_wake,
+        api: None,
     }
-    .run(stop, Duration::from_secs(args.shutdown_limit))
+    .run(stop, Some(Duration::from_secs(args.shutdown_limit)))
     .await;
     drop(config);
     shower.abort();

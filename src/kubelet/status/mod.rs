@@ -5,6 +5,8 @@
 
 pub mod conditions;
 pub mod containers;
+pub mod manager;
+pub mod patch;
 pub mod phase;
 pub mod store;
 

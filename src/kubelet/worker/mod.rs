@@ -176,6 +176,13 @@ struct Memory {
 
 async fn run(inner: Arc<Inner>, uid: String, mb: Arc<Mailbox>, mut state: State) {
     let mut mem = Memory::default();
+    // A pod the API already shows as Succeeded or Failed (reported before a restart of
+    // berth) stays so: its containers are not started again.
+    if let Some(st) = state.pod.status.as_ref()
+        && matches!(st.phase.as_deref(), Some("Succeeded" | "Failed"))
+    {
+        mem.previous = Some(st.clone());
+    }
     let mut next: Option<Instant> = Some(Instant::now());
     let mut failures: u32 = 0;
     loop {

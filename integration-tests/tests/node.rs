@@ -1,0 +1,144 @@
+//! berth's kubelet joined to an API server (`berth node`), seen from the API as a cluster
+//! sees a node: the Node and its Lease, pods bound to it running and reported, graceful
+//! deletion, mirror pods, what it does when the API server restarts, when berth is killed,
+//! and when an object is bad.
+//!
+//! The API server is the test fixture (integration-tests/src/apiserver/), served in the
+//! test's "host" netns; the kubelet runs there as `node1` with a client certificate of
+//! `system:node:node1`. Every case runs twice: on berth's in-process runtime and on
+//! containerd over CRI.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use berth_integration_tests::TestEnv;
+use berth_integration_tests::apiserver::Options;
+use berth_integration_tests::cluster::Cluster;
+use berth_integration_tests::fixtures::Image;
+use berth_integration_tests::kubelet::{Kubelet, NODE, Pod, RuntimeKind};
+use serde_json::{Value, json};
+
+#[path = "node_cases/pods.rs"]
+mod pods;
+use pods::*;
+
+/// A node case: the cluster, and the kubelet joined to it.
+pub struct Node<'a> {
+    pub c: Cluster,
+    pub k: Kubelet<'a>,
+}
+
+type Case = fn(&mut Node) -> anyhow::Result<()>;
+
+fn images() -> Vec<Image> {
+    vec![Image::Busybox, Image::Httpd { port: 8080 }]
+}
+
+fn on(runtime: RuntimeKind, case: Case) {
+    let env = TestEnv::new().expect("env");
+    let c = Cluster::start(&env, Options::default()).expect("start the API server");
+    let dir = env.subdir("node-creds").expect("dir");
+    let args = c.node_args(&dir, NODE).expect("node kubeconfig");
+    let k = Kubelet::start_node(&env, runtime, &images(), args).expect("start berth node");
+    let mut n = Node { c, k };
+    if let Err(e) = case(&mut n) {
+        panic!(
+            "{e:#}\n{} kubelet log (tail):\n{}",
+            runtime.name(),
+            n.k.log_tail(80)
+        );
+    }
+}
+
+fn on_berth(case: Case) {
+    on(RuntimeKind::Berth, case);
+}
+
+fn on_containerd(case: Case) {
+    on(RuntimeKind::Containerd, case);
+}
+
+/// Every case twice, in modules `berth` and `containerd`.
+macro_rules! node_cases {
+    (@on $module:ident, $runner:ident, $($case:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $case() {
+                    berth_integration_tests::require_root!();
+                    super::$runner(super::$case);
+                }
+            )*
+        }
+    };
+    ($($case:ident),* $(,)?) => {
+        node_cases!(@on berth, on_berth, $($case),*);
+        node_cases!(@on containerd, on_containerd, $($case),*);
+    };
+}
+
+node_cases!(
+    bound_pod_runs_reports_and_is_deleted_gracefully,
+    fifty_pods_become_ready,
+    static_pods_get_mirror_pods,
+    kill9_while_pods_run_restarts_nothing,
+    watch_resumes_after_api_server_restart,
+    bad_pods_are_reported_and_the_others_run,
+);
+
+// ---- helpers shared by the cases ----
+
+/// A busybox container running `script`.
+fn sh(n: &Node, name: &str, script: &str) -> Value {
+    json!({
+        "name": name,
+        "image": n.k.images.get(&Image::Busybox),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", script],
+    })
+}
+
+/// A pod bound to the node (as the scheduler binds it) with `spec`.
+fn bound(name: &str, mut spec: Value) -> Value {
+    spec["nodeName"] = json!(NODE);
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+/// A `sleep` that a trapped signal interrupts at once.
+const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done";
+
+fn running(p: &Pod) -> bool {
+    p.phase() == "Running" && p.ready()
+}
+
+/// Waits until `ok` holds for the API's pod `name` in namespace default.
+fn wait(n: &Node, name: &str, ok: impl Fn(&Pod) -> bool, secs: u64) -> anyhow::Result<Pod> {
+    n.c.wait_pod("default", name, ok, Duration::from_secs(secs))
+}
+
+/// Waits until pod `name` is gone from the API.
+fn wait_gone(n: &Node, name: &str, secs: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while n.c.pod("default", name).is_some() {
+        if Instant::now() >= deadline {
+            bail!("pod {name} still in the API after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Deletes pod `name` through the API with `grace` seconds.
+fn delete(n: &Node, name: &str, grace: i64) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Pod as ApiPod;
+    use kube::api::{Api, DeleteParams};
+    let name = name.to_string();
+    n.c.run(move |c| async move {
+        Api::<ApiPod>::namespaced(c, "default")
+            .delete(&name, &DeleteParams::default().grace_period(grace as u32))
+            .await
+            .map(|_| ())
+    })
+    .context("delete the pod")
+}

@@ -1,0 +1,235 @@
+//! `berth node`: the kubelet as a node of a cluster. It joins the API server named by
+//! --kubeconfig (or gets its credentials through --bootstrap-kubeconfig), runs the pods
+//! bound to it and the static pods of --pod-manifest-path, and reports them:
+//!
+//! ```text
+//! API server --watch pods (spec.nodeName)--> config ----> sync loop -> workers -> runtime
+//!     ^                                        ^ static pod dir     |
+//!     |<-- PATCH pods/status, DELETE (status manager) <-- status store
+//!     |<-- mirror pods of the static pods (mirror)
+//! ```
+//!
+//! SIGTERM stops the kubelet and leaves the pods running, as kubelet does: the next start
+//! adopts them. Only wiring: each part owns its logic.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{ArgAction, Args};
+use k8s_openapi::api::core::v1::Node;
+use tokio::sync::watch;
+
+use super::config::apiserver::ApiView;
+use super::config::{ApiSource, PodConfig, SourceConfig};
+use super::kuberuntime::dns::HostDns;
+use super::objects::Objects;
+use super::parts::{self, SyncerConfig};
+use super::reject::Rejected;
+use super::standalone::host;
+use super::status::manager::StatusManager;
+use super::status::store::StatusStore;
+use super::sync_loop::{ApiInputs, SyncLoop};
+use super::worker::Workers;
+use crate::cri::inprocess::{InProcess, RuntimeArgs};
+
+/// `berth node`'s flags: kubelet's, where kubelet has them.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The kubeconfig with the API server's address and the node's credentials.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+
+    /// A kubeconfig with a bootstrap token: used to get the node's client certificate
+    /// through a CertificateSigningRequest when --kubeconfig does not exist yet.
+    #[arg(long)]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
+    /// Where the node's client certificate and key are kept. Default: <root-dir>/pki.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Renew the client certificate through the API at 70-90% of its validity.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub rotate_certificates: bool,
+
+    /// The node's name instead of the hostname.
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+
+    /// The node's IP addresses (status.addresses, the pods' hostIP). Default: the first
+    /// address of the first interface that is up and not loopback.
+    #[arg(long = "node-ip", value_delimiter = ',')]
+    pub node_ips: Vec<IpAddr>,
+
+    /// Labels the Node is registered with: key=value,...
+    #[arg(long, value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+
+    /// Taints the Node is registered with: key=value:Effect,...
+    #[arg(long, value_delimiter = ',')]
+    pub register_with_taints: Vec<String>,
+
+    /// How many pods the node runs at most (capacity and allocatable `pods`).
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// The kubelet's directory: pods/<uid>/volumes, pki, ...
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub root_dir: PathBuf,
+
+    /// A static pod directory, watched; its pods get mirror pods in the API.
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+
+    /// A CRI runtime to drive instead of berth's own, e.g.
+    /// unix:///run/containerd/containerd.sock.
+    #[arg(long, env = "BERTH_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+
+    /// The cluster DNS service's addresses, for pods with dnsPolicy ClusterFirst.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+
+    /// The cluster's DNS domain: pods search <ns>.svc.<domain>, svc.<domain>, <domain>.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+
+    /// The cgroup the kubepods hierarchy goes below (kubelet's --cgroup-root).
+    #[arg(long, default_value = "/")]
+    pub cgroup_root: PathBuf,
+
+    /// Where containers' logs go: <dir>/<namespace>_<name>_<uid>/<container>/<n>.log.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+
+    /// The resolv.conf that pods with dnsPolicy Default get.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+
+    /// RuntimeDefault seccomp for containers that ask for none (kubelet's seccompDefault).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub seccomp_default: bool,
+}
+
+/// Runs `berth node` until SIGTERM or SIGINT.
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let prepared = match args.container_runtime_endpoint {
+        None => Some(InProcess::prepare(&args.runtime)?),
+        Some(_) => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let stop = crate::cri::cli::stop_signal().context("install SIGTERM/SIGINT handlers")?;
+        let endpoint = args.container_runtime_endpoint.clone();
+        let (runtime, runtime_name) =
+            parts::open_runtime(endpoint.as_deref(), &args.runtime, prepared).await?;
+        run_node(args, runtime, runtime_name, stop).await
+    })
+}
+
+async fn connect(args: &NodeArgs) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("read the kubeconfig {}", args.kubeconfig.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .with_context(|| format!("the kubeconfig {}", args.kubeconfig.display()))?;
+    kube::Client::try_from(cfg).context("build the API client")
+}
+
+async fn run_node(
+    args: NodeArgs,
+    runtime: super::Runtime,
+    runtime_name: String,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let node_name = match &args.hostname_override {
+        Some(n) => n.trim().to_lowercase(),
+        None => host::hostname()?,
+    };
+    let host_ips: Vec<String> = if args.node_ips.is_empty() {
+        host::node_ips()
+    } else {
+        args.node_ips.iter().map(IpAddr::to_string).collect()
+    };
+    let client = connect(&args).await?;
+    let mut dns = HostDns::read(&args.resolv_conf).unwrap_or_else(|e| {
+        tracing::warn!(path = %args.resolv_conf.display(), "read resolv.conf: {e}");
+        HostDns::default()
+    });
+    dns.cluster_servers = args.cluster_dns.iter().map(IpAddr::to_string).collect();
+    dns.cluster_domain = args.cluster_domain.clone();
+    let parts = parts::build(
+        SyncerConfig {
+            node_name: node_name.clone(),
+            host_ips,
+            kubelet_root: args.root_dir.clone(),
+            pod_log_dir: args.pod_log_dir.clone(),
+            cgroup_root: args.cgroup_root.clone(),
+            dns,
+            seccomp_default: args.seccomp_default,
+        },
+        runtime,
+    )?;
+    let (syncer, recorder) = (parts.syncer, parts.recorder);
+    let (_node_tx, node_rx) = watch::channel::<Option<Arc<Node>>>(None);
+    let (view_tx, view_rx) = watch::channel(Arc::new(ApiView::default()));
+    let mut sources = SourceConfig::new(node_name.clone());
+    sources.manifest_dir = args.pod_manifest_path.clone();
+    sources.api = Some(ApiSource {
+        client: client.clone(),
+        view: view_tx,
+    });
+    let (config, desired) = PodConfig::start(sources).context("start the pod sources")?;
+    let store = Arc::new(StatusStore::keeping_finished());
+    let (objects_tx, objects_rx) = watch::channel(Arc::new(Objects::default()));
+    let workers = Workers::new(
+        syncer.clone(),
+        store.clone(),
+        objects_rx,
+        runtime_name.clone(),
+    );
+    let mut tasks = vec![
+        tokio::spawn(
+            StatusManager {
+                client: client.clone(),
+                store: store.clone(),
+                view: view_rx.clone(),
+            }
+            .run(),
+        ),
+        tokio::spawn(super::mirror::run(
+            client.clone(),
+            desired.clone(),
+            view_rx.clone(),
+            node_rx,
+        )),
+    ];
+    tracing::info!(node = %node_name, runtime = %runtime_name, "kubelet joining the API server");
+    SyncLoop {
+        syncer,
+        workers,
+        desired,
+        objects: objects_tx,
+        probe_wake: parts.probe_wake,
+        api: Some(ApiInputs {
+            view: view_rx,
+            rejected: Rejected::new(store, recorder),
+        }),
+    }
+    .run(stop, None)
+    .await;
+    drop(config);
+    for t in tasks.drain(..) {
+        t.abort();
+    }
+    tracing::info!("kubelet stopped; the pods keep running");
+    Ok(())
+}
