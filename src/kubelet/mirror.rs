@@ -271,7 +271,11 @@ mod tests {
         m.metadata.deletion_timestamp = Some(crate::kubelet::status::now());
         assert_eq!(
             plan([&sp], [&m], &node()),
-            [Action::Delete("default".into(), "web-n1".into(), "m1".into())]
+            [Action::Delete(
+                "default".into(),
+                "web-n1".into(),
+                "m1".into()
+            )]
         );
     }
 }

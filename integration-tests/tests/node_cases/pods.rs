@@ -22,7 +22,10 @@ fn scheme(n: &Node) -> &'static str {
 fn idle_pod(n: &Node, name: &str) -> Value {
     let mut c = sh(n, "c", IDLE);
     c["readinessProbe"] = json!({"exec": {"command": ["true"]}, "periodSeconds": 1});
-    bound(name, json!({"containers": [c], "terminationGracePeriodSeconds": 30}))
+    bound(
+        name,
+        json!({"containers": [c], "terminationGracePeriodSeconds": 30}),
+    )
 }
 
 /// The bodies of the PATCHes of pod `name`'s status, with who sent them and how.
@@ -61,18 +64,25 @@ pub fn bound_pod_runs_reports_and_is_deleted_gracefully(n: &mut Node) -> anyhow:
     for (user, ct, body) in &patches {
         ensure!(user == &format!("system:node:{NODE}"), "patched by {user}");
         ensure!(ct.starts_with("application/merge-patch+json"), "{ct}");
-        ensure!(body["metadata"]["uid"] == uid.as_str(), "no UID precondition: {body}");
+        ensure!(
+            body["metadata"]["uid"] == uid.as_str(),
+            "no UID precondition: {body}"
+        );
     }
     // The phases the patches carried never went back.
     let phases: Vec<&str> = patches
         .iter()
         .filter_map(|(_, _, b)| b["status"]["phase"].as_str())
         .collect();
-    ensure!(phases.last() == Some(&"Running"), "phases patched: {phases:?}");
+    ensure!(
+        phases.last() == Some(&"Running"),
+        "phases patched: {phases:?}"
+    );
     let ready_patched = patches.iter().any(|(_, _, b)| {
-        b["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        b["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
     });
     ensure!(ready_patched, "Ready=True never patched: {patches:?}");
 
@@ -93,7 +103,10 @@ pub fn bound_pod_runs_reports_and_is_deleted_gracefully(n: &mut Node) -> anyhow:
     let d = final_delete.context("the kubelet sent no DELETE")?;
     let body: Value = serde_json::from_str(&d.body).unwrap_or(Value::Null);
     ensure!(body["gracePeriodSeconds"] == 0, "DELETE body: {body}");
-    ensure!(body["preconditions"]["uid"] == uid.as_str(), "DELETE body: {body}");
+    ensure!(
+        body["preconditions"]["uid"] == uid.as_str(),
+        "DELETE body: {body}"
+    );
     // The last status before the delete showed the container terminated.
     let last = status_patches(n, "web").pop().context("patches")?;
     let terminated = last.2["status"]["containerStatuses"][0]["state"]["terminated"].clone();
@@ -124,12 +137,18 @@ pub fn fifty_pods_become_ready(n: &mut Node) -> anyhow::Result<()> {
 
 pub fn static_pods_get_mirror_pods(n: &mut Node) -> anyhow::Result<()> {
     let mut pod = idle_pod(n, "static");
-    pod["spec"].as_object_mut().context("spec")?.remove("nodeName");
+    pod["spec"]
+        .as_object_mut()
+        .context("spec")?
+        .remove("nodeName");
     n.k.write_manifest("static", &pod.to_string())?;
     let name = format!("static-{NODE}");
     let m = wait(n, &name, running, 90)?;
     let ann = &m.0["metadata"]["annotations"];
-    ensure!(ann["kubernetes.io/config.mirror"].is_string(), "annotations: {ann}");
+    ensure!(
+        ann["kubernetes.io/config.mirror"].is_string(),
+        "annotations: {ann}"
+    );
     ensure!(
         ann["kubernetes.io/config.mirror"] == ann["kubernetes.io/config.hash"],
         "annotations: {ann}"
@@ -143,12 +162,7 @@ pub fn static_pods_get_mirror_pods(n: &mut Node) -> anyhow::Result<()> {
     // Deleted by someone: it comes back (a new object), the static pod never stopped.
     let old_uid = m.uid().to_string();
     delete(n, &name, 30)?;
-    let back = wait(
-        n,
-        &name,
-        |p| p.uid() != old_uid && running(p),
-        60,
-    )?;
+    let back = wait(n, &name, |p| p.uid() != old_uid && running(p), 60)?;
     ensure!(
         back.container_id("c") == container && back.restarts("c") == 0,
         "the static pod restarted: {:?}",
@@ -220,7 +234,9 @@ pub fn bad_pods_are_reported_and_the_others_run(n: &mut Node) -> anyhow::Result<
         n.c.api.put_raw("pods", "default", name, stored);
         Ok(())
     };
-    bad("undecodable", &|p| p["spec"]["containers"] = json!("not a list"))?;
+    bad("undecodable", &|p| {
+        p["spec"]["containers"] = json!("not a list")
+    })?;
     bad("invalid", &|p| {
         p["spec"]["containers"][0]["name"] = json!("Not_A_Name")
     })?;
