@@ -23,6 +23,8 @@ pub mod kuberuntime;
 pub mod lifecycle;
 pub mod mirror;
 pub mod node;
+pub mod nodelease;
+pub mod nodestatus;
 pub mod objects;
 pub mod parts;
 pub mod pleg;
