@@ -36,6 +36,9 @@ pub use pod::Pod;
 /// The node name the kubelet runs as (`--node-name`): static pods are `<name>-node1`.
 pub const NODE: &str = "node1";
 
+/// The node's address under `berth node` (`--node-ip`, status.hostIP).
+pub const NODE_IP: &str = "10.99.0.10";
+
 /// The pod subnet: the kubelet's pods get addresses from it, its gateway is on the
 /// test's "host" bridge.
 pub const SUBNET: &str = "10.244.50.0/24";
@@ -150,8 +153,18 @@ impl<'a> Kubelet<'a> {
         env: &'a TestEnv,
         runtime: RuntimeKind,
         images: &[Image],
-        args: Vec<String>,
+        mut args: Vec<String>,
     ) -> anyhow::Result<Self> {
+        // The node's address (a kubelet never takes loopback): a veth pair inside the
+        // test's "host" netns (this kernel has no dummy links), gone with it.
+        for a in [
+            &["link", "add", "node0", "type", "veth", "peer", "name", "node0p"][..],
+            &["addr", "add", &format!("{NODE_IP}/24"), "dev", "node0"],
+            &["link", "set", "node0", "up"],
+        ] {
+            run(env.host.command("ip").args(a))?;
+        }
+        args.extend(["--node-ip".into(), NODE_IP.into()]);
         Self::start_mode(env, runtime, images, &[], Mode::Node(args))
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use berth_integration_tests::kubelet::{NODE, RuntimeKind};
+use berth_integration_tests::kubelet::{NODE, NODE_IP, RuntimeKind};
 use serde_json::{Value, json};
 
 use super::{IDLE, Node, bound, delete, running, sh, wait, wait_gone};
@@ -48,7 +48,7 @@ pub fn bound_pod_runs_reports_and_is_deleted_gracefully(n: &mut Node) -> anyhow:
     let p = wait(n, "web", running, 90)?;
     ensure!(p.ip().starts_with("10.244.50."), "pod IP {:?}", p.ip());
     let st = &p.0["status"];
-    ensure!(st["hostIP"].is_string(), "hostIP: {st}");
+    ensure!(st["hostIP"] == NODE_IP, "hostIP: {st}");
     ensure!(st["qosClass"] == "BestEffort", "qosClass: {st}");
     ensure!(st["startTime"].is_string(), "startTime: {st}");
     ensure!(

@@ -18,14 +18,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{ArgAction, Args};
-use k8s_openapi::api::core::v1::Node;
 use tokio::sync::watch;
 
 use super::certificate::{self, ClientOptions};
 use super::config::apiserver::ApiView;
 use super::config::{ApiSource, PodConfig, SourceConfig};
 use super::kuberuntime::dns::HostDns;
+use super::events::{Event, Recorder};
 use super::lifecycle;
+use super::nodelease::{DEFAULT_LEASE_DURATION_SECONDS, NodeLease};
+use super::nodestatus::{
+    Host, NodeEvent, NodeEventSink, NodeStatus, NodeStatusConfig, parse_node_labels, parse_taints,
+};
 use super::objects::Objects;
 use super::objects::ObjectManager;
 use super::parts::{self, SyncerConfig};
@@ -120,6 +124,15 @@ pub struct NodeArgs {
     pub seccomp_default: bool,
 }
 
+/// Node events go to the recorder, and from there to the API as Events on the Node.
+struct NodeEvents(Recorder, String);
+
+impl NodeEventSink for NodeEvents {
+    fn record(&self, e: NodeEvent) {
+        self.0.record(Event::node(&self.1, e.kind, e.reason, e.message));
+    }
+}
+
 /// Runs `berth node` until SIGTERM or SIGINT.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let prepared = match args.container_runtime_endpoint {
@@ -145,9 +158,10 @@ async fn run_node(
     runtime_name: String,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let hostname = host::hostname()?;
     let node_name = match &args.hostname_override {
         Some(n) => n.trim().to_lowercase(),
-        None => host::hostname()?,
+        None => hostname.clone(),
     };
     let host_ips: Vec<String> = if args.node_ips.is_empty() {
         host::node_ips()
@@ -171,6 +185,7 @@ async fn run_node(
     });
     dns.cluster_servers = args.cluster_dns.iter().map(IpAddr::to_string).collect();
     dns.cluster_domain = args.cluster_domain.clone();
+    let runtime_info = runtime.info.clone();
     let parts = parts::build(
         SyncerConfig {
             node_name: node_name.clone(),
@@ -186,7 +201,33 @@ async fn run_node(
     )?;
     let (syncer, recorder) = (parts.syncer, parts.recorder);
     let initial_node = lifecycle::standalone_node(&node_name, &parts.node, i64::from(args.max_pods));
-    let (_node_tx, node_rx) = watch::channel::<Option<Arc<Node>>>(None);
+    // Upstream reports one address without --node-ip.
+    let node_ips: Vec<IpAddr> = if args.node_ips.is_empty() {
+        host::node_ips()
+            .iter()
+            .take(1)
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    } else {
+        args.node_ips.clone()
+    };
+    let mut status_cfg = NodeStatusConfig::new(&node_name, &hostname, node_ips);
+    status_cfg.registration.node_labels = parse_node_labels(&args.node_labels)?;
+    status_cfg.registration.taints = parse_taints(&args.register_with_taints)?;
+    status_cfg.max_pods = i64::from(args.max_pods);
+    status_cfg.runtime_name = runtime_name.clone();
+    let node_host = Arc::new(Host::new(
+        args.root_dir.clone(),
+        status_cfg.reservation.clone(),
+    ));
+    let node_events = Arc::new(NodeEvents(recorder.clone(), node_name.clone()));
+    let (node_status, node_rx) = NodeStatus::new(
+        status_cfg,
+        client.clone(),
+        runtime_info,
+        node_host,
+        node_events,
+    );
     let (object_manager, api_objects) = ObjectManager::new(client.clone());
     let (view_tx, view_rx) = watch::channel(Arc::new(ApiView::default()));
     let mut sources = SourceConfig::new(node_name.clone());
@@ -220,6 +261,10 @@ async fn run_node(
             node_rx.clone(),
         )),
         super::events::sink::spawn(client.clone(), &recorder, &node_name),
+        tokio::spawn(node_status.run()),
+        tokio::spawn(
+            NodeLease::new(client.clone(), &node_name, DEFAULT_LEASE_DURATION_SECONDS).run(),
+        ),
     ];
     tracing::info!(node = %node_name, runtime = %runtime_name, "kubelet joining the API server");
     SyncLoop {
