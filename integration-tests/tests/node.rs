@@ -18,8 +18,11 @@ use berth_integration_tests::fixtures::Image;
 use berth_integration_tests::kubelet::{Kubelet, NODE, Pod, RuntimeKind};
 use serde_json::{Value, json};
 
+#[path = "node_cases/api.rs"]
+mod api;
 #[path = "node_cases/pods.rs"]
 mod pods;
+use api::*;
 use pods::*;
 
 /// A node case: the cluster, and the kubelet joined to it.
@@ -85,6 +88,11 @@ node_cases!(
     kill9_while_pods_run_restarts_nothing,
     watch_resumes_after_api_server_restart,
     bad_pods_are_reported_and_the_others_run,
+    config_map_and_secret_volumes_follow_the_api,
+    missing_config_map_is_create_container_config_error,
+    admission_rejects_with_upstream_reasons,
+    events_reach_the_api,
+    service_account_token_is_projected,
 );
 
 // ---- helpers shared by the cases ----

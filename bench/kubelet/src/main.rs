@@ -21,6 +21,7 @@
 //! and the ratio berth/containerd. Run as root:
 //! `cargo build --release --workspace && sudo ./target/release/berth-bench-kubelet`.
 
+mod node;
 mod procfs;
 
 use std::collections::BTreeSet;
@@ -46,6 +47,12 @@ struct Args {
     /// Length of the probe phase's measured window, seconds.
     #[arg(long, default_value_t = 60)]
     probe_seconds: u64,
+    /// The node phase instead: pods created through an API server, `berth node`.
+    #[arg(long)]
+    api: bool,
+    /// Pods of the node phase.
+    #[arg(long, default_value_t = 100)]
+    api_pods: usize,
     /// Only this runtime (default: berth, then containerd).
     #[arg(long, value_parser = ["berth", "containerd"])]
     runtime: Option<String>,
@@ -90,6 +97,9 @@ fn main() -> anyhow::Result<()> {
         None => vec![RuntimeKind::Berth, RuntimeKind::Containerd],
     };
     let mut out = std::io::stdout().lock();
+    if args.api {
+        return api_main(&mut out, &runtimes, args.api_pods);
+    }
     writeln!(
         out,
         "berth's kubelet: {} httpd pods to Ready; {} pods with an exec liveness probe every 1 s for {} s",
@@ -137,6 +147,46 @@ fn main() -> anyhow::Result<()> {
             rb.all_cpu_ms / rc.all_cpu_ms,
             rb.all_pss_kib as f64 / rc.all_pss_kib.max(1) as f64,
             pb.per_probe_ms() / pc.per_probe_ms()
+        )?;
+    }
+    Ok(())
+}
+
+/// The node phase on each runtime, and the ratios.
+fn api_main(out: &mut impl Write, runtimes: &[RuntimeKind], pods: usize) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "berth node (the kubelet joined to an API server): {pods} httpd pods created through the API"
+    )?;
+    let mut reports = Vec::new();
+    for &rt in runtimes {
+        let r = node::node_phase(rt, pods).with_context(|| format!("{} node phase", rt.name()))?;
+        let mib = |k: u64| k as f64 / 1024.0;
+        writeln!(
+            out,
+            "\n== node, on {}\n  wall {:.2} s until all {} Ready; per pod from creation to Ready: p50 {:.2} s, p99 {:.2} s\n  node agent idle: RSS {:.1} MiB, PSS {:.1} MiB\n  node agent with {} pods ({} processes): RSS {:.1} MiB, PSS {:.1} MiB",
+            rt.name(),
+            r.wall.as_secs_f64(),
+            r.pods,
+            r.p50.as_secs_f64(),
+            r.p99.as_secs_f64(),
+            mib(r.idle_rss_kib),
+            mib(r.idle_pss_kib),
+            r.pods,
+            r.agent_processes,
+            mib(r.busy_rss_kib),
+            mib(r.busy_pss_kib)
+        )?;
+        reports.push(r);
+    }
+    if let [b, c] = reports.as_slice() {
+        writeln!(
+            out,
+            "\nratio berth/containerd: time to all Ready {:.2}x, p50 {:.2}x, agent RSS idle {:.2}x, with pods {:.2}x",
+            b.wall.as_secs_f64() / c.wall.as_secs_f64(),
+            b.p50.as_secs_f64() / c.p50.as_secs_f64().max(1e-9),
+            b.idle_rss_kib as f64 / c.idle_rss_kib.max(1) as f64,
+            b.busy_rss_kib as f64 / c.busy_rss_kib.max(1) as f64
         )?;
     }
     Ok(())
