@@ -158,7 +158,9 @@ impl<'a> Kubelet<'a> {
         // The node's address (a kubelet never takes loopback): a veth pair inside the
         // test's "host" netns (this kernel has no dummy links), gone with it.
         for a in [
-            &["link", "add", "node0", "type", "veth", "peer", "name", "node0p"][..],
+            &[
+                "link", "add", "node0", "type", "veth", "peer", "name", "node0p",
+            ][..],
             &["addr", "add", &format!("{NODE_IP}/24"), "dev", "node0"],
             &["link", "set", "node0", "up"],
         ] {

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 mod api;
 #[path = "node_cases/pods.rs"]
 mod pods;
+#[path = "node_cases/tls.rs"]
+mod tls;
 use api::*;
 use pods::*;
 
@@ -150,4 +152,18 @@ fn delete(n: &Node, name: &str, grace: i64) -> anyhow::Result<()> {
             .map(|_| ())
     })
     .context("delete the pod")
+}
+
+/// TLS bootstrap and rotation with `berth node` running, then a stale Lease once it stops:
+/// a case of its own (it starts berth with a bootstrap kubeconfig only).
+#[test]
+fn bootstrap_rotation_and_stale_lease_on_berth() {
+    berth_integration_tests::require_root!();
+    tls::bootstrap_rotation_and_stale_lease(RuntimeKind::Berth).expect("berth");
+}
+
+#[test]
+fn bootstrap_rotation_and_stale_lease_on_containerd() {
+    berth_integration_tests::require_root!();
+    tls::bootstrap_rotation_and_stale_lease(RuntimeKind::Containerd).expect("containerd");
 }

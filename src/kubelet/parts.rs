@@ -2,7 +2,9 @@
 //! (berth's own in-process, or a CRI endpoint), then the syncer with its cgroups,
 //! volumes, probes and settings. Only wiring: each part owns its own logic.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,9 +22,32 @@ use super::token::TokenManager;
 use super::volumes::VolumeManager;
 use crate::cri::inprocess::{InProcess, Prepared, RuntimeArgs};
 
+/// Runs `kubelet` on a new async runtime with the runtime it drives (berth's own, or the
+/// CRI `endpoint`), its name, and a future that resolves at SIGTERM or SIGINT.
+pub fn run<F, Fut>(endpoint: Option<String>, args: RuntimeArgs, kubelet: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Runtime, String, Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    // berth's runtime is prepared before any async thread exists (it forks its zygote).
+    let prepared = match endpoint {
+        None => Some(InProcess::prepare(&args)?),
+        Some(_) => None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let stop = crate::cri::cli::stop_signal().context("install SIGTERM/SIGINT handlers")?;
+        let (runtime, name) = open_runtime(endpoint.as_deref(), &args, prepared).await?;
+        kubelet(runtime, name, Box::pin(stop)).await
+    })
+}
+
 /// Opens the runtime: berth's own (prepared before the async runtime started) or the CRI
 /// endpoint. Returns it with its name, the scheme of container IDs.
-pub async fn open_runtime(
+async fn open_runtime(
     endpoint: Option<&str>,
     args: &RuntimeArgs,
     prepared: Option<Prepared>,

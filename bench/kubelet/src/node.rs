@@ -77,9 +77,10 @@ fn memory(pids: &[u32]) -> (u64, u64) {
 }
 
 fn ready(v: &serde_json::Value) -> bool {
-    v["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    v["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -101,9 +102,10 @@ pub fn node_phase(rt: RuntimeKind, n: usize) -> anyhow::Result<NodeReport> {
     // Registered and settled: the Node is Ready, the first syncs are done.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !c.api.get("nodes", "", NODE).is_some_and(|n| {
-        n["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        n["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
     }) {
         if Instant::now() > deadline {
             bail!("the Node never became Ready:\n{}", k.log_tail(30));
@@ -120,11 +122,11 @@ pub fn node_phase(rt: RuntimeKind, n: usize) -> anyhow::Result<NodeReport> {
     for i in 0..n {
         let name = format!("web-{i}");
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"nodeName": NODE, "containers": [{
-                "name": "httpd", "image": image, "imagePullPolicy": "IfNotPresent",
-                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-            }]}});
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": NODE, "containers": [{
+            "name": "httpd", "image": image, "imagePullPolicy": "IfNotPresent",
+            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+        }]}});
         created.insert(name.clone(), Instant::now());
         c.create_pod("default", pod).context("create a pod")?;
     }
@@ -133,7 +135,9 @@ pub fn node_phase(rt: RuntimeKind, n: usize) -> anyhow::Result<NodeReport> {
     while ready_at.len() < n {
         for name in created.keys() {
             if !ready_at.contains_key(name)
-                && c.api.get("pods", "default", name).is_some_and(|v| ready(&v))
+                && c.api
+                    .get("pods", "default", name)
+                    .is_some_and(|v| ready(&v))
             {
                 ready_at.insert(name.clone(), Instant::now());
             }

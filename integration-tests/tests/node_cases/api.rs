@@ -131,12 +131,11 @@ pub fn config_map_and_secret_volumes_follow_the_api(n: &mut Node) -> anyhow::Res
         "app-config",
         json!({"data": {"key": "v2"}}),
     )?;
-    // "rotated"
     patch_object(
         n,
         "secrets",
         "app-secret",
-        json!({"data": {"password": "cm90YXRlZA=="}}),
+        json!({"data": {"password": "cm90YXRlZA=="}}), // "rotated"
     )?;
     let p = wait(n, "mounts", running, 60)?;
     ensure!(
@@ -332,6 +331,13 @@ pub fn events_reach_the_api(n: &mut Node) -> anyhow::Result<()> {
         "labels: {}",
         node["metadata"]["labels"]
     );
+    ensure!(
+        node["status"]["addresses"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["type"] == "Hostname" && a["address"] == NODE)),
+        "addresses: {}",
+        node["status"]["addresses"]
+    );
     let version = str_at(&node, "/status/nodeInfo/containerRuntimeVersion");
     ensure!(version.starts_with(scheme), "runtime version {version:?}");
     let addrs = &node["status"]["addresses"];
@@ -413,6 +419,32 @@ pub fn service_account_token_is_projected(n: &mut Node) -> anyhow::Result<()> {
     ensure!(
         bound_to_pod,
         "no TokenRequest by {node_user} bound to the pod: {requests:?}"
+    );
+    // The token in the volume is one this server issued for the pod, valid now.
+    let projected = n.k.kubelet_root.join(format!(
+        "pods/{}/volumes/kubernetes.io~projected",
+        made.uid()
+    ));
+    let vol = std::fs::read_dir(&projected)
+        .with_context(|| format!("read {}", projected.display()))?
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("kube-api-access-")
+        })
+        .context("no kube-api-access volume on the node")?;
+    let token = std::fs::read_to_string(vol.path().join("token")).context("read the token")?;
+    let claims =
+        n.c.api
+            .verify_token(&token)
+            .context("the token does not verify")?;
+    let pod = &claims["kubernetes.io"]["pod"];
+    ensure!(
+        claims["sub"] == "system:serviceaccount:default:default"
+            && pod["name"] == "sa"
+            && pod["uid"] == made.uid(),
+        "claims: {claims}"
     );
     Ok(())
 }

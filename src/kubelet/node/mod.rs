@@ -23,15 +23,15 @@ use tokio::sync::watch;
 use super::certificate::{self, ClientOptions};
 use super::config::apiserver::ApiView;
 use super::config::{ApiSource, PodConfig, SourceConfig};
-use super::kuberuntime::dns::HostDns;
 use super::events::{Event, Recorder};
+use super::kuberuntime::dns::HostDns;
 use super::lifecycle;
 use super::nodelease::{DEFAULT_LEASE_DURATION_SECONDS, NodeLease};
 use super::nodestatus::{
     Host, NodeEvent, NodeEventSink, NodeStatus, NodeStatusConfig, parse_node_labels, parse_taints,
 };
-use super::objects::Objects;
 use super::objects::ObjectManager;
+use super::objects::Objects;
 use super::parts::{self, SyncerConfig};
 use super::reject::Rejected;
 use super::standalone::host;
@@ -40,7 +40,7 @@ use super::status::store::StatusStore;
 use super::sync_loop::{ApiInputs, SyncLoop};
 use super::token::TokenManager;
 use super::worker::Workers;
-use crate::cri::inprocess::{InProcess, RuntimeArgs};
+use crate::cri::inprocess::RuntimeArgs;
 
 /// `berth node`'s flags: kubelet's, where kubelet has them.
 #[derive(Debug, Args)]
@@ -129,26 +129,17 @@ struct NodeEvents(Recorder, String);
 
 impl NodeEventSink for NodeEvents {
     fn record(&self, e: NodeEvent) {
-        self.0.record(Event::node(&self.1, e.kind, e.reason, e.message));
+        self.0
+            .record(Event::node(&self.1, e.kind, e.reason, e.message));
     }
 }
 
 /// Runs `berth node` until SIGTERM or SIGINT.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let prepared = match args.container_runtime_endpoint {
-        None => Some(InProcess::prepare(&args.runtime)?),
-        Some(_) => None,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    rt.block_on(async move {
-        let stop = crate::cri::cli::stop_signal().context("install SIGTERM/SIGINT handlers")?;
-        let endpoint = args.container_runtime_endpoint.clone();
-        let (runtime, runtime_name) =
-            parts::open_runtime(endpoint.as_deref(), &args.runtime, prepared).await?;
-        run_node(args, runtime, runtime_name, stop).await
+    let endpoint = args.container_runtime_endpoint.clone();
+    let runtime_args = args.runtime.clone();
+    parts::run(endpoint, runtime_args, move |runtime, name, stop| {
+        run_node(args, runtime, name, stop)
     })
 }
 
@@ -158,16 +149,22 @@ async fn run_node(
     runtime_name: String,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let hostname = host::hostname()?;
-    let node_name = match &args.hostname_override {
+    // The override is the node's hostname too (its label and Hostname address), as
+    // kubelet's GetHostname(hostnameOverride).
+    let hostname = match &args.hostname_override {
         Some(n) => n.trim().to_lowercase(),
-        None => hostname.clone(),
+        None => host::hostname()?,
     };
+    let node_name = hostname.clone();
     let host_ips: Vec<String> = if args.node_ips.is_empty() {
         host::node_ips()
     } else {
         args.node_ips.iter().map(IpAddr::to_string).collect()
     };
+    // The kubelet's directory exists from the start, as kubelet's setupDataDirs makes it
+    // (its filesystem is the node's ephemeral-storage capacity).
+    std::fs::create_dir_all(&args.root_dir)
+        .with_context(|| format!("create --root-dir {}", args.root_dir.display()))?;
     let mut copts = ClientOptions::new(&args.kubeconfig, &args.root_dir, &node_name);
     copts.bootstrap_kubeconfig = args.bootstrap_kubeconfig.clone();
     if let Some(d) = &args.cert_dir {
@@ -200,7 +197,8 @@ async fn run_node(
         runtime,
     )?;
     let (syncer, recorder) = (parts.syncer, parts.recorder);
-    let initial_node = lifecycle::standalone_node(&node_name, &parts.node, i64::from(args.max_pods));
+    let initial_node =
+        lifecycle::standalone_node(&node_name, &parts.node, i64::from(args.max_pods));
     // Upstream reports one address without --node-ip.
     let node_ips: Vec<IpAddr> = if args.node_ips.is_empty() {
         host::node_ips()

@@ -26,7 +26,7 @@ use super::runtime::Runtime;
 use super::status::store::StatusStore;
 use super::sync_loop::SyncLoop;
 use super::worker::Workers;
-use crate::cri::inprocess::{InProcess, RuntimeArgs};
+use crate::cri::inprocess::RuntimeArgs;
 
 /// How `berth run` shows the pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -117,20 +117,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Output::Log
         }
     });
-    let prepared = match args.container_runtime_endpoint {
-        None => Some(InProcess::prepare(&args.runtime)?),
-        Some(_) => None,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    rt.block_on(async move {
-        let stop = crate::cri::cli::stop_signal().context("install SIGTERM/SIGINT handlers")?;
-        let endpoint = args.container_runtime_endpoint.clone();
-        let (runtime, runtime_name) =
-            parts::open_runtime(endpoint.as_deref(), &args.runtime, prepared).await?;
-        run_kubelet(args, runtime, runtime_name, output, stop).await
+    let endpoint = args.container_runtime_endpoint.clone();
+    let runtime_args = args.runtime.clone();
+    parts::run(endpoint, runtime_args, move |runtime, name, stop| {
+        run_kubelet(args, runtime, name, output, stop)
     })
 }
 
