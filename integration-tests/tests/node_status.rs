@@ -101,7 +101,7 @@ async fn start() -> Running {
         .await
         .expect("client");
     let runtime = Arc::new(Runtime::default());
-    let mut cfg = NodeStatusConfig::new(NODE, NODE, vec!["127.0.0.1".parse().unwrap()]);
+    let mut cfg = NodeStatusConfig::new(NODE, NODE, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
     cfg.update_frequency = Duration::from_secs(1);
     cfg.runtime_name = "berth".into();
     cfg.registration
