@@ -49,66 +49,98 @@ pub fn is_mirror(pod: &Pod) -> bool {
         .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
 }
 
-/// The pods of one watch snapshot sorted into what the merge gets, what the status and
-/// mirror managers see, and what is reported as invalid. Pure.
-pub(crate) fn classify(
-    objects: &BTreeMap<String, DynamicObject>,
+/// One pod of the API, read and sorted once per watch event.
+#[derive(Debug, Clone)]
+pub(crate) struct One {
+    /// The pod as the API holds it (only its metadata when it did not decode).
+    api: Pod,
+    what: What,
+}
+
+#[derive(Debug, Clone)]
+enum What {
+    Run(Box<Entry<Pod>>),
+    Mirror,
+    Invalid(ManifestError, Box<Invalid>),
+}
+
+/// Reads one watched object: decoded, validated, and what the kubelet does with it. Pure.
+pub(crate) fn read(obj: &DynamicObject) -> One {
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let label = format!("Pod \"{ns}/{name}\"");
+    let invalid = |pod: Pod, message: String| One {
+        api: pod.clone(),
+        what: What::Invalid(
+            ManifestError::new(API_SOURCE, &label, message.clone()),
+            Box::new(Invalid { pod, message }),
+        ),
+    };
+    let mut pod = match decode(obj) {
+        Ok(p) => p,
+        Err(message) => {
+            // Its metadata is enough for the status manager to report on it.
+            let pod = Pod {
+                metadata: obj.metadata.clone(),
+                ..Default::default()
+            };
+            return invalid(pod, format!("the pod could not be decoded: {message}"));
+        }
+    };
+    if is_mirror(&pod) {
+        return One {
+            api: pod,
+            what: What::Mirror,
+        };
+    }
+    let errs: Vec<String> = validate::quantities(&pod)
+        .into_iter()
+        .chain(validate::pod(&pod))
+        .collect();
+    if !errs.is_empty() {
+        return invalid(pod, errs.join("; "));
+    }
+    let api = pod.clone();
+    pod.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(SOURCE_ANNOTATION.to_string(), API_SOURCE.to_string());
+    // What the kubelet runs is the spec: a write of the status (the kubelet's own,
+    // echoed by the watch) or of bookkeeping is no update of the pod (upstream's
+    // RECONCILE, not UPDATE). A terminal phase is kept: it says not to start again.
+    pod.metadata.resource_version = None;
+    pod.metadata.managed_fields = None;
+    if !pod
+        .status
+        .as_ref()
+        .is_some_and(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
+    {
+        pod.status = None;
+    }
+    One {
+        api,
+        what: What::Run(Box::new(Entry::new(API_SOURCE, label, pod))),
+    }
+}
+
+/// The pods of one watch snapshot, as what the merge gets, what the status and mirror
+/// managers see, and what is reported as invalid. Pure.
+pub(crate) fn assemble(
+    pods: &BTreeMap<String, One>,
 ) -> (SourceSet, ApiPods, BTreeMap<String, Invalid>) {
     let mut set = SourceSet::default();
     let mut all = ApiPods::new();
     let mut invalid = BTreeMap::new();
-    for (uid, obj) in objects {
-        let ns = obj.metadata.namespace.clone().unwrap_or_default();
-        let name = obj.metadata.name.clone().unwrap_or_default();
-        let label = format!("Pod \"{ns}/{name}\"");
-        let mut pod = match decode(obj) {
-            Ok(p) => p,
-            Err(message) => {
-                let pod = Pod {
-                    metadata: obj.metadata.clone(),
-                    ..Default::default()
-                };
-                let message = format!("the pod could not be decoded: {message}");
-                set.errors
-                    .push(ManifestError::new(API_SOURCE, &label, message.clone()));
-                // Its metadata is enough for the status manager to report on it.
-                all.insert(uid.clone(), pod.clone());
-                invalid.insert(uid.clone(), Invalid { pod, message });
-                continue;
+    for (uid, one) in pods {
+        all.insert(uid.clone(), one.api.clone());
+        match &one.what {
+            What::Run(e) => set.pods.push((**e).clone()),
+            What::Mirror => {}
+            What::Invalid(err, inv) => {
+                set.errors.push(err.clone());
+                invalid.insert(uid.clone(), (**inv).clone());
             }
-        };
-        all.insert(uid.clone(), pod.clone());
-        if is_mirror(&pod) {
-            continue;
         }
-        let errs: Vec<String> = validate::quantities(&pod)
-            .into_iter()
-            .chain(validate::pod(&pod))
-            .collect();
-        if !errs.is_empty() {
-            let message = errs.join("; ");
-            set.errors
-                .push(ManifestError::new(API_SOURCE, &label, message.clone()));
-            invalid.insert(uid.clone(), Invalid { pod, message });
-            continue;
-        }
-        pod.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(SOURCE_ANNOTATION.to_string(), API_SOURCE.to_string());
-        // What the kubelet runs is the spec: a write of the status (the kubelet's own,
-        // echoed by the watch) or of bookkeeping is no update of the pod (upstream's
-        // RECONCILE, not UPDATE). A terminal phase is kept: it says not to start again.
-        pod.metadata.resource_version = None;
-        pod.metadata.managed_fields = None;
-        if !pod
-            .status
-            .as_ref()
-            .is_some_and(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
-        {
-            pod.status = None;
-        }
-        set.pods.push(Entry::new(API_SOURCE, label, pod));
     }
     (set, all, invalid)
 }
@@ -138,8 +170,9 @@ pub(crate) async fn run(
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-    let mut current: BTreeMap<String, DynamicObject> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, DynamicObject>> = None;
+    // Each object is decoded and validated once, when its event arrives.
+    let mut current: BTreeMap<String, One> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, One>> = None;
     while let Some(ev) = stream.next().await {
         let changed = match ev {
             Ok(Event::Init) => {
@@ -148,7 +181,7 @@ pub(crate) async fn run(
             }
             Ok(Event::InitApply(obj)) => {
                 if let (Some(l), Some(uid)) = (listing.as_mut(), obj.metadata.uid.clone()) {
-                    l.insert(uid, obj);
+                    l.insert(uid, read(&obj));
                 }
                 false
             }
@@ -161,7 +194,7 @@ pub(crate) async fn run(
                 .metadata
                 .uid
                 .clone()
-                .map(|uid| current.insert(uid, obj))
+                .map(|uid| current.insert(uid, read(&obj)))
                 .is_some(),
             Ok(Event::Delete(obj)) => obj
                 .metadata
@@ -176,7 +209,7 @@ pub(crate) async fn run(
         if !changed {
             continue;
         }
-        let (set, pods, invalid) = classify(&current);
+        let (set, pods, invalid) = assemble(&current);
         view.send_if_modified(|v| {
             let next = ApiView { pods, invalid };
             if **v == next {
@@ -195,6 +228,12 @@ pub(crate) async fn run(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn classify(
+        objects: &BTreeMap<String, DynamicObject>,
+    ) -> (SourceSet, ApiPods, BTreeMap<String, Invalid>) {
+        assemble(&objects.iter().map(|(u, o)| (u.clone(), read(o))).collect())
+    }
 
     fn obj(v: serde_json::Value) -> (String, DynamicObject) {
         let o: DynamicObject = serde_json::from_value(v).expect("object");
