@@ -83,6 +83,9 @@ pub fn merge(old: Option<&PodStatus>, new: &PodStatus) -> PodStatus {
 /// when the kubelet's fields are equal. `uid` is the precondition: a patch of another pod
 /// of the same name fails, as the UID cannot change.
 pub fn patch(uid: &str, old: Option<&PodStatus>, new: &PodStatus) -> Option<Value> {
+    if old.is_some_and(|o| same(o, new)) {
+        return None;
+    }
     let old = old.map_or(Value::Null, to_value);
     let new = to_value(new);
     let mut fields = Map::new();
@@ -101,10 +104,21 @@ pub fn patch(uid: &str, old: Option<&PodStatus>, new: &PodStatus) -> Option<Valu
     }))
 }
 
-/// Whether the kubelet's fields of two statuses are equal.
+/// Whether the kubelet's fields ([`OWNED`]) of two statuses are equal; no JSON is made
+/// for the common case of a status that did not change.
 pub fn same(a: &PodStatus, b: &PodStatus) -> bool {
-    let (a, b) = (to_value(a), to_value(b));
-    OWNED.iter().all(|k| a.get(k) == b.get(k))
+    a.phase == b.phase
+        && a.reason == b.reason
+        && a.message == b.message
+        && a.conditions == b.conditions
+        && a.host_ip == b.host_ip
+        && a.host_ips == b.host_ips
+        && a.pod_ip == b.pod_ip
+        && a.pod_ips == b.pod_ips
+        && a.start_time == b.start_time
+        && a.qos_class == b.qos_class
+        && a.init_container_statuses == b.init_container_statuses
+        && a.container_statuses == b.container_statuses
 }
 
 fn to_value(s: &PodStatus) -> Value {
