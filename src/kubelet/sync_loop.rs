@@ -51,6 +51,8 @@ pub struct ApiInputs {
     /// (upstream's initialNode).
     pub node: watch::Receiver<Option<Arc<Node>>>,
     pub initial_node: Node,
+    /// The desired set the object watches were last set for (None at first).
+    pub watched_for: Option<Arc<Desired>>,
 }
 
 /// Resolves when the API view or the API's objects change; never without an API server.
@@ -155,9 +157,17 @@ impl SyncLoop {
             }
             api.rejected
                 .settle(|uid, _| desired.pods.contains_key(uid) || view.invalid.contains_key(uid));
-            // Static pods cannot use the API's objects (the node may not read them).
-            api.objects
-                .set_pods(desired.pods.values().filter(|p| !is_static(p)));
+            // Static pods cannot use the API's objects (the node may not read them). Only a
+            // new desired set can change which objects are used: a status echo cannot.
+            if !api
+                .watched_for
+                .as_ref()
+                .is_some_and(|d| Arc::ptr_eq(d, &desired))
+            {
+                api.objects
+                    .set_pods(desired.pods.values().filter(|p| !is_static(p)));
+                api.watched_for = Some(desired.clone());
+            }
             // New pods are admitted in creation order, each against those before it.
             let mut new: Vec<(&String, &Pod)> = desired
                 .pods

@@ -278,6 +278,7 @@ async fn run_node(
             api_objects,
             node: node_rx,
             initial_node,
+            watched_for: None,
         }),
     }
     .run(stop, None)
