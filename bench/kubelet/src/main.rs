@@ -53,6 +53,10 @@ struct Args {
     /// Pods of the node phase.
     #[arg(long, default_value_t = 100)]
     api_pods: usize,
+    /// Seconds the node phase waits, after registration and after all pods are Ready,
+    /// before it reads the node agent's memory.
+    #[arg(long, default_value_t = 5)]
+    api_settle: u64,
     /// Only this runtime (default: berth, then containerd).
     #[arg(long, value_parser = ["berth", "containerd"])]
     runtime: Option<String>,
@@ -98,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     if args.api {
-        return api_main(&mut out, &runtimes, args.api_pods);
+        return api_main(&mut out, &runtimes, args.api_pods, args.api_settle);
     }
     writeln!(
         out,
@@ -153,40 +157,73 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The node phase on each runtime, and the ratios.
-fn api_main(out: &mut impl Write, runtimes: &[RuntimeKind], pods: usize) -> anyhow::Result<()> {
+fn api_main(
+    out: &mut impl Write,
+    runtimes: &[RuntimeKind],
+    pods: usize,
+    settle: u64,
+) -> anyhow::Result<()> {
     writeln!(
         out,
-        "berth node (the kubelet joined to an API server): {pods} httpd pods created through the API"
+        "berth node (the kubelet joined to an API server): {pods} httpd pods created through the API; memory read {settle} s after registration and after all are Ready"
     )?;
+    let mib = |k: u64| k as f64 / 1024.0;
     let mut reports = Vec::new();
     for &rt in runtimes {
-        let r = node::node_phase(rt, pods).with_context(|| format!("{} node phase", rt.name()))?;
-        let mib = |k: u64| k as f64 / 1024.0;
+        let settle = std::time::Duration::from_secs(settle);
+        let r = node::node_phase(rt, pods, settle)
+            .with_context(|| format!("{} node phase", rt.name()))?;
         writeln!(
             out,
-            "\n== node, on {}\n  wall {:.2} s until all {} Ready; per pod from creation to Ready: p50 {:.2} s, p99 {:.2} s\n  node agent idle: RSS {:.1} MiB, PSS {:.1} MiB\n  node agent with {} pods ({} processes): RSS {:.1} MiB, PSS {:.1} MiB",
+            "\n== node, on {}\n  wall {:.2} s until all {} Ready; per pod from creation to Ready: p50 {:.2} s, p99 {:.2} s",
             rt.name(),
             r.wall.as_secs_f64(),
             r.pods,
             r.p50.as_secs_f64(),
             r.p99.as_secs_f64(),
-            mib(r.idle_rss_kib),
-            mib(r.idle_pss_kib),
-            r.pods,
-            r.agent_processes,
-            mib(r.busy_rss_kib),
-            mib(r.busy_pss_kib)
         )?;
+        let names = match rt {
+            RuntimeKind::Berth => ["berth daemon", "holder zygote", "holders"],
+            RuntimeKind::Containerd => ["berth kubelet", "containerd", "shims"],
+        };
+        for (when, m) in [
+            ("idle", r.idle),
+            (&*format!("with {} pods", r.pods), r.busy),
+        ] {
+            let t = m.total();
+            writeln!(
+                out,
+                "  node agent {when}: PSS {:.1} MiB, RSS {:.1} MiB, {} processes",
+                mib(t.pss_kib),
+                mib(t.rss_kib),
+                t.processes
+            )?;
+            for (name, p) in names.iter().zip([m.daemon, m.runtime, m.per_pod]) {
+                if p.processes > 0 {
+                    writeln!(
+                        out,
+                        "    {name}: PSS {:.1} MiB, RSS {:.1} MiB ({} processes, PSS {:.0} KiB each)",
+                        mib(p.pss_kib),
+                        mib(p.rss_kib),
+                        p.processes,
+                        p.pss_kib as f64 / p.processes as f64
+                    )?;
+                }
+            }
+        }
         reports.push(r);
     }
     if let [b, c] = reports.as_slice() {
+        let ratio = |x: u64, y: u64| x as f64 / y.max(1) as f64;
         writeln!(
             out,
-            "\nratio berth/containerd: time to all Ready {:.2}x, p50 {:.2}x, agent RSS idle {:.2}x, with pods {:.2}x",
+            "\nratio berth/containerd: time to all Ready {:.2}x, p50 {:.2}x, agent PSS idle {:.2}x, with pods {:.2}x (RSS {:.2}x, {:.2}x)",
             b.wall.as_secs_f64() / c.wall.as_secs_f64(),
             b.p50.as_secs_f64() / c.p50.as_secs_f64().max(1e-9),
-            b.idle_rss_kib as f64 / c.idle_rss_kib.max(1) as f64,
-            b.busy_rss_kib as f64 / c.busy_rss_kib.max(1) as f64
+            ratio(b.idle.total().pss_kib, c.idle.total().pss_kib),
+            ratio(b.busy.total().pss_kib, c.busy.total().pss_kib),
+            ratio(b.idle.total().rss_kib, c.idle.total().rss_kib),
+            ratio(b.busy.total().rss_kib, c.busy.total().rss_kib),
         )?;
     }
     Ok(())

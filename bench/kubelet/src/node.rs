@@ -2,11 +2,12 @@
 //! test API server of integration-tests in the test's "host" netns), on berth's runtime
 //! and on containerd.
 //!
-//! 1. Idle: the node agent's memory once the Node is registered and no pod runs.
+//! 1. Idle: the node agent's memory once the Node is registered and no pod runs (after
+//!    `settle`).
 //! 2. N pods created through the API at once (busybox httpd with an httpGet readiness
 //!    probe, bound to the node as the scheduler binds them): the wall time until every
 //!    pod is Ready in the API, and each pod's time from its creation to Ready (p50, p99).
-//! 3. The node agent's memory with the N pods running.
+//! 3. The node agent's memory with the N pods running, `settle` after the last is Ready.
 //!
 //! "The node agent" is what runs on the node besides the pods' own processes: berth's
 //! daemon and its pod holders; or berth's kubelet, containerd and containerd's shims.
@@ -25,6 +26,35 @@ use serde_json::json;
 
 use crate::procfs;
 
+/// The memory of one kind of node agent process, summed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Part {
+    pub processes: usize,
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+}
+
+/// The node agent's memory by part: the kubelet's daemon; the runtime's daemon
+/// (containerd) or berth's holder zygote; the per-pod processes (berth's holders or
+/// containerd's shims).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Memory {
+    pub daemon: Part,
+    pub runtime: Part,
+    pub per_pod: Part,
+}
+
+impl Memory {
+    pub fn total(&self) -> Part {
+        let ps = [self.daemon, self.runtime, self.per_pod];
+        Part {
+            processes: ps.iter().map(|p| p.processes).sum(),
+            rss_kib: ps.iter().map(|p| p.rss_kib).sum(),
+            pss_kib: ps.iter().map(|p| p.pss_kib).sum(),
+        }
+    }
+}
+
 /// What the node phase measured on one runtime.
 #[derive(Debug, Default)]
 pub struct NodeReport {
@@ -32,48 +62,61 @@ pub struct NodeReport {
     pub wall: Duration,
     pub p50: Duration,
     pub p99: Duration,
-    pub idle_rss_kib: u64,
-    pub idle_pss_kib: u64,
-    pub busy_rss_kib: u64,
-    pub busy_pss_kib: u64,
-    pub agent_processes: usize,
+    pub idle: Memory,
+    pub busy: Memory,
 }
 
-/// The node agent's processes: the kubelet, the runtime's daemon, and berth's holders of
-/// this kubelet or containerd's shims (not their children: those are the pods).
-fn agent(k: &Kubelet) -> Vec<u32> {
+fn part(pids: &[u32]) -> Part {
+    let (rss_kib, pss_kib) = pids
+        .iter()
+        .map(|p| procfs::rss_pss_kib(*p))
+        .fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2));
+    Part {
+        processes: pids.len(),
+        rss_kib,
+        pss_kib,
+    }
+}
+
+/// The node agent's processes and their memory: the kubelet; the runtime's daemon
+/// (containerd), or the holder zygote berth's daemon forks holders from; and berth's
+/// holders of this kubelet or containerd's shims (not their children: those are the
+/// pods).
+fn agent(k: &Kubelet) -> Memory {
     let root = k
         .kubelet_root
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut pids: Vec<u32> = k.pid().into_iter().chain(k.runtime_pid()).collect();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let comm = procfs::comm(pid);
-        let ours = match k.runtime {
-            RuntimeKind::Berth => {
-                comm.starts_with("berth-holder") && procfs::cmdline(pid).contains(&root)
+    let daemon = k.pid();
+    let mut runtime: Vec<u32> = k.runtime_pid().into_iter().collect();
+    let mut per_pod = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let comm = procfs::comm(pid);
+            match k.runtime {
+                RuntimeKind::Berth if comm.starts_with("berth-holder") => {
+                    if procfs::cmdline(pid).contains(&root) {
+                        per_pod.push(pid);
+                    } else if daemon.is_some() && procfs::ppid(pid) == daemon {
+                        // The zygote: `berth-holder zygote`, the daemon's child.
+                        runtime.push(pid);
+                    }
+                }
+                // containerd's shims name no path of the test; no other containerd runs here.
+                RuntimeKind::Containerd if comm.starts_with("containerd-shim") => per_pod.push(pid),
+                _ => {}
             }
-            // containerd's shims name no path of the test; no other containerd runs here.
-            RuntimeKind::Containerd => comm.starts_with("containerd-shim"),
-        };
-        if ours {
-            pids.push(pid);
         }
     }
-    pids
-}
-
-fn memory(pids: &[u32]) -> (u64, u64) {
-    pids.iter()
-        .map(|p| procfs::rss_pss_kib(*p))
-        .fold((0, 0), |(r, p), (r2, p2)| (r + r2, p + p2))
+    Memory {
+        daemon: part(&daemon.into_iter().collect::<Vec<_>>()),
+        runtime: part(&runtime),
+        per_pod: part(&per_pod),
+    }
 }
 
 fn ready(v: &serde_json::Value) -> bool {
@@ -92,7 +135,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs the node phase with `n` pods on `rt`.
-pub fn node_phase(rt: RuntimeKind, n: usize) -> anyhow::Result<NodeReport> {
+pub fn node_phase(rt: RuntimeKind, n: usize, settle: Duration) -> anyhow::Result<NodeReport> {
     let env = TestEnv::new()?;
     let c = Cluster::start(&env, Options::default())?;
     let creds = env.subdir("node-creds")?;
@@ -112,9 +155,8 @@ pub fn node_phase(rt: RuntimeKind, n: usize) -> anyhow::Result<NodeReport> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(5));
-    let idle_pids = agent(&k);
-    let (idle_rss, idle_pss) = memory(&idle_pids);
+    std::thread::sleep(settle);
+    let idle = agent(&k);
 
     let image = k.images.get(&httpd).to_string();
     let mut created: BTreeMap<String, Instant> = BTreeMap::new();
@@ -157,18 +199,14 @@ pub fn node_phase(rt: RuntimeKind, n: usize) -> anyhow::Result<NodeReport> {
         .map(|(name, at)| at.duration_since(created[name]))
         .collect();
     each.sort();
-    std::thread::sleep(Duration::from_secs(3));
-    let busy_pids = agent(&k);
-    let (busy_rss, busy_pss) = memory(&busy_pids);
+    std::thread::sleep(settle);
+    let busy = agent(&k);
     Ok(NodeReport {
         pods: n,
         wall,
         p50: percentile(&each, 0.5),
         p99: percentile(&each, 0.99),
-        idle_rss_kib: idle_rss,
-        idle_pss_kib: idle_pss,
-        busy_rss_kib: busy_rss,
-        busy_pss_kib: busy_pss,
-        agent_processes: busy_pids.len(),
+        idle,
+        busy,
     })
 }

@@ -17,7 +17,8 @@ fn stat_fields(pid: u32) -> anyhow::Result<Vec<String>> {
     Ok(rest.split_whitespace().map(String::from).collect())
 }
 
-fn ppid(pid: u32) -> Option<u32> {
+/// `pid`'s parent.
+pub fn ppid(pid: u32) -> Option<u32> {
     stat_fields(pid).ok()?.get(1)?.parse().ok()
 }
 
