@@ -132,7 +132,11 @@ pub async fn run(
         };
         let statics = desired.borrow().clone();
         let view = api.borrow().clone();
-        for action in plan(statics.pods.values(), view.pods.values(), &n) {
+        for action in plan(
+            statics.pods.values().map(|p| &**p),
+            view.pods.values().map(|p| &**p),
+            &n,
+        ) {
             apply(&client, action).await;
         }
     }

@@ -86,7 +86,7 @@ impl SyncLoop {
             self.syncer.runtime.clone(),
             self.workers.clone(),
         ));
-        let mut sent: HashMap<String, Pod> = HashMap::new();
+        let mut sent: HashMap<String, Arc<Pod>> = HashMap::new();
         let mut reported: BTreeSet<String> = BTreeSet::new();
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tokio::pin!(stop);
@@ -142,7 +142,7 @@ impl SyncLoop {
     }
 
     /// Hands the desired pods to their workers; pods that left go to termination.
-    fn reconcile(&mut self, sent: &mut HashMap<String, Pod>, reported: &mut BTreeSet<String>) {
+    fn reconcile(&mut self, sent: &mut HashMap<String, Arc<Pod>>, reported: &mut BTreeSet<String>) {
         let desired = self.desired.borrow().clone();
         if let Some(api) = &mut self.api {
             let view = api.view.borrow().clone();
@@ -164,14 +164,20 @@ impl SyncLoop {
                 .as_ref()
                 .is_some_and(|d| Arc::ptr_eq(d, &desired))
             {
-                api.objects
-                    .set_pods(desired.pods.values().filter(|p| !is_static(p)));
+                api.objects.set_pods(
+                    desired
+                        .pods
+                        .values()
+                        .map(|p| &**p)
+                        .filter(|p| !is_static(p)),
+                );
                 api.watched_for = Some(desired.clone());
             }
             // New pods are admitted in creation order, each against those before it.
             let mut new: Vec<(&String, &Pod)> = desired
                 .pods
                 .iter()
+                .map(|(uid, p)| (uid, &**p))
                 .filter(|(uid, p)| {
                     !sent.contains_key(*uid)
                         && !api.rejected.contains(uid)
@@ -190,14 +196,14 @@ impl SyncLoop {
                     .as_deref()
                     .cloned()
                     .unwrap_or_else(|| api.initial_node.clone());
-                let mut admitted: Vec<Pod> = sent
+                let mut admitted: Vec<&Pod> = sent
                     .values()
+                    .map(|p| &**p)
                     .filter(|p| p.metadata.deletion_timestamp.is_none() && !is_terminal(p))
-                    .cloned()
                     .collect();
                 for (uid, pod) in new {
                     match lifecycle::admit(pod, &admitted, &node) {
-                        Ok(()) => admitted.push(pod.clone()),
+                        Ok(()) => admitted.push(pod),
                         Err(r) => {
                             let shown = format!("Pod was rejected: {}", r.message);
                             api.rejected.reject(uid, pod, &r.reason, &r.reason, &shown);
@@ -260,7 +266,7 @@ impl SyncLoop {
 
     /// Terminates runtime pods no worker owns; removes volume dirs and cgroups of pods
     /// that are gone from everywhere.
-    async fn housekeeping(&self, sent: &HashMap<String, Pod>) {
+    async fn housekeeping(&self, sent: &HashMap<String, Arc<Pod>>) {
         let rt = &self.syncer.runtime;
         let sandboxes = match rt
             .pods
@@ -291,7 +297,7 @@ impl SyncLoop {
             tracing::info!(pod = %labels::full_name(&pod), "terminating a pod no source wants");
             self.workers.remove_orphan(pod);
         }
-        let active: Vec<Pod> = sent.values().cloned().collect();
+        let active: Vec<&Pod> = sent.values().map(|p| &**p).collect();
         if let Err(e) = self.syncer.cgroups.update_qos_cgroups(&active) {
             tracing::warn!("update the QoS cgroups: {e}");
         }

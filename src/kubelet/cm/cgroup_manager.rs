@@ -151,7 +151,7 @@ impl CgroupManager {
 
     /// UpdateQOSCgroups: the burstable tier's shares from the cpu requests of the
     /// Burstable pods among `active` (every pod that may still run); besteffort stays at 2.
-    pub fn update_qos_cgroups(&self, active: &[Pod]) -> Result<(), CmError> {
+    pub fn update_qos_cgroups(&self, active: &[&Pod]) -> Result<(), CmError> {
         let burstable = self.tier(QosClass::Burstable);
         let cfg = ResourceConfig {
             cpu_shares: Some(burstable_shares(active)),

@@ -157,10 +157,10 @@ fn v1_hierarchy_and_pod_limits() {
     assert!(!kp("memory", "besteffort/pode1/memory.limit_in_bytes").exists());
 
     m.update_qos_cgroups(&[
-        guaranteed("g1"),
-        burstable("b1"),
-        burstable("b2"),
-        besteffort("e1"),
+        &guaranteed("g1"),
+        &burstable("b1"),
+        &burstable("b2"),
+        &besteffort("e1"),
     ])
     .expect("update");
     assert_eq!(read(kp("cpu", "burstable/cpu.shares")), "512");
@@ -284,7 +284,7 @@ fn real_hierarchies_as_root() {
     m.ensure_qos_hierarchy().expect("qos");
     let g = m.ensure_pod(&guaranteed("g1")).expect("guaranteed");
     let b = m.ensure_pod(&burstable("b1")).expect("burstable");
-    m.update_qos_cgroups(&[burstable("b1")]).expect("update");
+    m.update_qos_cgroups(&[&burstable("b1")]).expect("update");
     let dir = |controller: &str, cg: &str| -> PathBuf {
         let h = if layout.is_v2_only() {
             layout.unified()

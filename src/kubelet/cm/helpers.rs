@@ -80,7 +80,7 @@ pub fn resource_config_for_pod(pod: &Pod) -> ResourceConfig {
 
 /// The burstable tier's shares (qos_container_manager setCPUCgroupConfig): the sum of the
 /// cpu requests of the Burstable pods among `pods`.
-pub fn burstable_shares(pods: &[Pod]) -> u64 {
+pub fn burstable_shares(pods: &[&Pod]) -> u64 {
     let milli: i64 = pods
         .iter()
         .filter(|p| qos_class(p) == QosClass::Burstable)
@@ -222,7 +222,7 @@ mod tests {
             ),
             pod(vec![ctr("a", &[], &[])], vec![]),
         ];
-        assert_eq!(burstable_shares(&pods), 358);
+        assert_eq!(burstable_shares(&pods.iter().collect::<Vec<_>>()), 358);
         assert_eq!(burstable_shares(&[]), 2);
     }
 }

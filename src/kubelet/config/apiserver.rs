@@ -31,7 +31,7 @@ pub const API_SOURCE: &str = "api";
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// Every pod bound to this node as the API server holds it (mirror pods included), by UID.
-pub type ApiPods = BTreeMap<String, Pod>;
+pub type ApiPods = BTreeMap<String, Arc<Pod>>;
 
 /// A pod of the API the kubelet will not run, with why (invalid fields, or not decodable).
 #[derive(Debug, Clone, PartialEq)]
@@ -53,13 +53,13 @@ pub fn is_mirror(pod: &Pod) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct One {
     /// The pod as the API holds it (only its metadata when it did not decode).
-    api: Pod,
+    api: Arc<Pod>,
     what: What,
 }
 
 #[derive(Debug, Clone)]
 enum What {
-    Run(Box<Entry<Pod>>),
+    Run(Box<Entry<Arc<Pod>>>),
     Mirror,
     Invalid(ManifestError, Box<Invalid>),
 }
@@ -70,7 +70,7 @@ pub(crate) fn read(obj: &DynamicObject) -> One {
     let name = obj.metadata.name.clone().unwrap_or_default();
     let label = format!("Pod \"{ns}/{name}\"");
     let invalid = |pod: Pod, message: String| One {
-        api: pod.clone(),
+        api: Arc::new(pod.clone()),
         what: What::Invalid(
             ManifestError::new(API_SOURCE, &label, message.clone()),
             Box::new(Invalid { pod, message }),
@@ -89,7 +89,7 @@ pub(crate) fn read(obj: &DynamicObject) -> One {
     };
     if is_mirror(&pod) {
         return One {
-            api: pod,
+            api: Arc::new(pod),
             what: What::Mirror,
         };
     }
@@ -100,7 +100,7 @@ pub(crate) fn read(obj: &DynamicObject) -> One {
     if !errs.is_empty() {
         return invalid(pod, errs.join("; "));
     }
-    let api = pod.clone();
+    let api = Arc::new(pod.clone());
     pod.metadata
         .annotations
         .get_or_insert_with(Default::default)
@@ -119,7 +119,7 @@ pub(crate) fn read(obj: &DynamicObject) -> One {
     }
     One {
         api,
-        what: What::Run(Box::new(Entry::new(API_SOURCE, label, pod))),
+        what: What::Run(Box::new(Entry::new(API_SOURCE, label, Arc::new(pod)))),
     }
 }
 

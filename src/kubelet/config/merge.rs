@@ -7,24 +7,37 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::{mpsc, watch};
 
 use super::Desired;
 use super::parse::{SourceSet, join};
 use super::static_pod::SEEN_ANNOTATION;
 
-/// The merge state: the last set of each source and when each UID was first seen.
+/// The merge state: the last set of each source, and per UID when it was first seen with
+/// the stamped pod last made from a source's pod.
 #[derive(Debug)]
 pub(crate) struct Merger {
     latest: Vec<Option<SourceSet>>,
-    seen: HashMap<String, String>,
+    stamped: HashMap<String, Stamped>,
+}
+
+/// A source's pod and the copy of it that carries the config.seen stamp. A source that
+/// sends the same pod again (the same object, or an equal one: a file read again, an API
+/// pod whose status alone changed) gets the same copy back, so an unchanged pod is not
+/// copied at every update of its source and the workers keep sharing it.
+#[derive(Debug)]
+struct Stamped {
+    seen: String,
+    from: Arc<Pod>,
+    pod: Arc<Pod>,
 }
 
 impl Merger {
     pub fn new(sources: usize) -> Self {
         Merger {
             latest: vec![None; sources],
-            seen: HashMap::new(),
+            stamped: HashMap::new(),
         }
     }
 
@@ -38,20 +51,32 @@ impl Merger {
         }
         let (pods, objects, errors) = join(self.latest.iter().flatten());
         let mut by_uid = BTreeMap::new();
-        for mut pod in pods {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let seen = self
-                .seen
-                .entry(uid.clone())
-                .or_insert_with(|| now.to_string())
-                .clone();
-            pod.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(SEEN_ANNOTATION.to_string(), seen);
+        for from in pods {
+            let uid = from.metadata.uid.clone().unwrap_or_default();
+            let pod = match self.stamped.get(&uid) {
+                Some(s) if Arc::ptr_eq(&s.from, &from) || s.from == from => s.pod.clone(),
+                known => {
+                    let seen = known.map_or_else(|| now.to_string(), |s| s.seen.clone());
+                    let mut pod = Pod::clone(&from);
+                    pod.metadata
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(SEEN_ANNOTATION.to_string(), seen.clone());
+                    let pod = Arc::new(pod);
+                    self.stamped.insert(
+                        uid.clone(),
+                        Stamped {
+                            seen,
+                            from,
+                            pod: pod.clone(),
+                        },
+                    );
+                    pod
+                }
+            };
             by_uid.insert(uid, pod);
         }
-        self.seen.retain(|uid, _| by_uid.contains_key(uid));
+        self.stamped.retain(|uid, _| by_uid.contains_key(uid));
         Some(Desired {
             pods: by_uid,
             objects,

@@ -102,8 +102,9 @@ impl SourceConfig {
 /// The merged desired state, a full snapshot.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
-    /// By metadata.uid, defaulted and validated.
-    pub pods: BTreeMap<String, Pod>,
+    /// By metadata.uid, defaulted and validated; shared with the workers, which hold
+    /// the same objects.
+    pub pods: BTreeMap<String, Arc<Pod>>,
     /// ConfigMaps and Secrets from the same streams.
     pub objects: Objects,
     /// Every rejected document, with file, object and field.
@@ -113,7 +114,7 @@ pub struct Desired {
 /// What one stream holds, parsed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parsed {
-    pub pods: Vec<Pod>,
+    pub pods: Vec<Arc<Pod>>,
     pub objects: Objects,
     pub errors: Vec<ManifestError>,
 }

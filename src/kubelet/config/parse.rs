@@ -6,6 +6,7 @@
 //! Pure: no IO, no clock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -37,7 +38,8 @@ impl<T> Entry<T> {
 /// Everything one source (a file, a directory, a URL) offers at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct SourceSet {
-    pub pods: Vec<Entry<Pod>>,
+    /// Shared: the same pod object goes on to the merge and the workers uncopied.
+    pub pods: Vec<Entry<Arc<Pod>>>,
     pub config_maps: Vec<Entry<ConfigMap>>,
     pub secrets: Vec<Entry<Secret>>,
     pub errors: Vec<ManifestError>,
@@ -83,7 +85,7 @@ pub(crate) fn parse_documents(source: &str, bytes: &[u8], node_name: &str) -> So
                 defaults::pod(&mut pod);
                 static_pod::apply(&mut pod, source, kind, node_name);
                 if !reject(&mut set, validate::pod(&pod)) {
-                    set.pods.push(Entry::new(source, doc.label, pod));
+                    set.pods.push(Entry::new(source, doc.label, Arc::new(pod)));
                 }
             }
             Object::ConfigMap(cm) => {
@@ -117,7 +119,7 @@ fn default_namespace(ns: &mut Option<String>) {
 /// and every error of the sets followed by the clashes.
 pub(crate) fn join<'a>(
     sets: impl IntoIterator<Item = &'a SourceSet>,
-) -> (Vec<Pod>, Objects, Vec<ManifestError>) {
+) -> (Vec<Arc<Pod>>, Objects, Vec<ManifestError>) {
     let mut pods = Vec::new();
     let mut objects = Objects::default();
     let mut errors = Vec::new();

@@ -81,7 +81,7 @@ enum Failure {
 
 /// Whether `pod` may run on `node` next to the `admitted` pods (the pods this kubelet
 /// already runs, terminated ones left out; the pod itself, if listed, is skipped).
-pub fn admit(pod: &Pod, admitted: &[Pod], node: &Node) -> Result<(), Rejection> {
+pub fn admit(pod: &Pod, admitted: &[&Pod], node: &Node) -> Result<(), Rejection> {
     if rejects_os_label(pod) {
         return Err(Rejection::new(
             "PodOSSelectorNodeLabelDoesNotMatch",
@@ -103,6 +103,7 @@ pub fn admit(pod: &Pod, admitted: &[Pod], node: &Node) -> Result<(), Rejection> 
     let uid = pod.metadata.uid.as_deref();
     let others: Vec<&Pod> = admitted
         .iter()
+        .copied()
         .filter(|p| uid.is_none() || p.metadata.uid.as_deref() != uid)
         .collect();
 

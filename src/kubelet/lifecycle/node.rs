@@ -89,7 +89,7 @@ mod tests {
             admit(&pod("a", &[("cpu", "2"), ("memory", "2Gi")]), &[], &n),
             Ok(())
         );
-        let r = admit(&pod("b", &[]), &[pod("a", &[])], &n).expect_err("one pod at most");
+        let r = admit(&pod("b", &[]), &[&pod("a", &[])], &n).expect_err("one pod at most");
         assert_eq!(r.reason, "OutOfpods");
     }
 }

@@ -118,7 +118,7 @@ impl ProbeManager {
     /// Called by the pod worker after every sync: starts and stops probe workers so that
     /// each listed container with probes has them; a new container ID resets its results.
     /// Containers not listed lose their workers and results.
-    pub fn update_pod(&self, pod: &Pod, pod_ip: Option<IpAddr>, containers: &[ProbeTarget]) {
+    pub fn update_pod(&self, pod: &Arc<Pod>, pod_ip: Option<IpAddr>, containers: &[ProbeTarget]) {
         let Some(uid) = pod.metadata.uid.clone().filter(|u| !u.is_empty()) else {
             tracing::warn!(pod = ?pod.metadata.name, "probes: pod without metadata.uid left alone");
             return;
@@ -126,11 +126,11 @@ impl ProbeManager {
         let shared = &self.owner.shared;
         let mut state = shared.lock();
         let entry = state.entry(uid.clone()).or_insert_with(|| PodEntry {
-            pod: Arc::new(pod.clone()),
+            pod: pod.clone(),
             pod_ip,
             containers: BTreeMap::new(),
         });
-        entry.pod = Arc::new(pod.clone());
+        entry.pod = pod.clone();
         entry.pod_ip = pod_ip;
         entry.containers.retain(|name, _| {
             containers.iter().any(|t| &t.name == name) && container_spec(pod, name).is_some()
@@ -163,6 +163,17 @@ impl ProbeManager {
                 if let (Some(p), Some(w)) = (want, tracked.workers.get(&kind))
                     && w.spec == *p
                 {
+                    // A running container not yet ready is probed at once at each status
+                    // update, not at the next tick (upstream's UpdatePodStatus manual
+                    // trigger). A new worker probes at its start anyway.
+                    let ready = tracked
+                        .results
+                        .slot_mut(kind)
+                        .as_ref()
+                        .is_some_and(|s| s.verdict == Verdict::Success);
+                    if kind == ProbeKind::Readiness && target.running && !ready {
+                        w.trigger.notify_one();
+                    }
                     continue;
                 }
                 if tracked.workers.remove(&kind).is_some() {

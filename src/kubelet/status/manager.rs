@@ -71,7 +71,7 @@ fn target<'a>(view: &'a ApiView, uid: &str, pod: &Pod) -> Option<&'a Pod> {
     if from_api {
         return None;
     }
-    view.pods.values().find(|p| {
+    view.pods.values().map(|p| &**p).find(|p| {
         is_mirror(p)
             && p.metadata.namespace == pod.metadata.namespace
             && p.metadata.name == pod.metadata.name

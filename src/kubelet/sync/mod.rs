@@ -176,7 +176,7 @@ impl Syncer {
     }
 
     /// Tells the prober which containers run now.
-    pub fn update_probes(&self, pod: &Pod, status: &PodStatus) {
+    pub fn update_probes(&self, pod: &Arc<Pod>, status: &PodStatus) {
         let ip = status
             .ips()
             .first()
@@ -249,7 +249,7 @@ impl Syncer {
     }
 
     /// One sync of a pod that should run.
-    pub async fn sync_pod(&self, pod: &Pod, objects: &Objects) -> Result<Outcome, SyncError> {
+    pub async fn sync_pod(&self, pod: &Arc<Pod>, objects: &Objects) -> Result<Outcome, SyncError> {
         let uid = labels::uid(pod).to_string();
         let status = self.runtime_status(pod).await?;
         let probes = self.probe_states(&uid);

@@ -29,7 +29,7 @@ const RESYNC: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 struct Pending {
-    pod: Option<Box<Pod>>,
+    pod: Option<Arc<Pod>>,
     remove: Option<Option<i64>>,
     wake: bool,
 }
@@ -91,11 +91,11 @@ impl Workers {
     }
 
     /// The desired pod: starts its worker, or hands the worker the new spec.
-    pub fn update(&self, pod: Pod) {
+    pub fn update(&self, pod: Arc<Pod>) {
         let uid = labels::uid(&pod).to_string();
         let mut m = self.map();
         if let Some(mb) = m.get(&uid) {
-            mb.put(|p| p.pod = Some(Box::new(pod)));
+            mb.put(|p| p.pod = Some(pod));
             return;
         }
         let mb = Arc::new(Mailbox::default());
@@ -115,7 +115,7 @@ impl Workers {
         let mb = Arc::new(Mailbox::default());
         m.insert(uid.clone(), mb.clone());
         drop(m);
-        let state = step(&State::new(pod), Update::Remove { grace: None });
+        let state = step(&State::new(Arc::new(pod)), Update::Remove { grace: None });
         self.spawn(uid, mb, state);
     }
 

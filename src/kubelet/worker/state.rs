@@ -10,6 +10,8 @@
 //! A pod never goes back: an update to a terminating pod changes nothing but its grace
 //! period, which can only shorten.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Pod;
 
 /// Where a pod worker is.
@@ -27,7 +29,7 @@ pub enum Phase {
 #[derive(Debug, Clone)]
 pub enum Update {
     /// The desired pod (new or changed).
-    Sync(Box<Pod>),
+    Sync(Arc<Pod>),
     /// The pod was removed from its source: terminate with this grace (None: the pod's).
     Remove { grace: Option<i64> },
     /// The sync found the pod finished (Succeeded, Failed, past its deadline).
@@ -40,7 +42,8 @@ pub enum Update {
 #[derive(Debug, Clone)]
 pub struct State {
     pub phase: Phase,
-    pub pod: Pod,
+    /// Shared with the desired set it came from.
+    pub pod: Arc<Pod>,
     /// Removed from its source: clean up once terminated.
     pub removed: bool,
     /// The grace period of the termination, once it is decided.
@@ -48,7 +51,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(pod: Pod) -> Self {
+    pub fn new(pod: Arc<Pod>) -> Self {
         State {
             phase: Phase::Syncing,
             pod,
@@ -72,7 +75,7 @@ pub fn step(s: &State, u: Update) -> State {
         Update::Sync(pod) => {
             // A terminating or terminated pod keeps its course; only the spec it reports
             // changes.
-            n.pod = *pod;
+            n.pod = pod;
         }
         Update::Remove { grace } => {
             n.removed = true;
@@ -117,7 +120,7 @@ mod tests {
 
     #[test]
     fn a_grace_period_can_only_shorten() {
-        let s = State::new(pod(30));
+        let s = State::new(Arc::new(pod(30)));
         let s = step(&s, Update::Remove { grace: None });
         assert_eq!((s.phase, s.grace), (Phase::Terminating, Some(30)));
         let s = step(&s, Update::Remove { grace: Some(5) });
@@ -128,14 +131,14 @@ mod tests {
 
     #[test]
     fn a_terminating_pod_never_syncs_again() {
-        let s = step(&State::new(pod(30)), Update::Finished);
+        let s = step(&State::new(Arc::new(pod(30))), Update::Finished);
         assert_eq!(s.phase, Phase::Terminating);
         assert!(!s.removed);
-        let s = step(&s, Update::Sync(Box::new(pod(10))));
+        let s = step(&s, Update::Sync(Arc::new(pod(10))));
         assert_eq!(s.phase, Phase::Terminating);
         let s = step(&s, Update::Killed);
         assert_eq!(s.phase, Phase::Terminated);
-        let s = step(&s, Update::Sync(Box::new(pod(10))));
+        let s = step(&s, Update::Sync(Arc::new(pod(10))));
         assert_eq!(s.phase, Phase::Terminated);
         let s = step(&s, Update::Remove { grace: None });
         assert!(s.removed);
@@ -144,7 +147,7 @@ mod tests {
 
     #[test]
     fn killed_only_ends_a_termination() {
-        let s = step(&State::new(pod(30)), Update::Killed);
+        let s = step(&State::new(Arc::new(pod(30))), Update::Killed);
         assert_eq!(s.phase, Phase::Syncing);
     }
 }

@@ -90,7 +90,8 @@ pub(super) fn host_port(p: &mut Pod, port: i32, ip: Option<&str>, proto: Option<
 }
 
 pub(super) fn rejected(pod: &Pod, admitted: &[Pod], node: &Node) -> (String, String) {
-    match admit(pod, admitted, node) {
+    let admitted: Vec<&Pod> = admitted.iter().collect();
+    match admit(pod, &admitted, node) {
         Ok(()) => ("admitted".into(), String::new()),
         Err(r) => (r.reason, r.message),
     }
@@ -104,7 +105,7 @@ fn pair(reason: &str, message: &str) -> (String, String) {
 fn a_pod_that_fits_is_admitted() {
     let p = pod("web", &[("cpu", "500m"), ("memory", "128Mi")]);
     let others = vec![pod("a", &[("cpu", "200m")])];
-    assert_eq!(admit(&p, &others, &node()), Ok(()));
+    assert_eq!(admit(&p, &[&others[0]], &node()), Ok(()));
 }
 
 #[test]
@@ -190,7 +191,7 @@ fn effective_requests_take_init_containers_sidecars_and_overhead() {
 #[test]
 fn terminated_or_same_uid_pods_are_the_callers_and_the_pod_itself_is_skipped() {
     let p = pod("web", &[("cpu", "800m")]);
-    assert_eq!(admit(&p, std::slice::from_ref(&p), &node()), Ok(()));
+    assert_eq!(admit(&p, &[&p], &node()), Ok(()));
 }
 
 #[test]

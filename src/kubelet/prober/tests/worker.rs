@@ -2,6 +2,7 @@
 //! fake, so each probe lands on its period's tick; the tests run on tokio's clock with
 //! one-second periods and look at the times rounded to whole seconds.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -37,8 +38,11 @@ async fn liveness_fails_after_threshold_once_then_holds_until_new_container() {
     c.liveness_probe = Some(spec);
     let p = pod(vec![c]);
     let t0 = Instant::now();
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
 
     sleep(secs(1.5)).await;
     assert_eq!(whole(r.pods.times("live", t0)), [0, 1]);
@@ -76,8 +80,11 @@ async fn liveness_fails_after_threshold_once_then_holds_until_new_container() {
 
     // The restarted container: results reset, probing resumes at the next tick.
     r.pods.script("live", &[exit(0)]);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c2", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c2", SystemTime::now(), true)],
+    );
     let got = r.manager.results("uid-1")["app"].clone();
     assert_eq!((got.liveness, got.container_id.as_str()), (None, "c2"));
     sleep(secs(1.0)).await; // t = 6.5
@@ -106,8 +113,11 @@ async fn readiness_false_until_success_threshold() {
     let mut c = container("app");
     c.readiness_probe = Some(exec_probe("ready", 1, 2, 1));
     let p = pod(vec![c]);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     assert_eq!(
         r.manager.results("uid-1")["app"],
         ContainerProbes {
@@ -155,8 +165,11 @@ async fn startup_gates_liveness_and_readiness() {
     c.readiness_probe = Some(exec_probe("ready", 30, 1, 3));
     let p = pod(vec![c]);
     let t0 = Instant::now();
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
 
     sleep(secs(1.5)).await;
     let got = r.manager.results("uid-1")["app"].clone();
@@ -188,8 +201,11 @@ async fn startup_gives_up_after_failure_threshold() {
     c.liveness_probe = Some(exec_probe("live", 1, 1, 3));
     let p = pod(vec![c]);
     let t0 = Instant::now();
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     sleep(secs(4.5)).await;
     let got = r.manager.results("uid-1")["app"].clone();
     assert_eq!(
@@ -216,8 +232,11 @@ async fn initial_delay_counts_from_started_at() {
     let t0 = Instant::now();
     // Started 1 s ago: due 3 s from now, so the tick at 4 s is the first probe.
     let started = SystemTime::now() - Duration::from_secs(1);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", started, true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", started, true)],
+    );
     sleep(secs(6.5)).await;
     assert_eq!(whole(r.pods.times("live", t0)), [4, 6]);
 }
@@ -230,8 +249,11 @@ async fn old_container_gets_a_random_start_within_one_period() {
     let p = pod(vec![c]);
     let t0 = Instant::now();
     let started = SystemTime::now() - Duration::from_secs(3600);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", started, true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", started, true)],
+    );
     sleep(secs(4.5)).await;
     let times = r.pods.times("live", t0);
     assert!(times.len() >= 2, "{times:?}");
@@ -250,8 +272,11 @@ async fn not_running_container_is_not_probed() {
     c.liveness_probe = Some(exec_probe("live", 1, 1, 1));
     c.readiness_probe = Some(exec_probe("ready", 1, 1, 1));
     let p = pod(vec![c]);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), false)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), false)],
+    );
     sleep(secs(2.5)).await;
     assert!(r.pods.calls().is_empty());
     let got = r.manager.results("uid-1")["app"].clone();
@@ -264,8 +289,11 @@ async fn remove_pod_stops_its_workers() {
     let mut c = container("app");
     c.liveness_probe = Some(exec_probe("live", 1, 1, 3));
     let p = pod(vec![c]);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     sleep(secs(1.5)).await;
     assert_eq!(r.pods.calls().len(), 2);
     r.manager.remove_pod("uid-1");
@@ -280,8 +308,11 @@ async fn dropping_the_manager_stops_every_worker() {
     let mut c = container("app");
     c.liveness_probe = Some(exec_probe("live", 1, 1, 3));
     let p = pod(vec![c]);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     sleep(secs(0.5)).await;
     let pods = r.pods.clone();
     drop(r);
@@ -293,8 +324,11 @@ async fn dropping_the_manager_stops_every_worker() {
 async fn container_without_probes_is_ready_and_started() {
     let r = rig();
     let p = pod(vec![container("app"), container("side")]);
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     let got = r.manager.results("uid-1");
     assert_eq!(got.len(), 1, "only listed containers");
     assert!(got["app"].ready && got["app"].started);
@@ -313,8 +347,11 @@ async fn deleted_pod_stops_liveness_quietly() {
         0,
     )));
     let t0 = Instant::now();
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     sleep(secs(2.5)).await;
     assert!(r.pods.times("live", t0).is_empty());
     assert_eq!(
@@ -333,12 +370,15 @@ async fn changed_probe_spec_restarts_its_worker() {
     c.liveness_probe = Some(exec_probe("live", 2, 1, 3));
     let p = pod(vec![c.clone()]);
     let t0 = Instant::now();
-    r.manager
-        .update_pod(&p, None, &[target("app", "c1", SystemTime::now(), true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("app", "c1", SystemTime::now(), true)],
+    );
     sleep(secs(1.0)).await;
     c.liveness_probe = Some(exec_probe("live2", 2, 1, 3));
     r.manager.update_pod(
-        &pod(vec![c]),
+        &Arc::new(pod(vec![c])),
         None,
         &[target("app", "c1", SystemTime::now(), true)],
     );
@@ -362,7 +402,7 @@ async fn sidecar_probes_run_and_unlisted_containers_are_dropped() {
     let t0 = Instant::now();
     let now = SystemTime::now();
     r.manager.update_pod(
-        &p,
+        &Arc::new(p.clone()),
         None,
         &[
             target("proxy", "s1", now, true),
@@ -374,11 +414,50 @@ async fn sidecar_probes_run_and_unlisted_containers_are_dropped() {
     assert!(r.manager.results("uid-1")["proxy"].ready);
 
     // The app container is no longer listed: its worker stops, its results go.
-    r.manager
-        .update_pod(&p, None, &[target("proxy", "s1", now, true)]);
+    r.manager.update_pod(
+        &Arc::new(p.clone()),
+        None,
+        &[target("proxy", "s1", now, true)],
+    );
     sleep(secs(2.0)).await; // t = 2.5
     assert_eq!(whole(r.pods.times("live", t0)), [0]);
     assert_eq!(whole(r.pods.times("side-ready", t0)), [0, 1, 2]);
     let got = r.manager.results("uid-1");
     assert_eq!(got.keys().collect::<Vec<_>>(), ["proxy"]);
+}
+
+/// A status update of a running container that is not yet ready probes readiness at
+/// once, not at the next tick; a ready one waits for its tick (upstream's manual trigger
+/// in UpdatePodStatus).
+#[tokio::test(start_paused = true)]
+async fn a_status_update_probes_a_not_yet_ready_container_at_once() {
+    let r = rig();
+    r.pods.script("ready", &[exit(1), exit(0), exit(0)]);
+    let mut c = container("app");
+    c.readiness_probe = Some(exec_probe("ready", 10, 1, 3));
+    let p = Arc::new(pod(vec![c]));
+    let t = [target("app", "c1", SystemTime::now(), true)];
+    let t0 = Instant::now();
+    r.manager.update_pod(&p, None, &t);
+    sleep(secs(2.5)).await;
+    assert_eq!(
+        whole(r.pods.times("ready", t0)),
+        [0],
+        "the first probe, at the start"
+    );
+    r.manager.update_pod(&p, None, &t);
+    sleep(secs(0.5)).await;
+    assert_eq!(
+        whole(r.pods.times("ready", t0)),
+        [0, 3],
+        "at the update, not at 10"
+    );
+    assert!(r.manager.results("uid-1")["app"].ready);
+    r.manager.update_pod(&p, None, &t);
+    sleep(secs(1.0)).await;
+    assert_eq!(
+        whole(r.pods.times("ready", t0)),
+        [0, 3],
+        "ready: no probe before the tick"
+    );
 }
