@@ -79,9 +79,12 @@ pub async fn serve(
                         async move { Ok::<_, Infallible>(handle(sh, ident, req).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(tls);
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .await
+                    // HTTP/2 when the client offers it (client-go's default), else 1.1.
+                    if let Err(e) = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, svc)
+                    .await
                     {
                         tracing::debug!(error = %e, "connection");
                     }

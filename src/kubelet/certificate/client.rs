@@ -76,7 +76,10 @@ pub async fn build(
             .map_err(|e| err(format!("tls-server-name {name:?}: {e}")))?;
         https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
-    let https = https.enable_http1().wrap_connector(http);
+    // HTTP/2 when the server offers it, as client-go: every request and watch of the
+    // node shares one connection (and one TLS session's buffers) instead of a pooled
+    // HTTP/1.1 connection each.
+    let https = https.enable_all_versions().wrap_connector(http);
     let mut connector =
         hyper_timeout::TimeoutConnector::new(RotatingConnector::new(https, &source));
     connector.set_connect_timeout(config.connect_timeout);
