@@ -241,50 +241,11 @@ pub fn now_ns() -> i64 {
 /// released only when called on the main thread (the holder's loop runs there), whose
 /// stack has no other mapping near below it.
 pub(crate) fn release_memory() {
-    release_code();
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::sys::memory::release_code();
+    crate::sys::memory::trim_heap();
     if nix::unistd::gettid() == nix::unistd::getpid() {
         release_stack_below_here();
     }
-}
-
-/// Unmaps this process's pages of the binary's code (its executable mapping), which stay
-/// in the page cache: what the holder runs next faults back in from there. A holder runs
-/// much of its code once (its start, a container's create) and then idles in a small
-/// loop; the kernel maps code 64 KiB around each page a process runs (fault-around), so
-/// without this an idle holder kept some 2 MiB of the binary mapped, charged to its pod
-/// as PSS, for pages it would not run again.
-fn release_code() {
-    // The mapping never moves: read once (by the zygote, before it forks any holder).
-    static CODE: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
-    if let Some((start, end)) = *CODE.get_or_init(code_mapping) {
-        // SAFETY: the range is one private, read-only, executable mapping of the binary,
-        // which nothing writes (a Rust executable has no text relocations), so it holds
-        // no page of its own: MADV_DONTNEED only drops the page-table entries, and every
-        // page, this function's too, reads back the same from the file when next run.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-/// The binary's executable mapping (the one this function is in), from /proc/self/maps:
-/// "start-end perms offset dev inode path".
-fn code_mapping() -> Option<(usize, usize)> {
-    let here = code_mapping as *const () as usize;
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (start, end) = f.next()?.split_once('-')?;
-        let (start, end) = (
-            usize::from_str_radix(start, 16).ok()?,
-            usize::from_str_radix(end, 16).ok()?,
-        );
-        (f.next()? == "r-xp" && (start..end).contains(&here)).then_some((start, end))
-    })
 }
 
 #[inline(never)]

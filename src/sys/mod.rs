@@ -19,7 +19,8 @@
 //! Still called directly, without a fake:
 //! - [`clone`]: fork, clone3 (into a cgroup, with CLONE_PARENT), setns of a container's
 //!   namespaces, and the message socket: plain functions, used by oci/ and the holder.
-//! - [`fds`]: close_range; [`tty`]: TIOCSWINSZ.
+//! - [`fds`]: close_range; [`tty`]: TIOCSWINSZ; [`memory`]: malloc_trim and the
+//!   release of code mappings (madvise).
 //! - oci/init.rs and oci/create.rs: capabilities, no_new_privs, seccomp, rlimits,
 //!   personality, ioprio, uid/gid switches, umask, hostname and domainname, the cgroup
 //!   namespace unshare, exec; oci/console.rs and the holder's pty.rs: pty ioctls.
@@ -37,6 +38,7 @@ pub mod clone;
 pub mod fds;
 pub mod fs;
 pub mod link;
+pub mod memory;
 pub mod mount;
 pub mod ns;
 pub mod overlay;
