@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use berth::cri::api::{CriFuture, RuntimeApi};
 use berth::kubelet::nodelease::NodeLease;
-use berth::kubelet::nodestatus::{Host, NodeStatus, NodeStatusConfig, Reservation};
+use berth::kubelet::nodestatus::{EvictionHard, Host, NodeStatus, NodeStatusConfig};
 use berth_integration_tests::apiserver::{ApiServer, Options};
 use cri_proto::v1 as cri;
 use serde_json::Value;
@@ -107,7 +107,11 @@ async fn start() -> Running {
     cfg.registration
         .node_labels
         .insert("pool".into(), "a".into());
-    let host = Arc::new(Host::new(std::env::temp_dir(), Reservation::default()));
+    let host = Arc::new(Host::new(
+        std::env::temp_dir(),
+        None,
+        EvictionHard::upstream_default(),
+    ));
     let (events, _) = tokio::sync::mpsc::unbounded_channel();
     let (ns, _watch) =
         NodeStatus::new(cfg, client.clone(), runtime.clone(), host, Arc::new(events));

@@ -28,7 +28,8 @@ use super::kuberuntime::dns::HostDns;
 use super::lifecycle;
 use super::nodelease::{DEFAULT_LEASE_DURATION_SECONDS, NodeLease};
 use super::nodestatus::{
-    Host, NodeEvent, NodeEventSink, NodeStatus, NodeStatusConfig, parse_node_labels, parse_taints,
+    Host, NodeEvent, NodeEventSink, NodeStatus, NodeStatusConfig, Reservation, parse_eviction_hard,
+    parse_node_labels, parse_reserved, parse_taints,
 };
 use super::objects::ObjectManager;
 use super::objects::Objects;
@@ -83,6 +84,25 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
 
+    /// Resources set aside for Kubernetes' own daemons, out of allocatable:
+    /// cpu=100m,memory=256Mi,ephemeral-storage=1Gi.
+    #[arg(long)]
+    pub kube_reserved: Option<String>,
+
+    /// Resources set aside for the operating system's daemons, out of allocatable (the
+    /// same form as --kube-reserved).
+    #[arg(long)]
+    pub system_reserved: Option<String>,
+
+    /// The hard eviction thresholds the pressure conditions report against, and the
+    /// memory and disk reserved for them: signal<value,... with the signals
+    /// memory.available, nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// imagefs.inodesFree and pid.available. Given, it replaces the whole default:
+    /// memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%.
+    /// berth reports the pressure; it does not evict pods.
+    #[arg(long)]
+    pub eviction_hard: Option<String>,
+
     /// The kubelet's directory: pods/<uid>/volumes, pki, ...
     #[arg(long, default_value = "/var/lib/kubelet")]
     pub root_dir: PathBuf,
@@ -134,17 +154,68 @@ impl NodeEventSink for NodeEvents {
     }
 }
 
+/// The runtime's image filesystem, as its ImageFsInfo names it (kubelet reads imagefs the
+/// same way). None, with a warning, when the runtime does not answer.
+async fn image_filesystem(runtime: &super::Runtime) -> Option<PathBuf> {
+    match runtime
+        .images
+        .image_fs_info(cri_proto::v1::ImageFsInfoRequest {})
+        .await
+    {
+        Ok(r) => r
+            .image_filesystems
+            .into_iter()
+            .find_map(|f| f.fs_id.map(|id| PathBuf::from(id.mountpoint)))
+            .filter(|p| p.is_absolute()),
+        Err(e) => {
+            tracing::warn!("ImageFsInfo: {e}; imagefs thresholds are not evaluated");
+            None
+        }
+    }
+}
+
+/// The flags that are data, read before anything starts: a bad one stops `berth node`
+/// with the flag named, before it touches the runtime or the API.
+#[derive(Debug)]
+struct Flags {
+    node_labels: std::collections::BTreeMap<String, String>,
+    taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    reservation: Reservation,
+}
+
+impl Flags {
+    fn parse(args: &NodeArgs) -> anyhow::Result<Flags> {
+        let mut reservation = Reservation::default();
+        if let Some(v) = &args.kube_reserved {
+            reservation.kube_reserved = parse_reserved("--kube-reserved", v)?;
+        }
+        if let Some(v) = &args.system_reserved {
+            reservation.system_reserved = parse_reserved("--system-reserved", v)?;
+        }
+        if let Some(v) = &args.eviction_hard {
+            reservation.eviction = parse_eviction_hard(v)?;
+        }
+        Ok(Flags {
+            node_labels: parse_node_labels(&args.node_labels)?,
+            taints: parse_taints(&args.register_with_taints)?,
+            reservation,
+        })
+    }
+}
+
 /// Runs `berth node` until SIGTERM or SIGINT.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let flags = Flags::parse(&args)?;
     let endpoint = args.container_runtime_endpoint.clone();
     let runtime_args = args.runtime.clone();
     parts::run(endpoint, runtime_args, move |runtime, name, stop| {
-        run_node(args, runtime, name, stop)
+        run_node(args, flags, runtime, name, stop)
     })
 }
 
 async fn run_node(
     args: NodeArgs,
+    flags: Flags,
     runtime: super::Runtime,
     runtime_name: String,
     stop: impl std::future::Future<Output = ()>,
@@ -183,6 +254,7 @@ async fn run_node(
     dns.cluster_servers = args.cluster_dns.iter().map(IpAddr::to_string).collect();
     dns.cluster_domain = args.cluster_domain.clone();
     let runtime_info = runtime.info.clone();
+    let image_fs = image_filesystem(&runtime).await;
     let parts = parts::build(
         SyncerConfig {
             node_name: node_name.clone(),
@@ -210,13 +282,15 @@ async fn run_node(
         args.node_ips.clone()
     };
     let mut status_cfg = NodeStatusConfig::new(&node_name, &hostname, node_ips);
-    status_cfg.registration.node_labels = parse_node_labels(&args.node_labels)?;
-    status_cfg.registration.taints = parse_taints(&args.register_with_taints)?;
+    status_cfg.registration.node_labels = flags.node_labels;
+    status_cfg.registration.taints = flags.taints;
     status_cfg.max_pods = i64::from(args.max_pods);
     status_cfg.runtime_name = runtime_name.clone();
+    status_cfg.reservation = flags.reservation;
     let node_host = Arc::new(Host::new(
         args.root_dir.clone(),
-        status_cfg.reservation.clone(),
+        image_fs,
+        status_cfg.reservation.eviction.clone(),
     ));
     let node_events = Arc::new(NodeEvents(recorder.clone(), node_name.clone()));
     let (node_status, node_rx) = NodeStatus::new(

@@ -1,10 +1,14 @@
 //! kubelet's registration flags as data: --node-labels (`key=value,...`, refusing the
 //! kubernetes.io and k8s.io labels a kubelet may not set, as kubelet's option validation
-//! does) and --register-with-taints (`key=value:Effect` or `key:Effect`).
+//! does), --register-with-taints (`key=value:Effect` or `key:Effect`) and --eviction-hard
+//! (`signal<value,...`, as eviction's ParseThresholdConfig reads it).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Taint;
+
+use super::resources::{EvictionHard, ThresholdValue};
+use crate::kubelet::cm::quantity::Amount;
 
 /// A registration flag that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -18,6 +22,8 @@ pub enum FlagError {
     RestrictedLabels { labels: Vec<String> },
     #[error("--register-with-taints: invalid taint spec: {entry}")]
     Taint { entry: String },
+    #[error("--eviction-hard: {entry:?}: {reason}")]
+    Eviction { entry: String, reason: String },
 }
 
 /// The kubernetes.io labels a kubelet may set on its own Node (KubeletLabels).
@@ -104,6 +110,50 @@ pub fn parse_taints(entries: &[String]) -> Result<Vec<Taint>, FlagError> {
     Ok(taints)
 }
 
+/// --eviction-hard (`memory.available<100Mi,nodefs.available<10%`): the hard thresholds.
+/// As upstream, the flag replaces the defaults as a whole: a signal it leaves out has no
+/// threshold. A value of zero (`0`, `0%`) sets none.
+pub fn parse_eviction_hard(value: &str) -> Result<EvictionHard, FlagError> {
+    let mut out = EvictionHard::default();
+    let mut given = std::collections::BTreeSet::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |reason: &str| FlagError::Eviction {
+            entry: entry.into(),
+            reason: reason.into(),
+        };
+        let (signal, v) = entry
+            .split_once('<')
+            .ok_or_else(|| bad("invalid eviction threshold syntax, expected <signal><<value>"))?;
+        let (signal, v) = (signal.trim(), v.trim());
+        let slot = out.slot(signal).ok_or_else(|| {
+            bad("unsupported eviction signal (berth evaluates memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree, pid.available)")
+        })?;
+        if !given.insert(signal) {
+            return Err(bad("the signal is given twice"));
+        }
+        let t = if let Some(p) = v.strip_suffix('%') {
+            let p: f32 = p
+                .trim()
+                .parse()
+                .map_err(|_| bad("the percentage is not a number"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(bad(
+                    "eviction percentage threshold must be >= 0% and <= 100%",
+                ));
+            }
+            (p > 0.0).then_some(ThresholdValue::Percentage(p / 100.0))
+        } else {
+            let a = Amount::parse(v).ok_or_else(|| bad("the value is not a quantity"))?;
+            if !(a.is_positive() || a.is_zero()) {
+                return Err(bad("eviction threshold must be positive"));
+            }
+            (!a.is_zero()).then_some(ThresholdValue::Quantity(a))
+        };
+        *slot = t;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +207,32 @@ mod tests {
         assert!(parse_taints(&s(&["a=b"])).is_err());
         assert!(parse_taints(&s(&["a=b:Sometimes"])).is_err());
         assert!(parse_taints(&s(&["a:NoSchedule", "a=x:NoSchedule"])).is_err());
+    }
+
+    #[test]
+    fn eviction_hard_replaces_the_defaults_and_refuses_nonsense() {
+        let e = parse_eviction_hard("memory.available<500Mi, nodefs.available<5%,pid.available<0")
+            .unwrap();
+        assert_eq!(
+            e.memory_available,
+            Amount::parse("500Mi").map(ThresholdValue::Quantity)
+        );
+        assert_eq!(e.nodefs_available, Some(ThresholdValue::Percentage(0.05)));
+        // Left out, or zero: no threshold.
+        assert_eq!(e.imagefs_available, None);
+        assert_eq!(e.pid_available, None);
+        for (bad, why) in [
+            ("memory.available>1Gi", "syntax"),
+            ("swap.available<1Gi", "unsupported eviction signal"),
+            ("nodefs.available<120%", "<= 100%"),
+            ("memory.available<-1", "positive"),
+            ("memory.available<lots", "not a quantity"),
+            ("pid.available<0,pid.available<5%", "twice"),
+        ] {
+            let err = parse_eviction_hard(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--eviction-hard: "), "{err}");
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(parse_eviction_hard("").unwrap(), EvictionHard::default());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::resources::{Reservation, ThresholdValue};
+use super::resources::{EvictionHard, ThresholdValue};
 use super::setters::{HugePages, MachineInfo};
 
 /// The pressure signals the conditions report.
@@ -28,22 +28,46 @@ pub struct Host {
     pub proc_root: PathBuf,
     pub sys_root: PathBuf,
     pub etc_root: PathBuf,
-    /// The kubelet's root dir (--root-dir): its filesystem is ephemeral-storage.
+    /// The kubelet's root dir (--root-dir): its filesystem is ephemeral-storage and
+    /// nodefs.
     pub root_dir: PathBuf,
+    /// The runtime's image filesystem (its ImageFsInfo mountpoint): imagefs. None when
+    /// the runtime names none; its thresholds are then not evaluated.
+    pub image_fs: Option<PathBuf>,
     /// The hard eviction thresholds the pressure signals compare against.
-    pub eviction: Reservation,
+    pub eviction: EvictionHard,
 }
 
 impl Host {
     /// The machine's own /proc, /sys and /etc.
-    pub fn new(root_dir: PathBuf, eviction: Reservation) -> Self {
+    pub fn new(root_dir: PathBuf, image_fs: Option<PathBuf>, eviction: EvictionHard) -> Self {
         Host {
             proc_root: "/proc".into(),
             sys_root: "/sys".into(),
             etc_root: "/etc".into(),
             root_dir,
+            image_fs,
             eviction,
         }
+    }
+
+    /// pid.available's (capacity, available): the lower of pid_max and threads-max, less
+    /// the tasks that exist (/proc/loadavg's count, as sysinfo's procs).
+    fn pids(&self) -> Option<(u64, u64)> {
+        let num = |p: &str| read_trim(&self.proc_root.join(p)).parse::<u64>().ok();
+        let max = match (num("sys/kernel/pid_max"), num("sys/kernel/threads-max")) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let loadavg = read_trim(&self.proc_root.join("loadavg"));
+        let running: u64 = loadavg
+            .split_whitespace()
+            .nth(3)?
+            .split_once('/')?
+            .1
+            .parse()
+            .ok()?;
+        Some((max, max.saturating_sub(running)))
     }
 }
 
@@ -156,26 +180,29 @@ impl HostInfo for Host {
         }
     }
 
-    /// memory.available from MemAvailable; nodefs.available and nodefs.inodesFree
-    /// (upstream's default 5%) from the root dir's filesystem. No pid threshold is set
-    /// by default upstream, so PID pressure is never signalled.
+    /// memory.available from MemAvailable; nodefs.* from the root dir's filesystem,
+    /// imagefs.* from the image filesystem's; pid.available from the task count.
     fn pressure(&self) -> PressureSignals {
+        let e = &self.eviction;
         let mem = std::fs::read_to_string(self.proc_root.join("meminfo")).unwrap_or_default();
         let memory = match (meminfo(&mem, "MemTotal"), meminfo(&mem, "MemAvailable")) {
-            (Some(total), Some(avail)) => {
-                below(avail, total, self.eviction.eviction_memory_available)
-            }
+            (Some(total), Some(avail)) => below(avail, total, e.memory_available),
             _ => false,
         };
-        let disk = fs_stats(&self.root_dir).is_some_and(|(cap, avail, inodes, ifree)| {
-            below(avail, cap, self.eviction.eviction_nodefs_available)
-                || below(ifree, inodes, Some(ThresholdValue::Percentage(0.05)))
-        });
-        PressureSignals {
-            memory,
-            disk,
-            pid: false,
-        }
+        let fs = |p: &Path, bytes: Option<ThresholdValue>, inodes: Option<ThresholdValue>| {
+            fs_stats(p).is_some_and(|(cap, avail, files, ffree)| {
+                below(avail, cap, bytes) || below(ffree, files, inodes)
+            })
+        };
+        let disk = fs(&self.root_dir, e.nodefs_available, e.nodefs_inodes_free)
+            || self
+                .image_fs
+                .as_deref()
+                .is_some_and(|p| fs(p, e.imagefs_available, e.imagefs_inodes_free));
+        let pid = self
+            .pids()
+            .is_some_and(|(max, avail)| below(avail, max, e.pid_available));
+        PressureSignals { memory, disk, pid }
     }
 }
 
@@ -237,7 +264,8 @@ mod tests {
             sys_root: d.path().join("sys"),
             etc_root: d.path().join("etc"),
             root_dir: d.path().to_path_buf(),
-            eviction: Reservation::default(),
+            image_fs: None,
+            eviction: EvictionHard::upstream_default(),
         };
         (d, h)
     }
@@ -281,6 +309,32 @@ mod tests {
         // 50Mi available < 100Mi
         assert!(h.pressure().memory);
         assert!(!h.pressure().pid);
+    }
+
+    #[test]
+    fn pids_below_the_threshold_are_pressure() {
+        let (d, mut h) = fake_host();
+        let w = |p: &str, s: &str| std::fs::write(d.path().join(p), s).unwrap();
+        std::fs::create_dir_all(d.path().join("proc/sys/kernel")).unwrap();
+        w("proc/sys/kernel/pid_max", "4194304\n");
+        w("proc/sys/kernel/threads-max", "1000\n");
+        w("proc/loadavg", "0.10 0.20 0.30 1/950 12345\n");
+        assert_eq!(h.pids(), Some((1000, 50)));
+        assert!(!h.pressure().pid, "no pid.available threshold by default");
+        h.eviction.pid_available = Some(ThresholdValue::Percentage(0.1));
+        assert!(h.pressure().pid, "50 of 1000 left is below 10%");
+        h.eviction.pid_available = Some(ThresholdValue::Percentage(0.01));
+        assert!(!h.pressure().pid);
+    }
+
+    #[test]
+    fn an_image_filesystem_below_its_threshold_is_disk_pressure() {
+        let (d, mut h) = fake_host();
+        h.eviction = EvictionHard::default();
+        assert!(!h.pressure().disk);
+        h.image_fs = Some(d.path().to_path_buf());
+        h.eviction.imagefs_available = Some(ThresholdValue::Percentage(1.0));
+        assert!(h.pressure().disk, "less than all of it is free");
     }
 
     #[test]

@@ -39,10 +39,10 @@ use tokio::sync::{mpsc, watch};
 use crate::cri::api::RuntimeApi;
 use crate::kubelet::EventKind;
 
-pub use flags::{FlagError, parse_node_labels, parse_taints};
+pub use flags::{FlagError, parse_eviction_hard, parse_node_labels, parse_taints};
 pub use host::{Host, HostInfo, PressureSignals};
 pub use register::Registration;
-pub use resources::{Reservation, ThresholdValue};
+pub use resources::{EvictionHard, Reservation, ThresholdValue};
 pub(crate) use sync::jittered;
 
 /// nodeStatusUpdateFrequency: how often the status is computed.

@@ -68,6 +68,54 @@ pub enum ThresholdValue {
     Percentage(f32),
 }
 
+/// The hard eviction thresholds (--eviction-hard), by upstream's signal names. The
+/// pressure conditions compare against them; memory.available and nodefs.available are
+/// also reserved from allocatable.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvictionHard {
+    /// `memory.available`: MemoryPressure.
+    pub memory_available: Option<ThresholdValue>,
+    /// `nodefs.available` and `nodefs.inodesFree`: DiskPressure, on the root dir's
+    /// filesystem.
+    pub nodefs_available: Option<ThresholdValue>,
+    pub nodefs_inodes_free: Option<ThresholdValue>,
+    /// `imagefs.available` and `imagefs.inodesFree`: DiskPressure, on the filesystem the
+    /// runtime's ImageFsInfo names.
+    pub imagefs_available: Option<ThresholdValue>,
+    pub imagefs_inodes_free: Option<ThresholdValue>,
+    /// `pid.available`: PIDPressure.
+    pub pid_available: Option<ThresholdValue>,
+}
+
+impl EvictionHard {
+    /// Upstream's default on Linux: memory.available<100Mi, nodefs.available<10%,
+    /// nodefs.inodesFree<5%, imagefs.available<15%.
+    pub fn upstream_default() -> Self {
+        EvictionHard {
+            memory_available: Amount::parse("100Mi").map(ThresholdValue::Quantity),
+            nodefs_available: Some(ThresholdValue::Percentage(0.1)),
+            nodefs_inodes_free: Some(ThresholdValue::Percentage(0.05)),
+            imagefs_available: Some(ThresholdValue::Percentage(0.15)),
+            imagefs_inodes_free: None,
+            pid_available: None,
+        }
+    }
+
+    /// The threshold of a signal by its upstream name; None for a signal berth does not
+    /// evaluate.
+    pub fn slot(&mut self, signal: &str) -> Option<&mut Option<ThresholdValue>> {
+        Some(match signal {
+            "memory.available" => &mut self.memory_available,
+            "nodefs.available" => &mut self.nodefs_available,
+            "nodefs.inodesFree" => &mut self.nodefs_inodes_free,
+            "imagefs.available" => &mut self.imagefs_available,
+            "imagefs.inodesFree" => &mut self.imagefs_inodes_free,
+            "pid.available" => &mut self.pid_available,
+            _ => return None,
+        })
+    }
+}
+
 /// The reservations subtracted from capacity to give allocatable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reservation {
@@ -75,23 +123,18 @@ pub struct Reservation {
     pub kube_reserved: BTreeMap<String, Amount>,
     /// --system-reserved by resource name.
     pub system_reserved: BTreeMap<String, Amount>,
-    /// The `memory.available` hard eviction threshold (reserved from memory).
-    pub eviction_memory_available: Option<ThresholdValue>,
-    /// The `nodefs.available` hard eviction threshold (reserved from ephemeral-storage).
-    pub eviction_nodefs_available: Option<ThresholdValue>,
+    /// --eviction-hard: memory.available is reserved from memory, nodefs.available from
+    /// ephemeral-storage.
+    pub eviction: EvictionHard,
 }
 
 impl Default for Reservation {
-    /// Nothing reserved but upstream's default hard eviction thresholds on Linux:
-    /// memory.available<100Mi and nodefs.available<10%.
+    /// Nothing reserved but upstream's default hard eviction thresholds.
     fn default() -> Self {
         Reservation {
             kube_reserved: BTreeMap::new(),
             system_reserved: BTreeMap::new(),
-            eviction_memory_available: Some(ThresholdValue::Quantity(
-                Amount::parse("100Mi").unwrap_or_default(),
-            )),
-            eviction_nodefs_available: Some(ThresholdValue::Percentage(0.1)),
+            eviction: EvictionHard::upstream_default(),
         }
     }
 }
@@ -124,8 +167,8 @@ pub fn reservation_milli(
             }
         }
         let eviction = match name.as_str() {
-            "memory" => r.eviction_memory_available,
-            "ephemeral-storage" => r.eviction_nodefs_available,
+            "memory" => r.eviction.memory_available,
+            "ephemeral-storage" => r.eviction.nodefs_available,
             _ => None,
         };
         if let Some(t) = eviction {
@@ -261,10 +304,8 @@ mod tests {
             ("hugepages-2Mi".to_string(), 512 * 1024 * 1024 * 1000),
             ("hugepages-1Gi".to_string(), 0),
         ]);
-        let r = Reservation {
-            eviction_memory_available: None,
-            ..Reservation::default()
-        };
+        let mut r = Reservation::default();
+        r.eviction.memory_available = None;
         let q = to_quantities(&allocatable_milli(&cap, &r));
         assert_eq!(q["memory"].0, "3584Mi");
         assert_eq!(q["hugepages-2Mi"].0, "512Mi");
