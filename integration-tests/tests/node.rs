@@ -41,8 +41,12 @@ fn images() -> Vec<Image> {
 }
 
 fn on(runtime: RuntimeKind, case: Case) {
+    on_server(runtime, Options::default(), case);
+}
+
+fn on_server(runtime: RuntimeKind, opts: Options, case: Case) {
     let env = TestEnv::new().expect("env");
-    let c = Cluster::start(&env, Options::default()).expect("start the API server");
+    let c = Cluster::start(&env, opts).expect("start the API server");
     let dir = env.subdir("node-creds").expect("dir");
     let args = c.node_args(&dir, NODE).expect("node kubeconfig");
     let k = Kubelet::start_node(&env, runtime, &images(), args).expect("start berth node");
@@ -96,6 +100,120 @@ node_cases!(
     events_reach_the_api,
     service_account_token_is_projected,
 );
+
+/// --kube-reserved, --system-reserved and --eviction-hard come out of allocatable as
+/// upstream's GetNodeAllocatableReservation takes them: memory less all three (the
+/// memory.available threshold included), cpu less its reservation, ephemeral-storage less
+/// its reservation and nodefs.available's share of the capacity.
+fn allocatable_is_capacity_less_the_reservations(runtime: RuntimeKind) {
+    berth_integration_tests::require_root!();
+    let env = TestEnv::new().expect("env");
+    let c = Cluster::start(&env, Options::default()).expect("start the API server");
+    let dir = env.subdir("node-creds").expect("dir");
+    let mut args = c.node_args(&dir, NODE).expect("node kubeconfig");
+    args.extend(
+        [
+            "--kube-reserved=cpu=100m,memory=64Mi",
+            "--system-reserved=memory=32Mi,ephemeral-storage=1Gi",
+            "--eviction-hard=memory.available<100Mi,nodefs.available<1%",
+        ]
+        .map(String::from),
+    );
+    let k = Kubelet::start_node(&env, runtime, &[], args).expect("start berth node");
+    let ready = |n: &Value| {
+        n["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    };
+    let r = c.wait("the Node Ready", Duration::from_secs(60), || {
+        c.api.get("nodes", "", NODE).is_some_and(|n| ready(&n))
+    });
+    if let Err(e) = r {
+        panic!("{e:#}\n{}", k.log_tail(40));
+    }
+    let n = c.api.get("nodes", "", NODE).expect("the Node");
+    let q = |kind: &str, r: &str| {
+        let s = n["status"][kind][r].as_str().unwrap_or_default();
+        ::berth::kubelet::cm::quantity::Amount::parse(s)
+            .unwrap_or_else(|| panic!("{kind} {r}: {s:?}"))
+            .milli_value()
+    };
+    let mi = 1024 * 1024 * 1000;
+    assert_eq!(
+        q("allocatable", "memory"),
+        q("capacity", "memory") - (64 + 32 + 100) * mi,
+        "{}",
+        n["status"]
+    );
+    assert_eq!(q("allocatable", "cpu"), q("capacity", "cpu") - 100);
+    let disk = q("capacity", "ephemeral-storage");
+    let one_percent = ((disk / 1000) as f64 * 0.01) as i64 * 1000;
+    assert_eq!(
+        q("allocatable", "ephemeral-storage"),
+        disk - 1024 * mi - one_percent
+    );
+    assert_eq!(q("allocatable", "pods"), 110_000);
+}
+
+/// A server that grants 20 s tokens (a real one grants 10 minutes at least).
+fn short_tokens(runtime: RuntimeKind) {
+    berth_integration_tests::require_root!();
+    let opts = Options {
+        min_token_expiration_seconds: 20,
+        ..Options::default()
+    };
+    on_server(
+        runtime,
+        opts,
+        projected_token_rotates_in_the_running_container,
+    );
+}
+
+mod token_rotation {
+    #[test]
+    fn berth() {
+        super::short_tokens(super::RuntimeKind::Berth);
+    }
+
+    #[test]
+    fn containerd() {
+        super::short_tokens(super::RuntimeKind::Containerd);
+    }
+}
+
+mod reservations {
+    #[test]
+    fn berth() {
+        super::allocatable_is_capacity_less_the_reservations(super::RuntimeKind::Berth);
+    }
+
+    #[test]
+    fn containerd() {
+        super::allocatable_is_capacity_less_the_reservations(super::RuntimeKind::Containerd);
+    }
+}
+
+/// A flag that does not parse stops `berth node` before it starts anything, naming it.
+#[test]
+fn a_bad_reservation_flag_is_refused_by_name() {
+    for (flag, named) in [
+        (
+            "--eviction-hard=swap.available<1Gi",
+            "--eviction-hard: \"swap.available<1Gi\"",
+        ),
+        ("--kube-reserved=cpu", "--kube-reserved: \"cpu\""),
+        ("--system-reserved=memory=-1Gi", "--system-reserved"),
+    ] {
+        let out = std::process::Command::new(berth_integration_tests::util::workspace_bin("berth"))
+            .args(["node", "--kubeconfig", "/nonexistent/kubeconfig", flag])
+            .output()
+            .expect("run berth node");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: accepted");
+        assert!(err.contains(named), "{flag}: {err}");
+    }
+}
 
 // ---- helpers shared by the cases ----
 

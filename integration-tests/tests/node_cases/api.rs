@@ -448,3 +448,41 @@ pub fn service_account_token_is_projected(n: &mut Node) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A projected serviceAccountToken is renewed while the pod runs, and the running
+/// container reads the new token from the same path: it keeps a copy of the first one and
+/// turns Ready once the file holds another. The token lives 20 s (the server of this case
+/// allows that); kubelet renews past 80% of its life, less up to 20 s of jitter, at the
+/// pod's next sync (within the 60 s resync).
+pub fn projected_token_rotates_in_the_running_container(n: &mut Node) -> anyhow::Result<()> {
+    let tok = "/var/run/secrets/tokens/t";
+    let mut c = sh(n, "c", &format!("cp {tok} /tmp/first; {IDLE}"));
+    c["readinessProbe"] = probe(&format!("test -s /tmp/first && ! cmp -s {tok} /tmp/first"));
+    c["volumeMounts"] = json!([{"name": "t", "mountPath": "/var/run/secrets/tokens"}]);
+    let made = n.c.create_pod(
+        "default",
+        bound(
+            "rot",
+            json!({"containers": [c], "terminationGracePeriodSeconds": 5,
+                   "volumes": [{"name": "t", "projected": {"sources": [{"serviceAccountToken": {
+                       "path": "t", "expirationSeconds": 20, "audience": "berth-test"}}]}}]}),
+        ),
+    )?;
+    wait(n, "rot", started, 60)?;
+    wait(n, "rot", running, 150).context("the container never saw a new token")?;
+    let vol = n.k.kubelet_root.join(format!(
+        "pods/{}/volumes/kubernetes.io~projected/t/t",
+        made.uid()
+    ));
+    let token = std::fs::read_to_string(&vol).with_context(|| format!("read {}", vol.display()))?;
+    let claims =
+        n.c.api
+            .verify_token(&token)
+            .context("the renewed token does not verify")?;
+    ensure!(
+        claims["aud"].to_string().contains("berth-test")
+            && claims["kubernetes.io"]["pod"]["uid"] == made.uid(),
+        "claims: {claims}"
+    );
+    Ok(())
+}
