@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn burstable_tier_sums_burstable_pods_only() {
-        let pods = vec![
+        let pods = [
             pod(vec![ctr("a", &[("cpu", "100m")], &[])], vec![]),
             pod(vec![ctr("a", &[("cpu", "250m")], &[("cpu", "1")])], vec![]),
             // guaranteed and best effort pods do not count

@@ -104,8 +104,8 @@ fn pair(reason: &str, message: &str) -> (String, String) {
 #[test]
 fn a_pod_that_fits_is_admitted() {
     let p = pod("web", &[("cpu", "500m"), ("memory", "128Mi")]);
-    let others = vec![pod("a", &[("cpu", "200m")])];
-    assert_eq!(admit(&p, &[&others[0]], &node()), Ok(()));
+    let other = pod("a", &[("cpu", "200m")]);
+    assert_eq!(admit(&p, &[&other], &node()), Ok(()));
 }
 
 #[test]
