@@ -148,7 +148,8 @@ fn allocatable_is_capacity_less_the_reservations(runtime: RuntimeKind) {
     );
     assert_eq!(q("allocatable", "cpu"), q("capacity", "cpu") - 100);
     let disk = q("capacity", "ephemeral-storage");
-    let one_percent = ((disk / 1000) as f64 * 0.01) as i64 * 1000;
+    // As upstream: the percentage is a float32, taken of the whole bytes in float64.
+    let one_percent = ((disk / 1000) as f64 * f64::from(0.01f32)) as i64 * 1000;
     assert_eq!(
         q("allocatable", "ephemeral-storage"),
         disk - 1024 * mi - one_percent
