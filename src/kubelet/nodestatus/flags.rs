@@ -1,7 +1,8 @@
 //! kubelet's registration flags as data: --node-labels (`key=value,...`, refusing the
 //! kubernetes.io and k8s.io labels a kubelet may not set, as kubelet's option validation
-//! does), --register-with-taints (`key=value:Effect` or `key:Effect`) and --eviction-hard
-//! (`signal<value,...`, as eviction's ParseThresholdConfig reads it).
+//! does), --register-with-taints (`key=value:Effect` or `key:Effect`), --kube-reserved and
+//! --system-reserved (`resource=quantity,...`) and --eviction-hard (`signal<value,...`, as
+//! eviction's ParseThresholdConfig reads it).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,9 @@ pub enum FlagError {
     RestrictedLabels { labels: Vec<String> },
     #[error("--register-with-taints: invalid taint spec: {entry}")]
     Taint { entry: String },
+    /// A --kube-reserved or --system-reserved entry that is not `name=quantity`.
+    #[error("{flag}: {entry:?} is not a resource=quantity pair")]
+    Reserved { flag: &'static str, entry: String },
     #[error("--eviction-hard: {entry:?}: {reason}")]
     Eviction { entry: String, reason: String },
 }
@@ -108,6 +112,27 @@ pub fn parse_taints(entries: &[String]) -> Result<Vec<Taint>, FlagError> {
         });
     }
     Ok(taints)
+}
+
+/// --kube-reserved / --system-reserved (`cpu=100m,memory=1Gi`) as amounts by resource.
+pub fn parse_reserved(
+    flag: &'static str,
+    value: &str,
+) -> Result<BTreeMap<String, Amount>, FlagError> {
+    let mut out = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || FlagError::Reserved {
+            flag,
+            entry: entry.to_string(),
+        };
+        let (k, v) = entry.split_once('=').ok_or_else(bad)?;
+        let a = Amount::parse(v).ok_or_else(bad)?;
+        if k.trim().is_empty() || !(a.is_positive() || a.is_zero()) {
+            return Err(bad());
+        }
+        out.insert(k.trim().to_string(), a);
+    }
+    Ok(out)
 }
 
 /// --eviction-hard (`memory.available<100Mi,nodefs.available<10%`): the hard thresholds.
@@ -207,6 +232,20 @@ mod tests {
         assert!(parse_taints(&s(&["a=b"])).is_err());
         assert!(parse_taints(&s(&["a=b:Sometimes"])).is_err());
         assert!(parse_taints(&s(&["a:NoSchedule", "a=x:NoSchedule"])).is_err());
+    }
+
+    #[test]
+    fn reserved_flags_parse_and_refuse_nonsense() {
+        let m = parse_reserved("--kube-reserved", "cpu=100m, memory=1Gi,").unwrap();
+        assert_eq!(m["cpu"].milli_value(), 100);
+        assert_eq!(m["memory"].value(), 1 << 30);
+        let e = parse_reserved("--system-reserved", "cpu").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--system-reserved: \"cpu\" is not a resource=quantity pair"
+        );
+        assert!(parse_reserved("--system-reserved", "cpu=lots").is_err());
+        assert!(parse_reserved("--system-reserved", "cpu=-1").is_err());
     }
 
     #[test]

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cri::api::RuntimeApi;
 use crate::kubelet::EventKind;
 
-pub use flags::{FlagError, parse_eviction_hard, parse_node_labels, parse_taints};
+pub use flags::{FlagError, parse_eviction_hard, parse_node_labels, parse_reserved, parse_taints};
 pub use host::{Host, HostInfo, PressureSignals};
 pub use register::Registration;
 pub use resources::{EvictionHard, Reservation, ThresholdValue};
@@ -118,9 +118,6 @@ pub enum NodeStatusError {
     NotFound { node: String },
     #[error("node {node}: update node status exceeds retry count")]
     Retries { node: String },
-    /// A --kube-reserved or --system-reserved entry that is not `name=quantity`.
-    #[error("{flag}: {entry:?} is not a resource=quantity pair")]
-    Reserved { flag: &'static str, entry: String },
 }
 
 /// A node event: `kind`, upstream's `reason` and message, on the Node
@@ -154,28 +151,6 @@ pub fn node_reference(node_name: &str) -> ObjectReference {
         uid: Some(node_name.into()),
         ..Default::default()
     }
-}
-
-/// --kube-reserved / --system-reserved (`cpu=100m,memory=1Gi`) as amounts by resource.
-pub fn parse_reserved(
-    flag: &'static str,
-    value: &str,
-) -> Result<std::collections::BTreeMap<String, crate::kubelet::cm::quantity::Amount>, NodeStatusError>
-{
-    let mut out = std::collections::BTreeMap::new();
-    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad = || NodeStatusError::Reserved {
-            flag,
-            entry: entry.to_string(),
-        };
-        let (k, v) = entry.split_once('=').ok_or_else(bad)?;
-        let a = crate::kubelet::cm::quantity::Amount::parse(v).ok_or_else(bad)?;
-        if k.trim().is_empty() || !(a.is_positive() || a.is_zero()) {
-            return Err(bad());
-        }
-        out.insert(k.trim().to_string(), a);
-    }
-    Ok(out)
 }
 
 /// The latest Node as the API holds it; `None` until the first registration or read.
@@ -244,20 +219,6 @@ impl NodeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reserved_flags_parse_and_refuse_nonsense() {
-        let m = parse_reserved("--kube-reserved", "cpu=100m, memory=1Gi,").unwrap();
-        assert_eq!(m["cpu"].milli_value(), 100);
-        assert_eq!(m["memory"].value(), 1 << 30);
-        let e = parse_reserved("--system-reserved", "cpu").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "--system-reserved: \"cpu\" is not a resource=quantity pair"
-        );
-        assert!(parse_reserved("--system-reserved", "cpu=lots").is_err());
-        assert!(parse_reserved("--system-reserved", "cpu=-1").is_err());
-    }
 
     #[test]
     fn node_events_are_about_the_node_by_name() {
